@@ -1,0 +1,254 @@
+"""`dip fit` and `dip degrade`: Deep Image Prior from the shell. Bad input is reported as one line
+naming the file or option, before any fitting starts and before any output is written."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+
+from dip import __version__
+from dip.image_io import InputError, load_image, load_mask, save_csv, save_json, save_png, to_array
+from dip.metrics import psnr, ssim
+from dip.presets import PAPER, architecture, preset_key
+from dip.provenance import config_hash, device_name, git_commit, package_versions
+from dip.stopping import RULES, make_rule, oracle_iteration
+from dip.tasks import MASKS, TASKS, Task
+
+
+def _task_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--sigma", type=float, help="denoise: noise std on the 0-255 scale")
+    p.add_argument("--factor", type=int, help="sr: 2, 4 or 8")
+    p.add_argument("--quality", type=int, help="jpeg: quality 1-95")
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--mask", help="inpaint: mask image (bright = known pixel)")
+    m.add_argument("--drop", type=float, help="inpaint: drop this fraction of pixels at random")
+    m.add_argument("--text", action="store_true", help="inpaint: text overlay mask")
+    m.add_argument("--box", action="store_true", help="inpaint: centred box mask")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _task(args: argparse.Namespace) -> Task:
+    mask = None
+    if args.task == "inpaint":
+        mask = "file" if args.mask else "drop" if args.drop is not None else "text" if args.text else \
+            "box" if args.box else None
+    return Task(args.task, sigma=args.sigma if args.task == "denoise" else None,
+                factor=args.factor if args.task == "sr" else None, mask=mask,
+                drop=args.drop if mask == "drop" else None,
+                quality=args.quality if args.task == "jpeg" else None)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (the full usage stays behind --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = _OneLineParser(prog="dip", description=__doc__)
+    root.add_argument("--version", action="version", version=f"dip {__version__}")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    d = sub.add_parser("degrade", help="make a seeded observation (and mask) from a clean image")
+    _task_arguments(d)
+    d.add_argument("--image", required=True, help="clean image")
+    d.add_argument("--out", required=True, help="output folder: observed.png [, mask.png]")
+
+    f = sub.add_parser("fit", help="restore an image with Deep Image Prior")
+    _task_arguments(f)
+    f.add_argument("--image", help="clean image: degrade it (seeded) and score the restoration against it")
+    f.add_argument("--observed", help="a degraded image to restore (no ground truth unless --clean)")
+    f.add_argument("--clean", help="with --observed: ground truth used only to score")
+    f.add_argument("--out", required=True, help="output folder")
+    f.add_argument("--arch", default=None, help="architecture name (default: the task's paper preset)")
+    f.add_argument("--preset", choices=["paper", "none"], default="paper",
+                   help="start from the paper's settings for the task (default) or from the library defaults")
+    f.add_argument("--iters", type=int, help="iterations (default: the preset's)")
+    f.add_argument("--lr", type=float)
+    f.add_argument("--reg-noise-std", type=float)
+    f.add_argument("--input", choices=["noise", "meshgrid"])
+    f.add_argument("--input-depth", type=int)
+    f.add_argument("--ema", type=float, help="output EMA weight (0 = off; default 0.99)")
+    f.add_argument("--optimizer", choices=["adam", "lbfgs"])
+    f.add_argument("--tv-weight", type=float)
+    f.add_argument("--ssim-every", type=int)
+    f.add_argument("--stop", choices=RULES, help="stop at this rule's decision")
+    f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
+    f.add_argument("--window", type=int, default=100, help="es-wmv window W")
+    f.add_argument("--patience", type=int, default=1000, help="es-wmv/es-emv patience P")
+    f.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    f.add_argument("--threads", type=int, help="CPU threads")
+    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    f.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    f.add_argument("--compile", action="store_true")
+    f.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default: 10%% of the fit)")
+    f.add_argument("--no-progress", action="store_true")
+
+    b = sub.add_parser("bench", help="time fit iterations (see python -m dip.bench --help)", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    return root
+
+
+def _load_inputs(args, task: Task):
+    """Read and check every input file before anything is fitted or written."""
+    if bool(args.image) == bool(getattr(args, "observed", None)):
+        raise InputError("give exactly one of --image (clean, degraded here) or --observed (already degraded)")
+    clean = mask = None
+    if args.image:
+        clean = task.crop(load_image(args.image))
+        task.check_size(*clean.shape[-2:], args.image)
+    else:
+        observed = load_image(args.observed)
+        if task.name == "inpaint":
+            if not args.mask:
+                raise InputError("--mask: restoring a given inpainting observation needs its mask file")
+            mask = load_mask(args.mask, observed.shape[-2:])
+        size = task.operator(mask).image_size(observed)
+        task.check_size(*size, args.observed)
+        if args.clean:
+            clean = task.crop(load_image(args.clean))
+            if tuple(clean.shape[-3:]) != (observed.shape[1], *size):
+                raise InputError(f"{args.clean}: ground truth is {tuple(clean.shape[-3:])} (C, H, W) but the "
+                                 f"observation needs {(observed.shape[1], *size)}")
+        return clean, observed, mask
+    if args.mask:
+        mask = load_mask(args.mask, clean.shape[-2:])
+    observed, mask = task.degrade(clean, args.seed, mask)
+    return clean, observed, mask
+
+
+def _settings(args, task: Task) -> tuple[str, dict]:
+    from dip.fit import FitSettings
+
+    key = preset_key(task.name, task.sigma, task.factor, task.mask)
+    arch_name, values = PAPER[key] if args.preset == "paper" else ("skip", {})
+    arch_name = args.arch or arch_name
+    try:
+        values = {**values, **architecture(arch_name).get("settings", {})}
+    except ValueError as err:
+        raise InputError(f"--arch: {err}") from None
+    overrides = {"iterations": args.iters, "lr": args.lr, "reg_noise_std": args.reg_noise_std,
+                 "input": args.input, "input_depth": args.input_depth, "ema": args.ema,
+                 "optimizer": args.optimizer, "tv_weight": args.tv_weight, "ssim_every": args.ssim_every,
+                 "seed": args.seed, "channels_last": args.channels_last, "bf16": args.bf16,
+                 "compile": args.compile or None}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for key_, value in values.items():
+        if key_ in ("iterations", "input_depth", "ssim_every") and value <= 0:
+            raise InputError(f"--{key_.replace('_', '-')}: must be > 0, got {value}")
+    known = {f.name for f in fields(FitSettings)}
+    return arch_name, {k: v for k, v in values.items() if k in known}
+
+
+def _scores(image, clean, task: Task) -> dict:
+    a, b = to_array(image), to_array(clean)
+    return {"psnr": psnr(a, b, **task.convention), "ssim": ssim(a, b, **task.convention)}
+
+
+def run_fit(args) -> dict:
+    task = _task(args)
+    clean, observed, mask = _load_inputs(args, task)
+    arch_name, values = _settings(args, task)
+
+    import torch
+    from dip.fit import FitFailed, FitSettings, fit, pick_device
+
+    try:
+        settings = FitSettings(**values)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    out = Path(args.out)
+    rules = [make_rule(name, settings.iterations, args.window, args.patience)
+             for name in RULES if args.record_stops or name == args.stop]
+    config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
+              "settings": asdict(settings), "stop": args.stop, "window": args.window, "patience": args.patience}
+    summary = {"task": task.name, "task_label": task.label(), **{k: v for k, v in task.params().items() if k != "name"}, "arch": arch_name,
+               "preset": args.preset, "seed": args.seed, "iterations_budget": settings.iterations,
+               "settings": asdict(settings), "image": args.image or args.observed, "device": device_name(device),
+               "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
+               "status": "ok"}
+    save_png(observed, out / "observed.png")
+    if mask is not None:
+        save_png(mask, out / "mask.png")
+    start = time.perf_counter()
+    try:
+        result = fit(config["network"], task.operator(mask), observed, settings, clean=clean, rules=rules,
+                     stop_on=args.stop if args.stop != "fixed" else None, device=device,
+                     checkpoint=out / "checkpoint.pt", checkpoint_every=args.checkpoint_every,
+                     progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr, flush=True),
+                     **task.convention)
+    except FitFailed as err:
+        summary.update(status="failed", error=str(err), seconds=time.perf_counter() - start)
+        save_json(summary, out / "summary.json")
+        raise InputError(f"{out}: {err}") from None
+    history = result.history
+    summary.update(iterations=result.iterations, seconds=float(history["seconds"].iloc[-1]),
+                   wall_seconds=time.perf_counter() - start, backtracks=result.backtracks,
+                   resumed_from=result.resumed_from, stopped_by=result.stopped_by)
+    stops = {name: {"iteration": rec["iteration"], "stopped": rec["stopped"]} for name, rec in result.stops.items()}
+    if clean is not None:
+        ema = "psnr_ema" if settings.ema else "psnr"
+        summary.update({f"{k}_final": v for k, v in _scores(result.output, clean, task).items()})
+        if result.ema is not None:
+            summary.update({f"{k}_ema_final": v for k, v in _scores(result.ema, clean, task).items()})
+        summary.update({f"{k}_restored": v for k, v in _scores(result.image, clean, task).items()})
+        summary.update(psnr_best=float(history["psnr"].max()), psnr_best_iteration=oracle_iteration(history, "psnr"),
+                       psnr_ema_best=float(history[ema].max()))
+        if task.name != "sr":
+            summary.update({f"{k}_observed": v for k, v in _scores(observed, clean, task).items()})
+        for name, image in result.rule_images.items():
+            stops[name].update(_scores(image, clean, task))
+        best = oracle_iteration(history, ema)
+        stops["oracle"] = {"iteration": best, "psnr": float(history.loc[best - 1, ema]), "analysis_only": True}
+    summary["stops"] = stops
+    save_csv(history, out / "history.csv")
+    save_png(result.image, out / "restored.png")
+    save_json(summary, out / "summary.json")
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return summary
+
+
+def run_degrade(args) -> None:
+    task = _task(args)
+    clean = task.crop(load_image(args.image))
+    task.check_size(*clean.shape[-2:], args.image)
+    mask = load_mask(args.mask, clean.shape[-2:]) if args.mask else None
+    observed, mask = task.degrade(clean, args.seed, mask)
+    save_png(observed, Path(args.out) / "observed.png")
+    if mask is not None:
+        save_png(mask, Path(args.out) / "mask.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "bench":
+        from dip.bench import main as bench_main
+        return bench_main(args.rest)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, *a, **k: f"dip: warning: {msg}\n"
+    try:
+        if args.command == "degrade":
+            run_degrade(args)
+        else:
+            summary = run_fit(args)
+            keys = [k for k in ("psnr_observed", "psnr_restored", "psnr_ema_best") if k in summary]
+            print(json.dumps({k: round(summary[k], 3) for k in keys} | {"out": args.out}))
+    except InputError as err:
+        print(f"dip {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

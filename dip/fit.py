@@ -1,0 +1,375 @@
+"""The Deep Image Prior loop: fit a randomly initialised network's weights θ so that H(f_θ(z)) matches
+the observation y, keep an EMA of the output, and stop by a rule. Ground truth, when given, is used for
+the history only, never by the fit.
+
+Every `check_every` iterations the loop talks to the host once: it moves the history recorded on the
+device, backtracks if the fit collapsed or went non-finite (restoring weights *and* optimiser state
+from real copies, with a lower learning rate), asks the stopping rules, and saves a checkpoint when due.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from dip import networks
+from dip.image_io import atomic_write, to_array
+from dip.inputs import input_channels, make_input, perturb
+from dip.metrics import ssim
+from dip.operators import Operator
+from dip.stopping import StoppingRule, make_rule
+
+
+@dataclass
+class FitSettings:
+    """What a fit does; `dip.presets` holds the paper's values per task."""
+
+    iterations: int = 3000
+    lr: float = 0.01
+    reg_noise_std: float = 1 / 30
+    input: str = "noise"            # noise | meshgrid
+    input_depth: int = 32
+    ema: float = 0.99                # 0 switches the output EMA off
+    optimizer: str = "adam"          # adam | lbfgs
+    tv_weight: float = 0.0
+    backtrack_db: float = 5.0        # collapse = PSNR to the observation drops by more than this
+    lr_decay_on_backtrack: float = 0.5
+    max_backtracks: int = 5
+    check_every: int = 25            # host check interval (history flush, backtracking, stopping)
+    ssim_every: int = 100
+    seed: int = 0
+    channels_last: bool | None = None  # None: where it measured faster (see dip.speed)
+    bf16: bool | None = None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("iterations", "check_every", "ssim_every", "input_depth"):
+            if int(getattr(self, key)) <= 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+
+
+class FitFailed(RuntimeError):
+    """The fit kept diverging after every allowed backtrack."""
+
+
+@dataclass
+class FitResult:
+    image: torch.Tensor             # what to report: the stopping rule's image, else final EMA (or raw)
+    output: torch.Tensor            # raw network output of the last iteration
+    ema: torch.Tensor | None
+    history: pd.DataFrame
+    stops: dict[str, dict] = field(default_factory=dict)
+    stopped_by: str | None = None
+    iterations: int = 0
+    backtracks: int = 0
+    resumed_from: int | None = None
+    rule_images: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def psnr_torch(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """PSNR (data range 1) on the device; equals skimage's to float precision (checked in tests)."""
+    return -10 * torch.log10(torch.mean((x.float().clamp(0, 1) - ref.float()) ** 2))
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def make_network(arch: dict, in_channels: int, out_channels: int, seed: int) -> nn.Module:
+    """Build an architecture spec {"kind": ..., options...} with weights drawn from `seed`."""
+    options = {k: v for k, v in arch.items() if k != "kind"}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return networks.build(arch["kind"], in_channels, out_channels, **options)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@contextmanager
+def _catch_termination():
+    """Turn SIGTERM/SIGINT into a flag that the loop checks once per iteration."""
+    flag = {"signal": None}
+
+    def handler(signum, frame):
+        flag["signal"] = signum
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; a plain line every tenth of the fit in a log file."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.total, self.enabled, self.next_line = total, enabled, start
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
+
+    def update(self, iteration: int, loss: float, psnr_obs: float, psnr_gt: float | None) -> None:
+        if not self.enabled:
+            return
+        info = {"loss": f"{loss:.5f}", "psnr_obs": f"{psnr_obs:.2f}"}
+        if psnr_gt is not None and math.isfinite(psnr_gt):
+            info["psnr"] = f"{psnr_gt:.2f}"
+        if self.bar is not None:
+            self.bar.n = iteration
+            self.bar.set_postfix(info, refresh=True)
+        elif iteration >= self.next_line or iteration == self.total:
+            print(f"iteration {iteration}/{self.total} " + " ".join(f"{k} {v}" for k, v in info.items()),
+                  file=sys.stderr, flush=True)
+            self.next_line = iteration + max(1, self.total // 10)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def fit(
+    arch: dict | nn.Module,
+    operator: Operator,
+    observed: torch.Tensor,
+    settings: FitSettings | None = None,
+    *,
+    clean: torch.Tensor | None = None,
+    rules: list[StoppingRule] | None = None,
+    stop_on: str | None = None,
+    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float = 60.0,
+    y_channel: bool = False,
+    shave: int = 0,
+    progress: bool = False,
+    log=print,
+) -> FitResult:
+    """Fit Deep Image Prior to `observed` through `operator` and return the restored image and history.
+
+    arch: an architecture spec (see `dip.presets.ARCHITECTURES`) built with weights from settings.seed,
+    or a ready nn.Module. rules: stopping rules to track; stop_on: the name of the one that ends the fit
+    (None runs the whole budget and only records where each rule would have stopped). checkpoint: a
+    file to save full state to every `checkpoint_every` iterations (default: 10% of the fit) or
+    `checkpoint_seconds`, whichever comes first, and at SIGTERM/SIGINT; a fit whose checkpoint exists
+    resumes from it and ends exactly as an uninterrupted fit would. y_channel, shave: score the history
+    against `clean` as the SR papers do (luminance, border shaved).
+    """
+    s = settings or FitSettings()
+    device = torch.device(device)
+    rules = list(rules or [])
+    if stop_on is not None and stop_on not in {r.name for r in rules}:
+        rules.append(make_rule(stop_on, s.iterations))
+    h, w = operator.image_size(observed)
+    channels = observed.shape[1]
+    gen = torch.Generator().manual_seed(s.seed)
+    zin = input_channels(s.input, s.input_depth)
+    net = arch if isinstance(arch, nn.Module) else make_network(arch, zin, channels, s.seed)
+    zh, zw = networks.input_size(net, h, w)
+    z = make_input(s.input, zin, zh, zw, gen).to(device)
+    noise_gen = torch.Generator(device=device).manual_seed(s.seed + 1)
+
+    from dip.speed import resolve_speed  # speed switches wrap the loop, they do not fork it
+    fast = resolve_speed(device, s.channels_last, s.bf16)
+    memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
+    net = net.to(device, memory_format=memory_format).train()
+    z = z.to(memory_format=memory_format)
+    run = torch.compile(net) if s.compile else net
+    operator = operator.to(device)
+    observed = observed.to(device)
+    clean = clean.to(device) if clean is not None else None
+    def view(x: torch.Tensor) -> torch.Tensor:
+        if y_channel and x.shape[1] == 3:
+            weights = torch.tensor([65.481, 128.553, 24.966], device=x.device).view(1, 3, 1, 1)
+            x = (16 + (x.clamp(0, 1) * weights).sum(1, keepdim=True)) / 255
+        return x[..., shave:x.shape[-2] - shave, shave:x.shape[-1] - shave] if shave else x
+
+    view_clean = view(clean) if clean is not None else None
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
+
+    def make_optimizer(lr: float) -> torch.optim.Optimizer:
+        if s.optimizer == "lbfgs":
+            return torch.optim.LBFGS(net.parameters(), lr=lr, max_iter=1)
+        if s.optimizer == "adam":
+            return torch.optim.Adam(net.parameters(), lr=lr)
+        raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adam or lbfgs")
+
+    lr = s.lr
+    opt = make_optimizer(lr)
+    columns = ["loss", "psnr_observed"] + (["psnr", "psnr_ema"] if clean is not None else []) + [
+        f"signal_{r.name}" for r in rules if r.name != "fixed"]
+    st = {"iteration": 0, "ema": None, "backtracks": 0, "good_psnr": -math.inf,
+          "rows": np.zeros((0, len(columns))), "seconds": np.zeros(0), "ssim": {}, "elapsed": 0.0}
+
+    def state() -> dict:
+        return copy.deepcopy({"net": net.state_dict(), "opt": opt.state_dict(), "lr": lr, "st": st,
+                              "gen": noise_gen.get_state(), "rules": [r.state_dict() for r in rules]})
+
+    def restore(saved: dict) -> None:
+        nonlocal opt, lr
+        saved = copy.deepcopy(saved)
+        net.load_state_dict(saved["net"])
+        lr = saved["lr"]
+        opt = make_optimizer(lr)
+        opt.load_state_dict(saved["opt"])
+        st.clear(), st.update(saved["st"])
+        noise_gen.set_state(saved["gen"])
+        for r, rs in zip(rules, saved["rules"]):
+            r.load_state_dict(rs)
+
+    resumed_from = None
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None and ckpt.exists():
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        if saved.get("settings") != asdict(s):
+            raise ValueError(f"{ckpt}: checkpoint was written by a fit with other settings; delete it to start over")
+        restore(saved["state"])
+        resumed_from = st["iteration"]
+        log(f"resuming from checkpoint {ckpt} at iteration {resumed_from}")
+
+    def save_checkpoint() -> None:
+        if ckpt is not None:
+            payload = {"settings": asdict(s), "state": state()}
+            atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
+
+    every = checkpoint_every or max(s.check_every, s.iterations // 10)
+    snapshot = state()
+    last_ckpt_iter, last_ckpt_time = st["iteration"], time.perf_counter()
+    pending, pending_t = [], []
+    cache = {}
+    bar = _Progress(s.iterations, st["iteration"], progress)
+    stopped_by = None
+    t0 = time.perf_counter() - st["elapsed"]
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            out = networks.center_crop(run(perturb(z, s.reg_noise_std, noise_gen)), h, w)
+        out = out.float().contiguous()
+        loss = operator.loss(out, observed)
+        if s.tv_weight:
+            loss = loss + s.tv_weight * total_variation(out)
+        loss.backward()
+        cache["out"] = out.detach()
+        return loss
+
+    with _catch_termination() as interrupt:
+        try:
+            while st["iteration"] < s.iterations:
+                if interrupt["signal"] is not None:
+                    raise _Interrupted
+                it = st["iteration"] + 1
+                if s.optimizer == "lbfgs":
+                    loss = opt.step(closure)
+                else:
+                    loss = closure()
+                    opt.step()
+                out = cache["out"]
+                st["ema"] = out if st["ema"] is None or not s.ema else st["ema"] * s.ema + out * (1 - s.ema)
+                keep = st["ema"]
+                for r in rules:
+                    r.update(it, out, keep)
+                row = [loss.detach().float(), psnr_torch(operator(out), observed)]
+                if clean is not None:
+                    row += [psnr_torch(view(out), view_clean), psnr_torch(view(keep), view_clean)]
+                    if it % s.ssim_every == 0 or it == s.iterations:
+                        st["ssim"][it] = tuple(ssim(to_array(x), to_array(clean), y_channel, shave) for x in (out, keep))
+                row += [r.signal if r.signal is not None else torch.tensor(float("nan")) for r in rules
+                        if r.name != "fixed"]
+                pending.append(torch.stack([torch.as_tensor(v, device=device).float() for v in row]))
+                pending_t.append(time.perf_counter() - t0)
+                st["iteration"] = it
+                if it % s.check_every and it != s.iterations:
+                    continue
+                # Host check: one sync per chunk.
+                chunk = torch.stack(pending).cpu().numpy().astype(np.float64)
+                pending.clear()
+                psnr_obs = chunk[:, 1]
+                if not np.isfinite(chunk[:, 0]).all() or (psnr_obs < st["good_psnr"] - s.backtrack_db).any() \
+                        or not torch.isfinite(st["ema"]).all():
+                    st_backtracks = st["backtracks"] + 1
+                    if st_backtracks > s.max_backtracks:
+                        raise FitFailed(f"fit diverged at iteration {it} after {s.max_backtracks} backtracks "
+                                        f"(learning rate down to {lr:.3g})")
+                    restore(snapshot)
+                    lr *= s.lr_decay_on_backtrack
+                    for group in opt.param_groups:
+                        group["lr"] = lr
+                    st["backtracks"] = st_backtracks
+                    pending_t.clear()
+                    log(f"iteration {it}: loss or fit to the observation collapsed; restored iteration "
+                        f"{st['iteration']} and lowered the learning rate to {lr:.3g}")
+                    snapshot = state()
+                    continue
+                st["rows"] = np.concatenate([st["rows"], chunk])
+                st["seconds"] = np.concatenate([st["seconds"], pending_t])
+                pending_t.clear()
+                st["good_psnr"] = max(st["good_psnr"], float(psnr_obs.max()))
+                st["elapsed"] = time.perf_counter() - t0
+                snapshot = state()
+                gt_col = columns.index("psnr_ema") if clean is not None else None
+                bar.update(it, chunk[-1, 0], chunk[-1, 1], chunk[-1, gt_col] if gt_col else None)
+                if stop_on is not None and next(r for r in rules if r.name == stop_on).should_stop(it):
+                    stopped_by = stop_on
+                    break
+                if it - last_ckpt_iter >= every or time.perf_counter() - last_ckpt_time >= checkpoint_seconds:
+                    save_checkpoint()
+                    last_ckpt_iter, last_ckpt_time = it, time.perf_counter()
+        except _Interrupted:
+            # Keep only verified iterations: back to the last good chunk boundary, then save.
+            restore(snapshot)
+            save_checkpoint()
+            bar.close()
+            log(f"interrupted: checkpoint saved at iteration {st['iteration']}")
+            raise SystemExit(128 + interrupt["signal"])
+    bar.close()
+
+    history = pd.DataFrame(st["rows"], columns=columns)
+    history.insert(0, "iteration", np.arange(1, len(history) + 1))
+    history["seconds"] = st["seconds"]
+    if clean is not None:
+        history["ssim"] = history["iteration"].map(lambda i: st["ssim"].get(i, (np.nan, np.nan))[0])
+        history["ssim_ema"] = history["iteration"].map(lambda i: st["ssim"].get(i, (np.nan, np.nan))[1])
+    stops = {r.name: {"iteration": r.chosen_iteration(), "stopped": r.should_stop(st["iteration"])} for r in rules}
+    images = {r.name: r.image for r in rules}
+    final = cache["out"] if st["iteration"] == len(history) and "out" in cache else None
+    image = images[stopped_by] if stopped_by else st["ema"]
+    return FitResult(image=image.float().cpu(), output=(final if final is not None else st["ema"]).float().cpu(),
+                     ema=st["ema"].float().cpu() if s.ema else None, history=history, stops=stops,
+                     stopped_by=stopped_by, iterations=st["iteration"], backtracks=st["backtracks"],
+                     resumed_from=resumed_from,
+                     rule_images={k: v.float().cpu() for k, v in images.items() if v is not None})

@@ -1,0 +1,236 @@
+"""The networks f_θ that Deep Image Prior fits: the paper's encoder-decoders and newer ones.
+
+All of them are randomly initialised (never pretrained) and map a fixed input z of shape
+(1, C, H, W) to an image (1, out_channels, H, W) in [0, 1]. Any H×W is accepted: a network whose
+scales need sides divisible by 2^k pads its input (reflection, or replication where the input is
+too small to reflect) and centre-crops the output back, so no caller has to crop images first.
+The Deep Decoder is the exception by design: its input is a small tensor that it upsamples,
+see `DeepDecoder.input_size`.
+
+BatchNorm layers are meant to stay in training mode (`fit` never calls `.eval()`): the paper's
+output is always computed with the batch statistics of the single image.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv(cin: int, cout: int, kernel: int, stride: int = 1, pad: str = "reflection") -> nn.Module:
+    """A convolution preceded by its own padding layer, as the original code builds it."""
+    p = (kernel - 1) // 2
+    conv = nn.Conv2d(cin, cout, kernel, stride, padding=0 if pad == "reflection" else p)
+    if pad == "reflection" and p > 0:
+        return nn.Sequential(nn.ReflectionPad2d(p), conv)
+    return conv
+
+
+def _act() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Crop the last two dimensions of `x` to h×w around the centre."""
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., top:top + h, left:left + w]
+
+
+class Concat(nn.Module):
+    """Run branches on one input and concatenate along channels, centre-cropping to the smallest."""
+
+    def __init__(self, *branches: nn.Module):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = [b(x) for b in self.branches]
+        h = min(o.shape[-2] for o in outs)
+        w = min(o.shape[-1] for o in outs)
+        return torch.cat([center_crop(o, h, w) for o in outs], dim=1)
+
+
+class AnySize(nn.Module):
+    """Pad the input to a size the wrapped network can take, crop its output back to H×W."""
+
+    def __init__(self, body: nn.Module, multiple: int, minimum: int):
+        super().__init__()
+        self.body, self.multiple, self.minimum = body, multiple, minimum
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h, w = z.shape[-2:]
+        ph = max(self.minimum, math.ceil(h / self.multiple) * self.multiple) - h
+        pw = max(self.minimum, math.ceil(w / self.multiple) * self.multiple) - w
+        if ph or pw:
+            pads = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+            mode = "reflect" if max(pads[:2]) < w and max(pads[2:]) < h else "replicate"
+            z = F.pad(z, pads, mode=mode)
+        return center_crop(self.body(z), h, w)
+
+
+def _per_scale(value: int | Sequence, n: int) -> list:
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value] * n
+
+
+def skip(
+    in_channels: int = 32,
+    out_channels: int = 3,
+    channels_down: Sequence[int] = (128,) * 5,
+    channels_up: Sequence[int] = (128,) * 5,
+    channels_skip: Sequence[int] = (4,) * 5,
+    filter_down: int | Sequence[int] = 3,
+    filter_up: int | Sequence[int] = 3,
+    filter_skip: int = 1,
+    upsample: str | Sequence[str] = "bilinear",
+    need_1x1_up: bool = True,
+    pad: str = "reflection",
+) -> nn.Module:
+    """The paper's encoder-decoder with skip connections ("skip" in the original code).
+
+    Per scale i, from that scale's input: skip = conv1×1 → BN → act (absent when skip channels are 0);
+    deeper = conv stride 2 → BN → act → conv → BN → act → [scale i+1] → upsample ×2; then
+    concat(skip, deeper) → BN → conv → BN → act → conv1×1 → BN → act. After scale 0: conv1×1 → sigmoid.
+    Bilinear upsampling uses align_corners=False; BatchNorm2d has PyTorch's default init (weight 1).
+    """
+    n = len(channels_down)
+    if not (len(channels_up) == len(channels_skip) == n):
+        raise ValueError("channels_down, channels_up and channels_skip need one entry per scale")
+    fd, fu, up = _per_scale(filter_down, n), _per_scale(filter_up, n), _per_scale(upsample, n)
+    root = nn.Sequential()
+    level, cin = root, in_channels
+    for i in range(n):
+        deeper, inner = nn.Sequential(), nn.Sequential()
+        deeper.append(_conv(cin, channels_down[i], fd[i], 2, pad))
+        deeper.extend([nn.BatchNorm2d(channels_down[i]), _act()])
+        deeper.append(_conv(channels_down[i], channels_down[i], fd[i], 1, pad))
+        deeper.extend([nn.BatchNorm2d(channels_down[i]), _act()])
+        if i < n - 1:
+            deeper.append(inner)
+        k = channels_up[i + 1] if i < n - 1 else channels_down[i]
+        align = False if up[i] == "bilinear" else None
+        deeper.append(nn.Upsample(scale_factor=2, mode=up[i], align_corners=align))
+        if channels_skip[i]:
+            branch = nn.Sequential(_conv(cin, channels_skip[i], filter_skip, 1, pad),
+                                   nn.BatchNorm2d(channels_skip[i]), _act())
+            level.append(Concat(branch, deeper))
+        else:
+            level.append(deeper)
+        level.append(nn.BatchNorm2d(channels_skip[i] + k))
+        level.append(_conv(channels_skip[i] + k, channels_up[i], fu[i], 1, pad))
+        level.extend([nn.BatchNorm2d(channels_up[i]), _act()])
+        if need_1x1_up:
+            level.append(_conv(channels_up[i], channels_up[i], 1, 1, pad))
+            level.extend([nn.BatchNorm2d(channels_up[i]), _act()])
+        cin, level = channels_down[i], inner
+    root.extend([nn.Conv2d(channels_up[0], out_channels, 1), nn.Sigmoid()])
+    # Reflection padding needs more pixels than it pads: the deepest scale must keep ≥ pad + 1 px.
+    pad = (max(fd + fu) - 1) // 2
+    return AnySize(root, multiple=2 ** n, minimum=2 ** n * (pad + 1))
+
+
+def hourglass(in_channels: int = 32, out_channels: int = 3, scales: int = 5, channels: int = 128,
+              upsample: str = "bilinear") -> nn.Module:
+    """The encoder-decoder without skip connections; `scales` gives the depth-limited ablation variants."""
+    return skip(in_channels, out_channels, (channels,) * scales, (channels,) * scales, (0,) * scales,
+                upsample=upsample)
+
+
+class _UNetBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.ReLU())
+
+
+class _UNet(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, filters: Sequence[int]):
+        super().__init__()
+        self.start = _UNetBlock(in_channels, filters[0])
+        self.down = nn.ModuleList(_UNetBlock(a, b) for a, b in zip(filters, filters[1:]))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 4, stride=2, padding=1) for a, b in zip(filters, filters[1:]))
+        self.merge = nn.ModuleList(_UNetBlock(2 * a, a) for a in filters[:-1])
+        self.final = nn.Sequential(nn.Conv2d(filters[0], out_channels, 1), nn.Sigmoid())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.start(z)
+        skips = []
+        for block in self.down:
+            skips.append(x)
+            x = block(F.max_pool2d(x, 2))
+        for i in reversed(range(len(self.up))):
+            x = self.merge[i](torch.cat([skips[i], self.up[i](x)], dim=1))
+        return self.final(x)
+
+
+def unet(in_channels: int = 32, out_channels: int = 3, feature_scale: int = 8) -> nn.Module:
+    """U-Net of the paper's supplementary material: 4 max-pool downsamplings, transposed-conv
+    upsampling, InstanceNorm, zero padding; filters (64, 128, 256, 512, 1024) / feature_scale."""
+    filters = [c // feature_scale for c in (64, 128, 256, 512, 1024)]
+    return AnySize(_UNet(in_channels, out_channels, filters), multiple=16, minimum=16)
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv(channels, channels, 3), nn.BatchNorm2d(channels), _act(),
+                                  _conv(channels, channels, 3), nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def resnet(in_channels: int = 32, out_channels: int = 3, blocks: int = 8, channels: int = 32) -> nn.Module:
+    """ResNet of the supplementary material: residual blocks at full resolution, reflection padding."""
+    return nn.Sequential(_conv(in_channels, channels, 3), _act(),
+                         *[_Residual(channels) for _ in range(blocks)],
+                         _conv(channels, channels, 3), nn.BatchNorm2d(channels), _act(),
+                         _conv(channels, out_channels, 3), nn.Sigmoid())
+
+
+class DeepDecoder(nn.Module):
+    """Deep Decoder (Heckel & Hand, ICLR 2019): 1×1 convs, bilinear ×2 upsampling, ReLU and channel
+    normalisation, no convolution wider than one pixel. Its input is a k×(H/2^L)×(W/2^L) tensor;
+    the output is (H', W') ≥ (H, W) and `fit` crops it to the image."""
+
+    def __init__(self, channels: int = 64, layers: int = 5, out_channels: int = 3):
+        super().__init__()
+        self.layers = layers
+        body = []
+        for _ in range(layers):
+            body += [nn.Conv2d(channels, channels, 1, bias=False),
+                     nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                     nn.ReLU(), nn.BatchNorm2d(channels)]
+        body += [nn.Conv2d(channels, channels, 1, bias=False), nn.ReLU(), nn.BatchNorm2d(channels),
+                 nn.Conv2d(channels, out_channels, 1, bias=False), nn.Sigmoid()]
+        self.body = nn.Sequential(*body)
+
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        return math.ceil(h / 2 ** self.layers), math.ceil(w / 2 ** self.layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
+def deep_decoder(in_channels: int = 64, out_channels: int = 3, layers: int = 5) -> nn.Module:
+    return DeepDecoder(in_channels, layers, out_channels)
+
+
+def input_size(net: nn.Module, h: int, w: int) -> tuple[int, int]:
+    """Spatial size of the input z a network needs to produce an h×w image."""
+    return net.input_size(h, w) if hasattr(net, "input_size") else (h, w)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+BUILDERS = {"skip": skip, "hourglass": hourglass, "unet": unet, "resnet": resnet, "deep_decoder": deep_decoder}
+
+
+def build(kind: str, in_channels: int, out_channels: int, **options) -> nn.Module:
+    """Build a network by builder name (see `BUILDERS`) with builder-specific options."""
+    if kind not in BUILDERS:
+        raise ValueError(f"unknown network builder {kind!r}; choose one of {sorted(BUILDERS)}")
+    return BUILDERS[kind](in_channels=in_channels, out_channels=out_channels, **options)

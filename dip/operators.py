@@ -1,0 +1,194 @@
+"""Degradations ("physics"): the forward operator H in the loss ‖H(f_θ(z)) − y‖², and how an
+observation y is made from a clean image x. Images are tensors (1, C, H, W) in [0, 1]; every random
+draw takes an explicit `torch.Generator`, so an observation is reproducible from its seed alone."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
+
+from dip.image_io import to_pil, from_pil
+
+
+class Operator:
+    """Identity forward operator with an unmasked MSE loss; subclasses override what differs."""
+
+    mask: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self.forward(output), observed)
+
+    def to(self, device: torch.device | str) -> "Operator":
+        return self
+
+    def image_size(self, observed: torch.Tensor) -> tuple[int, int]:
+        """H×W of the image to restore from an observation of this operator."""
+        return tuple(observed.shape[-2:])
+
+
+class Denoise(Operator):
+    """y = clip(x + σ/255 · n, 0, 1), n ~ N(0, 1).
+
+    sigma: noise standard deviation on the 0–255 scale, > 0 (the paper uses 25 and 50).
+
+    >>> y = Denoise(25).observe(torch.full((1, 3, 8, 8), 0.5), torch.Generator().manual_seed(0))
+    """
+
+    def __init__(self, sigma: float):
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.sigma = float(sigma)
+
+    def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noise = torch.randn(clean.shape, generator=generator)
+        return (clean + noise * self.sigma / 255).clamp(0, 1)
+
+
+def lanczos2_taps(factor: int) -> torch.Tensor:
+    """The paper's Lanczos-2 taps: k(x) = 2 sin(πx) sin(πx/2)/(π²x²), sampled at phase 0.5 over
+    4·factor taps (x = ±(k + 0.5)/factor), normalised to sum 1."""
+    x = (torch.arange(4 * factor, dtype=torch.float64) - 2 * factor + 0.5) / factor
+    taps = 2 * torch.sin(math.pi * x) * torch.sin(math.pi * x / 2) / (math.pi ** 2 * x ** 2)
+    return (taps / taps.sum()).float()
+
+
+class SuperResolve(Operator):
+    """y = D_f(k * x): separable Lanczos-2 blur then stride-f subsampling, H/f × W/f.
+
+    factor: 2, 4 or 8. The observation itself is the clean image resized by 1/factor with PIL's
+    antialiased Lanczos filter, as in the paper; the clean image's sides must be multiples of factor.
+
+    >>> SuperResolve(4)(torch.rand(1, 3, 32, 32)).shape
+    torch.Size([1, 3, 8, 8])
+    """
+
+    FACTORS = (2, 4, 8)
+
+    def __init__(self, factor: int):
+        if factor not in self.FACTORS:
+            raise ValueError(f"SR factor must be one of {self.FACTORS}, got {factor}")
+        self.factor = int(factor)
+        taps = lanczos2_taps(self.factor)
+        self.kernel = (taps[:, None] * taps[None, :])[None, None]
+        # Replication padding of (taps - factor)/2 keeps the output exactly H/f × W/f.
+        self.pad = (len(taps) - self.factor) // 2
+
+    def to(self, device: torch.device | str) -> "SuperResolve":
+        self.kernel = self.kernel.to(device)
+        return self
+
+    def image_size(self, observed: torch.Tensor) -> tuple[int, int]:
+        return observed.shape[-2] * self.factor, observed.shape[-1] * self.factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        x = F.pad(x, (self.pad,) * 4, mode="replicate")
+        weight = self.kernel.to(x.dtype).expand(c, 1, -1, -1)
+        return F.conv2d(x, weight, stride=self.factor, groups=c)
+
+    def observe(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        h, w = clean.shape[-2:]
+        if h % self.factor or w % self.factor:
+            raise ValueError(f"image size {h}x{w} is not a multiple of the SR factor {self.factor}")
+        low = to_pil(clean).resize((w // self.factor, h // self.factor), Image.LANCZOS)
+        return from_pil(low)
+
+    def upsample(self, low: torch.Tensor, method: str) -> torch.Tensor:
+        """Baseline: PIL bicubic or nearest upsampling of the low-resolution image."""
+        resample = {"bicubic": Image.BICUBIC, "nearest": Image.NEAREST}[method]
+        h, w = low.shape[-2:]
+        return from_pil(to_pil(low).resize((w * self.factor, h * self.factor), resample))
+
+
+class Inpaint(Operator):
+    """y = m ⊙ x, with m a binary mask (1 = known pixel); the loss only sees known pixels.
+
+    mask: tensor (1, 1, H, W) of 0/1, the same H×W as the image. Build one with `random_drop`,
+    `text_mask`, `box_mask` or `dip.image_io.load_mask`.
+
+    >>> m = random_drop(16, 16, 0.5, torch.Generator().manual_seed(0))
+    >>> Inpaint(m).observe(torch.ones(1, 3, 16, 16)).mean().item() < 1
+    True
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        if mask.dim() != 4 or mask.shape[:2] != (1, 1):
+            raise ValueError(f"mask must have shape (1, 1, H, W), got {tuple(mask.shape)}")
+        self.mask = mask.float()
+
+    def to(self, device: torch.device | str) -> "Inpaint":
+        self.mask = self.mask.to(device)
+        return self
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.shape[-2:] != self.mask.shape[-2:]:
+            raise ValueError(f"mask is {tuple(self.mask.shape[-2:])} but the image is {tuple(x.shape[-2:])}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask.to(x.dtype)
+
+    def observe(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        self._check(clean)
+        return self.forward(clean)
+
+
+def random_drop(h: int, w: int, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Mask that drops each pixel (all channels) independently with probability `fraction`."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"drop fraction must be in (0, 1), got {fraction}")
+    return (torch.rand(1, 1, h, w, generator=generator) >= fraction).float()
+
+
+def box_mask(h: int, w: int, size: float = 0.25, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mask with one missing box of `size`·H × `size`·W: centred, or at a random place given a generator."""
+    bh, bw = max(1, round(h * size)), max(1, round(w * size))
+    if generator is None:
+        top, left = (h - bh) // 2, (w - bw) // 2
+    else:
+        top = int(torch.randint(0, h - bh + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - bw + 1, (1,), generator=generator))
+    mask = torch.ones(1, 1, h, w)
+    mask[..., top:top + bh, left:left + bw] = 0
+    return mask
+
+
+def text_mask(h: int, w: int, text: str = "Deep Image Prior") -> torch.Tensor:
+    """Mask with text written over the image in lines, as in the paper's text-inpainting example."""
+    canvas = Image.new("L", (w, h), 255)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=max(8, h // 8))
+    step = max(10, h // 5)
+    for row, y in enumerate(range(step // 4, h, step)):
+        draw.text((-(row * step) % max(1, w // 3), y), (text + " ") * 4, fill=0, font=font)
+    return torch.from_numpy(np.asarray(canvas) > 127).float()[None, None]
+
+
+class JpegArtifacts(Operator):
+    """y = JPEG_q(x) (decoded); the forward operator is the identity.
+
+    quality: JPEG quality 1–95 (PIL's scale).
+    """
+
+    def __init__(self, quality: int):
+        if not 1 <= quality <= 95:
+            raise ValueError(f"JPEG quality must be in 1..95, got {quality}")
+        self.quality = int(quality)
+
+    def observe(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        buffer = io.BytesIO()
+        to_pil(clean).save(buffer, format="JPEG", quality=self.quality)
+        buffer.seek(0)
+        return from_pil(Image.open(buffer))

@@ -1,0 +1,64 @@
+"""Named architectures and the paper's per-task settings, in one place, so that a table row saying
+"paper preset" means exactly these values (from the authors' notebooks; see README)."""
+from __future__ import annotations
+
+# name -> network spec ("kind" is a builder in dip.networks) and fit settings the network needs.
+ARCHITECTURES: dict[str, dict] = {
+    # The paper's default: 5 scales, 128 channels down/up, 4 skip channels, bilinear upsampling.
+    "skip": {"net": {"kind": "skip"}},
+    # No skip connections: the paper's best choice for large holes.
+    "hourglass": {"net": {"kind": "hourglass"}},
+    # Depth-limited variants of the architecture ablation.
+    "hourglass-3": {"net": {"kind": "hourglass", "scales": 3}},
+    "skip-3": {"net": {"kind": "skip", "channels_down": [128] * 3, "channels_up": [128] * 3,
+                       "channels_skip": [4] * 3}},
+    # JPEG artefacts notebook (snail): narrow shallow scales, skips only at the two deepest.
+    "skip-jpeg": {"net": {"kind": "skip", "channels_down": [8, 16, 32, 64, 128],
+                          "channels_up": [8, 16, 32, 64, 128], "channels_skip": [0, 0, 0, 4, 4]},
+                  "settings": {"input_depth": 3}},
+    # Text inpainting notebook (kate): 128 skip channels, nearest upsampling.
+    "skip-text": {"net": {"kind": "skip", "channels_skip": [128] * 5, "upsample": "nearest"}},
+    # Large-hole inpainting notebook (vase): no skips, nearest upsampling, meshgrid input.
+    "hourglass-vase": {"net": {"kind": "hourglass", "upsample": "nearest"}, "settings": {"input": "meshgrid"}},
+    # Library inpainting notebook: six scales, 5×5 down filters, no 1×1 up convs, 1-channel input.
+    "hourglass-library": {"net": {"kind": "skip", "channels_down": [16, 32, 64, 128, 128, 128],
+                                  "channels_up": [16, 32, 64, 128, 128, 128], "channels_skip": [0] * 6,
+                                  "filter_down": 5, "filter_up": 3, "upsample": "nearest",
+                                  "need_1x1_up": False},
+                          "settings": {"input_depth": 1, "reg_noise_std": 0.0}},
+    "unet": {"net": {"kind": "unet", "feature_scale": 8}},
+    "resnet": {"net": {"kind": "resnet", "blocks": 8, "channels": 32}},
+    # Beyond the paper: Deep Decoder with k = 64 channels and 5 upsampling layers.
+    "deep_decoder": {"net": {"kind": "deep_decoder", "layers": 5}, "settings": {"input_depth": 64}},
+}
+
+# task key -> (architecture, fit settings) of the authors' notebooks.
+PAPER: dict[str, tuple[str, dict]] = {
+    "denoise": ("skip", {"iterations": 3000, "reg_noise_std": 1 / 30, "lr": 0.01}),
+    "denoise-sigma50": ("skip", {"iterations": 3000, "reg_noise_std": 1 / 20, "lr": 0.01}),
+    "sr-x2": ("skip", {"iterations": 2000, "reg_noise_std": 0.03, "lr": 0.01}),
+    "sr-x4": ("skip", {"iterations": 2000, "reg_noise_std": 0.03, "lr": 0.01}),
+    "sr-x8": ("skip", {"iterations": 4000, "reg_noise_std": 0.05, "lr": 0.01}),
+    "jpeg": ("skip-jpeg", {"iterations": 2400, "reg_noise_std": 1 / 30, "lr": 0.01}),
+    "inpaint-text": ("skip-text", {"iterations": 6000, "reg_noise_std": 0.03, "lr": 0.01}),
+    "inpaint-box": ("hourglass-vase", {"iterations": 5000, "reg_noise_std": 0.03, "lr": 0.01}),
+    "inpaint-file": ("hourglass-library", {"iterations": 3000, "lr": 0.01}),
+    "inpaint-drop": ("skip", {"iterations": 11000, "reg_noise_std": 0.03, "lr": 0.001}),
+}
+
+
+def preset_key(task: str, sigma: float | None = None, factor: int | None = None, mask: str | None = None) -> str:
+    """The PAPER key for a task and its parameter (denoise σ=50 has its own reg noise)."""
+    if task == "denoise":
+        return "denoise-sigma50" if sigma is not None and sigma >= 50 else "denoise"
+    if task == "sr":
+        return f"sr-x{factor}"
+    if task == "inpaint":
+        return f"inpaint-{mask}"
+    return task
+
+
+def architecture(name: str) -> dict:
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]

@@ -1,0 +1,100 @@
+"""A task = a degradation with its parameters: how to make its observation from a clean image, its
+operator for the fit, and how it is scored (SR: luminance with a border of `factor` pixels shaved)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from dip import operators as ops
+from dip.image_io import InputError
+
+TASKS = ("denoise", "sr", "inpaint", "jpeg")
+MASKS = ("drop", "text", "box", "file")
+MIN_SIZE = 16  # smallest side we accept: every network pads up to its own minimum from there
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    sigma: float | None = None     # denoise, on the 0–255 scale
+    factor: int | None = None      # sr
+    mask: str | None = None        # inpaint: drop | text | box | file
+    drop: float | None = None      # inpaint drop fraction
+    quality: int | None = None     # jpeg
+
+    def __post_init__(self) -> None:
+        if self.name not in TASKS:
+            raise InputError(f"task: unknown task {self.name!r}; choose one of {', '.join(TASKS)}")
+        if self.name == "denoise" and not (self.sigma is not None and self.sigma > 0):
+            raise InputError(f"sigma: must be > 0 for denoising, got {self.sigma}")
+        if self.name == "sr" and self.factor not in ops.SuperResolve.FACTORS:
+            raise InputError(f"factor: SR factor must be one of 2, 4, 8, got {self.factor}")
+        if self.name == "inpaint":
+            if self.mask not in MASKS:
+                raise InputError(f"mask: inpainting needs a mask kind among {', '.join(MASKS)}, got {self.mask!r}")
+            if self.mask == "drop" and not (self.drop is not None and 0 < self.drop < 1):
+                raise InputError(f"drop: fraction must be in (0, 1), got {self.drop}")
+        if self.name == "jpeg" and not (self.quality is not None and 1 <= self.quality <= 95):
+            raise InputError(f"quality: JPEG quality must be in 1..95, got {self.quality}")
+
+    def params(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def label(self) -> str:
+        """Short name used in tables and file names, e.g. denoise-s25, sr-x4, inpaint-drop0.5."""
+        if self.name == "denoise":
+            return f"denoise-s{self.sigma:g}"
+        if self.name == "sr":
+            return f"sr-x{self.factor}"
+        if self.name == "jpeg":
+            return f"jpeg-q{self.quality}"
+        return f"inpaint-drop{self.drop:g}" if self.mask == "drop" else f"inpaint-{self.mask}"
+
+    @property
+    def convention(self) -> dict:
+        """How results are scored: the SR papers' luminance PSNR with `factor` pixels shaved."""
+        return {"y_channel": True, "shave": self.factor} if self.name == "sr" else {"y_channel": False, "shave": 0}
+
+    def crop(self, clean: torch.Tensor) -> torch.Tensor:
+        """SR needs sides divisible by the factor: centre-crop the ground truth to that."""
+        if self.name != "sr":
+            return clean
+        h, w = clean.shape[-2:]
+        hh, ww = h - h % self.factor, w - w % self.factor
+        top, left = (h - hh) // 2, (w - ww) // 2
+        return clean[..., top:top + hh, left:left + ww]
+
+    def check_size(self, h: int, w: int, source: str) -> None:
+        if min(h, w) < MIN_SIZE:
+            raise InputError(f"{source}: image is {h}x{w}, smaller than the minimum {MIN_SIZE}x{MIN_SIZE}")
+
+    def make_mask(self, h: int, w: int, generator: torch.Generator, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.mask == "drop":
+            return ops.random_drop(h, w, self.drop, generator)
+        if self.mask == "text":
+            return ops.text_mask(h, w)
+        if self.mask == "box":
+            return ops.box_mask(h, w)
+        if mask is None:
+            raise InputError("mask: --mask FILE is needed for a file mask")
+        return mask
+
+    def operator(self, mask: torch.Tensor | None = None) -> ops.Operator:
+        if self.name == "denoise":
+            return ops.Denoise(self.sigma)
+        if self.name == "sr":
+            return ops.SuperResolve(self.factor)
+        if self.name == "jpeg":
+            return ops.JpegArtifacts(self.quality)
+        if mask is None:
+            raise InputError("mask: inpainting needs a mask")
+        return ops.Inpaint(mask)
+
+    def degrade(self, clean: torch.Tensor, seed: int, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Observation (and mask for inpainting) of a clean image, reproducible from `seed`."""
+        generator = torch.Generator().manual_seed(seed)
+        if self.name == "inpaint":
+            mask = self.make_mask(*clean.shape[-2:], generator, mask)
+        return self.operator(mask).observe(clean, generator), mask if self.name == "inpaint" else None

@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from dip.image_io import to_tensor
+
+
+def natural_crop(size: int = 64) -> np.ndarray:
+    """A size×size crop of scikit-image's astronaut (face and suit), area-downsampled ×2."""
+    img = data.astronaut()[40:40 + 2 * size, 150:150 + 2 * size].astype(np.float32) / 255
+    return img.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
+
+
+@pytest.fixture(scope="session")
+def clean64() -> torch.Tensor:
+    return to_tensor(natural_crop(64))
+
+
+@pytest.fixture
+def png64(tmp_path, clean64):
+    path = tmp_path / "clean.png"
+    Image.fromarray(np.round(natural_crop(64) * 255).astype(np.uint8)).save(path)
+    return path

@@ -1,0 +1,124 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+DIP = [sys.executable, "-m", "dip"]
+
+
+def run(*args, **kw):
+    return subprocess.run([*DIP, *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def test_fit_writes_the_four_files(png64, tmp_path):
+    out = tmp_path / "run"
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 20, "--out", out,
+            "--record-stops", "--threads", 2)
+    assert r.returncode == 0, r.stderr
+    assert {"observed.png", "restored.png", "history.csv", "summary.json"} <= {p.name for p in out.iterdir()}
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("task", "arch", "seed", "iterations", "seconds", "device", "psnr_final", "psnr_best",
+                "config_hash", "git_commit", "versions"):
+        assert key in summary
+    assert set(summary["stops"]) == {"fixed", "es-wmv", "es-emv", "oracle"}
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["iteration"]) == list(range(1, 21))
+    assert {"loss", "psnr_observed", "seconds", "psnr", "psnr_ema"} <= set(history.columns)
+    assert "iteration 20/20" in r.stderr  # plain progress lines when not on a terminal
+
+
+@pytest.mark.parametrize("task", [["--task", "sr", "--factor", 4], ["--task", "inpaint", "--box"],
+                                  ["--task", "inpaint", "--text"], ["--task", "jpeg", "--quality", 10]])
+def test_every_task_runs_from_a_clean_image(png64, tmp_path, task):
+    r = run("fit", *task, "--image", png64, "--iters", 3, "--out", tmp_path / "o", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["iterations"] == 3
+
+
+def test_restoring_a_given_observation_without_ground_truth(png64, tmp_path):
+    r = run("degrade", "--task", "inpaint", "--drop", 0.5, "--image", png64, "--out", tmp_path / "d")
+    assert r.returncode == 0, r.stderr
+    r = run("fit", "--task", "inpaint", "--observed", tmp_path / "d" / "observed.png",
+            "--mask", tmp_path / "d" / "mask.png", "--iters", 3, "--out", tmp_path / "f", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "f" / "summary.json").read_text())
+    assert "psnr_final" not in summary and summary["iterations"] == 3
+
+
+def bad_input_cases(tmp_path, png64):
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (8, 8)).save(tiny)
+    mask = tmp_path / "mask.png"
+    Image.new("L", (10, 10), 255).save(mask)
+    truncated = tmp_path / "trunc.png"
+    truncated.write_bytes(png64.read_bytes()[:200])
+    base = ["fit", "--image", png64]
+    return {
+        "missing file": (["fit", "--task", "denoise", "--sigma", 25, "--image", tmp_path / "nope.png"], "nope.png: file not found"),
+        "truncated": (["fit", "--task", "denoise", "--sigma", 25, "--image", truncated], "trunc.png: not a readable image"),
+        "too small": (["fit", "--task", "denoise", "--sigma", 25, "--image", tiny], "minimum 16x16"),
+        "mask size": ([*base, "--task", "inpaint", "--mask", mask], "mask is 10x10 but the image is 64x64"),
+        "sigma": ([*base, "--task", "denoise", "--sigma", -3], "sigma: must be > 0"),
+        "factor": ([*base, "--task", "sr", "--factor", 3], "factor: SR factor must be one of 2, 4, 8"),
+        "drop": ([*base, "--task", "inpaint", "--drop", 1.5], "drop: fraction must be in (0, 1)"),
+        "iterations": ([*base, "--task", "denoise", "--sigma", 25, "--iters", 0], "--iterations: must be > 0"),
+        "arch": ([*base, "--task", "denoise", "--sigma", 25, "--arch", "vgg"], "unknown architecture 'vgg'"),
+        "seed": ([*base, "--task", "denoise", "--sigma", 25, "--seed", "1.5"], "--seed: invalid int value"),
+        "task": ([*base, "--task", "deblur"], "invalid choice: 'deblur'"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "truncated", "too small", "mask size", "sigma", "factor",
+                                  "drop", "iterations", "arch", "seed", "task"])
+def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, tmp_path, png64):
+    args, message = bad_input_cases(tmp_path, png64)[case]
+    out = tmp_path / "out"
+    r = run(*args, "--out", out)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+    assert not out.exists()
+
+
+def test_a_killed_fit_resumes_and_ends_as_an_uninterrupted_one(png64, tmp_path):
+    common = ["fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 60, "--threads", 1,
+              "--checkpoint-every", 25, "--no-progress"]
+    assert run(*common, "--out", tmp_path / "whole").returncode == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*DIP, *map(str, common), "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists()
+    r = run(*common, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from checkpoint" in r.stderr and "at iteration 25" in r.stderr
+    a = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
+    b = pd.read_csv(out / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    same = [np.asarray(Image.open(d / "restored.png")) for d in (tmp_path / "whole", out)]
+    assert np.array_equal(*same)
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_sigterm_saves_a_checkpoint(png64, tmp_path):
+    out = tmp_path / "term"
+    proc = subprocess.Popen([*DIP, "fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--iters",
+                             "400", "--out", str(out), "--threads", "1", "--no-progress"],
+                            stderr=subprocess.PIPE, text=True)
+    while not (out / "observed.png").exists():
+        time.sleep(0.05)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "checkpoint saved at iteration" in err
+    assert (out / "checkpoint.pt").exists()

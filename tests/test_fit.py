@@ -1,0 +1,111 @@
+import pytest
+import torch
+from torch import nn
+
+from dip.fit import FitFailed, FitSettings, fit
+from dip.image_io import to_array
+from dip.metrics import psnr
+from dip.operators import Denoise, Inpaint, SuperResolve, random_drop
+from dip.stopping import WindowedVarianceStop
+
+SKIP = {"kind": "skip"}
+
+
+def small_settings(**kw) -> FitSettings:
+    return FitSettings(**{"iterations": 30, "check_every": 10, "ssim_every": 10, **kw})
+
+
+def test_same_seed_gives_the_same_history_and_another_seed_does_not(clean64):
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    runs = [fit(SKIP, Denoise(25), observed, small_settings(seed=s), clean=clean64) for s in (0, 0, 1)]
+    a, b, c = (r.history.drop(columns="seconds") for r in runs)
+    assert a.equals(b)
+    assert not a.equals(c)
+    assert set(a.columns) >= {"iteration", "loss", "psnr_observed", "psnr", "psnr_ema", "ssim", "ssim_ema"}
+    assert len(a) == 30 and a["ssim"].notna().sum() == 3
+
+
+def test_history_without_ground_truth_has_no_psnr(clean64):
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    result = fit(SKIP, Denoise(25), observed, small_settings(iterations=10))
+    assert "psnr" not in result.history and result.image.shape == clean64.shape
+
+
+class NaNAt(nn.Module):
+    """Wraps a network and makes its output NaN once, at one forward call."""
+
+    def __init__(self, net: nn.Module, at: int):
+        super().__init__()
+        self.net, self.at, self.calls = net, at, 0
+
+    def forward(self, z):
+        self.calls += 1
+        out = self.net(z)
+        return out * float("nan") if self.calls == self.at else out
+
+
+def test_a_nan_loss_backtracks_to_the_last_good_weights(clean64):
+    from dip.fit import make_network
+
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    net = NaNAt(make_network(SKIP, 32, 3, 0), at=15)
+    result = fit(net, Denoise(25), observed, small_settings(), clean=clean64, log=lambda m: None)
+    assert result.backtracks == 1
+    assert len(result.history) == 30 and result.history.drop(columns=["ssim", "ssim_ema"]).notna().all().all()
+    assert torch.isfinite(result.image).all()
+
+
+def test_a_diverging_learning_rate_recovers_or_fails_cleanly(clean64):
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    messages = []
+    try:
+        result = fit(SKIP, Denoise(25), observed, small_settings(iterations=60, lr=50.0, max_backtracks=3),
+                     clean=clean64, log=messages.append)
+    except FitFailed as err:
+        assert "diverged" in str(err) and "after 3 backtracks" in str(err)
+    else:
+        assert result.backtracks >= 1 and torch.isfinite(result.image).all()
+        assert result.history["loss"].notna().all()
+    assert any("lowered the learning rate" in m for m in messages)
+
+
+@pytest.fixture(scope="module")
+def denoise_fit(clean64):
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    rule = WindowedVarianceStop(window=50, patience=150)
+    result = fit(SKIP, Denoise(25), observed, FitSettings(iterations=600, ssim_every=600), clean=clean64,
+                 rules=[rule])
+    return observed, result
+
+
+def test_denoising_beats_the_noisy_image_by_4db(clean64, denoise_fit):
+    observed, result = denoise_fit
+    noisy = psnr(to_array(observed), to_array(clean64))
+    assert result.history["psnr_ema"].max() >= noisy + 4
+
+
+def test_es_wmv_stop_lies_within_1db_of_the_oracle(clean64, denoise_fit):
+    _, result = denoise_fit
+    stop = result.stops["es-wmv"]["iteration"]
+    at_stop = psnr(to_array(result.rule_images["es-wmv"]), to_array(clean64))
+    assert at_stop == pytest.approx(result.history.loc[stop - 1, "psnr_ema"], abs=0.05)
+    assert result.history["psnr_ema"].max() - at_stop <= 1.0
+
+
+def test_super_resolution_x4_beats_bicubic(clean64):
+    sr = SuperResolve(4)
+    low = sr.observe(clean64)
+    bicubic = psnr(to_array(sr.upsample(low, "bicubic")), to_array(clean64), y_channel=True, shave=4)
+    result = fit(SKIP, sr, low, FitSettings(iterations=500, reg_noise_std=0.03, ssim_every=500), clean=clean64,
+                 y_channel=True, shave=4)
+    assert result.history["psnr_ema"].max() >= bicubic
+
+
+def test_inpainting_half_the_pixels_restores_them(clean64):
+    mask = random_drop(64, 64, 0.5, torch.Generator().manual_seed(0))
+    op = Inpaint(mask)
+    observed = op.observe(clean64)
+    result = fit(SKIP, op, observed, FitSettings(iterations=500, reg_noise_std=0.03, ssim_every=500), clean=clean64)
+    # Beats the masked observation by far, and filling the holes with the known pixels' mean colour.
+    mean_fill = observed + (1 - mask) * (observed.sum((2, 3), keepdim=True) / mask.sum())
+    assert result.history["psnr_ema"].max() >= psnr(to_array(mean_fill), to_array(clean64)) + 6

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+from dip.fit import psnr_torch
+from dip.image_io import to_array
+from dip.metrics import luminance, psnr, ssim
+
+
+def test_psnr_and_ssim_of_identical_images():
+    x = np.random.default_rng(0).random((16, 16, 3))
+    assert psnr(x, x) == np.inf and ssim(x, x) == pytest.approx(1.0)
+
+
+def test_device_psnr_equals_skimage(clean64):
+    noisy = (clean64 + 0.05 * torch.randn(clean64.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert psnr_torch(noisy, clean64).item() == pytest.approx(psnr(to_array(noisy), to_array(clean64)), abs=1e-3)
+
+
+def test_luminance_follows_bt601():
+    white, black = np.ones((1, 1, 3)), np.zeros((1, 1, 3))
+    assert luminance(white)[0, 0] == pytest.approx(235 / 255, abs=1e-3)
+    assert luminance(black)[0, 0] == pytest.approx(16 / 255, abs=1e-3)
+
+
+def test_sr_convention_shaves_the_border():
+    ref = np.full((20, 20, 3), 0.5)
+    x = ref.copy()
+    x[:4] = 0  # only the shaved border differs
+    assert psnr(x, ref, y_channel=True, shave=4) == np.inf
+    assert psnr(x, ref, y_channel=True) < 30
+
+
+def test_shape_mismatch_is_rejected():
+    with pytest.raises(ValueError, match="shapes differ"):
+        psnr(np.zeros((4, 4, 3)), np.zeros((4, 5, 3)))

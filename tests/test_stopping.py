@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from dip.stopping import ExponentialVarianceStop, FixedStop, WindowedVarianceStop, make_rule
+
+
+def v_shaped_outputs(n=600, minimum=300, size=256, seed=0):
+    """Outputs around a fixed image whose jitter shrinks linearly to `minimum`, then grows again."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 1, 16, size // 16, generator=gen)
+    for t in range(1, n + 1):
+        scale = 0.01 + 0.2 * abs(t - minimum) / n
+        yield t, base + scale * torch.randn(base.shape, generator=gen)
+
+
+def test_windowed_variance_matches_a_direct_computation():
+    rule = WindowedVarianceStop(window=20, patience=10_000)
+    window = []
+    for t, x in v_shaped_outputs(n=120):
+        rule.update(t, x, x)
+        window = (window + [x.double().flatten()])[-20:]
+        if t >= 20:
+            stack = torch.stack(window)
+            direct = (stack - stack.mean(0)).square().sum(1).mean() / stack.shape[1]
+            assert abs(rule.signal.item() - direct.item()) < 1e-6
+        else:
+            assert np.isnan(rule.signal.item())
+
+
+def test_es_wmv_stops_near_the_designed_minimum_and_keeps_its_image():
+    window, minimum = 20, 300
+    rule = WindowedVarianceStop(window=window, patience=100)
+    kept = {}
+    for t, x in v_shaped_outputs(minimum=minimum):
+        rule.update(t, x, x * 0 + t)  # the kept image says which iteration it came from
+        if rule.should_stop(t):
+            break
+    # The window ending at t is centred on t - W/2, so its variance is least at minimum + W/2.
+    assert abs(rule.chosen_iteration() - (minimum + window // 2)) <= 5
+    assert rule.image.flatten()[0].item() == rule.chosen_iteration()
+    assert t == rule.chosen_iteration() + 100
+
+
+def test_es_emv_stops_near_the_designed_minimum():
+    rule = ExponentialVarianceStop(alpha=0.1, patience=100)
+    for t, x in v_shaped_outputs(minimum=300):
+        rule.update(t, x, x)
+        if rule.should_stop(t):
+            break
+    assert abs(rule.chosen_iteration() - 300) <= 15
+
+
+def test_fixed_stop_returns_iteration_n():
+    rule = FixedStop(5)
+    for t in range(1, 9):
+        rule.update(t, torch.zeros(1), torch.full((1,), float(t)))
+    assert rule.chosen_iteration() == 5 and rule.image.item() == 5 and rule.should_stop(5)
+
+
+@pytest.mark.parametrize("name", ["fixed", "es-wmv", "es-emv"])
+def test_rules_are_built_by_name(name):
+    assert make_rule(name, 100).name == name
+
+
+def test_unknown_rule_is_named():
+    with pytest.raises(ValueError, match="unknown stopping rule 'never'"):
+        make_rule("never", 10)
