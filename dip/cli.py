@@ -10,7 +10,7 @@ import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 from dip import __version__
 from dip.image_io import InputError, load_image, load_mask, save_csv, save_json, save_png, to_array
@@ -26,8 +26,9 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=float, help="denoise: noise std on the 0-255 scale")
     p.add_argument("--factor", type=int, help="sr: 2, 4 or 8")
     p.add_argument("--quality", type=int, help="jpeg: quality 1-95")
+    p.add_argument("--mask", help="inpaint: mask image (bright = known pixel); with --observed, the mask "
+                   "of a --drop/--text/--box observation")
     m = p.add_mutually_exclusive_group()
-    m.add_argument("--mask", help="inpaint: mask image (bright = known pixel)")
     m.add_argument("--drop", type=float, help="inpaint: drop this fraction of pixels at random")
     m.add_argument("--text", action="store_true", help="inpaint: text overlay mask")
     m.add_argument("--box", action="store_true", help="inpaint: centred box mask")
@@ -37,8 +38,10 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
 def _task(args: argparse.Namespace) -> Task:
     mask = None
     if args.task == "inpaint":
-        mask = "file" if args.mask else "drop" if args.drop is not None else "text" if args.text else \
-            "box" if args.box else None
+        mask = "drop" if args.drop is not None else "text" if args.text else "box" if args.box else \
+            "file" if args.mask else None
+        if mask != "file" and args.mask and args.image:
+            raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
     return Task(args.task, sigma=args.sigma if args.task == "denoise" else None,
                 factor=args.factor if args.task == "sr" else None, mask=mask,
                 drop=args.drop if mask == "drop" else None,
@@ -61,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     _task_arguments(d)
     d.add_argument("--image", required=True, help="clean image")
     d.add_argument("--out", required=True, help="output folder: observed.png [, mask.png]")
+    d.add_argument("--always-mask", action="store_true",
+                   help="write mask.png for every task (all pixels known except for inpainting)")
 
     f = sub.add_parser("fit", help="restore an image with Deep Image Prior")
     _task_arguments(f)
@@ -82,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--ssim-every", type=int)
     f.add_argument("--stop", choices=RULES, help="stop at this rule's decision")
     f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
-    f.add_argument("--window", type=int, default=100, help="es-wmv window W")
+    f.add_argument("--window", type=int, default=100, help="es-wmv window W; es-emv starts checking after W")
     f.add_argument("--patience", type=int, default=1000, help="es-wmv/es-emv patience P")
     f.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     f.add_argument("--threads", type=int, help="CPU threads")
@@ -91,6 +96,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--compile", action="store_true")
     f.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default: 10%% of the fit)")
     f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--failure-ok", action="store_true",
+                   help="a fit that keeps diverging writes summary.json with status 'failed' and exits 0")
 
     b = sub.add_parser("bench", help="time fit iterations (see python -m dip.bench --help)", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
@@ -175,7 +182,8 @@ def run_fit(args) -> dict:
               "settings": asdict(settings), "stop": args.stop, "window": args.window, "patience": args.patience}
     summary = {"task": task.name, "task_label": task.label(), **{k: v for k, v in task.params().items() if k != "name"}, "arch": arch_name,
                "preset": args.preset, "seed": args.seed, "iterations_budget": settings.iterations,
-               "settings": asdict(settings), "image": args.image or args.observed, "device": device_name(device),
+               "stop_window": args.window, "stop_patience": args.patience,
+               "settings": asdict(settings), "source": args.image or args.observed, "device": device_name(device),
                "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
                "status": "ok"}
     save_png(observed, out / "observed.png")
@@ -190,7 +198,12 @@ def run_fit(args) -> dict:
                      **task.convention)
     except FitFailed as err:
         summary.update(status="failed", error=str(err), seconds=time.perf_counter() - start)
+        save_csv(pd.DataFrame(columns=["iteration", "loss", "psnr_observed", "seconds"]), out / "history.csv")
         save_json(summary, out / "summary.json")
+        (out / "checkpoint.pt").unlink(missing_ok=True)
+        if args.failure_ok:
+            print(f"dip fit: {out}: {err}", file=sys.stderr)
+            return summary
         raise InputError(f"{out}: {err}") from None
     history = result.history
     summary.update(iterations=result.iterations, seconds=float(history["seconds"].iloc[-1]),
@@ -220,11 +233,15 @@ def run_fit(args) -> dict:
 
 
 def run_degrade(args) -> None:
+    import torch
+
     task = _task(args)
     clean = task.crop(load_image(args.image))
     task.check_size(*clean.shape[-2:], args.image)
     mask = load_mask(args.mask, clean.shape[-2:]) if args.mask else None
     observed, mask = task.degrade(clean, args.seed, mask)
+    if mask is None and args.always_mask:
+        mask = torch.ones(1, 1, *clean.shape[-2:])
     save_png(observed, Path(args.out) / "observed.png")
     if mask is not None:
         save_png(mask, Path(args.out) / "mask.png")

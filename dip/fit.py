@@ -51,6 +51,7 @@ class FitSettings:
     channels_last: bool | None = None  # None: where it measured faster (see dip.speed)
     bf16: bool | None = None
     compile: bool = False
+    flush_denormal: bool = True
 
     def __post_init__(self) -> None:
         for key in ("iterations", "check_every", "ssim_every", "input_depth"):
@@ -204,7 +205,7 @@ def fit(
     noise_gen = torch.Generator(device=device).manual_seed(s.seed + 1)
 
     from dip.speed import resolve_speed  # speed switches wrap the loop, they do not fork it
-    fast = resolve_speed(device, s.channels_last, s.bf16)
+    fast = resolve_speed(device, s.channels_last, s.bf16, s.flush_denormal)
     memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
     net = net.to(device, memory_format=memory_format).train()
     z = z.to(memory_format=memory_format)

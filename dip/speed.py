@@ -25,7 +25,8 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def resolve_speed(device: torch.device, channels_last: bool | None = None, bf16: bool | None = None) -> Speed:
+def resolve_speed(device: torch.device, channels_last: bool | None = None, bf16: bool | None = None,
+                  flush_denormal: bool = True) -> Speed:
     """Fill in the switches left as None with this device's measured default, and set the
     process-wide ones (denormal flushing on CPU, cuDNN autotuning on CUDA)."""
     if device.type == "cuda":
@@ -34,7 +35,7 @@ def resolve_speed(device: torch.device, channels_last: bool | None = None, bf16:
         return Speed(channels_last if channels_last is not None else True, bf16 if bf16 is not None else native)
     if device.type == "cpu":
         # Denormals appear as the weights' gradients shrink; flushing them keeps iterations at full speed.
-        torch.set_flush_denormal(True)
+        torch.set_flush_denormal(flush_denormal)
         native = cpu_has_native_bf16()
         return Speed(channels_last if channels_last is not None else native, bf16 if bf16 is not None else native)
     return Speed(bool(channels_last), bool(bf16))

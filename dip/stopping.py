@@ -144,12 +144,13 @@ class ExponentialVarianceStop(_MinimumTracker):
 
 
 def make_rule(name: str, iterations: int, window: int = 100, patience: int = 1000) -> StoppingRule:
+    """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at."""
     if name == "fixed":
         return FixedStop(iterations)
     if name == "es-wmv":
         return WindowedVarianceStop(window, patience)
     if name == "es-emv":
-        return ExponentialVarianceStop(patience=patience)
+        return ExponentialVarianceStop(patience=patience, start=window)
     raise ValueError(f"unknown stopping rule {name!r}; choose fixed, es-wmv or es-emv")
 
 

@@ -1,0 +1,32 @@
+# make run: set up and run the default benchmark; make test: set up and run the tests.
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup run report impedance test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build of PyTorch, only where no torch is installed yet (an unpinned torch pulls CUDA).
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[workflow,test]"
+	touch $@
+
+run: setup
+	$(BIN)/snakemake --cores all
+	$(BIN)/snakemake --report results/report.html
+
+impedance: setup
+	$(BIN)/snakemake --cores all impedance
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,188 @@
+"""Time Deep Image Prior iterations: the real `fit` path against a plain reference loop.
+
+    python -m dip.bench --arch skip --size 128 --iters 20 --threads 2 [--device cuda] [--reference] [--json]
+
+The fit path is `dip.fit.fit` itself (forward, loss, backward, Adam, EMA, both ES rules' bookkeeping and
+the history against a ground truth); the reference loop is the original notebooks' iteration: fp32,
+contiguous layout, and the output pulled to NumPy for PSNR every iteration. Both run the identical
+network on the same denoising problem, in this process, one after the other. Prints the median and
+spread of seconds per iteration, FLOPs per iteration (torch.utils.flop_counter), achieved GFLOP/s, the
+machine's fp32 matmul peak measured now (torch.mm of 2048²), and peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from skimage import data
+
+from dip import networks
+from dip.fit import FitSettings, fit, make_network, pick_device
+from dip.image_io import to_array, to_tensor
+from dip.inputs import noise_input, perturb
+from dip.metrics import psnr
+from dip.operators import Denoise
+from dip.presets import architecture
+from dip.provenance import device_name
+from dip.speed import resolve_speed
+from dip.stopping import ExponentialVarianceStop, WindowedVarianceStop
+
+
+def test_image(size: int) -> torch.Tensor:
+    """A size×size crop of scikit-image's astronaut (resized when larger than the image)."""
+    from PIL import Image
+
+    img = Image.fromarray(data.astronaut()).resize((max(size, 256), max(size, 256)), Image.LANCZOS)
+    arr = np.asarray(img, dtype=np.float32)[:size, :size] / 255
+    return to_tensor(arr)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def flops_per_iteration(spec: dict, depth: int, size: int, device: torch.device) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = make_network(spec, depth, 3, 0).to(device).train()
+    z = torch.rand(1, depth, *networks.input_size(net, size, size), device=device)
+    with FlopCounterMode(display=False) as counter:
+        net(z).square().mean().backward()
+    return float(counter.get_total_flops())
+
+
+def time_fit(spec, settings, clean, observed, device, warmup) -> list[float]:
+    """Per-iteration seconds of the real fit path, warm-up iterations dropped."""
+    rules = [WindowedVarianceStop(), ExponentialVarianceStop()]
+    result = fit(spec, Denoise(25), observed, settings, clean=clean, rules=rules, device=device)
+    seconds = np.diff(np.concatenate([[0.0], result.history["seconds"].to_numpy()]))
+    return list(seconds[warmup:])
+
+
+def time_reference(spec, settings, clean, observed, device, warmup) -> list[float]:
+    """The original notebooks' loop: fp32, contiguous, NumPy PSNR of the output every iteration."""
+    torch.backends.cudnn.benchmark = False
+    torch.set_flush_denormal(False)  # the original code leaves denormals on
+    gen = torch.Generator().manual_seed(settings.seed)
+    net = make_network(spec, settings.input_depth, clean.shape[1], settings.seed).to(device).train()
+    h, w = clean.shape[-2:]
+    z = noise_input(settings.input_depth, *networks.input_size(net, h, w), gen).to(device)
+    noise_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
+    observed_d = observed.to(device)
+    observed_np, clean_np = to_array(observed), to_array(clean)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    ema, times = None, []
+    for _ in range(settings.iterations):
+        t = time.perf_counter()
+        opt.zero_grad()
+        out = networks.center_crop(net(perturb(z, settings.reg_noise_std, noise_gen)), h, w)
+        loss = torch.nn.functional.mse_loss(out, observed_d)
+        loss.backward()
+        opt.step()
+        ema = out.detach() if ema is None else ema * settings.ema + out.detach() * (1 - settings.ema)
+        out_np, ema_np = to_array(out), to_array(ema)
+        psnr(out_np, observed_np), psnr(out_np, clean_np), psnr(ema_np, clean_np)
+        times.append(time.perf_counter() - t)
+    return times[warmup:]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def summarise(times: list[float]) -> dict:
+    q = np.percentile(times, [10, 90])
+    med = statistics.median(times)
+    return {"median": med, "p10": float(q[0]), "p90": float(q[1]), "iterations_per_second": 1 / med}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="dip bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", default="skip")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--iters", type=int, default=20, help="timed iterations")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--reference", action="store_true", help="also time the plain reference loop")
+    p.add_argument("--parity", type=int, default=0,
+                   help="also fit N denoising iterations with the fast and the fp32 path and compare best EMA PSNR")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    spec = architecture(args.arch)
+    depth = spec.get("settings", {}).get("input_depth", 32)
+    clean = test_image(args.size)
+    observed = Denoise(25).observe(clean, torch.Generator().manual_seed(0))
+    total = args.warmup + args.iters
+    fast = FitSettings(iterations=total, input_depth=depth, channels_last=args.channels_last, bf16=args.bf16,
+                       compile=args.compile, flush_denormal=args.flush_denormal, ssim_every=10 ** 9)
+    speed = resolve_speed(device, args.channels_last, args.bf16, args.flush_denormal)
+    report = {"arch": args.arch, "size": args.size, "device": device_name(device), "threads": torch.get_num_threads(),
+              "channels_last": speed.channels_last, "bf16": speed.bf16, "compile": args.compile,
+              "flush_denormal": args.flush_denormal,
+              "timed_iterations": args.iters, "warmup_iterations": args.warmup}
+    if args.compile:
+        t = time.perf_counter()
+        time_fit(spec["net"], FitSettings(**{**vars(fast), "iterations": 2}), clean, observed, device, 0)
+        report["compile_seconds"] = time.perf_counter() - t
+    times = time_fit(spec["net"], fast, clean, observed, device, args.warmup)
+    stats = summarise(times)
+    flops = flops_per_iteration(spec["net"], depth, args.size, device)
+    peak = matmul_peak_gflops(device)
+    report.update(seconds_per_iteration=stats["median"], seconds_p10=stats["p10"], seconds_p90=stats["p90"],
+                  iterations_per_second=stats["iterations_per_second"], gflops_per_iteration=flops / 1e9,
+                  achieved_gflops=flops / 1e9 / stats["median"], matmul_peak_gflops=peak,
+                  fraction_of_matmul_peak=flops / 1e9 / stats["median"] / peak)
+    if args.reference:
+        ref = summarise(time_reference(spec["net"], fast, clean, observed, device, args.warmup))
+        report.update(reference_seconds_per_iteration=ref["median"], reference_p10=ref["p10"],
+                      reference_p90=ref["p90"], speedup=ref["median"] / stats["median"],
+                      reference_fraction_of_matmul_peak=flops / 1e9 / ref["median"] / peak)
+    if args.parity:
+        best = {}
+        for name, cl, bf in (("fast", args.channels_last, args.bf16), ("fp32", False, False)):
+            s = FitSettings(iterations=args.parity, input_depth=depth, channels_last=cl, bf16=bf, ssim_every=10 ** 9)
+            best[name] = float(fit(spec["net"], Denoise(25), observed, s, clean=clean, device=device)
+                               .history["psnr_ema"].max())
+        report.update(parity_iterations=args.parity, best_psnr_ema_fast=best["fast"], best_psnr_ema_fp32=best["fp32"],
+                      parity_difference_db=best["fast"] - best["fp32"])
+    report["peak_memory_mb"] = peak_memory_mb(device)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>36}: {value:.4g}" if isinstance(value, float) else f"{key:>36}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""A dataset manifest: one row per image (id, path, role, mask, crop, resize, source, licence).
+
+`path` is a file (relative paths are taken from the manifest's folder) or `skimage:NAME` for an image
+that scikit-image ships, so the default dataset needs no download. `check` opens every image before
+any job runs and reports each problem as one line naming the row and file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from dip.image_io import InputError, read_array
+from dip.tasks import MIN_SIZE
+
+COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence")
+SIZE_MULTIPLE = 8  # prepared images are cropped so that every SR factor (2, 4, 8) divides them
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    frame = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    if frame.empty:
+        raise InputError(f"{path}: manifest has no images")
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = ""
+    duplicated = frame["id"][frame["id"].duplicated()].unique()
+    if len(duplicated):
+        raise InputError(f"{path}: duplicate id {duplicated[0]!r}")
+    return frame.set_index("id", drop=False)
+
+
+def resolve(path: str, base: Path) -> str:
+    return path if path.startswith("skimage:") or Path(path).is_absolute() else str(base / path)
+
+
+def load_source(path: str) -> np.ndarray:
+    """A manifest path → float32 array H×W×C in [0, 1]."""
+    if path.startswith("skimage:"):
+        from skimage import data
+
+        name = path.split(":", 1)[1]
+        loader = getattr(data, name, None)
+        if loader is None:
+            raise InputError(f"{path}: scikit-image has no bundled image {name!r}")
+        arr = np.asarray(loader())
+        arr = arr[..., None] if arr.ndim == 2 else arr[..., :3]
+        return arr.astype(np.float32) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+    return read_array(path)
+
+
+def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
+    """Crop (`left,top,width,height`), resize (`N` or `WxH`, Lanczos), then centre-crop to a multiple of 8."""
+    if crop:
+        left, top, width, height = (int(v) for v in crop.split(","))
+        arr = arr[top:top + height, left:left + width]
+    if resize:
+        w, h = (int(v) for v in resize.lower().split("x")) if "x" in resize.lower() else (int(resize),) * 2
+        channels = [Image.fromarray(arr[..., c]).resize((w, h), Image.LANCZOS) for c in range(arr.shape[-1])]
+        arr = np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0, 1).astype(np.float32)
+    h, w = arr.shape[:2]
+    hh, ww = h - h % SIZE_MULTIPLE, w - w % SIZE_MULTIPLE
+    top, left = (h - hh) // 2, (w - ww) // 2
+    return arr[top:top + hh, left:left + ww]
+
+
+def check(frame: pd.DataFrame, base: Path) -> None:
+    """Open every image and mask; raise InputError on the first bad row."""
+    for row in frame.itertuples():
+        where = f"manifest row {row.id!r}"
+        if row.role not in ("", "clean", "observed"):
+            raise InputError(f"{where}: role must be clean or observed, got {row.role!r}")
+        arr = load_source(resolve(row.path, base))
+        try:
+            arr = prepare(arr, row.crop, row.resize)
+        except ValueError:
+            raise InputError(f"{where}: crop must be left,top,width,height and resize N or WxH") from None
+        h, w = arr.shape[:2]
+        if min(h, w) < MIN_SIZE:
+            raise InputError(f"{where}: {row.path} is {h}x{w} after crop/resize, smaller than the minimum "
+                             f"{MIN_SIZE}x{MIN_SIZE}")
+        if row.mask:
+            mask = read_array(resolve(row.mask, base))
+            mask = prepare(mask, row.crop, row.resize)
+            if mask.shape[:2] != (h, w):
+                raise InputError(f"{where}: mask {row.mask} is {mask.shape[0]}x{mask.shape[1]} but the image is {h}x{w}")

@@ -1,0 +1,30 @@
+import json
+import subprocess
+import sys
+
+import torch
+
+from dip.fit import FitSettings, fit
+from dip.operators import Denoise
+
+
+def test_bench_prints_the_promised_json():
+    r = subprocess.run([sys.executable, "-m", "dip", "bench", "--size", "32", "--iters", "3", "--warmup", "1",
+                        "--threads", "1", "--reference", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    for key in ("seconds_per_iteration", "reference_seconds_per_iteration", "speedup", "gflops_per_iteration",
+                "peak_memory_mb", "device", "matmul_peak_gflops"):
+        assert key in report
+    assert report["seconds_per_iteration"] > 0 and report["gflops_per_iteration"] > 0.1
+
+
+def test_speed_switches_keep_quality(clean64):
+    """channels-last + bf16 autocast against the fp32 path, same seed: best EMA PSNR within 0.2 dB."""
+    clean = clean64[..., :32, :32]
+    observed = Denoise(25).observe(clean, torch.Generator().manual_seed(0))
+    best = {}
+    for name, fast in (("fast", True), ("fp32", False)):
+        settings = FitSettings(iterations=60, channels_last=fast, bf16=fast, ssim_every=1000)
+        best[name] = fit({"kind": "skip"}, Denoise(25), observed, settings, clean=clean).history["psnr_ema"].max()
+    assert abs(best["fast"] - best["fp32"]) <= 0.2, best

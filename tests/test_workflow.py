@@ -1,0 +1,139 @@
+"""The Snakemake workflow: lint, dry runs, bad configs, profiles, and the small config end to end."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(*args, cwd=ROOT, timeout=900):
+    return subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"), *map(str, args)],
+                          cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, flags=re.M)}
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A scratch copy of config/ and data/, so tests never touch the user's results/."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "data", tmp_path / "data")
+    return tmp_path
+
+
+def write_config(workdir, **changes):
+    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
+    config.update(changes)
+    path = workdir / "config" / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_lint_is_clean():
+    r = snakemake("--lint")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_default_dry_run_schedules_one_fit_per_image_task_arch_seed(workdir):
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    images = len(pd.read_csv(ROOT / config["manifest"], sep="\t"))
+    r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "config.yaml")
+    assert r.returncode == 0, r.stderr
+    expected = images * len(config["tasks"]) * len(config["archs"]) * len(config["seeds"])
+    assert job_counts(r.stdout)["fit"] == expected
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
+    ({"tasks": {"blur": {"task": "deblur", "iterations": 5}}}, "deblur"),
+    ({"archs": ["vgg"]}, "vgg"),
+    ({"tasks": {"denoise-s25": {"task": "denoise", "sigma": -25, "iterations": 5}}}, "-25"),
+])
+def test_a_bad_config_fails_before_any_job_naming_the_entry(workdir, change, message):
+    r = snakemake("--cores", 1, "--directory", workdir, "--configfile", write_config(workdir, **change))
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_a_missing_manifest_image_is_named(workdir):
+    manifest = workdir / "data" / "manifest.tsv"
+    manifest.write_text(manifest.read_text() + "ghost\tghost.png\tclean\t\t\t\tnone\tnone\n")
+    r = snakemake("-n", "--directory", workdir, "--configfile", write_config(workdir, images=["ghost"]))
+    assert r.returncode != 0 and "ghost.png: file not found" in r.stdout + r.stderr
+
+
+def test_the_slurm_profile_dry_run_requests_a_gpu_for_fits(workdir):
+    config = write_config(workdir, device="cuda")
+    r = snakemake("-n", "--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir,
+                  "--configfile", config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    fit_blocks = [b for b in r.stdout.split("\n\n") if "rule fit:" in b]
+    assert fit_blocks and all(re.search(r"resources:.*gpu=1", b) for b in fit_blocks)
+
+
+def test_the_default_profile_dry_run_shows_fit_resources(workdir):
+    r = snakemake("-n", "--profile", ROOT / "workflow" / "profiles" / "default", "--directory", workdir,
+                  "--configfile", workdir / "config" / "test.yaml")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"rule fit:[\s\S]*?resources:.*mem_mb=1000.*runtime=10", r.stdout)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("run")
+    shutil.copytree(ROOT / "config", work / "config")
+    shutil.copytree(ROOT / "data", work / "data")
+    r = snakemake("--cores", 2, "--directory", work, "--configfile", work / "config" / "test.yaml")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return work
+
+
+def test_small_config_end_to_end_tables(finished_run):
+    config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
+    runs = pd.read_csv(finished_run / "results" / "tables" / "runs.csv")
+    n = len(config["images"]) * len(config["tasks"]) * len(config["archs"]) * len(config["seeds"])
+    assert len(runs) == n and (runs["status"] == "ok").all()
+    for column in ("psnr_restored_png", "ssim_restored_png", "psnr_final", "oracle_psnr", "es-wmv_psnr"):
+        assert runs[column].notna().all() and (runs[column].abs() < 100).all(), column
+    assert runs["config_hash"].notna().all() and runs["git_commit"].notna().all()
+    summary = pd.read_csv(finished_run / "results" / "tables" / "summary.csv")
+    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg"} <= set(summary["method"])
+    assert "## sr-x4" in (finished_run / "results" / "tables" / "summary.md").read_text()
+
+
+def test_small_config_end_to_end_figures_and_report(finished_run):
+    figures = finished_run / "results" / "figures"
+    config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
+    for task in config["tasks"]:
+        for kind in ("comparison", "curves", "architectures"):
+            assert (figures / f"{kind}_{task}.png").stat().st_size > 1000
+            assert (figures / f"{task}_{kind}.pdf").exists()
+    r = snakemake("--directory", finished_run, "--configfile", finished_run / "config" / "test.yaml",
+                  "--report", finished_run / "results" / "report.html")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (finished_run / "results" / "report.html").stat().st_size > 10_000
+
+
+def test_rerunning_a_finished_run_has_nothing_to_do(finished_run):
+    r = snakemake("-n", "--directory", finished_run, "--configfile", finished_run / "config" / "test.yaml")
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+
+
+def test_impedance_target(finished_run):
+    r = snakemake("--cores", 2, "impedance", "--directory", finished_run, "--configfile",
+                  finished_run / "config" / "test.yaml")
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = (finished_run / "results" / "tables" / "impedance.md").read_text()
+    assert "shuffled pixels" in table and (finished_run / "results" / "figures" / "impedance.png").exists()

@@ -1,0 +1,39 @@
+rule evaluate:
+    """Score one fit from its files: the restored PNG against the ground truth (SR: luminance,
+    border shaved), the final and EMA outputs, the oracle iteration, and every stopping rule."""
+    input:
+        summary=FIT + "/summary.json",
+        history=FIT + "/history.csv",
+        clean="results/images/{image}/clean.png",
+    output:
+        FIT + "/metrics.csv",
+    params:
+        image="{image}",
+        task_label="{task}",
+    log:
+        "logs/evaluate/{task}/{arch}/{image}/seed{seed}.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule baselines:
+    """Classical baselines per image × task × seed (SR: bicubic, nearest; denoising: TV, non-local
+    means; inpainting: biharmonic; JPEG: the observation itself)."""
+    input:
+        observed="results/observations/{task}/{image}/seed{seed}/observed.png",
+        mask="results/observations/{task}/{image}/seed{seed}/mask.png",
+        clean="results/images/{image}/clean.png",
+    output:
+        directory("results/baselines/{task}/{image}/seed{seed}"),
+    params:
+        spec=get_task_spec,
+        image="{image}",
+        task_label="{task}",
+    log:
+        "logs/baselines/{task}/{image}/seed{seed}.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/baselines.py"

@@ -1,0 +1,53 @@
+def get_figure_inputs(wildcards):
+    """Everything one task's figures show: images of the first seed, every history, the tables."""
+    first = SEEDS[0]
+    obs = "results/observations/{task}/{image}/seed{seed}/observed.png"
+    return {
+        "runs": "results/tables/runs.csv",
+        "baselines": "results/tables/summary.csv",
+        "clean": expand("results/images/{image}/clean.png", image=IMAGES),
+        "observed": expand(obs, task=wildcards.task, image=IMAGES, seed=first),
+        "baseline_dirs": expand("results/baselines/{task}/{image}/seed{seed}", task=wildcards.task,
+                                image=IMAGES, seed=first),
+        "restored": expand(FIT + "/restored.png", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
+        "histories": expand(FIT + "/history.csv", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=SEEDS),
+    }
+
+
+rule figures:
+    """Per task: comparison grid, learning curves with stops marked, architecture bar chart (PNG + PDF)."""
+    input:
+        unpack(get_figure_inputs),
+    output:
+        comparison=report("results/figures/comparison_{task}.png", caption="../report/comparison.rst",
+                          category="Figures", subcategory="{task}"),
+        curves=report("results/figures/curves_{task}.png", caption="../report/curves.rst",
+                      category="Figures", subcategory="{task}"),
+        bars=report("results/figures/architectures_{task}.png", caption="../report/architectures.rst",
+                    category="Figures", subcategory="{task}"),
+        pdfs=multiext("results/figures/{task}", "_comparison.pdf", "_curves.pdf", "_architectures.pdf"),
+    params:
+        images=IMAGES,
+        archs=ARCHS,
+        seeds=SEEDS,
+    log:
+        "logs/figures/{task}.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/figures.py"
+
+
+rule detection_gaps:
+    """Histogram of each stopping rule's detection gap over every fit of the benchmark."""
+    input:
+        "results/tables/runs.csv",
+    output:
+        png=report("results/figures/detection_gaps.png", caption="../report/gaps.rst", category="Figures"),
+        pdf="results/figures/detection_gaps.pdf",
+    log:
+        "logs/figures/detection_gaps.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/detection_gaps.py"

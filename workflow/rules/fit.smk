@@ -1,0 +1,26 @@
+rule fit:
+    """One Deep Image Prior fit: full budget, every stopping rule recorded, checkpointed so that a
+    killed or pre-empted job resumes where it was (rerun with --rerun-incomplete)."""
+    input:
+        observed="results/observations/{task}/{image}/seed{seed}/observed.png",
+        mask="results/observations/{task}/{image}/seed{seed}/mask.png",
+        clean="results/images/{image}/clean.png",
+    output:
+        summary=FIT + "/summary.json",
+        history=FIT + "/history.csv",
+        restored=FIT + "/restored.png",
+    params:
+        args=fit_args,
+        out=FIT,
+    threads: config["threads_per_fit"]
+    resources:
+        **get_fit_resources(),
+    log:
+        "logs/fit/{task}/{arch}/{image}/seed{seed}.log",
+    benchmark:
+        "benchmarks/fit/{task}/{arch}/{image}/seed{seed}.tsv"
+    conda:
+        "../envs/dip.yaml"
+    shell:
+        "dip fit {params.args} --observed {input.observed} --mask {input.mask} --clean {input.clean} "
+        "--record-stops --threads {threads} --out {params.out} 2> {log}"

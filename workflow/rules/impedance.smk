@@ -1,0 +1,42 @@
+IMPEDANCE = config.get("impedance", {})
+
+
+rule impedance_fit:
+    """Fit one architecture to the image, image + noise, shuffled pixels and uniform noise."""
+    input:
+        "results/images/{image}/clean.png".format(image=IMPEDANCE.get("image", "")),
+    output:
+        "results/impedance/{arch}.csv",
+    params:
+        iterations=IMPEDANCE.get("iterations"),
+        device=config["device"],
+    threads: config["threads_per_fit"]
+    resources:
+        **get_fit_resources(),
+    log:
+        "logs/impedance/{arch}.log",
+    benchmark:
+        "benchmarks/impedance/{arch}.tsv"
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/impedance_fit.py"
+
+
+rule impedance:
+    """Target of its own (`snakemake impedance`): loss curves on a log axis and iterations to reach each MSE."""
+    input:
+        expand("results/impedance/{arch}.csv", arch=IMPEDANCE.get("archs", [])),
+    output:
+        png=report("results/figures/impedance.png", caption="../report/impedance.rst", category="Impedance"),
+        pdf="results/figures/impedance.pdf",
+        table="results/tables/impedance.md",
+    params:
+        archs=IMPEDANCE.get("archs", []),
+        thresholds=IMPEDANCE.get("thresholds", [0.01, 0.002]),
+    log:
+        "logs/impedance/figure.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/impedance_figure.py"

@@ -1,0 +1,18 @@
+rule tables:
+    """Collect every fit and baseline: runs.csv (one row per fit), summary.csv/.md (mean ± std over
+    images and seeds per task × arch × method) and stopping.md (rules against the oracle)."""
+    input:
+        runs=expand(FIT + "/metrics.csv", task=TASKS, arch=ARCHS, image=IMAGES, seed=SEEDS),
+        baselines=expand("results/baselines/{task}/{image}/seed{seed}", task=TASKS, image=IMAGES, seed=SEEDS),
+    output:
+        runs=report("results/tables/runs.csv", caption="../report/runs.rst", category="Tables"),
+        summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
+        summary_md="results/tables/summary.md",
+        stopping=report("results/tables/stopping.csv", caption="../report/stopping.rst", category="Tables"),
+        stopping_md="results/tables/stopping.md",
+    log:
+        "logs/tables.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/tables.py"
