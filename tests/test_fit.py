@@ -71,10 +71,11 @@ def test_a_diverging_learning_rate_recovers_or_fails_cleanly(clean64):
 
 @pytest.fixture(scope="module")
 def denoise_fit(clean64):
+    """A short fit whose PSNR visibly peaks: no input perturbation, so the net starts fitting the noise."""
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
-    rule = WindowedVarianceStop(window=50, patience=150)
-    result = fit(SKIP, Denoise(25), observed, FitSettings(iterations=600, ssim_every=600), clean=clean64,
-                 rules=[rule])
+    rule = WindowedVarianceStop(window=100, patience=200)
+    result = fit(SKIP, Denoise(25), observed, FitSettings(iterations=400, reg_noise_std=0.0, ssim_every=400),
+                 clean=clean64, rules=[rule])
     return observed, result
 
 
@@ -84,12 +85,17 @@ def test_denoising_beats_the_noisy_image_by_4db(clean64, denoise_fit):
     assert result.history["psnr_ema"].max() >= noisy + 4
 
 
-def test_es_wmv_stop_lies_within_1db_of_the_oracle(clean64, denoise_fit):
+def test_es_wmv_stop_lies_within_1db_of_the_oracle_peak(clean64, denoise_fit):
     _, result = denoise_fit
+    h = result.history
+    assert h["psnr"].iloc[-1] < h["psnr"].max() - 1  # the curve visibly peaks
     stop = result.stops["es-wmv"]["iteration"]
-    at_stop = psnr(to_array(result.rule_images["es-wmv"]), to_array(clean64))
-    assert at_stop == pytest.approx(result.history.loc[stop - 1, "psnr_ema"], abs=0.05)
-    assert result.history["psnr_ema"].max() - at_stop <= 1.0
+    assert result.stops["es-wmv"]["stopped"]
+    # Like with like, raw outputs: ES-WMV watches the raw outputs, the oracle is the best raw output.
+    assert h["psnr"].max() - h.loc[stop - 1, "psnr"] <= 1.0
+    # The image the rule kept is the EMA image of its iteration.
+    kept = psnr(to_array(result.rule_images["es-wmv"]), to_array(clean64))
+    assert kept == pytest.approx(h.loc[stop - 1, "psnr_ema"], abs=0.05)
 
 
 def test_super_resolution_x4_beats_bicubic(clean64):

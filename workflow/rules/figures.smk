@@ -9,7 +9,7 @@ def get_figure_inputs(wildcards):
         "observed": expand(obs, task=wildcards.task, image=IMAGES, seed=first),
         "baseline_dirs": expand("results/baselines/{task}/{image}/seed{seed}", task=wildcards.task,
                                 image=IMAGES, seed=first),
-        "restored": expand(FIT + "/restored.png", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
+        "summaries": expand(FIT + "/summary.json", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
         "histories": expand(FIT + "/history.csv", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=SEEDS),
     }
 

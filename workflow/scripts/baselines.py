@@ -41,7 +41,7 @@ elif task.name == "denoise":
         "tv": unsqueeze(denoise_tv_chambolle(squeeze(observed), weight=sigma, channel_axis=channel_axis)),
         "nlm": unsqueeze(denoise_nl_means(squeeze(observed), h=0.8 * sigma, sigma=sigma, fast_mode=True,
                                           patch_size=5, patch_distance=6, channel_axis=channel_axis)),
-        "noisy input": observed,
+        "noisy": observed,
     }
 elif task.name == "inpaint":
     mask = read_array(snakemake.input.mask)[..., 0] > 0.5

@@ -29,7 +29,13 @@ if summary["status"] == "ok":
     history = pd.read_csv(snakemake.input.history)
     budget = summary["iterations_budget"]
     oracle = summary["stops"]["oracle"]
+    # The same rules judged on raw outputs (the ES-WMV paper's setting): raw PSNR at each rule's iteration.
+    raw = history.set_index("iteration")["psnr"]
+    row["oracle_psnr_raw"] = raw.max()
     for rule, rec in summary["stops"].items():
+        if rule not in ("oracle", "fixed") and rec["iteration"] is not None:
+            row[f"{rule}_psnr_raw"] = raw.loc[rec["iteration"]]
+            row[f"{rule}_gap_raw"] = raw.max() - raw.loc[rec["iteration"]]
         row[f"{rule}_iteration"] = rec["iteration"]
         row[f"{rule}_psnr"] = rec.get("psnr", np.nan)
         row[f"{rule}_ssim"] = rec.get("ssim", np.nan)

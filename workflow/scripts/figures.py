@@ -51,7 +51,7 @@ for i, image in enumerate(images):
         row = runs[(runs["image"] == image) & (runs["arch"] == arch) & (runs["seed"] == first_seed)]
         ax = axes[i, 2 + len(baseline_methods) + k]
         if len(row) and row["status"].iloc[0] == "ok":
-            path = snakemake.input.restored[k * len(images) + i]
+            path = Path(snakemake.input.summaries[k * len(images) + i]).with_name("restored.png")
             show(ax, path, f"DIP {arch} {row['psnr_restored_png'].iloc[0]:.2f} dB")
         else:
             ax.axis("off")
