@@ -23,3 +23,11 @@ def png64(tmp_path, clean64):
     path = tmp_path / "clean.png"
     Image.fromarray(np.round(natural_crop(64) * 255).astype(np.uint8)).save(path)
     return path
+
+
+def pytest_configure(config):
+    # Under pytest-xdist each worker gets one core's worth of threads: two workers share two cores.
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

@@ -25,6 +25,12 @@ def test_same_seed_gives_the_same_history_and_another_seed_does_not(clean64):
     assert len(a) == 30 and a["ssim"].notna().sum() == 3
 
 
+def test_lbfgs_is_an_option(clean64):
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    result = fit(SKIP, Denoise(25), observed, small_settings(iterations=10, optimizer="lbfgs", lr=0.1), clean=clean64)
+    assert result.history["loss"].notna().all() and result.history["loss"].iloc[-1] < result.history["loss"].iloc[0]
+
+
 def test_history_without_ground_truth_has_no_psnr(clean64):
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
     result = fit(SKIP, Denoise(25), observed, small_settings(iterations=10))

@@ -15,9 +15,9 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
-def snakemake(*args, cwd=ROOT, timeout=900):
+def snakemake(*args, cwd=ROOT, timeout=900, env=None):
     return subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"), *map(str, args)],
-                          cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+                          cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -132,8 +132,27 @@ def test_rerunning_a_finished_run_has_nothing_to_do(finished_run):
 
 
 def test_impedance_target(finished_run):
-    r = snakemake("--cores", 2, "impedance", "--directory", finished_run, "--configfile",
+    r = snakemake("impedance", "--cores", 2, "--directory", finished_run, "--configfile",
                   finished_run / "config" / "test.yaml")
     assert r.returncode == 0, r.stderr[-3000:]
     table = (finished_run / "results" / "tables" / "impedance.md").read_text()
     assert "shuffled pixels" in table and (finished_run / "results" / "figures" / "impedance.png").exists()
+
+
+def test_the_slurm_profile_submits_fits_with_a_gpu_to_stand_in_slurm_commands(workdir, tmp_path):
+    state = tmp_path / "slurm"
+    state.mkdir()
+    config = write_config(workdir, images=["astronaut"], archs=["skip"], seeds=[0],
+                          tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 3}})
+    env = {**ENV, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{ENV['PATH']}", "FAKE_SLURM_DIR": str(state)}
+    target = "results/fits/denoise-s25/skip/astronaut/seed0/summary.json"
+    r = snakemake(target, "--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir,
+                  "--configfile", config, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (workdir / target).exists()
+    submissions = (state / "sbatch.log").read_text().splitlines()
+    fits = [line for line in submissions if "rule_fit" in line]
+    others = [line for line in submissions if "rule_fit" not in line]
+    assert len(fits) == 1 and others
+    assert "--gpus=1" in fits[0] and "--cpus-per-task=4" in fits[0] and "-p gpu" in fits[0]
+    assert all("--gpus" not in line for line in others)

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from dip import manifest
+from dip.image_io import InputError
+
+HEADER = "id\tpath\trole\tmask\tcrop\tresize\tsource\tlicence\n"
+
+
+def write(tmp_path, rows):
+    path = tmp_path / "manifest.tsv"
+    path.write_text(HEADER + "".join("\t".join(r) + "\n" for r in rows))
+    return path
+
+
+def test_default_manifest_reads_and_checks():
+    frame = manifest.read("data/manifest.tsv")
+    assert len(frame) >= 6 and frame.index.is_unique
+    manifest.check(frame, manifest.Path("data"))
+
+
+def test_duplicate_ids_are_named(tmp_path):
+    path = write(tmp_path, [["a", "skimage:camera", "", "", "", "", "", ""]] * 2)
+    with pytest.raises(InputError, match="duplicate id 'a'"):
+        manifest.read(path)
+
+
+def test_an_empty_manifest_is_rejected(tmp_path):
+    with pytest.raises(InputError, match="manifest has no images"):
+        manifest.read(write(tmp_path, []))
+
+
+def test_a_mask_of_another_size_is_named(tmp_path):
+    Image.new("RGB", (40, 40)).save(tmp_path / "img.png")
+    Image.new("L", (32, 32), 255).save(tmp_path / "mask.png")
+    frame = manifest.read(write(tmp_path, [["x", "img.png", "clean", "mask.png", "", "", "", ""]]))
+    with pytest.raises(InputError, match="manifest row 'x': mask mask.png is 32x32 but the image is 40x40"):
+        manifest.check(frame, tmp_path)
+
+
+def test_a_too_small_image_says_the_minimum(tmp_path):
+    Image.new("RGB", (12, 40)).save(tmp_path / "small.png")
+    frame = manifest.read(write(tmp_path, [["s", "small.png", "", "", "", "", "", ""]]))
+    with pytest.raises(InputError, match="smaller than the minimum 16x16"):
+        manifest.check(frame, tmp_path)
+
+
+def test_an_unknown_bundled_image_is_named(tmp_path):
+    frame = manifest.read(write(tmp_path, [["u", "skimage:unicorn", "", "", "", "", "", ""]]))
+    with pytest.raises(InputError, match="skimage:unicorn"):
+        manifest.check(frame, tmp_path)
+
+
+def test_prepare_crops_resizes_and_keeps_multiples_of_eight():
+    arr = np.random.default_rng(0).random((100, 90, 3)).astype(np.float32)
+    out = manifest.prepare(arr, crop="5,5,70,60", resize="37x45")
+    assert out.shape == (40, 32, 3) and out.min() >= 0 and out.max() <= 1
