@@ -99,8 +99,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--failure-ok", action="store_true",
                    help="a fit that keeps diverging writes summary.json with status 'failed' and exits 0")
 
-    b = sub.add_parser("bench", help="time fit iterations (see python -m dip.bench --help)", add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", help="time fit iterations against a reference loop (dip bench --help)")
     return root
 
 
@@ -248,10 +247,11 @@ def run_degrade(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "bench":
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own parser: python -m dip.bench --help
         from dip.bench import main as bench_main
-        return bench_main(args.rest)
+        return bench_main(argv[1:])
+    args = parser().parse_args(argv)
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, *a, **k: f"dip: warning: {msg}\n"
     try:

@@ -87,7 +87,8 @@ def test_the_default_profile_dry_run_shows_fit_resources(workdir):
     r = snakemake("-n", "--profile", ROOT / "workflow" / "profiles" / "default", "--directory", workdir,
                   "--configfile", workdir / "config" / "test.yaml")
     assert r.returncode == 0, r.stderr
-    assert re.search(r"rule fit:[\s\S]*?resources:.*mem_mb=1000.*runtime=10", r.stdout)
+    fit_blocks = [b for b in r.stdout.split("\n\n") if "rule fit:" in b]
+    assert fit_blocks and all("mem_mb=1000" in b and "runtime=10" in b for b in fit_blocks)
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-FIT = "results/fits/{task}/{arch}/{image}/seed{seed}"
-
-
-def get_fits():
-    return expand(FIT + "/summary.json", task=TASKS, arch=ARCHS, image=IMAGES, seed=SEEDS)
-
-
 def get_final_output():
     """What a default run produces: the tables, every figure, per task."""
     return [
@@ -110,3 +103,19 @@ def fit_args(wildcards):
 def get_fit_resources():
     base = {"mem_mb": config["resources"]["mem_mb"], "runtime": config["resources"]["runtime"]}
     return {**base, "gpu": 1} if USE_GPU else base
+
+
+def get_figure_inputs(wildcards):
+    """Everything one task's figures show: images of the first seed, every history, the tables."""
+    first = SEEDS[0]
+    obs = "results/observations/{task}/{image}/seed{seed}/observed.png"
+    return {
+        "runs": "results/tables/runs.csv",
+        "baselines": "results/tables/summary.csv",
+        "clean": expand("results/images/{image}/clean.png", image=IMAGES),
+        "observed": expand(obs, task=wildcards.task, image=IMAGES, seed=first),
+        "baseline_dirs": expand("results/baselines/{task}/{image}/seed{seed}", task=wildcards.task,
+                                image=IMAGES, seed=first),
+        "summaries": expand("results/fits/{task}/{arch}/{image}/seed{seed}/summary.json", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
+        "histories": expand("results/fits/{task}/{arch}/{image}/seed{seed}/history.csv", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=SEEDS),
+    }

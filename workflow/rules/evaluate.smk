@@ -2,11 +2,11 @@ rule evaluate:
     """Score one fit from its files: the restored PNG against the ground truth (SR: luminance,
     border shaved), the final and EMA outputs, the oracle iteration, and every stopping rule."""
     input:
-        summary=FIT + "/summary.json",
-        history=FIT + "/history.csv",
+        summary="results/fits/{task}/{arch}/{image}/seed{seed}/summary.json",
+        history="results/fits/{task}/{arch}/{image}/seed{seed}/history.csv",
         clean="results/images/{image}/clean.png",
     output:
-        FIT + "/metrics.csv",
+        "results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv",
     params:
         image="{image}",
         task_label="{task}",

@@ -1,19 +1,3 @@
-def get_figure_inputs(wildcards):
-    """Everything one task's figures show: images of the first seed, every history, the tables."""
-    first = SEEDS[0]
-    obs = "results/observations/{task}/{image}/seed{seed}/observed.png"
-    return {
-        "runs": "results/tables/runs.csv",
-        "baselines": "results/tables/summary.csv",
-        "clean": expand("results/images/{image}/clean.png", image=IMAGES),
-        "observed": expand(obs, task=wildcards.task, image=IMAGES, seed=first),
-        "baseline_dirs": expand("results/baselines/{task}/{image}/seed{seed}", task=wildcards.task,
-                                image=IMAGES, seed=first),
-        "summaries": expand(FIT + "/summary.json", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
-        "histories": expand(FIT + "/history.csv", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=SEEDS),
-    }
-
-
 rule figures:
     """Per task: comparison grid, learning curves with stops marked, architecture bar chart (PNG + PDF)."""
     input:

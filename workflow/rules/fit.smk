@@ -8,11 +8,10 @@ rule fit:
         clean="results/images/{image}/clean.png",
     output:
         # restored.png is written beside them, except by a fit that failed (status in summary.json).
-        summary=FIT + "/summary.json",
-        history=FIT + "/history.csv",
+        summary="results/fits/{task}/{arch}/{image}/seed{seed}/summary.json",
+        history="results/fits/{task}/{arch}/{image}/seed{seed}/history.csv",
     params:
         args=fit_args,
-        out=FIT,
     threads: config["threads_per_fit"]
     resources:
         **get_fit_resources(),
@@ -24,4 +23,4 @@ rule fit:
         "../envs/dip.yaml"
     shell:
         "dip fit {params.args} --observed {input.observed} --mask {input.mask} --clean {input.clean} "
-        "--record-stops --failure-ok --threads {threads} --out {params.out} 2> {log}"
+        "--record-stops --failure-ok --threads {threads} --out $(dirname {output.summary}) 2> {log}"

@@ -2,7 +2,7 @@ rule tables:
     """Collect every fit and baseline: runs.csv (one row per fit), summary.csv/.md (mean ± std over
     images and seeds per task × arch × method) and stopping.md (rules against the oracle)."""
     input:
-        runs=expand(FIT + "/metrics.csv", task=TASKS, arch=ARCHS, image=IMAGES, seed=SEEDS),
+        runs=expand("results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv", task=TASKS, arch=ARCHS, image=IMAGES, seed=SEEDS),
         baselines=expand("results/baselines/{task}/{image}/seed{seed}", task=TASKS, image=IMAGES, seed=SEEDS),
     output:
         runs=report("results/tables/runs.csv", caption="../report/runs.rst", category="Tables"),
