@@ -18,7 +18,7 @@ from dip.metrics import psnr, ssim
 from dip.presets import PAPER, architecture, preset_key
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.stopping import RULES, make_rule, oracle_iteration
-from dip.tasks import MASKS, TASKS, Task
+from dip.tasks import TASKS, Task
 
 
 def _task_arguments(p: argparse.ArgumentParser) -> None:

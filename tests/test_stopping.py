@@ -31,7 +31,6 @@ def test_windowed_variance_matches_a_direct_computation():
 def test_es_wmv_stops_near_the_designed_minimum_and_keeps_its_image():
     window, minimum = 20, 300
     rule = WindowedVarianceStop(window=window, patience=100)
-    kept = {}
     for t, x in v_shaped_outputs(minimum=minimum):
         rule.update(t, x, x * 0 + t)  # the kept image says which iteration it came from
         if rule.should_stop(t):
