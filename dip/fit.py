@@ -231,8 +231,9 @@ def fit(
 
     lr = s.lr
     opt = make_optimizer(lr)
+    signalled = [r for r in rules if r.name != "fixed"]  # FixedStop has no statistic to record
     columns = ["loss", "psnr_observed"] + (["psnr", "psnr_ema"] if clean is not None else []) + [
-        f"signal_{r.name}" for r in rules if r.name != "fixed"]
+        f"signal_{r.name}" for r in signalled]
     st = {"iteration": 0, "ema": None, "backtracks": 0, "good_psnr": -math.inf,
           "rows": np.zeros((0, len(columns))), "seconds": np.zeros(0), "ssim": {}, "elapsed": 0.0}
 
@@ -309,8 +310,7 @@ def fit(
                     row += [psnr_torch(view(out), view_clean), psnr_torch(view(keep), view_clean)]
                     if it % s.ssim_every == 0 or it == s.iterations:
                         st["ssim"][it] = tuple(ssim(to_array(x), to_array(clean), y_channel, shave) for x in (out, keep))
-                row += [r.signal if r.signal is not None else torch.tensor(float("nan")) for r in rules
-                        if r.name != "fixed"]
+                row += [r.signal if r.signal is not None else torch.tensor(float("nan")) for r in signalled]
                 pending.append(torch.stack([torch.as_tensor(v, device=device).float() for v in row]))
                 pending_t.append(time.perf_counter() - t0)
                 st["iteration"] = it

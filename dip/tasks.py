@@ -8,6 +8,7 @@ import torch
 
 from dip import operators as ops
 from dip.image_io import InputError
+from dip.networks import center_crop
 
 TASKS = ("denoise", "sr", "inpaint", "jpeg")
 MASKS = ("drop", "text", "box", "file")
@@ -61,9 +62,7 @@ class Task:
         if self.name != "sr":
             return clean
         h, w = clean.shape[-2:]
-        hh, ww = h - h % self.factor, w - w % self.factor
-        top, left = (h - hh) // 2, (w - ww) // 2
-        return clean[..., top:top + hh, left:left + ww]
+        return center_crop(clean, h - h % self.factor, w - w % self.factor)
 
     def check_size(self, h: int, w: int, source: str) -> None:
         if min(h, w) < MIN_SIZE:
