@@ -62,3 +62,4 @@ def test_save_png_is_atomic_and_leaves_no_temporary(tmp_path, clean64):
     save_png(clean64, tmp_path / "out.png")
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
     assert load_image(tmp_path / "out.png").shape == clean64.shape
+    assert (tmp_path / "out.png").stat().st_mode & 0o044  # readable by others like any ordinary output
