@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run report impedance test lint clean
+.PHONY: setup run report impedance test lint bench bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,13 @@ run: setup
 
 impedance: setup
 	$(BIN)/snakemake --cores all impedance
+
+# Speed against the reference loop (README "Speed"); bench-gpu is the check for a CUDA machine.
+bench: setup
+	$(BIN)/dip bench --arch skip --size 128 --iters 20 --threads 2 --reference --rounds 3
+
+bench-gpu: setup
+	$(BIN)/dip bench --device cuda --arch skip --size 512 --iters 50 --warmup 10 --reference --batch 8 --parity 1000
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,13 +1,14 @@
 """Time Deep Image Prior iterations: the real `fit` path against a plain reference loop.
 
-    python -m dip.bench --arch skip --size 128 --iters 20 --threads 2 [--device cuda] [--reference] [--json]
+    python -m dip.bench --arch skip --size 128 --iters 20 --threads 2 [--device cuda] [--reference] [--batch 8] [--json]
 
 The fit path is `dip.fit.fit` itself (forward, loss, backward, Adam, EMA, both ES rules' bookkeeping and
 the history against a ground truth); the reference loop is the original notebooks' iteration: fp32,
 contiguous layout, and the output pulled to NumPy for PSNR every iteration. Both run the identical
 network on the same denoising problem, in this process, one after the other. Prints the median and
 spread of seconds per iteration, FLOPs per iteration (torch.utils.flop_counter), achieved GFLOP/s, the
-machine's fp32 matmul peak measured now (torch.mm of 2048²), and peak memory.
+machine's fp32 matmul peak measured now (torch.mm of 2048²), and peak memory. With --batch N it also
+times N fits batched into one network and prints their throughput against N single fits.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import torch
 from skimage import data
 
 from dip import networks
+from dip.batch import fit_batch
 from dip.fit import FitSettings, fit, make_network, pick_device
 from dip.image_io import to_array, to_tensor
 from dip.inputs import noise_input, perturb
@@ -31,7 +33,7 @@ from dip.operators import Denoise
 from dip.presets import architecture
 from dip.provenance import device_name
 from dip.speed import resolve_speed
-from dip.stopping import ExponentialVarianceStop, WindowedVarianceStop
+from dip.stopping import make_rule
 
 
 def test_image(size: int) -> torch.Tensor:
@@ -73,7 +75,7 @@ def flops_per_iteration(spec: dict, depth: int, size: int, device: torch.device)
 
 def time_fit(spec, settings, clean, observed, device, warmup) -> list[float]:
     """Per-iteration seconds of the real fit path, warm-up iterations dropped."""
-    rules = [WindowedVarianceStop(), ExponentialVarianceStop()]
+    rules = [make_rule(name, settings.iterations, ema=settings.ema) for name in ("es-wmv", "es-emv")]
     result = fit(spec, Denoise(25), observed, settings, clean=clean, rules=rules, device=device)
     seconds = np.diff(np.concatenate([[0.0], result.history["seconds"].to_numpy()]))[warmup:]
     if device.type != "cpu":
@@ -110,6 +112,14 @@ def time_reference(spec, settings, clean, observed, device, warmup) -> list[floa
     return times[warmup:]
 
 
+def time_batch(spec, settings, clean, observed, device, warmup, fits: int) -> list[float]:
+    """Per-iteration seconds of `fits` fits batched into one network (`dip.batch`), warm-up dropped."""
+    s = FitSettings(**{**vars(settings), "check_every": 1})  # exact per-iteration wall times
+    history = fit_batch(spec, Denoise(25), observed, s, list(range(fits)), clean=clean, device=device).history
+    seconds = history[history["fit"] == 0]["seconds"].to_numpy()
+    return list(np.diff(np.concatenate([[0.0], seconds]))[warmup:])
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20
@@ -128,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--iters", type=int, default=20, help="timed iterations")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=1, help="alternate the timed paths this many times")
     p.add_argument("--threads", type=int)
     p.add_argument("--device", default="auto")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
@@ -137,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", action="store_true", help="also time the plain reference loop")
     p.add_argument("--parity", type=int, default=0,
                    help="also fit N denoising iterations with the fast and the fp32 path and compare best EMA PSNR")
+    p.add_argument("--batch", type=int, default=0,
+                   help="also time N fits batched into one network (N seeds at once, see dip.batch)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -153,12 +166,23 @@ def main(argv: list[str] | None = None) -> int:
     report = {"arch": args.arch, "size": args.size, "device": device_name(device), "threads": torch.get_num_threads(),
               "channels_last": speed.channels_last, "bf16": speed.bf16, "compile": args.compile,
               "flush_denormal": args.flush_denormal,
-              "timed_iterations": args.iters, "warmup_iterations": args.warmup}
+              "timed_iterations": args.iters * args.rounds, "warmup_iterations": args.warmup, "rounds": args.rounds}
     if args.compile:
         t = time.perf_counter()
         time_fit(spec["net"], FitSettings(**{**vars(fast), "iterations": 2}), clean, observed, device, 0)
         report["compile_seconds"] = time.perf_counter() - t
-    times = time_fit(spec["net"], fast, clean, observed, device, args.warmup)
+    # Alternate the paths round by round so that a slow spell of a shared machine hits both alike.
+    times, ref_times, batch_times = [], [], []
+    for _ in range(args.rounds):
+        times += time_fit(spec["net"], fast, clean, observed, device, args.warmup)
+        report.setdefault("peak_memory_mb", peak_memory_mb(device))  # the fit path's, before the others run
+        if args.reference:
+            ref_times += time_reference(spec["net"], fast, clean, observed, device, args.warmup)
+        if args.batch:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            batch_times += time_batch(spec["net"], fast, clean, observed, device, args.warmup, args.batch)
+            report.setdefault("batch_peak_memory_mb", peak_memory_mb(device))  # on CPU: the process's high-water mark
     stats = summarise(times)
     flops = flops_per_iteration(spec["net"], depth, args.size, device)
     peak = matmul_peak_gflops(device)
@@ -167,10 +191,16 @@ def main(argv: list[str] | None = None) -> int:
                   achieved_gflops=flops / 1e9 / stats["median"], matmul_peak_gflops=peak,
                   fraction_of_matmul_peak=flops / 1e9 / stats["median"] / peak)
     if args.reference:
-        ref = summarise(time_reference(spec["net"], fast, clean, observed, device, args.warmup))
+        ref = summarise(ref_times)
         report.update(reference_seconds_per_iteration=ref["median"], reference_p10=ref["p10"],
                       reference_p90=ref["p90"], speedup=ref["median"] / stats["median"],
                       reference_fraction_of_matmul_peak=flops / 1e9 / ref["median"] / peak)
+    if args.batch:
+        batch = summarise(batch_times)
+        # Throughput in fit-iterations per second: B fits advance one iteration per batched step.
+        report.update(batch_fits=args.batch, batch_seconds_per_iteration=batch["median"],
+                      batch_fit_iterations_per_second=args.batch / batch["median"],
+                      batch_speedup_over_single=args.batch * stats["median"] / batch["median"])
     if args.parity:
         best = {}
         for name, cl, bf in (("fast", args.channels_last, args.bf16), ("fp32", False, False)):
@@ -179,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
                                .history["psnr_ema"].max())
         report.update(parity_iterations=args.parity, best_psnr_ema_fast=best["fast"], best_psnr_ema_fp32=best["fp32"],
                       parity_difference_db=best["fast"] - best["fp32"])
-    report["peak_memory_mb"] = peak_memory_mb(device)
     if args.json:
         print(json.dumps(report))
     else:

@@ -85,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--optimizer", choices=["adam", "lbfgs"])
     f.add_argument("--tv-weight", type=float)
     f.add_argument("--ssim-every", type=int)
-    f.add_argument("--stop", choices=RULES, help="stop at this rule's decision")
+    f.add_argument("--stop", choices=RULES, help="stop at this rule's decision; with the EMA on, es-wmv/es-emv "
+                   "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum")
     f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
     f.add_argument("--window", type=int, default=100, help="es-wmv window W; es-emv starts checking after W")
     f.add_argument("--patience", type=int, default=1000, help="es-wmv/es-emv patience P")
@@ -175,7 +176,7 @@ def run_fit(args) -> dict:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     out = Path(args.out)
-    rules = [make_rule(name, settings.iterations, args.window, args.patience)
+    rules = [make_rule(name, settings.iterations, args.window, args.patience, settings.ema)
              for name in RULES if args.record_stops or name == args.stop]
     config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
               "settings": asdict(settings), "stop": args.stop, "window": args.window, "patience": args.patience}
@@ -208,7 +209,7 @@ def run_fit(args) -> dict:
     summary.update(iterations=result.iterations, seconds=float(history["seconds"].iloc[-1]),
                    wall_seconds=time.perf_counter() - start, backtracks=result.backtracks,
                    resumed_from=result.resumed_from, stopped_by=result.stopped_by)
-    stops = {name: {"iteration": rec["iteration"], "stopped": rec["stopped"]} for name, rec in result.stops.items()}
+    stops = {name: dict(rec) for name, rec in result.stops.items()}
     if clean is not None:
         ema = "psnr_ema" if settings.ema else "psnr"
         summary.update({f"{k}_final": v for k, v in _scores(result.output, clean, task).items()})

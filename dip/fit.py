@@ -194,7 +194,7 @@ def fit(
     device = torch.device(device)
     rules = list(rules or [])
     if stop_on is not None and stop_on not in {r.name for r in rules}:
-        rules.append(make_rule(stop_on, s.iterations))
+        rules.append(make_rule(stop_on, s.iterations, ema=s.ema))
     h, w = operator.image_size(observed)
     channels = observed.shape[1]
     gen = torch.Generator().manual_seed(s.seed)
@@ -365,7 +365,7 @@ def fit(
     if clean is not None:
         history["ssim"] = history["iteration"].map(lambda i: st["ssim"].get(i, (np.nan, np.nan))[0])
         history["ssim_ema"] = history["iteration"].map(lambda i: st["ssim"].get(i, (np.nan, np.nan))[1])
-    stops = {r.name: {"iteration": r.chosen_iteration(), "stopped": r.should_stop(st["iteration"])} for r in rules}
+    stops = {r.name: r.report(st["iteration"]) for r in rules}
     images = {r.name: r.image for r in rules}
     final = cache["out"] if st["iteration"] == len(history) and "out" in cache else None
     image = images[stopped_by] if stopped_by else st["ema"]

@@ -1,7 +1,14 @@
 """Stopping rules that need no ground truth. Each watches the raw network outputs, remembers the
 image to return at its chosen iteration (the EMA image when the fit keeps one), and says when it
-would stop. All per-iteration work stays on the device: a rule never forces a host sync; `fit`
-asks `should_stop` only at its periodic host checks.
+would stop.
+
+With an output EMA (weight β) the variance rules keep the EMA image `delay` = β/(1−β) iterations after
+the minimum (99 for β = 0.99): that is the EMA's mean lag, so the kept image is an average of outputs
+centred on the minimum, where ES-WMV returns the single raw output. Returning the EMA image at the
+minimum itself would average outputs from ~100 iterations earlier, before the fit had converged.
+
+All per-iteration work stays on the device: a rule never forces a host sync; `fit` asks `should_stop`
+only at its periodic host checks.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ class StoppingRule:
         self.best_iteration: torch.Tensor | None = None  # device scalar: iteration of the chosen image
         self.image: torch.Tensor | None = None           # the image kept at that iteration
         self.signal: torch.Tensor | None = None          # the statistic at the last update (NaN if none)
+        self.minimum_iteration: torch.Tensor | None = None  # device scalar: where the statistic was least
 
     def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor) -> None:
         raise NotImplementedError
@@ -27,6 +35,16 @@ class StoppingRule:
 
     def chosen_iteration(self) -> int | None:
         return None if self.best_iteration is None else int(self.best_iteration)
+
+    def stop_iteration(self) -> int | None:
+        """The iteration at which the rule ends a fit (the fit checks it every `check_every` iterations)."""
+        raise NotImplementedError
+
+    def report(self, last_iteration: int) -> dict:
+        """Where the rule stands after a fit that ran to `last_iteration`."""
+        minimum = None if self.minimum_iteration is None else int(self.minimum_iteration)
+        return {"iteration": self.chosen_iteration(), "minimum": minimum, "stop_at": self.stop_iteration(),
+                "stopped": self.should_stop(last_iteration)}
 
     def state_dict(self) -> dict:
         return {k: v for k, v in vars(self).items()}
@@ -54,16 +72,22 @@ class FixedStop(StoppingRule):
     def should_stop(self, iteration: int) -> bool:
         return iteration >= self.n
 
+    def stop_iteration(self) -> int | None:
+        return self.n
+
 
 class _MinimumTracker(StoppingRule):
-    """Shared logic: track the minimum of a per-iteration statistic and stop after `patience`
-    iterations without a new minimum. Minimum and image update branch-free with torch.where."""
+    """Shared logic: track the minimum of a per-iteration statistic, keep the image `delay` iterations
+    after it (or the latest one, if the fit ends sooner), and stop once `patience` iterations (and the
+    delay) have passed without a new minimum. Branch-free on the device with torch.where."""
 
-    def __init__(self, patience: int, start: int):
+    def __init__(self, patience: int, start: int, delay: int = 0):
         super().__init__()
         if patience <= 0:
             raise ValueError(f"patience must be > 0, got {patience}")
-        self.patience, self.start = patience, start
+        if delay < 0:
+            raise ValueError(f"delay must be >= 0, got {delay}")
+        self.patience, self.start, self.delay = patience, start, delay
         self.best_value: torch.Tensor | None = None
 
     def _record(self, iteration: int, value: torch.Tensor, keep: torch.Tensor) -> None:
@@ -72,15 +96,24 @@ class _MinimumTracker(StoppingRule):
             return
         it = torch.tensor(iteration, device=value.device)
         if self.best_value is None:
-            self.best_value, self.best_iteration, self.image = value, it, keep.detach().clone()
+            self.best_value, self.minimum_iteration = value, it
+            self.best_iteration, self.image = it, keep.detach().clone()
             return
         better = value < self.best_value
         self.best_value = torch.where(better, value, self.best_value)
-        self.best_iteration = torch.where(better, it, self.best_iteration)
-        self.image = torch.where(better, keep.detach(), self.image)
+        self.minimum_iteration = torch.where(better, it, self.minimum_iteration)
+        take = it <= self.minimum_iteration + self.delay
+        self.best_iteration = torch.where(take, it, self.best_iteration)
+        self.image = torch.where(take, keep.detach(), self.image)
+
+    def stop_iteration(self) -> int | None:
+        if self.minimum_iteration is None:
+            return None
+        return int(self.minimum_iteration) + max(self.patience, self.delay)
 
     def should_stop(self, iteration: int) -> bool:
-        return self.best_iteration is not None and iteration - int(self.best_iteration) >= self.patience
+        stop = self.stop_iteration()
+        return stop is not None and iteration >= stop
 
 
 class WindowedVarianceStop(_MinimumTracker):
@@ -93,8 +126,8 @@ class WindowedVarianceStop(_MinimumTracker):
 
     name = "es-wmv"
 
-    def __init__(self, window: int = 100, patience: int = 1000):
-        super().__init__(patience, start=0)
+    def __init__(self, window: int = 100, patience: int = 1000, delay: int = 0):
+        super().__init__(patience, start=0, delay=delay)
         self.window = window
         self.buffer: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
@@ -127,8 +160,8 @@ class ExponentialVarianceStop(_MinimumTracker):
 
     name = "es-emv"
 
-    def __init__(self, alpha: float = 0.1, patience: int = 1000, start: int = 100):
-        super().__init__(patience, start)
+    def __init__(self, alpha: float = 0.1, patience: int = 1000, start: int = 100, delay: int = 0):
+        super().__init__(patience, start, delay)
         self.alpha = alpha
         self.mean: torch.Tensor | None = None
         self.var: torch.Tensor | None = None
@@ -143,14 +176,20 @@ class ExponentialVarianceStop(_MinimumTracker):
         self._record(iteration, self.var, keep)
 
 
-def make_rule(name: str, iterations: int, window: int = 100, patience: int = 1000) -> StoppingRule:
-    """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at."""
+def ema_delay(ema: float) -> int:
+    """The mean lag, in iterations, of an EMA with weight `ema` (0: no EMA, no lag)."""
+    return round(ema / (1 - ema)) if ema else 0
+
+
+def make_rule(name: str, iterations: int, window: int = 100, patience: int = 1000, ema: float = 0.0) -> StoppingRule:
+    """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at; `ema` is
+    the fit's output EMA weight, which sets how long after the minimum the kept EMA image is taken."""
     if name == "fixed":
         return FixedStop(iterations)
     if name == "es-wmv":
-        return WindowedVarianceStop(window, patience)
+        return WindowedVarianceStop(window, patience, ema_delay(ema))
     if name == "es-emv":
-        return ExponentialVarianceStop(patience=patience, start=window)
+        return ExponentialVarianceStop(patience=patience, start=window, delay=ema_delay(ema))
     raise ValueError(f"unknown stopping rule {name!r}; choose fixed, es-wmv or es-emv")
 
 

@@ -10,13 +10,16 @@ from dip.operators import Denoise
 
 def test_bench_prints_the_promised_json():
     r = subprocess.run([sys.executable, "-m", "dip", "bench", "--size", "32", "--iters", "3", "--warmup", "1",
-                        "--threads", "1", "--reference", "--json"], capture_output=True, text=True)
+                        "--threads", "1", "--reference", "--batch", "2", "--rounds", "2", "--json"],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     for key in ("seconds_per_iteration", "reference_seconds_per_iteration", "speedup", "gflops_per_iteration",
                 "peak_memory_mb", "device", "matmul_peak_gflops"):
         assert key in report
     assert report["seconds_per_iteration"] > 0 and report["gflops_per_iteration"] > 0.1
+    assert report["timed_iterations"] == 6 and report["batch_fits"] == 2
+    assert report["batch_fit_iterations_per_second"] > 0 and report["batch_peak_memory_mb"] > 0
 
 
 def test_speed_switches_keep_quality(clean64):

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dip.metrics import psnr
+
 DIP = [sys.executable, "-m", "dip"]
 
 
@@ -31,6 +33,23 @@ def test_fit_writes_the_four_files(png64, tmp_path):
     assert list(history["iteration"]) == list(range(1, 21))
     assert {"loss", "psnr_observed", "seconds", "psnr", "psnr_ema"} <= set(history.columns)
     assert "iteration 20/20" in r.stderr  # plain progress lines when not on a terminal
+
+
+def test_stop_ends_the_fit_and_keeps_the_emas_image_after_the_minimum(png64, tmp_path):
+    out = tmp_path / "run"
+    # EMA 0.8 lags 4 iterations: the kept image is 4 iterations after the variance minimum, and the
+    # short patience P = 3 is stretched to those 4. The fit asks its rule every 25 iterations.
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 60, "--out", out,
+            "--stop", "es-wmv", "--window", 5, "--patience", 3, "--ema", 0.8, "--threads", 2, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    stop = summary["stops"]["es-wmv"]
+    assert summary["stopped_by"] == "es-wmv" and summary["iterations"] in (25, 50)
+    assert stop["iteration"] == stop["minimum"] + 4 and stop["stop_at"] == stop["minimum"] + 4
+    assert summary["iterations"] - 25 < stop["stop_at"] <= summary["iterations"]
+    restored = np.asarray(Image.open(out / "restored.png"), dtype=np.float64) / 255
+    clean = np.asarray(Image.open(png64), dtype=np.float64) / 255
+    assert abs(psnr(restored, clean) - stop["psnr"]) < 0.1  # restored.png is the rule's image
 
 
 @pytest.mark.parametrize("task", [["--task", "sr", "--factor", 4], ["--task", "inpaint", "--box"],
@@ -114,9 +133,9 @@ def test_sigterm_saves_a_checkpoint(png64, tmp_path):
     proc = subprocess.Popen([*DIP, "fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--iters",
                              "400", "--out", str(out), "--threads", "1", "--no-progress"],
                             stderr=subprocess.PIPE, text=True)
-    while not (out / "observed.png").exists():
+    # The first periodic checkpoint (10 % of the fit) shows the loop, and its signal handler, are running.
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "checkpoint saved at iteration" in err

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dip.stopping import ExponentialVarianceStop, FixedStop, WindowedVarianceStop, make_rule
+from dip.stopping import ExponentialVarianceStop, FixedStop, WindowedVarianceStop, ema_delay, make_rule
 
 
 def v_shaped_outputs(n=600, minimum=300, size=256, seed=0):
@@ -39,6 +39,38 @@ def test_es_wmv_stops_near_the_designed_minimum_and_keeps_its_image():
     assert abs(rule.chosen_iteration() - (minimum + window // 2)) <= 5
     assert rule.image.flatten()[0].item() == rule.chosen_iteration()
     assert t == rule.chosen_iteration() + 100
+
+
+def test_with_a_delay_the_image_comes_from_after_the_minimum():
+    window, minimum, delay = 20, 300, 99
+    rule = WindowedVarianceStop(window=window, patience=60, delay=delay)
+    for t, x in v_shaped_outputs(minimum=minimum):
+        rule.update(t, x, x * 0 + t)
+        if rule.should_stop(t):
+            break
+    found = rule.minimum_iteration.item()
+    assert abs(found - (minimum + window // 2)) <= 5
+    # The image is the one `delay` iterations after the minimum, and a patience shorter than the delay
+    # is stretched so that the image exists before the fit stops.
+    assert rule.chosen_iteration() == found + delay == rule.image.flatten()[0].item()
+    assert t == rule.stop_iteration() == found + delay
+    assert rule.report(t) == {"iteration": found + delay, "minimum": found, "stop_at": found + delay,
+                              "stopped": True}
+
+
+def test_a_fit_ending_within_the_delay_keeps_its_last_image():
+    rule = ExponentialVarianceStop(alpha=0.1, patience=100, delay=99)
+    for t, x in v_shaped_outputs(n=340, minimum=300):
+        rule.update(t, x, x * 0 + t)
+    assert rule.minimum_iteration.item() > 280
+    assert rule.chosen_iteration() == 340 == rule.image.flatten()[0].item()
+    assert not rule.should_stop(340)
+
+
+def test_the_delay_is_the_emas_mean_lag():
+    assert ema_delay(0.99) == 99 and ema_delay(0.9) == 9 and ema_delay(0.0) == 0
+    assert make_rule("es-wmv", 100, ema=0.99).delay == 99
+    assert make_rule("es-emv", 100).delay == 0
 
 
 def test_es_emv_stops_near_the_designed_minimum():

@@ -54,6 +54,16 @@ def test_default_dry_run_schedules_one_fit_per_image_task_arch_seed(workdir):
     assert job_counts(r.stdout)["fit"] == expected
 
 
+def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workdir):
+    config = write_config(workdir, tasks={"jpeg-q10": {"task": "jpeg", "quality": 10, "iterations": 5}})
+    r = snakemake("-n", "--directory", workdir, "--configfile", config)
+    assert r.returncode == 0, r.stderr
+    test = yaml.safe_load(config.read_text())
+    # Only the named task: config/config.yaml's denoise-s25 and sr-x4 are not merged in.
+    assert job_counts(r.stdout)["fit"] == len(test["images"]) * len(test["archs"]) * len(test["seeds"])
+    assert "denoise-s25" not in r.stdout and "jpeg-q10" in r.stdout
+
+
 @pytest.mark.parametrize("change, message", [
     ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
     ({"tasks": {"blur": {"task": "deblur", "iterations": 5}}}, "deblur"),

@@ -29,20 +29,20 @@ if summary["status"] == "ok":
     history = pd.read_csv(snakemake.input.history)
     budget = summary["iterations_budget"]
     oracle = summary["stops"]["oracle"]
-    # The same rules judged on raw outputs (the ES-WMV paper's setting): raw PSNR at each rule's iteration.
+    # The same rules judged on raw outputs (the ES-WMV paper's setting): raw PSNR at each rule's minimum.
     raw = history.set_index("iteration")["psnr"]
     row["oracle_psnr_raw"] = raw.max()
     for rule, rec in summary["stops"].items():
-        if rule not in ("oracle", "fixed") and rec["iteration"] is not None:
-            row[f"{rule}_psnr_raw"] = raw.loc[rec["iteration"]]
-            row[f"{rule}_gap_raw"] = raw.max() - raw.loc[rec["iteration"]]
+        if rule not in ("oracle", "fixed") and rec.get("minimum") is not None:
+            row[f"{rule}_minimum"] = rec["minimum"]
+            row[f"{rule}_psnr_raw"] = raw.loc[rec["minimum"]]
+            row[f"{rule}_gap_raw"] = raw.max() - raw.loc[rec["minimum"]]
         row[f"{rule}_iteration"] = rec["iteration"]
         row[f"{rule}_psnr"] = rec.get("psnr", np.nan)
         row[f"{rule}_ssim"] = rec.get("ssim", np.nan)
         if rule not in ("oracle", "fixed"):
             row[f"{rule}_gap"] = oracle["psnr"] - rec.get("psnr", np.nan)
-            # A rule that fired stops `patience` iterations after its chosen minimum.
-            stop_at = rec["iteration"] + summary["stop_patience"] if rec["stopped"] else budget
+            stop_at = rec["stop_at"] if rec["stopped"] else budget
             row[f"{rule}_saved"] = max(0, budget - stop_at) / budget
 
 atomic_write(snakemake.output[0], lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))
