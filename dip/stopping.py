@@ -99,7 +99,10 @@ class _MinimumTracker(StoppingRule):
             self.best_value, self.minimum_iteration = value, it
             self.best_iteration, self.image = it, keep.detach().clone()
             return
-        better = value < self.best_value
+        # Once the rule would have stopped it stays as it was, so a fit that runs on (recording every
+        # rule) reports what a fit stopping at this rule would have returned.
+        live = it - self.minimum_iteration <= max(self.patience, self.delay)
+        better = (value < self.best_value) & live
         self.best_value = torch.where(better, value, self.best_value)
         self.minimum_iteration = torch.where(better, it, self.minimum_iteration)
         take = it <= self.minimum_iteration + self.delay

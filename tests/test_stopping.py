@@ -73,6 +73,27 @@ def test_the_delay_is_the_emas_mean_lag():
     assert make_rule("es-emv", 100).delay == 0
 
 
+def test_a_rule_that_would_have_stopped_ignores_later_minima():
+    """Recording every rule over the whole budget reports what stopping at the rule would have."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 1, 8, 8, generator=gen)
+
+    def outputs():
+        for t in range(1, 901):
+            # A trough at 200, then a deeper one at 700 that a fit stopped at 200 + 100 never sees.
+            scale = 0.01 if abs(t - 700) < 50 else 0.05 + 0.1 * min(abs(t - 200), 200) / 200
+            yield t, base + scale * torch.randn(base.shape, generator=gen)
+
+    stopping, recording = (WindowedVarianceStop(window=10, patience=100, delay=20) for _ in range(2))
+    for t, x in outputs():
+        recording.update(t, x, x * 0 + t)
+        if not stopping.should_stop(t - 1):
+            stopping.update(t, x, x * 0 + t)
+    assert stopping.report(900) == recording.report(900)
+    assert recording.minimum_iteration.item() < 300 and recording.image.flatten()[0].item() < 320
+    assert recording.signal.item() > 0  # the statistic itself is still recorded
+
+
 def test_es_emv_stops_near_the_designed_minimum():
     rule = ExponentialVarianceStop(alpha=0.1, patience=100)
     for t, x in v_shaped_outputs(minimum=300):
