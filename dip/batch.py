@@ -20,7 +20,7 @@ import torch
 from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
 
 from dip import networks
-from dip.fit import FitSettings, make_network, psnr_torch
+from dip.fit import FitSettings, make_network, psnr_torch, update_ema
 from dip.inputs import input_channels, make_input, perturb
 from dip.operators import Operator
 from dip.speed import resolve_speed
@@ -78,7 +78,7 @@ def fit_batch(arch: dict, operator: Operator, observed: torch.Tensor, settings: 
         losses.sum().backward()
         opt.step()
         out = out.detach()
-        ema = out if ema is None or not s.ema else ema * s.ema + out * (1 - s.ema)
+        ema = update_ema(ema, out, s.ema)
         row = [losses.detach(), _per_fit_psnr(torch.cat([operator(out[b:b + 1]) for b in range(n)]), observed)]
         if clean is not None:
             row += [_per_fit_psnr(out, clean), _per_fit_psnr(ema, clean)]

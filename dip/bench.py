@@ -20,6 +20,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 from skimage import data
 
@@ -73,11 +74,16 @@ def flops_per_iteration(spec: dict, depth: int, size: int, device: torch.device)
     return float(counter.get_total_flops())
 
 
+def per_iteration(elapsed: pd.Series, warmup: int) -> np.ndarray:
+    """Seconds of each iteration from a history's cumulative `seconds`, warm-up iterations dropped."""
+    return np.diff(np.concatenate([[0.0], elapsed.to_numpy()]))[warmup:]
+
+
 def time_fit(spec, settings, clean, observed, device, warmup) -> list[float]:
     """Per-iteration seconds of the real fit path, warm-up iterations dropped."""
     rules = [make_rule(name, settings.iterations, ema=settings.ema) for name in ("es-wmv", "es-emv")]
     result = fit(spec, Denoise(25), observed, settings, clean=clean, rules=rules, device=device)
-    seconds = np.diff(np.concatenate([[0.0], result.history["seconds"].to_numpy()]))[warmup:]
+    seconds = per_iteration(result.history["seconds"], warmup)
     if device.type != "cpu":
         # Asynchronous devices only sync at the loop's host checks: spread each interval's time evenly.
         seconds = np.concatenate([np.full(len(c), c.mean()) for c in
@@ -116,8 +122,7 @@ def time_batch(spec, settings, clean, observed, device, warmup, fits: int) -> li
     """Per-iteration seconds of `fits` fits batched into one network (`dip.batch`), warm-up dropped."""
     s = FitSettings(**{**vars(settings), "check_every": 1})  # exact per-iteration wall times
     history = fit_batch(spec, Denoise(25), observed, s, list(range(fits)), clean=clean, device=device).history
-    seconds = history[history["fit"] == 0]["seconds"].to_numpy()
-    return list(np.diff(np.concatenate([[0.0], seconds]))[warmup:])
+    return list(per_iteration(history[history["fit"] == 0]["seconds"], warmup))
 
 
 def peak_memory_mb(device: torch.device) -> float:

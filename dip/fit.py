@@ -86,6 +86,11 @@ def psnr_torch(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(torch.mean((x.float().clamp(0, 1) - ref.float()) ** 2))
 
 
+def update_ema(ema: torch.Tensor | None, out: torch.Tensor, weight: float) -> torch.Tensor:
+    """The output EMA after one more output; with weight 0 (EMA off) it is the output itself."""
+    return out if ema is None or not weight else ema * weight + out * (1 - weight)
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
@@ -301,7 +306,7 @@ def fit(
                     loss = closure()
                     opt.step()
                 out = cache["out"]
-                st["ema"] = out if st["ema"] is None or not s.ema else st["ema"] * s.ema + out * (1 - s.ema)
+                st["ema"] = update_ema(st["ema"], out, s.ema)
                 keep = st["ema"]
                 for r in rules:
                     r.update(it, out, keep)
