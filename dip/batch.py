@@ -20,7 +20,10 @@ import torch
 from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
 
 from dip import networks
-from dip.fit import FitSettings, make_network, psnr_torch, update_ema
+from dip.fit import FitSettings, update_ema
+from dip.metrics import psnr_torch
+from dip.networks import make_network
+from dip.seeds import generator as stream
 from dip.inputs import input_channels, make_input, perturb
 from dip.operators import Operator
 from dip.speed import resolve_speed
@@ -53,9 +56,9 @@ def fit_batch(arch: dict, operator: Operator, observed: torch.Tensor, settings: 
     params, buffers = stack_module_state(nets)
     base = copy.deepcopy(nets[0]).to("meta")
     zh, zw = networks.input_size(nets[0], h, w)
-    z = torch.stack([make_input(s.input, zin, zh, zw, torch.Generator().manual_seed(seed)) for seed in seeds])
+    z = torch.stack([make_input(s.input, zin, zh, zw, stream(seed, "input")) for seed in seeds])
     z = z.to(device)
-    noise_gens = [torch.Generator(device=device).manual_seed(seed + 1) for seed in seeds]
+    noise_gens = [stream(seed, "perturbation", device) for seed in seeds]
     fast = resolve_speed(device, False, s.bf16, s.flush_denormal)  # channels-last does not survive vmap
     operator = operator.to(device)
     observed = observed.to(device).expand(n, -1, -1, -1)

@@ -24,16 +24,18 @@ import pandas as pd
 import torch
 from skimage import data
 
-from dip import networks
+from dip import memory, networks
 from dip.batch import fit_batch
-from dip.fit import FitSettings, fit, make_network, pick_device
+from dip.fit import FitSettings, fit, pick_device
+from dip.networks import make_network
+from dip.seeds import generator as stream
 from dip.image_io import to_array, to_tensor
 from dip.inputs import noise_input, perturb
 from dip.metrics import psnr
 from dip.operators import Denoise
 from dip.presets import architecture
 from dip.provenance import device_name
-from dip.speed import resolve_speed
+from dip.speed import cpu_has_native_bf16, resolve_speed
 from dip.stopping import make_rule
 
 
@@ -95,11 +97,10 @@ def time_reference(spec, settings, clean, observed, device, warmup) -> list[floa
     """The original notebooks' loop: fp32, contiguous, NumPy PSNR of the output every iteration."""
     torch.backends.cudnn.benchmark = False
     torch.set_flush_denormal(False)  # the original code leaves denormals on
-    gen = torch.Generator().manual_seed(settings.seed)
     net = make_network(spec, settings.input_depth, clean.shape[1], settings.seed).to(device).train()
     h, w = clean.shape[-2:]
-    z = noise_input(settings.input_depth, *networks.input_size(net, h, w), gen).to(device)
-    noise_gen = torch.Generator(device=device).manual_seed(settings.seed + 1)
+    z = noise_input(settings.input_depth, *networks.input_size(net, h, w), stream(settings.seed, "input")).to(device)
+    noise_gen = stream(settings.seed, "perturbation", device)
     observed_d = observed.to(device)
     observed_np, clean_np = to_array(observed), to_array(clean)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
@@ -163,13 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     spec = architecture(args.arch)
     depth = spec.get("settings", {}).get("input_depth", 32)
     clean = test_image(args.size)
-    observed = Denoise(25).observe(clean, torch.Generator().manual_seed(0))
+    observed = Denoise(25).observe(clean, stream(0, "observation"))
     total = args.warmup + args.iters
     fast = FitSettings(iterations=total, input_depth=depth, channels_last=args.channels_last, bf16=args.bf16,
                        compile=args.compile, flush_denormal=args.flush_denormal, ssim_every=10 ** 9)
     speed = resolve_speed(device, args.channels_last, args.bf16, args.flush_denormal)
     report = {"arch": args.arch, "size": args.size, "device": device_name(device), "threads": torch.get_num_threads(),
-              "channels_last": speed.channels_last, "bf16": speed.bf16, "compile": args.compile,
+              "cpu_native_bf16": cpu_has_native_bf16(), "channels_last": speed.channels_last, "bf16": speed.bf16, "compile": args.compile,
               "flush_denormal": args.flush_denormal,
               "timed_iterations": args.iters * args.rounds, "warmup_iterations": args.warmup, "rounds": args.rounds}
     if args.compile:
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.rounds):
         times += time_fit(spec["net"], fast, clean, observed, device, args.warmup)
         report.setdefault("peak_memory_mb", peak_memory_mb(device))  # the fit path's, before the others run
+        # dip.memory's estimate of the same: on a CPU the process's high-water mark holds the process too.
+        need = memory.estimate(args.arch, args.size, args.size, 3, device=device.type, bf16=speed.bf16, window=100)
+        report.setdefault("estimated_peak_memory_mb",
+                          (need.bytes + (memory.PROCESS_BYTES if device.type == "cpu" else 0)) / 2 ** 20)
         if args.reference:
             ref_times += time_reference(spec["net"], fast, clean, observed, device, args.warmup)
         if args.batch:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from dip import __version__
-from dip.image_io import InputError, load_image, load_mask, save_csv, save_json, save_png, to_array
+from dip.image_io import InputError, load_image, load_mask, peek_size, save_csv, save_json, save_png, to_array
 from dip.metrics import psnr, ssim
 from dip.presets import PAPER, architecture, preset_key
+from dip.seeds import SCHEME
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.stopping import RULES, make_rule, oracle_iteration
 from dip.tasks import TASKS, Task
@@ -32,7 +33,22 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--drop", type=float, help="inpaint: drop this fraction of pixels at random")
     m.add_argument("--text", action="store_true", help="inpaint: text overlay mask")
     m.add_argument("--box", action="store_true", help="inpaint: centred box mask")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="network seed: initial weights, input z, per-iteration perturbations")
+    p.add_argument("--observation-seed", type=int,
+                   help="seed of the observation's noise or random mask (default: --seed; either way a stream "
+                   "of its own, never one the network draws from)")
+
+
+def _observation_seed(args: argparse.Namespace) -> int:
+    return args.seed if args.observation_seed is None else args.observation_seed
+
+
+def _check_seeds(args: argparse.Namespace) -> None:
+    for name in ("seed", "observation_seed"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise InputError(f"--{name.replace('_', '-')}: must be >= 0, got {value}")
 
 
 def _task(args: argparse.Namespace) -> Task:
@@ -97,6 +113,9 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--compile", action="store_true")
     f.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default: 10%% of the fit)")
     f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--dry-run", action="store_true",
+                   help="print the memory estimate and a time estimate from a few timed iterations; fit nothing, "
+                   "write nothing")
     f.add_argument("--failure-ok", action="store_true",
                    help="a fit that keeps diverging writes summary.json with status 'failed' and exits 0")
 
@@ -106,8 +125,6 @@ def parser() -> argparse.ArgumentParser:
 
 def _load_inputs(args, task: Task):
     """Read and check every input file before anything is fitted or written."""
-    if bool(args.image) == bool(getattr(args, "observed", None)):
-        raise InputError("give exactly one of --image (clean, degraded here) or --observed (already degraded)")
     clean = mask = None
     if args.image:
         clean = task.crop(load_image(args.image))
@@ -128,7 +145,7 @@ def _load_inputs(args, task: Task):
         return clean, observed, mask
     if args.mask:
         mask = load_mask(args.mask, clean.shape[-2:])
-    observed, mask = task.degrade(clean, args.seed, mask)
+    observed, mask = task.degrade(clean, _observation_seed(args), mask)
     return clean, observed, mask
 
 
@@ -155,18 +172,67 @@ def _settings(args, task: Task) -> tuple[str, dict]:
     return arch_name, {k: v for k, v in values.items() if k in known}
 
 
+def _fit_size(args, task: Task) -> tuple[int, int, int, str]:
+    """(H, W, channels) of the image the fit restores, and the file it comes from, read from the file's
+    header only: a fit too large for the machine is refused before any pixel is decoded."""
+    source = args.image or args.observed
+    h, w, channels = peek_size(source)
+    if args.image:
+        factor = task.factor or 1
+        return h - h % factor, w - w % factor, channels, source
+    if task.name == "sr":
+        return h * task.factor, w * task.factor, channels, source
+    return h, w, channels, source
+
+
+def _memory_plan(args, task: Task, arch_name: str, settings, device, rules) -> dict:
+    """The fit's estimated peak memory against what the device has; one line and exit 2 if it cannot fit."""
+    from dip import memory
+    from dip.speed import resolve_speed
+
+    h, w, channels, source = _fit_size(args, task)
+    bf16 = resolve_speed(device, settings.channels_last, settings.bf16, settings.flush_denormal).bf16
+    window = args.window if any(r.name == "es-wmv" for r in rules) else None
+    need = memory.estimate(arch_name, h, w, channels, device=device.type, bf16=bf16, window=window)
+    have = memory.available_bytes(device)
+    if have is not None and need.bytes > have:
+        raise InputError(f"{source}: a {h}x{w} fit of {arch_name} needs about {need.gib:.1f} GiB on {device.type} "
+                         f"but {have / 2 ** 30:.1f} GiB is available; resize or crop the image, choose a smaller "
+                         f"architecture (--arch), or use another device (--device)")
+    return {"height": h, "width": w, "channels": channels, "estimated_peak_mb": round(need.bytes / 2 ** 20),
+            "available_mb": None if have is None else round(have / 2 ** 20)}
+
+
+def _dry_run(args, task: Task, arch_name: str, settings, device, plan: dict) -> dict:
+    """A few timed iterations on the real observation, then the whole fit's time from their median."""
+    import statistics
+
+    from dip.fit import FitSettings, fit
+
+    clean, observed, mask = _load_inputs(args, task)
+    timed, warmup = 5, 2
+    trial = FitSettings(**{**asdict(settings), "iterations": timed + warmup, "check_every": 1})
+    seconds = fit(architecture(arch_name)["net"], task.operator(mask), observed, trial, device=device).history["seconds"]
+    per_iteration = statistics.median(seconds.diff().iloc[warmup:])
+    return {"arch": arch_name, "iterations": settings.iterations, **plan, "device": device_name(device),
+            "seconds_per_iteration": round(per_iteration, 4),
+            "estimated_minutes": round(per_iteration * settings.iterations / 60, 1)}
+
+
 def _scores(image, clean, task: Task) -> dict:
     a, b = to_array(image), to_array(clean)
     return {"psnr": psnr(a, b, **task.convention), "ssim": ssim(a, b, **task.convention)}
 
 
 def run_fit(args) -> dict:
+    _check_seeds(args)
     task = _task(args)
-    clean, observed, mask = _load_inputs(args, task)
+    if bool(args.image) == bool(getattr(args, "observed", None)):
+        raise InputError("give exactly one of --image (clean, degraded here) or --observed (already degraded)")
     arch_name, values = _settings(args, task)
 
     import torch
-    from dip.fit import FitFailed, FitSettings, fit, pick_device
+    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, FitSettings, fit, pick_device
 
     try:
         settings = FitSettings(**values)
@@ -178,10 +244,16 @@ def run_fit(args) -> dict:
     out = Path(args.out)
     rules = [make_rule(name, settings.iterations, args.window, args.patience, settings.ema)
              for name in RULES if args.record_stops or name == args.stop]
+    plan = _memory_plan(args, task, arch_name, settings, device, rules)
+    if args.dry_run:
+        return _dry_run(args, task, arch_name, settings, device, plan)
+    clean, observed, mask = _load_inputs(args, task)
     config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
-              "settings": asdict(settings), "stop": args.stop, "window": args.window, "patience": args.patience}
+              "settings": asdict(settings), "observation_seed": _observation_seed(args), "seed_scheme": SCHEME,
+              "stop": args.stop, "window": args.window, "patience": args.patience}
     summary = {"task": task.name, "task_label": task.label(), **{k: v for k, v in task.params().items() if k != "name"}, "arch": arch_name,
-               "preset": args.preset, "seed": args.seed, "iterations_budget": settings.iterations,
+               "preset": args.preset, "seed": args.seed, "observation_seed": _observation_seed(args),
+               "seed_scheme": SCHEME, "iterations_budget": settings.iterations,
                "stop_window": args.window, "stop_patience": args.patience,
                "settings": asdict(settings), "source": args.image or args.observed, "device": device_name(device),
                "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
@@ -195,7 +267,13 @@ def run_fit(args) -> dict:
                      stop_on=args.stop if args.stop != "fixed" else None, device=device,
                      checkpoint=out / "checkpoint.pt", checkpoint_every=args.checkpoint_every,
                      progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr, flush=True),
-                     **task.convention)
+                     scorer=task.scorer)
+    except FitInterrupted as err:
+        raise SystemExit(128 + err.signum) from None
+    except FitOutOfMemory as err:
+        kept = f"; the checkpoint of iteration {err.iteration} is kept in {out}" if err.iteration else ""
+        raise InputError(f"{summary['source']}: {err} (estimated {plan['estimated_peak_mb']} MB){kept}; resize or "
+                         f"crop the image, choose a smaller architecture (--arch), or use another device") from None
     except FitFailed as err:
         summary.update(status="failed", error=str(err), seconds=time.perf_counter() - start)
         save_csv(pd.DataFrame(columns=["iteration", "loss", "psnr_observed", "seconds"]), out / "history.csv")
@@ -235,11 +313,12 @@ def run_fit(args) -> dict:
 def run_degrade(args) -> None:
     import torch
 
+    _check_seeds(args)
     task = _task(args)
     clean = task.crop(load_image(args.image))
     task.check_size(*clean.shape[-2:], args.image)
     mask = load_mask(args.mask, clean.shape[-2:]) if args.mask else None
-    observed, mask = task.degrade(clean, args.seed, mask)
+    observed, mask = task.degrade(clean, _observation_seed(args), mask)
     if mask is None and args.always_mask:
         mask = torch.ones(1, 1, *clean.shape[-2:])
     save_png(observed, Path(args.out) / "observed.png")
@@ -260,8 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             run_degrade(args)
         else:
             summary = run_fit(args)
-            keys = [k for k in ("psnr_observed", "psnr_restored", "psnr_ema_best") if k in summary]
-            print(json.dumps({k: round(summary[k], 3) for k in keys} | {"out": args.out}))
+            if args.dry_run:
+                print(json.dumps(summary))
+            else:
+                keys = [k for k in ("psnr_observed", "psnr_restored", "psnr_ema_best") if k in summary]
+                print(json.dumps({k: round(summary[k], 3) for k in keys} | {"out": args.out}))
     except InputError as err:
         print(f"dip {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -22,10 +22,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dip import networks
+from dip import networks, seeds
 from dip.image_io import atomic_write, to_array
 from dip.inputs import input_channels, make_input, perturb
-from dip.metrics import ssim
+from dip.metrics import Scorer, psnr_torch, ssim
 from dip.operators import Operator
 from dip.stopping import StoppingRule, make_rule
 
@@ -47,7 +47,7 @@ class FitSettings:
     max_backtracks: int = 5
     check_every: int = 25            # host check interval (history flush, backtracking, stopping)
     ssim_every: int = 100
-    seed: int = 0
+    seed: int = 0                    # the network seed: weights, z, perturbations (see dip.seeds)
     channels_last: bool | None = None  # None: where it measured faster (see dip.speed)
     bf16: bool | None = None
     compile: bool = False
@@ -81,11 +81,6 @@ class FitResult:
     rule_images: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def psnr_torch(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """PSNR (data range 1) on the device; equals skimage's to float precision (checked in tests)."""
-    return -10 * torch.log10(torch.mean((x.float().clamp(0, 1) - ref.float()) ** 2))
-
-
 def update_ema(ema: torch.Tensor | None, out: torch.Tensor, weight: float) -> torch.Tensor:
     """The output EMA after one more output; with weight 0 (EMA off) it is the output itself."""
     return out if ema is None or not weight else ema * weight + out * (1 - weight)
@@ -105,12 +100,28 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def make_network(arch: dict, in_channels: int, out_channels: int, seed: int) -> nn.Module:
-    """Build an architecture spec {"kind": ..., options...} with weights drawn from `seed`."""
-    options = {k: v for k, v in arch.items() if k != "kind"}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return networks.build(arch["kind"], in_channels, out_channels, **options)
+class FitInterrupted(Exception):
+    """SIGTERM or SIGINT arrived during a fit; its state was saved to the checkpoint (if one was given)
+    at the last verified iteration. The CLI turns this into exit code 128 + signal."""
+
+    def __init__(self, signum: int, iteration: int):
+        super().__init__(f"interrupted by signal {signum} at iteration {iteration}")
+        self.signum, self.iteration = signum, iteration
+
+
+class FitOutOfMemory(RuntimeError):
+    """The device ran out of memory during a fit; the checkpoint (if one was given) holds the last
+    verified iteration, `iteration` (0 if none)."""
+
+    def __init__(self, message: str, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """torch's out-of-memory errors: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError."""
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "out of memory" in str(err)))
 
 
 class _Interrupted(Exception):
@@ -180,8 +191,7 @@ def fit(
     checkpoint: str | Path | None = None,
     checkpoint_every: int | None = None,
     checkpoint_seconds: float = 60.0,
-    y_channel: bool = False,
-    shave: int = 0,
+    scorer: Scorer = Scorer(),
     progress: bool = False,
     log=print,
 ) -> FitResult:
@@ -192,8 +202,9 @@ def fit(
     (None runs the whole budget and only records where each rule would have stopped). checkpoint: a
     file to save full state to every `checkpoint_every` iterations (default: 10% of the fit) or
     `checkpoint_seconds`, whichever comes first, and at SIGTERM/SIGINT; a fit whose checkpoint exists
-    resumes from it and ends exactly as an uninterrupted fit would. y_channel, shave: score the history
-    against `clean` as the SR papers do (luminance, border shaved).
+    resumes from it and ends exactly as an uninterrupted fit would; SIGTERM/SIGINT save it and raise
+    FitInterrupted. scorer: how the history scores against `clean` (a task's `scorer`: SR papers score
+    luminance with a border shaved).
     """
     s = settings or FitSettings()
     device = torch.device(device)
@@ -202,29 +213,25 @@ def fit(
         rules.append(make_rule(stop_on, s.iterations, ema=s.ema))
     h, w = operator.image_size(observed)
     channels = observed.shape[1]
-    gen = torch.Generator().manual_seed(s.seed)
+    # The network seed's own streams (dip.seeds): none of them is the observation's.
     zin = input_channels(s.input, s.input_depth)
-    net = arch if isinstance(arch, nn.Module) else make_network(arch, zin, channels, s.seed)
+    net = arch if isinstance(arch, nn.Module) else networks.make_network(arch, zin, channels, s.seed)
     zh, zw = networks.input_size(net, h, w)
-    z = make_input(s.input, zin, zh, zw, gen).to(device)
-    noise_gen = torch.Generator(device=device).manual_seed(s.seed + 1)
+    z = make_input(s.input, zin, zh, zw, seeds.generator(s.seed, "input")).to(device)
+    noise_gen = seeds.generator(s.seed, "perturbation", device)
 
     from dip.speed import resolve_speed  # speed switches wrap the loop, they do not fork it
     fast = resolve_speed(device, s.channels_last, s.bf16, s.flush_denormal)
     memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
-    net = net.to(device, memory_format=memory_format).train()
+    # Only the activations take the fast layout (it spreads from z through every convolution); the
+    # weights, and so their gradients, stay contiguous, which every optimiser expects (LBFGS flattens
+    # gradients with .view(-1)).
+    net = net.to(device).train()
     z = z.to(memory_format=memory_format)
     run = torch.compile(net) if s.compile else net
     operator = operator.to(device)
     observed = observed.to(device)
     clean = clean.to(device) if clean is not None else None
-    def view(x: torch.Tensor) -> torch.Tensor:
-        if y_channel and x.shape[1] == 3:
-            weights = torch.tensor([65.481, 128.553, 24.966], device=x.device).view(1, 3, 1, 1)
-            x = (16 + (x.clamp(0, 1) * weights).sum(1, keepdim=True)) / 255
-        return x[..., shave:x.shape[-2] - shave, shave:x.shape[-1] - shave] if shave else x
-
-    view_clean = view(clean) if clean is not None else None
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
 
     def make_optimizer(lr: float) -> torch.optim.Optimizer:
@@ -312,9 +319,10 @@ def fit(
                     r.update(it, out, keep)
                 row = [loss.detach().float(), psnr_torch(operator(out), observed)]
                 if clean is not None:
-                    row += [psnr_torch(view(out), view_clean), psnr_torch(view(keep), view_clean)]
+                    row += [scorer.psnr(out, clean), scorer.psnr(keep, clean)]
                     if it % s.ssim_every == 0 or it == s.iterations:
-                        st["ssim"][it] = tuple(ssim(to_array(x), to_array(clean), y_channel, shave) for x in (out, keep))
+                        st["ssim"][it] = tuple(ssim(to_array(x), to_array(clean), scorer.y_channel, scorer.shave)
+                                               for x in (out, keep))
                 row += [r.signal if r.signal is not None else torch.tensor(float("nan")) for r in signalled]
                 pending.append(torch.stack([torch.as_tensor(v, device=device).float() for v in row]))
                 pending_t.append(time.perf_counter() - t0)
@@ -361,7 +369,20 @@ def fit(
             save_checkpoint()
             bar.close()
             log(f"interrupted: checkpoint saved at iteration {st['iteration']}")
-            raise SystemExit(128 + interrupt["signal"])
+            raise FitInterrupted(interrupt["signal"], st["iteration"]) from None
+        except (RuntimeError, MemoryError) as err:
+            if not _out_of_memory(err):
+                raise
+            # Keep what was verified: the snapshot of the last good check (a real copy, not the live state).
+            bar.close()
+            cache.clear()
+            saved = 0
+            if ckpt is not None and snapshot["st"]["iteration"]:
+                atomic_write(ckpt, lambda tmp: torch.save({"settings": asdict(s), "state": snapshot}, tmp))
+                saved = snapshot["st"]["iteration"]
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FitOutOfMemory(f"ran out of memory on {device.type} at iteration {st['iteration'] + 1} ({first})",
+                                 saved) from None
     bar.close()
 
     history = pd.DataFrame(st["rows"], columns=columns)

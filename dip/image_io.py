@@ -32,6 +32,8 @@ def read_array(path: str | Path) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise InputError(f"{path}: not a readable image ({err})") from None
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -45,6 +47,26 @@ def read_array(path: str | Path) -> np.ndarray:
         img = img.convert("RGB")
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def peek_size(path: str | Path) -> tuple[int, int, int]:
+    """(height, width, channels) of an image file from its header, without decoding its pixels, so that
+    a fit too large for the machine is refused before the image is read (EXIF rotation applied)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a header says nothing dangerous
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # orientations that swap the sides
+                w, h = h, w
+            channels = 1 if img.mode in ("L", "LA", "1", "I;16", "I;16B", "I;16L", "I") else 3
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise InputError(f"{path}: not a readable image ({err})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return h, w, channels
 
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:

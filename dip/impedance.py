@@ -9,12 +9,14 @@ import torch
 
 from dip.fit import FitSettings, fit
 from dip.operators import Denoise, Operator
+from dip.seeds import generator
 
 TARGETS = ("image", "image + noise", "shuffled pixels", "uniform noise")
 
 
 def targets(clean: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
+    """The four targets, drawn one after the other from the `observation` stream of `seed`."""
+    gen = generator(seed, "observation")
     c, h, w = clean.shape[1:]
     order = torch.randperm(h * w, generator=gen)
     shuffled = clean.reshape(1, c, h * w)[..., order].reshape(1, c, h, w)

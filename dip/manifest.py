@@ -69,15 +69,17 @@ def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
     return arr[top:top + hh, left:left + ww]
 
 
-def check(frame: pd.DataFrame, base: Path) -> None:
-    """Open every image and mask; raise InputError on the first bad row."""
+def check(frame: pd.DataFrame, base: Path, resize: str | None = None) -> dict[str, tuple[int, int, int]]:
+    """Open every image and mask; raise InputError on the first bad row. Returns each id's prepared
+    (height, width, channels); `resize` overrides every row's resize, as the pipeline's config may."""
+    sizes = {}
     for row in frame.itertuples():
         where = f"manifest row {row.id!r}"
         if row.role not in ("", "clean", "observed"):
             raise InputError(f"{where}: role must be clean or observed, got {row.role!r}")
         arr = load_source(resolve(row.path, base))
         try:
-            arr = prepare(arr, row.crop, row.resize)
+            arr = prepare(arr, row.crop, str(resize) if resize else row.resize)
         except ValueError:
             raise InputError(f"{where}: crop must be left,top,width,height and resize N or WxH") from None
         h, w = arr.shape[:2]
@@ -86,6 +88,8 @@ def check(frame: pd.DataFrame, base: Path) -> None:
                              f"{MIN_SIZE}x{MIN_SIZE}")
         if row.mask:
             mask = read_array(resolve(row.mask, base))
-            mask = prepare(mask, row.crop, row.resize)
+            mask = prepare(mask, row.crop, str(resize) if resize else row.resize)
             if mask.shape[:2] != (h, w):
                 raise InputError(f"{where}: mask {row.mask} is {mask.shape[0]}x{mask.shape[1]} but the image is {h}x{w}")
+        sizes[row.id] = (h, w, arr.shape[2])
+    return sizes

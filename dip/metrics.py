@@ -1,16 +1,47 @@
 """Image quality against a ground truth, through scikit-image. Images are NumPy arrays H×W×C in [0, 1]."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from skimage.color import rgb2ycbcr
+import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+# ITU-R BT.601 luminance of RGB in [0, 1], the SR papers' Y: (16 + 65.481 R + 128.553 G + 24.966 B) / 255.
+BT601_Y = (65.481, 128.553, 24.966)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Y of ITU-R BT.601 on [0, 1]: (16 + 65.481 R + 128.553 G + 24.966 B) / 255, the SR papers' Y."""
+    """Y of ITU-R BT.601 (BT601_Y) of an H×W×3 array in [0, 1]; a one-channel image is its own Y."""
     if rgb.shape[-1] == 1:
         return rgb[..., 0]
-    return rgb2ycbcr(rgb)[..., 0] / 255.0
+    return (16 + rgb @ np.asarray(BT601_Y, dtype=rgb.dtype)) / 255
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """PSNR on the device by a task's convention (SR: luminance, border of `shave` px removed), for the
+    per-iteration history; it equals `psnr` of scikit-image to float precision (tested)."""
+
+    y_channel: bool = False
+    shave: int = 0
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """What is scored of images (N, C, H, W): Y of RGB (if asked), border shaved."""
+        if self.y_channel and x.shape[1] == 3:
+            weights = torch.tensor(BT601_Y, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+            x = (16 + (x.float().clamp(0, 1) * weights).sum(1, keepdim=True)) / 255
+        s = self.shave
+        return x[..., s:x.shape[-2] - s, s:x.shape[-1] - s] if s else x
+
+    def psnr(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """PSNR (data range 1) of x against ref, both in the raw image space; a 0-d device tensor."""
+        return psnr_torch(self.view(x), self.view(ref))
+
+
+def psnr_torch(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """PSNR (data range 1) on the device, x clipped to [0, 1]; no host sync."""
+    return -10 * torch.log10(torch.mean((x.float().clamp(0, 1) - ref.float()) ** 2))
 
 
 def _prepare(x: np.ndarray, ref: np.ndarray, y_channel: bool, shave: int) -> tuple[np.ndarray, np.ndarray]:

@@ -229,6 +229,16 @@ def count_parameters(net: nn.Module) -> int:
 BUILDERS = {"skip": skip, "hourglass": hourglass, "unet": unet, "resnet": resnet, "deep_decoder": deep_decoder}
 
 
+def make_network(arch: dict, in_channels: int, out_channels: int, seed: int) -> nn.Module:
+    """Build an architecture spec {"kind": ..., options...} with weights drawn from the `weights`
+    stream of the network seed `seed` (dip.seeds)."""
+    from dip.seeds import weights_stream
+
+    options = {k: v for k, v in arch.items() if k != "kind"}
+    with weights_stream(seed):
+        return build(arch["kind"], in_channels, out_channels, **options)
+
+
 def build(kind: str, in_channels: int, out_channels: int, **options) -> nn.Module:
     """Build a network by builder name (see `BUILDERS`) with builder-specific options."""
     if kind not in BUILDERS:

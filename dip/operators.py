@@ -44,7 +44,8 @@ class Denoise(Operator):
 
     sigma: noise standard deviation on the 0–255 scale, > 0 (the paper uses 25 and 50).
 
-    >>> y = Denoise(25).observe(torch.full((1, 3, 8, 8), 0.5), torch.Generator().manual_seed(0))
+    >>> from dip.seeds import generator
+    >>> y = Denoise(25).observe(torch.full((1, 3, 8, 8), 0.5), generator(0, "observation"))
     """
 
     def __init__(self, sigma: float):
@@ -119,7 +120,8 @@ class Inpaint(Operator):
     mask: tensor (1, 1, H, W) of 0/1, the same H×W as the image. Build one with `random_drop`,
     `text_mask`, `box_mask` or `dip.image_io.load_mask`.
 
-    >>> m = random_drop(16, 16, 0.5, torch.Generator().manual_seed(0))
+    >>> from dip.seeds import generator
+    >>> m = random_drop(16, 16, 0.5, generator(0, "observation"))
     >>> Inpaint(m).observe(torch.ones(1, 3, 16, 16)).mean().item() < 1
     True
     """

@@ -1,9 +1,18 @@
 """Speed switches of the fit loop, and the defaults measured for each device (see `dip.bench`).
 
-Measured on the 2-core AVX2 CPU we develop on (skip network, 64² and 128²): channels-last was no faster
-(0.172 vs 0.177 s/it at 64², 0.70 vs 0.40 s/it at 128²), and bfloat16 autocast was 10–70× *slower*
-because without AVX-512 BF16/AMX oneDNN emulates it. So on the CPU both default on only where oneDNN
-reports native bf16; on CUDA both default on (tensor cores), with cuDNN autotuning.
+The rule: fp32 (TF32 convolutions on CUDA) stays the default unless bf16 is faster *and* within 0.1 dB
+of fp32 on `dip bench --parity` at 1000 and 3000 iterations; a layout switch is on only where it
+measured faster. What was measured:
+
+- 2-core AVX2 CPU: channels-last no faster (0.172 vs 0.177 s/it at 64², 0.70 vs 0.40 s/it at 128²);
+  bf16 autocast 10-70× *slower* (oneDNN emulates it without AVX-512 BF16/AMX).
+- 2-core CPU with AVX-512 BF16: bf16 + channels-last 1.8× faster at 128² (0.126 vs 0.228 s/it),
+  channels-last alone 0.222 s/it; the parity of bf16 is in the README ("Precision").
+- H100 (from the loop issue): bf16 + channels-last buys nothing at batch 1 with CUDA graphs, and moved
+  the best EMA PSNR by −0.26 dB at 1000 iterations (512²).
+
+So every device defaults to fp32 and the contiguous layout; `--bf16` and `--channels-last` switch
+them on. CUDA gets cuDNN autotuning, the CPU flushes denormals.
 """
 from __future__ import annotations
 
@@ -27,15 +36,11 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_speed(device: torch.device, channels_last: bool | None = None, bf16: bool | None = None,
                   flush_denormal: bool = True) -> Speed:
-    """Fill in the switches left as None with this device's measured default, and set the
-    process-wide ones (denormal flushing on CPU, cuDNN autotuning on CUDA)."""
+    """Fill in the switches left as None with the measured default (off, see above) and set the
+    process-wide switches (denormal flushing on the CPU, cuDNN autotuning on CUDA)."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        native = torch.cuda.is_bf16_supported()
-        return Speed(channels_last if channels_last is not None else True, bf16 if bf16 is not None else native)
-    if device.type == "cpu":
+    elif device.type == "cpu":
         # Denormals appear as the weights' gradients shrink; flushing them keeps iterations at full speed.
         torch.set_flush_denormal(flush_denormal)
-        native = cpu_has_native_bf16()
-        return Speed(channels_last if channels_last is not None else native, bf16 if bf16 is not None else native)
     return Speed(bool(channels_last), bool(bf16))

@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from dip import operators as ops
+from dip import operators as ops, seeds
 from dip.image_io import InputError
+from dip.metrics import Scorer
 from dip.networks import center_crop
 
 TASKS = ("denoise", "sr", "inpaint", "jpeg")
@@ -57,6 +58,11 @@ class Task:
         """How results are scored: the SR papers' luminance PSNR with `factor` pixels shaved."""
         return {"y_channel": True, "shave": self.factor} if self.name == "sr" else {"y_channel": False, "shave": 0}
 
+    @property
+    def scorer(self) -> Scorer:
+        """The convention as a device-side PSNR scorer for the fit's history."""
+        return Scorer(**self.convention)
+
     def crop(self, clean: torch.Tensor) -> torch.Tensor:
         """SR needs sides divisible by the factor: centre-crop the ground truth to that."""
         if self.name != "sr":
@@ -90,10 +96,11 @@ class Task:
             raise InputError("mask: inpainting needs a mask")
         return ops.Inpaint(mask)
 
-    def degrade(self, clean: torch.Tensor, seed: int, mask: torch.Tensor | None = None
+    def degrade(self, clean: torch.Tensor, observation_seed: int, mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Observation (and mask for inpainting) of a clean image, reproducible from `seed`."""
-        generator = torch.Generator().manual_seed(seed)
+        """Observation (and mask for inpainting) of a clean image, reproducible from the observation
+        seed alone: it draws from that seed's `observation` stream, which no network stream shares."""
+        generator = seeds.generator(observation_seed, "observation")
         if self.name == "inpaint":
             mask = self.make_mask(*clean.shape[-2:], generator, mask)
         return self.operator(mask).observe(clean, generator), mask if self.name == "inpaint" else None

@@ -1,10 +1,14 @@
+import os
+import signal
+import threading
+
 import pytest
 import torch
 from torch import nn
 
-from dip.fit import FitFailed, FitSettings, fit
+from dip.fit import FitFailed, FitInterrupted, FitSettings, fit
 from dip.image_io import to_array
-from dip.metrics import psnr
+from dip.metrics import Scorer, psnr
 from dip.operators import Denoise, Inpaint, SuperResolve, random_drop
 from dip.stopping import make_rule
 
@@ -25,9 +29,12 @@ def test_same_seed_gives_the_same_history_and_another_seed_does_not(clean64):
     assert len(a) == 30 and a["ssim"].notna().sum() == 3
 
 
-def test_lbfgs_is_an_option(clean64):
+@pytest.mark.parametrize("optimizer, lr", [("lbfgs", 0.1), ("adam", 0.01)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_every_optimizer_works_with_every_layout(clean64, optimizer, lr, channels_last):
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
-    result = fit(SKIP, Denoise(25), observed, small_settings(iterations=10, optimizer="lbfgs", lr=0.1), clean=clean64)
+    settings = small_settings(iterations=10, optimizer=optimizer, lr=lr, channels_last=channels_last, bf16=False)
+    result = fit(SKIP, Denoise(25), observed, settings, clean=clean64)
     assert result.history["loss"].notna().all() and result.history["loss"].min() < result.history["loss"].iloc[0]
 
 
@@ -51,7 +58,7 @@ class NaNAt(nn.Module):
 
 
 def test_a_nan_loss_backtracks_to_the_last_good_weights(clean64):
-    from dip.fit import make_network
+    from dip.networks import make_network
 
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
     net = NaNAt(make_network(SKIP, 32, 3, 0), at=15)
@@ -110,7 +117,7 @@ def test_super_resolution_x4_beats_bicubic(clean64):
     low = sr.observe(clean64)
     bicubic = psnr(to_array(sr.upsample(low, "bicubic")), to_array(clean64), y_channel=True, shave=4)
     result = fit(SKIP, sr, low, FitSettings(iterations=500, reg_noise_std=0.03, ssim_every=500), clean=clean64,
-                 y_channel=True, shave=4)
+                 scorer=Scorer(y_channel=True, shave=4))
     assert result.history["psnr_ema"].max() >= bicubic
 
 
@@ -122,3 +129,29 @@ def test_inpainting_half_the_pixels_restores_them(clean64):
     # Beats the masked observation by far, and filling the holes with the known pixels' mean colour.
     mean_fill = observed + (1 - mask) * (observed.sum((2, 3), keepdim=True) / mask.sum())
     assert result.history["psnr_ema"].max() >= psnr(to_array(mean_fill), to_array(clean64)) + 6
+
+
+class SignalAt(nn.Module):
+    """Wraps a network and sends this process SIGTERM at one forward call."""
+
+    def __init__(self, net: nn.Module, at: int):
+        super().__init__()
+        self.net, self.at, self.calls = net, at, 0
+
+    def forward(self, z):
+        self.calls += 1
+        if self.calls == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return self.net(z)
+
+
+def test_a_signal_raises_the_library_exception_and_saves_a_checkpoint(clean64, tmp_path):
+    from dip.networks import make_network
+
+    assert threading.current_thread() is threading.main_thread()  # signal handlers need the main thread
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    net = SignalAt(make_network(SKIP, 32, 3, 0), at=15)
+    with pytest.raises(FitInterrupted) as err:
+        fit(net, Denoise(25), observed, small_settings(), checkpoint=tmp_path / "ckpt.pt")
+    assert err.value.signum == signal.SIGTERM and err.value.iteration == 10  # the last verified check
+    assert (tmp_path / "ckpt.pt").exists()

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from dip.fit import psnr_torch
 from dip.image_io import to_array
-from dip.metrics import luminance, psnr, ssim
+from dip.metrics import Scorer, luminance, psnr, psnr_torch, ssim
 
 
 def test_psnr_and_ssim_of_identical_images():
@@ -34,3 +33,10 @@ def test_sr_convention_shaves_the_border():
 def test_shape_mismatch_is_rejected():
     with pytest.raises(ValueError, match="shapes differ"):
         psnr(np.zeros((4, 4, 3)), np.zeros((4, 5, 3)))
+
+
+@pytest.mark.parametrize("y_channel, shave", [(False, 0), (True, 0), (True, 4), (False, 3)])
+def test_device_scorer_equals_skimage_by_convention(clean64, y_channel, shave):
+    noisy = (clean64 + 0.05 * torch.randn(clean64.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    device = Scorer(y_channel, shave).psnr(noisy, clean64).item()
+    assert device == pytest.approx(psnr(to_array(noisy), to_array(clean64), y_channel, shave), abs=1e-3)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dip import networks
-from dip.fit import make_network
+from dip.networks import make_network
 from dip.presets import ARCHITECTURES
 
 

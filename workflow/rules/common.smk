@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from dip import manifest as manifest_io
 from dip.image_io import InputError
+from dip.memory import job_memory_mb
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -22,7 +23,7 @@ if config.get("images"):
         raise WorkflowError(f"images: {unknown[0]!r} is not an id of {config['manifest']}")
     MANIFEST = MANIFEST.loc[config["images"]]
 try:
-    manifest_io.check(MANIFEST, MANIFEST_DIR)
+    SIZES = manifest_io.check(MANIFEST, MANIFEST_DIR, config.get("resize"))
 except InputError as err:
     raise WorkflowError(str(err))
 
@@ -30,6 +31,17 @@ IMAGES = list(MANIFEST.index)
 TASKS = list(config["tasks"])
 ARCHS = list(config["archs"])
 SEEDS = [str(s) for s in config["seeds"]]
+# What DIP papers mean by seeds: several network seeds fitted to one fixed observation per image and
+# task (observation seed `observation_seed`); `vary_observations: true` gives every network seed an
+# observation of its own, drawn with the seed of the same number (a stream of its own all the same).
+VARY_OBSERVATIONS = config.get("vary_observations", False)
+
+
+def observation_seed(seed):
+    return str(seed) if VARY_OBSERVATIONS else str(config.get("observation_seed", 0))
+
+
+OBSERVATION_SEEDS = sorted({observation_seed(s) for s in SEEDS}, key=int)
 USE_GPU = config["device"] == "cuda"
 
 
@@ -42,6 +54,7 @@ wildcard_constraints:
     task=_alternatives(TASKS),
     arch=_alternatives(set(ARCHS) | set(config.get("impedance", {}).get("archs", []))),
     seed=r"\d+",
+    obs=r"\d+",
 
 
 def get_final_output():
@@ -70,6 +83,17 @@ def get_prepare_params(wildcards):
             "mask": manifest_io.resolve(row["mask"], MANIFEST_DIR) if row["mask"] else ""}
 
 
+def _observation_dir(wildcards):
+    return f"results/observations/{wildcards.task}/{wildcards.image}/obs{observation_seed(wildcards.seed)}"
+
+
+def get_fit_inputs(wildcards):
+    """A fit's observation (the one of its network seed's observation seed), mask and ground truth."""
+    return {"observed": f"{_observation_dir(wildcards)}/observed.png",
+            "mask": f"{_observation_dir(wildcards)}/mask.png",
+            "clean": f"results/images/{wildcards.image}/clean.png"}
+
+
 def get_task_spec(wildcards):
     return config["tasks"][wildcards.task]
 
@@ -92,6 +116,7 @@ def fit_args(wildcards):
     spec = config["tasks"][wildcards.task]
     args = [task_args(wildcards),
             f"--arch {wildcards.arch}", f"--iters {spec['iterations']}", f"--seed {wildcards.seed}",
+            f"--observation-seed {observation_seed(wildcards.seed)}",
             f"--device {config['device']}", f"--ssim-every {config['ssim_every']}",
             f"--window {config['stopping']['window']}", f"--patience {config['stopping']['patience']}"]
     for key in ("lr", "reg_noise_std"):
@@ -101,21 +126,38 @@ def fit_args(wildcards):
 
 
 def get_fit_resources():
-    base = {"mem_mb": config["resources"]["mem_mb"], "runtime": config["resources"]["runtime"]}
+    base = {"runtime": config["resources"]["runtime"]}
     return {**base, "gpu": 1} if USE_GPU else base
+
+
+def _job_memory(wildcards, arch):
+    h, w, channels = SIZES[wildcards.image]
+    return job_memory_mb(arch, h, w, channels, device=config["device"], window=config["stopping"]["window"],
+                         margin=config["resources"]["memory_margin"])
+
+
+def get_fit_mem_mb(wildcards):
+    """Host memory of one fit job: `resources.mem_mb` if the config sets it, else the library's estimate
+    for this image's size and architecture (dip.memory) with the configured margin."""
+    return config["resources"].get("mem_mb") or _job_memory(wildcards, wildcards.arch)["mem_mb"]
+
+
+def get_fit_gpu_mem_mb(wildcards):
+    """GPU memory hint of one fit job (0 on a CPU run)."""
+    return _job_memory(wildcards, wildcards.arch)["gpu_mem_mb"]
 
 
 def get_figure_inputs(wildcards):
     """Everything one task's figures show: images of the first seed, every history, the tables."""
-    first = SEEDS[0]
-    obs = "results/observations/{task}/{image}/seed{seed}/observed.png"
+    first, obs = SEEDS[0], observation_seed(SEEDS[0])
     return {
         "runs": "results/tables/runs.csv",
         "baselines": "results/tables/summary.csv",
         "clean": expand("results/images/{image}/clean.png", image=IMAGES),
-        "observed": expand(obs, task=wildcards.task, image=IMAGES, seed=first),
-        "baseline_dirs": expand("results/baselines/{task}/{image}/seed{seed}", task=wildcards.task,
-                                image=IMAGES, seed=first),
+        "observed": expand("results/observations/{task}/{image}/obs{obs}/observed.png", task=wildcards.task,
+                           image=IMAGES, obs=obs),
+        "baseline_dirs": expand("results/baselines/{task}/{image}/obs{obs}", task=wildcards.task,
+                                image=IMAGES, obs=obs),
         "summaries": expand("results/fits/{task}/{arch}/{image}/seed{seed}/summary.json", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
         "histories": expand("results/fits/{task}/{arch}/{image}/seed{seed}/history.csv", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=SEEDS),
     }

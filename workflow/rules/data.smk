@@ -15,18 +15,19 @@ rule prepare:
 
 
 rule degrade:
-    """Seeded observation of a ground truth for one task; mask.png marks known pixels (all but inpainting)."""
+    """Observation of a ground truth for one task from an observation seed; mask.png marks known pixels
+    (all but inpainting)."""
     input:
         "results/images/{image}/clean.png",
     output:
-        observed="results/observations/{task}/{image}/seed{seed}/observed.png",
-        mask="results/observations/{task}/{image}/seed{seed}/mask.png",
+        observed="results/observations/{task}/{image}/obs{obs}/observed.png",
+        mask="results/observations/{task}/{image}/obs{obs}/mask.png",
     params:
         task=task_args,
     log:
-        "logs/degrade/{task}/{image}/seed{seed}.log",
+        "logs/degrade/{task}/{image}/obs{obs}.log",
     conda:
         "../envs/dip.yaml"
     shell:
-        "dip degrade {params.task} --seed {wildcards.seed} --image {input} "
+        "dip degrade {params.task} --observation-seed {wildcards.obs} --image {input} "
         "--out $(dirname {output.observed}) --always-mask 2> {log}"

@@ -19,20 +19,20 @@ rule evaluate:
 
 
 rule baselines:
-    """Classical baselines per image × task × seed (SR: bicubic, nearest; denoising: TV, non-local
+    """Classical baselines per image × task × observation (SR: bicubic, nearest; denoising: TV, non-local
     means; inpainting: biharmonic; JPEG: the observation itself)."""
     input:
-        observed="results/observations/{task}/{image}/seed{seed}/observed.png",
-        mask="results/observations/{task}/{image}/seed{seed}/mask.png",
+        observed="results/observations/{task}/{image}/obs{obs}/observed.png",
+        mask="results/observations/{task}/{image}/obs{obs}/mask.png",
         clean="results/images/{image}/clean.png",
     output:
-        directory("results/baselines/{task}/{image}/seed{seed}"),
+        directory("results/baselines/{task}/{image}/obs{obs}"),
     params:
         spec=get_task_spec,
         image="{image}",
         task_label="{task}",
     log:
-        "logs/baselines/{task}/{image}/seed{seed}.log",
+        "logs/baselines/{task}/{image}/obs{obs}.log",
     conda:
         "../envs/dip.yaml"
     script:

@@ -3,9 +3,7 @@ rule fit:
     killed or pre-empted job resumes where it was (rerun with --rerun-incomplete). A fit that keeps
     diverging ends with status 'failed' in summary.json, which the tables list as failed."""
     input:
-        observed="results/observations/{task}/{image}/seed{seed}/observed.png",
-        mask="results/observations/{task}/{image}/seed{seed}/mask.png",
-        clean="results/images/{image}/clean.png",
+        unpack(get_fit_inputs),
     output:
         # restored.png is written beside them, except by a fit that failed (status in summary.json).
         summary="results/fits/{task}/{arch}/{image}/seed{seed}/summary.json",
@@ -15,6 +13,8 @@ rule fit:
     threads: config["threads_per_fit"]
     resources:
         **get_fit_resources(),
+        mem_mb=get_fit_mem_mb,
+        gpu_mem_mb=get_fit_gpu_mem_mb,
     log:
         "logs/fit/{task}/{arch}/{image}/seed{seed}.log",
     benchmark:

@@ -3,7 +3,7 @@ rule tables:
     images and seeds per task × arch × method) and stopping.md (rules against the oracle)."""
     input:
         runs=expand("results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv", task=TASKS, arch=ARCHS, image=IMAGES, seed=SEEDS),
-        baselines=expand("results/baselines/{task}/{image}/seed{seed}", task=TASKS, image=IMAGES, seed=SEEDS),
+        baselines=expand("results/baselines/{task}/{image}/obs{obs}", task=TASKS, image=IMAGES, obs=OBSERVATION_SEEDS),
     output:
         runs=report("results/tables/runs.csv", caption="../report/runs.rst", category="Tables"),
         summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),

@@ -1,4 +1,4 @@
-"""Classical baselines for one image × task × seed, each scored as DIP is; images saved for the figures."""
+"""Classical baselines for one image × task × observation, each scored as DIP is; images saved for the figures."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -56,6 +56,6 @@ for method, image in methods.items():
     image = np.clip(image, 0, 1).astype(np.float32)
     save_png(to_tensor(image), out / f"{method}.png")
     rows.append({"image": snakemake.params.image, "task_label": snakemake.params.task_label, "task": task.name,
-                 "seed": int(snakemake.wildcards.seed), "method": method,
+                 "observation_seed": int(snakemake.wildcards.obs), "method": method,
                  "psnr": psnr(image, clean, **task.convention), "ssim": ssim(image, clean, **task.convention)})
 atomic_write(out / "metrics.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))

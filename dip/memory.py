@@ -1,0 +1,184 @@
+"""How much memory a fit needs, known before fitting, and how much the device has.
+
+A fit's extra memory (beyond the Python process with torch loaded) is modelled as
+
+    bytes = RUNTIME_BYTES                                       (what the first forward/backward pass sets up:
+                                                                oneDNN and autograd workspaces)
+          + P · 4 B · PARAMETER_COPIES                          (weights, their gradients, Adam's two moments,
+                                                                and the copies kept for backtracking and checkpoints)
+          + H·W · B · activation_bytes_per_pixel[arch]          (everything the forward and backward pass keep,
+                                                                z and its perturbation included; B fits at once)
+          + H·W · B · C · 4 B · (W_es + 2) · RULE_COPIES         (ES-WMV's window of the last W_es outputs and its
+                                                                running sums, live and in the backtracking copy;
+                                                                only when the rule is recorded)
+
+The activation coefficients were measured once per architecture, fp32 on a CPU, as the growth of the
+peak resident memory of short fits between 128×128 and 256×256 (`python -m dip.memory`, which prints
+them with the two peaks they come from); RUNTIME_BYTES and PARAMETER_COPIES are the least-squares line
+through the eleven architectures' remaining peak at 128² against their parameter bytes (residuals
+within 50 MB). The estimate is checked against measured peaks at 64², 128² and 256² in the tests
+(within 25 %). Not measured, allowances only: CUDA's caching allocator rounding blocks up
+(DEVICE_FACTOR; no GPU was at hand when this was written) and bf16 autocast's extra copies
+(BF16_FACTOR).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# Measured with `python -m dip.memory` (fp32, 2-core Xeon with AVX-512, torch 2.13, 1 thread, no ES rule,
+# 3 iterations): bytes of peak memory per image pixel of one fit, per name of dip.presets.ARCHITECTURES.
+ACTIVATION_BYTES_PER_PIXEL: dict[str, float] = {
+    "skip": 8308.0,
+    "hourglass": 8010.4,
+    "hourglass-3": 9066.8,
+    "skip-3": 9088.5,
+    "skip-jpeg": 1474.8,
+    "skip-text": 12012.4,
+    "hourglass-vase": 8224.8,
+    "hourglass-library": 1171.7,
+    "unet": 1936.5,
+    "resnet": 10313.7,
+    "deep_decoder": 2608.0,
+}
+RUNTIME_BYTES = 113 * 2 ** 20
+PARAMETER_COPIES = 16  # measured; what it holds: param, grad, Adam's exp_avg and exp_avg_sq, the backtracking
+                       # snapshot (param, both moments) and, while a check replaces it, the next one
+RULE_COPIES = 2        # the live ES-WMV window and its copy in the backtracking snapshot
+DEVICE_FACTOR = {"cpu": 1.0, "cuda": 1.15, "mps": 1.15}  # allowance: allocator rounding on GPUs
+BF16_FACTOR = 1.3      # allowance: autocast keeps bf16 copies of activations beside the fp32 ones
+PROCESS_BYTES = 400 * 2 ** 20  # a `dip fit` process with torch, scikit-image and pandas loaded (380 MB measured)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    bytes: int
+    parameters: int
+    activation_bytes: int
+    rule_bytes: int
+
+    @property
+    def gib(self) -> float:
+        return self.bytes / 2 ** 30
+
+
+def estimate(arch: str, h: int, w: int, channels: int = 3, *, batch: int = 1, device: str = "cpu",
+             bf16: bool = False, window: int | None = None) -> Estimate:
+    """Estimated extra peak memory of `batch` fits of architecture `arch` on an h×w image with
+    `channels` channels; `window`: ES-WMV's window when that rule is recorded (None: not recorded)."""
+    from dip.inputs import input_channels
+    from dip.networks import count_parameters, make_network
+    from dip.presets import architecture
+
+    spec = architecture(arch)
+    settings = spec.get("settings", {})
+    zin = input_channels(settings.get("input", "noise"), settings.get("input_depth", 32))
+    with torch.device("meta"):
+        params = count_parameters(make_network(spec["net"], zin, channels, 0))
+    per_pixel = ACTIVATION_BYTES_PER_PIXEL.get(arch, max(ACTIVATION_BYTES_PER_PIXEL.values()))
+    factor = DEVICE_FACTOR.get(torch.device(device).type, 1.0) * (BF16_FACTOR if bf16 else 1.0)
+    activations = int(h * w * batch * per_pixel * factor)
+    rules = int(h * w * batch * channels * 4 * (window + 2) * RULE_COPIES) if window else 0
+    param_bytes = params * 4 * PARAMETER_COPIES * batch
+    return Estimate(RUNTIME_BYTES + param_bytes + activations + rules, params, activations, rules)
+
+
+def job_memory_mb(arch: str, h: int, w: int, channels: int = 3, *, device: str = "cpu", window: int | None = None,
+                  margin: float = 1.5, batch: int = 1) -> dict[str, int]:
+    """What a pipeline job fitting this image should ask for: host memory (`mem_mb`: the process plus,
+    on a CPU, the fit's estimate, times `margin`) and a GPU memory hint (`gpu_mem_mb`, 0 on a CPU)."""
+    gpu = device in ("cuda", "auto") and torch.cuda.is_available() or device == "cuda"
+    need = estimate(arch, h, w, channels, batch=batch, device="cuda" if gpu else "cpu", window=window).bytes
+    host = PROCESS_BYTES + (0 if gpu else need)
+    return {"mem_mb": int(host * margin / 2 ** 20) + 1, "gpu_mem_mb": int(need * margin / 2 ** 20) + 1 if gpu else 0}
+
+
+def available_bytes(device: str | torch.device) -> int | None:
+    """Memory a new fit can still take on `device`: free CUDA memory, or on a CPU the kernel's
+    MemAvailable, capped by the cgroup's limit (containers, SLURM jobs). None where unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _resident_bytes() -> int:
+    """Current resident memory of this process (Linux /proc; else the high-water mark)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return _peak_bytes()
+
+
+def _peak_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _measure_here(arch: str, size: int, iterations: int, window: int | None) -> int:
+    """Extra peak memory of a short fit in this (fresh) process: high-water mark minus the resident
+    memory just before the fit started."""
+    from dip.fit import FitSettings, fit
+    from dip.operators import Denoise
+    from dip.presets import architecture
+    from dip.seeds import generator
+    from dip.stopping import make_rule
+
+    torch.set_num_threads(1)
+    spec = architecture(arch)
+    clean = torch.rand(1, 3, size, size, generator=generator(0, "observation"))
+    settings = FitSettings(iterations=iterations, check_every=1, ssim_every=10 ** 6, bf16=False,
+                           channels_last=False, **spec.get("settings", {}))
+    rules = [make_rule("es-wmv", iterations, window=window)] if window else []
+    before = _resident_bytes()
+    fit(spec["net"], Denoise(25), clean, settings, rules=rules, checkpoint=None)
+    return _peak_bytes() - before
+
+
+def measure_peak(arch: str, size: int, iterations: int = 3, window: int | None = None) -> int:
+    """Extra peak memory (bytes) of a short CPU fit of `arch` at size×size, measured in a fresh process."""
+    code = (f"from dip.memory import _measure_here; print(_measure_here({arch!r}, {size}, {iterations}, "
+            f"{window!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def calibrate(archs: list[str], sizes: tuple[int, int] = (128, 256)) -> dict[str, dict]:
+    """Activation bytes per pixel of each architecture: the slope of the measured extra peak between
+    two sizes, after taking away the parameters' share of the model."""
+    table = {}
+    for arch in archs:
+        small, large = (measure_peak(arch, s) for s in sizes)
+        slope = (large - small) / (sizes[1] ** 2 - sizes[0] ** 2)
+        table[arch] = {"bytes_per_pixel": round(slope, 1), f"peak_{sizes[0]}": small, f"peak_{sizes[1]}": large}
+    return table
+
+
+if __name__ == "__main__":
+    from dip.presets import ARCHITECTURES
+
+    names = sys.argv[1:] or list(ARCHITECTURES)
+    print(json.dumps(calibrate(names), indent=1))

@@ -1,0 +1,104 @@
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dip import memory
+from dip.cli import main
+from dip.fit import FitOutOfMemory, FitSettings, fit
+from dip.networks import make_network
+from dip.operators import Denoise
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+@pytest.mark.parametrize("window", [None, 100])
+def test_the_estimate_is_within_a_quarter_of_the_measured_peak(size, window):
+    measured = memory.measure_peak("skip", size, window=window)
+    estimated = memory.estimate("skip", size, size, 3, window=window).bytes
+    assert abs(estimated - measured) <= 0.25 * measured, (estimated / 2 ** 20, measured / 2 ** 20)
+
+
+def test_the_estimate_grows_with_size_batch_and_the_recorded_window():
+    small, large = memory.estimate("skip", 64, 64), memory.estimate("skip", 256, 256)
+    assert large.bytes > small.bytes and large.parameters == small.parameters == 2_217_831
+    batch = memory.estimate("skip", 64, 64, batch=4).bytes  # everything but the runtime's workspaces scales
+    assert batch - memory.RUNTIME_BYTES == pytest.approx(4 * (small.bytes - memory.RUNTIME_BYTES), rel=1e-6)
+    assert memory.estimate("skip", 64, 64, window=100).rule_bytes > 0 == small.rule_bytes
+
+
+def test_job_requests_follow_the_image_size():
+    cpu = [memory.job_memory_mb("skip", s, s, 3, device="cpu", window=100)["mem_mb"] for s in (64, 512)]
+    assert cpu[1] > cpu[0] > memory.PROCESS_BYTES / 2 ** 20
+    gpu = memory.job_memory_mb("skip", 512, 512, 3, device="cuda", window=100)
+    assert gpu["gpu_mem_mb"] > 0 and gpu["mem_mb"] < cpu[1]
+
+
+def test_an_image_too_large_is_refused_before_anything_is_written(tmp_path, capsys):
+    big = tmp_path / "big.png"
+    Image.new("L", (6000, 6000), 128).save(big)  # a flat PNG: a few kB on disk, 36 megapixels
+    assert big.stat().st_size < 1_000_000
+    out = tmp_path / "out"
+    code = main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(big), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert str(big) in err and "6000x6000" in err and "GiB" in err and "available" in err and "--arch" in err
+    assert not out.exists()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, png64, capsys):
+    out = tmp_path / "out"
+    assert main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--arch", "skip-3",
+                 "--iters", "3000", "--dry-run", "--out", str(out)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["height"], plan["width"], plan["iterations"]) == (64, 64, 3000)
+    assert plan["estimated_peak_mb"] > 0 and plan["seconds_per_iteration"] > 0
+    assert plan["estimated_minutes"] == pytest.approx(plan["seconds_per_iteration"] * 3000 / 60, rel=0.01)
+    assert not out.exists()
+
+
+class OutOfMemoryAt(torch.nn.Module):
+    """Wraps a network and fails like torch's CPU allocator at one forward call."""
+
+    def __init__(self, net, at):
+        super().__init__()
+        self.net, self.at, self.calls = net, at, 0
+
+    def forward(self, z):
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 4608000000 bytes. Error code 12 (Cannot allocate memory)")
+        return self.net(z)
+
+
+def test_running_out_of_memory_keeps_the_last_good_checkpoint(clean64, tmp_path):
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    net = OutOfMemoryAt(make_network({"kind": "skip"}, 32, 3, 0), at=25)
+    settings = FitSettings(iterations=40, check_every=10, ssim_every=100)
+    with pytest.raises(FitOutOfMemory, match="ran out of memory on cpu at iteration 25") as err:
+        fit(net, Denoise(25), observed, settings, checkpoint=tmp_path / "ckpt.pt")
+    assert err.value.iteration == 20
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    assert saved["state"]["st"]["iteration"] == 20
+
+
+def test_the_cli_reports_running_out_of_memory_in_one_line(tmp_path, png64, capsys, monkeypatch):
+    import dip.fit
+
+    def failing_fit(*args, **kwargs):
+        raise FitOutOfMemory("ran out of memory on cpu at iteration 7 (DefaultCPUAllocator: can't allocate memory)", 0)
+
+    monkeypatch.setattr(dip.fit, "fit", failing_fit)
+    code = main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--iters", "10",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "ran out of memory" in err and str(png64) in err
+    assert "Traceback" not in err
+
+
+def test_available_memory_is_known_on_this_cpu():
+    have = memory.available_bytes("cpu")
+    assert have is None if sys.platform != "linux" else have > 0
