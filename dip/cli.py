@@ -102,8 +102,11 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--tv-weight", type=float)
     f.add_argument("--ssim-every", type=int)
     f.add_argument("--stop", choices=RULES, help="stop at this rule's decision; with the EMA on, es-wmv/es-emv "
-                   "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum")
+                   "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum, "
+                   "discrepancy the same lag after the loss fell to the noise level")
     f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
+    f.add_argument("--noise-sigma", type=float, help="discrepancy rule: the observation's noise std on the 0-255 "
+                   "scale (default: estimated from the observation with skimage's estimate_sigma)")
     f.add_argument("--window", type=int, default=100, help="es-wmv window W; es-emv starts checking after W")
     f.add_argument("--patience", type=int, default=1000, help="es-wmv/es-emv patience P")
     f.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -185,14 +188,41 @@ def _fit_size(args, task: Task) -> tuple[int, int, int, str]:
     return h, w, channels, source
 
 
-def _memory_plan(args, task: Task, arch_name: str, settings, device, rules) -> dict:
+def _rule_names(args, task: Task) -> list[str]:
+    """The rules to run: `--stop`'s, or every applicable one with --record-stops. The discrepancy rule
+    applies to noisy observations: denoising, or any task given --noise-sigma."""
+    if args.noise_sigma is not None and not args.noise_sigma > 0:
+        raise InputError(f"--noise-sigma: must be > 0, got {args.noise_sigma}")
+    noisy = task.name == "denoise" or args.noise_sigma is not None
+    if args.stop == "discrepancy" and not noisy:
+        raise InputError(f"--stop discrepancy: applies to noisy observations (denoising, or give --noise-sigma); "
+                         f"a {task.name} observation has no noise level")
+    return [n for n in RULES if (args.record_stops or n == args.stop) and (n != "discrepancy" or noisy)]
+
+
+def _make_rules(args, names: list[str], settings, observed) -> tuple[list, dict]:
+    """The stopping rules, and what the discrepancy rule's target came from."""
+    from dip.stopping import clipped_noise_mse, estimate_noise_sigma
+
+    target, info = None, {}
+    if "discrepancy" in names:
+        sigma = args.noise_sigma / 255 if args.noise_sigma is not None else estimate_noise_sigma(observed)
+        target = clipped_noise_mse(observed, sigma)
+        info = {"noise_sigma": sigma * 255, "noise_sigma_source": "given" if args.noise_sigma is not None
+                else "estimated (skimage.restoration.estimate_sigma)", "discrepancy_target": target}
+    rules = [make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target)
+             for n in names]
+    return rules, info
+
+
+def _memory_plan(args, task: Task, arch_name: str, settings, device, rules: list[str]) -> dict:
     """The fit's estimated peak memory against what the device has; one line and exit 2 if it cannot fit."""
     from dip import memory
     from dip.speed import resolve_speed
 
     h, w, channels, source = _fit_size(args, task)
     bf16 = resolve_speed(device, settings.channels_last, settings.bf16, settings.flush_denormal).bf16
-    window = args.window if any(r.name == "es-wmv" for r in rules) else None
+    window = args.window if "es-wmv" in rules else None
     need = memory.estimate(arch_name, h, w, channels, device=device.type, bf16=bf16, window=window)
     have = memory.available_bytes(device)
     if have is not None and need.bytes > have:
@@ -242,12 +272,12 @@ def run_fit(args) -> dict:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     out = Path(args.out)
-    rules = [make_rule(name, settings.iterations, args.window, args.patience, settings.ema)
-             for name in RULES if args.record_stops or name == args.stop]
-    plan = _memory_plan(args, task, arch_name, settings, device, rules)
+    names = _rule_names(args, task)
+    plan = _memory_plan(args, task, arch_name, settings, device, names)
     if args.dry_run:
         return _dry_run(args, task, arch_name, settings, device, plan)
     clean, observed, mask = _load_inputs(args, task)
+    rules, noise = _make_rules(args, names, settings, observed)
     config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
               "settings": asdict(settings), "observation_seed": _observation_seed(args), "seed_scheme": SCHEME,
               "stop": args.stop, "window": args.window, "patience": args.patience}
@@ -257,7 +287,7 @@ def run_fit(args) -> dict:
                "stop_window": args.window, "stop_patience": args.patience,
                "settings": asdict(settings), "source": args.image or args.observed, "device": device_name(device),
                "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
-               "status": "ok"}
+               **noise, "status": "ok"}
     save_png(observed, out / "observed.png")
     if mask is not None:
         save_png(mask, out / "mask.png")

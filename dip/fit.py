@@ -316,7 +316,7 @@ def fit(
                 st["ema"] = update_ema(st["ema"], out, s.ema)
                 keep = st["ema"]
                 for r in rules:
-                    r.update(it, out, keep)
+                    r.update(it, out, keep, loss.detach())
                 row = [loss.detach().float(), psnr_torch(operator(out), observed)]
                 if clean is not None:
                     row += [scorer.psnr(out, clean), scorer.psnr(keep, clean)]

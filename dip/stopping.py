@@ -27,7 +27,10 @@ class StoppingRule:
         self.signal: torch.Tensor | None = None          # the statistic at the last update (NaN if none)
         self.minimum_iteration: torch.Tensor | None = None  # device scalar: where the statistic was least
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor) -> None:
+    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor,
+               loss: torch.Tensor | None = None) -> None:
+        """One iteration: its raw output, the image to return if this iteration is chosen (the EMA image
+        when the fit keeps one) and its loss to the observation (a device scalar)."""
         raise NotImplementedError
 
     def should_stop(self, iteration: int) -> bool:
@@ -64,7 +67,7 @@ class FixedStop(StoppingRule):
             raise ValueError(f"fixed stop needs n > 0, got {n}")
         self.n = n
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor) -> None:
+    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
         if iteration <= self.n:
             self.best_iteration = torch.tensor(iteration)
             self.image = keep.detach().clone()
@@ -137,7 +140,7 @@ class WindowedVarianceStop(_MinimumTracker):
         self.total_sq: torch.Tensor | None = None
         self.count = 0
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor) -> None:
+    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
         x = output.detach().reshape(-1).double()
         if self.buffer is None:
             # Outputs are float32: storing them as such is exact and halves the window's memory.
@@ -169,7 +172,7 @@ class ExponentialVarianceStop(_MinimumTracker):
         self.mean: torch.Tensor | None = None
         self.var: torch.Tensor | None = None
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor) -> None:
+    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
         x = output.detach().float()
         if self.mean is None:
             self.mean, self.var = x.clone(), torch.zeros((), device=x.device)
@@ -179,24 +182,121 @@ class ExponentialVarianceStop(_MinimumTracker):
         self._record(iteration, self.var, keep)
 
 
+class DiscrepancyStop(StoppingRule):
+    """Morozov's discrepancy principle: stop once the loss to the observation, averaged over the last
+    `window` iterations, has fallen to `target`, the loss a fit that reproduced the clean image exactly
+    would have (`clipped_noise_mse`). A fit that goes on below it is fitting the noise. The kept image is
+    the one `delay` iterations after the crossing (the EMA's lag, as for the variance rules).
+
+    target: expected MSE of the observation's noise, on the [0, 1] scale (σ² without clipping).
+    """
+
+    name = "discrepancy"
+    NEVER = 2 ** 62
+
+    def __init__(self, target: float, window: int = 25, delay: int = 0):
+        super().__init__()
+        if not target > 0:
+            raise ValueError(f"discrepancy target must be > 0, got {target}")
+        if window <= 0 or delay < 0:
+            raise ValueError(f"window must be > 0 and delay >= 0, got {window}, {delay}")
+        self.target, self.window, self.delay = float(target), window, delay
+        self.losses: torch.Tensor | None = None
+        self.crossed: torch.Tensor | None = None
+        self.count = 0
+
+    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
+        if loss is None:
+            raise ValueError("the discrepancy rule needs the loss of every iteration")
+        loss = loss.detach().double().reshape(())
+        if self.losses is None:
+            self.losses = torch.zeros(self.window, dtype=torch.float64, device=loss.device)
+            self.crossed = torch.tensor(self.NEVER, device=loss.device)
+            self.best_iteration, self.image = torch.tensor(iteration, device=loss.device), keep.detach().clone()
+        self.losses[self.count % self.window] = loss
+        self.count += 1
+        if self.count < self.window:
+            self.signal = torch.full((), float("nan"), device=loss.device)
+            return
+        mean = self.losses.mean()
+        self.signal = mean.float()
+        it = torch.tensor(iteration, device=loss.device)
+        # Branch-free on the device: the first crossing is kept, later ones change nothing.
+        self.crossed = torch.where((mean <= self.target) & (self.crossed == self.NEVER), it, self.crossed)
+        take = it <= self.crossed + self.delay
+        self.best_iteration = torch.where(take, it, self.best_iteration)
+        self.image = torch.where(take, keep.detach(), self.image)
+        self.minimum_iteration = self.crossed
+
+    def stop_iteration(self) -> int | None:
+        crossed = None if self.crossed is None else int(self.crossed)
+        return None if crossed in (None, self.NEVER) else crossed + self.delay
+
+    def should_stop(self, iteration: int) -> bool:
+        stop = self.stop_iteration()
+        return stop is not None and iteration >= stop
+
+    def report(self, last_iteration: int) -> dict:
+        record = super().report(last_iteration)
+        if record["minimum"] == self.NEVER:
+            record["minimum"] = None
+        return {**record, "target": self.target}
+
+
+def clipped_noise_mse(observed: torch.Tensor, sigma: float) -> float:
+    """E[(clip(x + σn, 0, 1) − x)²] averaged over the image, n ~ N(0, 1): the discrepancy a perfect fit
+    leaves. x is unknown, so the observation smoothed by a 5×5 Gaussian (σ 1 px) stands in for it; for
+    a pixel x with a = −x/σ, b = (1 − x)/σ the expectation is
+    σ²·[Φ(b) − Φ(a) − bφ(b) + aφ(a) + a²Φ(a) + b²(1 − Φ(b))]: the unclipped part plus the two clipped tails."""
+    import math
+
+    import torch.nn.functional as F
+
+    x = observed.double()
+    taps = torch.exp(-torch.arange(-2, 3, dtype=torch.float64) ** 2 / 2)
+    kernel = (taps[:, None] * taps[None, :] / taps.sum() ** 2).to(x.device)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel.expand(c, 1, 5, 5), groups=c).clamp(0, 1)
+    a, b = -x / sigma, (1 - x) / sigma
+    cdf = lambda t: 0.5 * (1 + torch.erf(t / math.sqrt(2)))  # noqa: E731
+    pdf = lambda t: torch.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    second_moment = cdf(b) - cdf(a) - b * pdf(b) + a * pdf(a) + a * a * cdf(a) + b * b * (1 - cdf(b))
+    return float(sigma ** 2 * second_moment.mean())
+
+
+def estimate_noise_sigma(observed: torch.Tensor) -> float:
+    """The noise level (std, [0, 1] scale) of one noisy image, by scikit-image's wavelet estimator
+    (`skimage.restoration.estimate_sigma`, averaged over channels)."""
+    from skimage.restoration import estimate_sigma
+
+    image = observed[0].detach().float().cpu().numpy().transpose(1, 2, 0)
+    return float(estimate_sigma(image, channel_axis=-1, average_sigmas=True))
+
+
 def ema_delay(ema: float) -> int:
     """The mean lag, in iterations, of an EMA with weight `ema` (0: no EMA, no lag)."""
     return round(ema / (1 - ema)) if ema else 0
 
 
-def make_rule(name: str, iterations: int, window: int = 100, patience: int = 1000, ema: float = 0.0) -> StoppingRule:
+def make_rule(name: str, iterations: int, window: int = 100, patience: int = 1000, ema: float = 0.0,
+              discrepancy: float | None = None) -> StoppingRule:
     """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at; `ema` is
-    the fit's output EMA weight, which sets how long after the minimum the kept EMA image is taken."""
+    the fit's output EMA weight, which sets how long after the minimum (or crossing) the kept EMA image is
+    taken; `discrepancy`: the discrepancy rule's target loss (`clipped_noise_mse`)."""
+    if name == "discrepancy":
+        if discrepancy is None:
+            raise ValueError("the discrepancy rule needs a noise level: it applies to noisy observations only")
+        return DiscrepancyStop(discrepancy, delay=ema_delay(ema))
     if name == "fixed":
         return FixedStop(iterations)
     if name == "es-wmv":
         return WindowedVarianceStop(window, patience, ema_delay(ema))
     if name == "es-emv":
         return ExponentialVarianceStop(patience=patience, start=window, delay=ema_delay(ema))
-    raise ValueError(f"unknown stopping rule {name!r}; choose fixed, es-wmv or es-emv")
+    raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
 
 
-RULES = ("fixed", "es-wmv", "es-emv")
+RULES = ("fixed", "es-wmv", "es-emv", "discrepancy")
 
 
 def oracle_iteration(history: pd.DataFrame, column: str) -> int:

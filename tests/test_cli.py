@@ -28,7 +28,9 @@ def test_fit_writes_the_four_files(png64, tmp_path):
     for key in ("task", "arch", "seed", "iterations", "seconds", "device", "psnr_final", "psnr_best",
                 "config_hash", "git_commit", "versions"):
         assert key in summary
-    assert set(summary["stops"]) == {"fixed", "es-wmv", "es-emv", "oracle"}
+    assert set(summary["stops"]) == {"fixed", "es-wmv", "es-emv", "discrepancy", "oracle"}
+    assert summary["stops"]["discrepancy"]["target"] == pytest.approx(summary["discrepancy_target"])
+    assert 15 < summary["noise_sigma"] < 35 and summary["noise_sigma_source"].startswith("estimated")
     history = pd.read_csv(out / "history.csv")
     assert list(history["iteration"]) == list(range(1, 21))
     assert {"loss", "psnr_observed", "seconds", "psnr", "psnr_ema"} <= set(history.columns)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from dip.stopping import ExponentialVarianceStop, FixedStop, WindowedVarianceStop, ema_delay, make_rule
+from dip.stopping import (DiscrepancyStop, ExponentialVarianceStop, FixedStop, WindowedVarianceStop, clipped_noise_mse,
+                          ema_delay, estimate_noise_sigma, make_rule)
 
 
 def v_shaped_outputs(n=600, minimum=300, size=256, seed=0):
@@ -110,9 +111,62 @@ def test_fixed_stop_returns_iteration_n():
     assert rule.chosen_iteration() == 5 and rule.image.item() == 5 and rule.should_stop(5)
 
 
-@pytest.mark.parametrize("name", ["fixed", "es-wmv", "es-emv"])
+@pytest.mark.parametrize("name", ["fixed", "es-wmv", "es-emv", "discrepancy"])
 def test_rules_are_built_by_name(name):
-    assert make_rule(name, 100).name == name
+    assert make_rule(name, 100, discrepancy=0.01).name == name
+
+
+def test_the_discrepancy_rule_needs_a_noise_level():
+    with pytest.raises(ValueError, match="noisy observations only"):
+        make_rule("discrepancy", 100)
+
+
+def test_discrepancy_stops_when_the_smoothed_loss_reaches_the_target_and_keeps_the_lagged_image():
+    window, delay, target = 25, 99, 0.01
+    rule = make_rule("discrepancy", 2000, ema=0.99, discrepancy=target)
+    assert (rule.window, rule.delay) == (window, delay)
+    gen = torch.Generator().manual_seed(0)
+    for t in range(1, 2001):
+        # A loss falling linearly from 0.05 by 1e-4 per iteration, with jitter the window smooths out.
+        loss = torch.tensor(0.05 - 1e-4 * t) + 1e-4 * torch.randn((), generator=gen)
+        rule.update(t, torch.zeros(1), torch.full((1,), float(t)), loss)
+        if rule.should_stop(t):
+            break
+    # The mean of the last 25 losses is 0.05 - 1e-4 (t - 12): it reaches 0.01 at t = 412.
+    crossing = rule.minimum_iteration.item()
+    assert abs(crossing - 412) <= 3
+    assert rule.chosen_iteration() == crossing + delay == rule.image.item() == t
+    report = rule.report(t)
+    assert report["stopped"] and report["stop_at"] == crossing + delay and report["target"] == target
+
+
+def test_discrepancy_that_never_crosses_keeps_the_last_image_and_does_not_stop():
+    rule = DiscrepancyStop(0.001, window=5)
+    for t in range(1, 50):
+        rule.update(t, torch.zeros(1), torch.full((1,), float(t)), torch.tensor(0.01))
+    assert not rule.should_stop(49) and rule.chosen_iteration() == 49
+    assert rule.report(49)["minimum"] is None and rule.stop_iteration() is None
+
+
+@pytest.mark.parametrize("level, expected, from_observation", [(0.5, 1.0, 0.02), (0.02, 0.6, 0.2)])
+def test_clipped_noise_mse_matches_a_monte_carlo_draw(level, expected, from_observation):
+    sigma = 25 / 255
+    flat = torch.full((1, 3, 64, 64), level)
+    noise = torch.randn((200, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    drawn = float(((flat + sigma * noise).clamp(0, 1) - flat).square().mean())
+    observed = (flat + sigma * noise[:1]).clamp(0, 1)
+    model = clipped_noise_mse(flat, sigma)
+    assert model == pytest.approx(drawn, rel=0.02)
+    assert model / sigma ** 2 == pytest.approx(expected, abs=0.1)  # clipping near black removes ~40 %
+    # From the noisy observation itself (what the rule sees): near black, clipping lifts the observed mean
+    # and the model overestimates by up to a fifth; at mid-grey it is exact.
+    assert clipped_noise_mse(observed, sigma) == pytest.approx(drawn, rel=from_observation)
+
+
+def test_the_noise_level_is_estimated_from_one_noisy_image(clean64):
+    sigma = 25 / 255
+    noisy = (clean64 + sigma * torch.randn(clean64.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert estimate_noise_sigma(noisy) == pytest.approx(sigma, rel=0.15)
 
 
 def test_unknown_rule_is_named():
