@@ -10,8 +10,10 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of PyTorch, only where no torch is installed yet (an unpinned torch pulls CUDA).
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	# PyTorch only where none is installed yet: with an NVIDIA driver, the registry's CUDA build; otherwise
+	# the CPU build (pinned: an unpinned torch pulls several GB of CUDA packages).
+	$(BIN)/python -c "import torch" 2>/dev/null || if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; \
+		then $(BIN)/python -m pip install -q torch; else $(BIN)/python -m pip install -q torch==2.13.0; fi
 	$(BIN)/python -m pip install -q -e ".[workflow,test]"
 	touch $@
 

@@ -83,7 +83,7 @@ def per_iteration(elapsed: pd.Series, warmup: int) -> np.ndarray:
 
 def time_fit(spec, settings, clean, observed, device, warmup) -> list[float]:
     """Per-iteration seconds of the real fit path, warm-up iterations dropped."""
-    rules = [make_rule(name, settings.iterations, ema=settings.ema) for name in ("es-wmv", "es-emv")]
+    rules = [make_rule(name, settings.iterations, ema=settings.ema) for name in ("es-wmv", "es-wmv-paper", "es-emv")]
     result = fit(spec, Denoise(25), observed, settings, clean=clean, rules=rules, device=device)
     seconds = per_iteration(result.history["seconds"], warmup)
     if device.type != "cpu":
@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         times += time_fit(spec["net"], fast, clean, observed, device, args.warmup)
         report.setdefault("peak_memory_mb", peak_memory_mb(device))  # the fit path's, before the others run
         # dip.memory's estimate of the same: on a CPU the process's high-water mark holds the process too.
-        need = memory.estimate(args.arch, args.size, args.size, 3, device=device.type, bf16=speed.bf16, window=100)
+        need = memory.estimate(args.arch, args.size, args.size, 3, device=device.type, bf16=speed.bf16, window=100,
+                               windowed_rules=2)
         report.setdefault("estimated_peak_memory_mb",
                           (need.bytes + (memory.PROCESS_BYTES if device.type == "cpu" else 0)) / 2 ** 20)
         if args.reference:

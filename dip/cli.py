@@ -101,14 +101,15 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--optimizer", choices=["adam", "lbfgs"])
     f.add_argument("--tv-weight", type=float)
     f.add_argument("--ssim-every", type=int)
-    f.add_argument("--stop", choices=RULES, help="stop at this rule's decision; with the EMA on, es-wmv/es-emv "
+    f.add_argument("--stop", choices=RULES, help="stop at this rule's decision; with the EMA on, the variance rules "
                    "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum, "
-                   "discrepancy the same lag after the loss fell to the noise level")
+                   "discrepancy the same lag after the loss fell to the noise level; es-wmv-paper is ES-WMV as "
+                   "published, es-wmv the same with a guard against early minima")
     f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
     f.add_argument("--noise-sigma", type=float, help="discrepancy rule: the observation's noise std on the 0-255 "
                    "scale (default: estimated from the observation with skimage's estimate_sigma)")
     f.add_argument("--window", type=int, default=100, help="es-wmv window W; es-emv starts checking after W")
-    f.add_argument("--patience", type=int, default=1000, help="es-wmv/es-emv patience P")
+    f.add_argument("--patience", type=int, help="es-wmv/es-emv patience P (default: a fifth of the budget)")
     f.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     f.add_argument("--threads", type=int, help="CPU threads")
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
@@ -202,7 +203,7 @@ def _rule_names(args, task: Task) -> list[str]:
 
 def _make_rules(args, names: list[str], settings, observed) -> tuple[list, dict]:
     """The stopping rules, and what the discrepancy rule's target came from."""
-    from dip.stopping import clipped_noise_mse, estimate_noise_sigma
+    from dip.stopping import clipped_noise_mse, default_patience, estimate_noise_sigma
 
     target, info = None, {}
     if "discrepancy" in names:
@@ -210,6 +211,8 @@ def _make_rules(args, names: list[str], settings, observed) -> tuple[list, dict]
         target = clipped_noise_mse(observed, sigma)
         info = {"noise_sigma": sigma * 255, "noise_sigma_source": "given" if args.noise_sigma is not None
                 else "estimated (skimage.restoration.estimate_sigma)", "discrepancy_target": target}
+    if args.patience is None:
+        args.patience = default_patience(settings.iterations)
     rules = [make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target)
              for n in names]
     return rules, info
@@ -222,8 +225,9 @@ def _memory_plan(args, task: Task, arch_name: str, settings, device, rules: list
 
     h, w, channels, source = _fit_size(args, task)
     bf16 = resolve_speed(device, settings.channels_last, settings.bf16, settings.flush_denormal).bf16
-    window = args.window if "es-wmv" in rules else None
-    need = memory.estimate(arch_name, h, w, channels, device=device.type, bf16=bf16, window=window)
+    windowed = sum(name.startswith("es-wmv") for name in rules)
+    need = memory.estimate(arch_name, h, w, channels, device=device.type, bf16=bf16,
+                           window=args.window if windowed else None, windowed_rules=windowed)
     have = memory.available_bytes(device)
     if have is not None and need.bytes > have:
         raise InputError(f"{source}: a {h}x{w} fit of {arch_name} needs about {need.gib:.1f} GiB on {device.type} "
@@ -317,6 +321,9 @@ def run_fit(args) -> dict:
     summary.update(iterations=result.iterations, seconds=float(history["seconds"].iloc[-1]),
                    wall_seconds=time.perf_counter() - start, backtracks=result.backtracks,
                    resumed_from=result.resumed_from, stopped_by=result.stopped_by)
+    # What stopping saved against the fixed budget: the iterations not run, and their time at this fit's pace.
+    saved = settings.iterations - result.iterations
+    summary.update(iterations_saved=saved, seconds_saved=saved * summary["seconds"] / max(result.iterations, 1))
     stops = {name: dict(rec) for name, rec in result.stops.items()}
     if clean is not None:
         ema = "psnr_ema" if settings.ema else "psnr"

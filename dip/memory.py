@@ -70,9 +70,10 @@ class Estimate:
 
 
 def estimate(arch: str, h: int, w: int, channels: int = 3, *, batch: int = 1, device: str = "cpu",
-             bf16: bool = False, window: int | None = None) -> Estimate:
+             bf16: bool = False, window: int | None = None, windowed_rules: int = 1) -> Estimate:
     """Estimated extra peak memory of `batch` fits of architecture `arch` on an h×w image with
-    `channels` channels; `window`: ES-WMV's window when that rule is recorded (None: not recorded)."""
+    `channels` channels; `window`: ES-WMV's window when that rule is recorded (None: not recorded),
+    `windowed_rules` how many such rules keep a window each (es-wmv and es-wmv-paper)."""
     from dip.inputs import input_channels
     from dip.networks import count_parameters, make_network
     from dip.presets import architecture
@@ -85,19 +86,25 @@ def estimate(arch: str, h: int, w: int, channels: int = 3, *, batch: int = 1, de
     per_pixel = ACTIVATION_BYTES_PER_PIXEL.get(arch, max(ACTIVATION_BYTES_PER_PIXEL.values()))
     factor = DEVICE_FACTOR.get(torch.device(device).type, 1.0) * (BF16_FACTOR if bf16 else 1.0)
     activations = int(h * w * batch * per_pixel * factor)
-    rules = int(h * w * batch * channels * 4 * (window + 2) * RULE_COPIES) if window else 0
+    rules = int(h * w * batch * channels * 4 * (window + 2) * RULE_COPIES * windowed_rules) if window else 0
     param_bytes = params * 4 * PARAMETER_COPIES * batch
     return Estimate(RUNTIME_BYTES + param_bytes + activations + rules, params, activations, rules)
 
 
 def job_memory_mb(arch: str, h: int, w: int, channels: int = 3, *, device: str = "cpu", window: int | None = None,
-                  margin: float = 1.5, batch: int = 1) -> dict[str, int]:
+                  windowed_rules: int = 2, margin: float = 1.5, batch: int = 1) -> dict[str, int]:
     """What a pipeline job fitting this image should ask for: host memory (`mem_mb`: the process plus,
-    on a CPU, the fit's estimate, times `margin`) and a GPU memory hint (`gpu_mem_mb`, 0 on a CPU)."""
-    gpu = device in ("cuda", "auto") and torch.cuda.is_available() or device == "cuda"
-    need = estimate(arch, h, w, channels, batch=batch, device="cuda" if gpu else "cpu", window=window).bytes
+    on a CPU, the fit's estimate, times `margin`) and a GPU memory hint (`gpu_mem_mb`, 0 on a CPU).
+    The pipeline records every rule, both windowed ES-WMV variants included."""
+    gpu = device == "cuda" or (device == "auto" and cuda_available())
+    need = estimate(arch, h, w, channels, batch=batch, device="cuda" if gpu else "cpu", window=window,
+                    windowed_rules=windowed_rules).bytes
     host = PROCESS_BYTES + (0 if gpu else need)
     return {"mem_mb": int(host * margin / 2 ** 20) + 1, "gpu_mem_mb": int(need * margin / 2 ** 20) + 1 if gpu else 0}
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
 
 
 def available_bytes(device: str | torch.device) -> int | None:

@@ -93,19 +93,23 @@ class _MinimumTracker(StoppingRule):
         self.patience, self.start, self.delay = patience, start, delay
         self.best_value: torch.Tensor | None = None
 
-    def _record(self, iteration: int, value: torch.Tensor, keep: torch.Tensor) -> None:
+    NEVER = 2 ** 62  # "no minimum accepted yet", as a device integer (no host branch)
+
+    def _record(self, iteration: int, value: torch.Tensor, keep: torch.Tensor,
+                accept: torch.Tensor | bool = True) -> None:
+        """One value of the statistic; `accept` False (a device bool) keeps it from becoming a minimum."""
         self.signal = value
         if iteration < self.start:
             return
         it = torch.tensor(iteration, device=value.device)
         if self.best_value is None:
-            self.best_value, self.minimum_iteration = value, it
+            self.best_value = torch.tensor(float("inf"), device=value.device)
+            self.minimum_iteration = torch.tensor(self.NEVER, device=value.device)
             self.best_iteration, self.image = it, keep.detach().clone()
-            return
         # Once the rule would have stopped it stays as it was, so a fit that runs on (recording every
         # rule) reports what a fit stopping at this rule would have returned.
         live = it - self.minimum_iteration <= max(self.patience, self.delay)
-        better = (value < self.best_value) & live
+        better = (value < self.best_value) & live & accept
         self.best_value = torch.where(better, value, self.best_value)
         self.minimum_iteration = torch.where(better, it, self.minimum_iteration)
         take = it <= self.minimum_iteration + self.delay
@@ -113,13 +117,16 @@ class _MinimumTracker(StoppingRule):
         self.image = torch.where(take, keep.detach(), self.image)
 
     def stop_iteration(self) -> int | None:
-        if self.minimum_iteration is None:
-            return None
-        return int(self.minimum_iteration) + max(self.patience, self.delay)
+        minimum = None if self.minimum_iteration is None else int(self.minimum_iteration)
+        return None if minimum in (None, self.NEVER) else minimum + max(self.patience, self.delay)
 
     def should_stop(self, iteration: int) -> bool:
         stop = self.stop_iteration()
         return stop is not None and iteration >= stop
+
+    def report(self, last_iteration: int) -> dict:
+        record = super().report(last_iteration)
+        return {**record, "minimum": None if record["minimum"] == self.NEVER else record["minimum"]}
 
 
 class WindowedVarianceStop(_MinimumTracker):
@@ -128,13 +135,22 @@ class WindowedVarianceStop(_MinimumTracker):
 
     Kept incrementally in float64: with S = Σ x and Q = Σ ‖x‖², VAR = (Q − ‖S‖²/W) / (W·N), so each
     step adds the newest output and removes the oldest, O(N) per iteration.
+
+    settle: the guard (rule "es-wmv"; None gives the published rule, "es-wmv-paper"). A minimum is
+    accepted only while the loss has settled: its mean over the newer half of the window is at most
+    `settle` (relative) below its mean over the older half. Early in a fit the outputs can vary little
+    for a while (a plateau of the learning phase, before the details are fitted) while the loss is still
+    falling fast; the published rule takes that trough as its minimum and stops hundreds of iterations
+    before the peak.
     """
 
     name = "es-wmv"
 
-    def __init__(self, window: int = 100, patience: int = 1000, delay: int = 0):
+    def __init__(self, window: int = 100, patience: int = 1000, delay: int = 0, settle: float | None = None):
         super().__init__(patience, start=0, delay=delay)
-        self.window = window
+        self.name = "es-wmv-paper" if settle is None else "es-wmv"
+        self.window, self.settle = window, settle
+        self.losses: torch.Tensor | None = None
         self.buffer: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
         self.total_sq: torch.Tensor | None = None
@@ -152,12 +168,23 @@ class WindowedVarianceStop(_MinimumTracker):
         self.total += x - old
         self.total_sq += x.square().sum() - old.square().sum()
         self.buffer[slot] = x
+        accept = True
+        if self.settle is not None:
+            if loss is None:
+                raise ValueError("the guarded es-wmv rule needs the loss of every iteration")
+            if self.losses is None:
+                self.losses = torch.zeros(self.window, dtype=torch.float64, device=x.device)
+            self.losses[slot] = loss.detach().double().reshape(())
+            ordered = torch.roll(self.losses, -(slot + 1))  # oldest first
+            half = self.window // 2
+            older, newer = ordered[:half].mean(), ordered[half:].mean()
+            accept = older - newer <= self.settle * newer
         self.count += 1
         if self.count < self.window:
             self.signal = torch.full((), float("nan"), device=x.device)
             return
         var = (self.total_sq - self.total.square().sum() / self.window) / (self.window * x.numel())
-        self._record(iteration, var.float(), keep)
+        self._record(iteration, var.float(), keep, accept)
 
 
 class ExponentialVarianceStop(_MinimumTracker):
@@ -278,25 +305,35 @@ def ema_delay(ema: float) -> int:
     return round(ema / (1 - ema)) if ema else 0
 
 
-def make_rule(name: str, iterations: int, window: int = 100, patience: int = 1000, ema: float = 0.0,
+SETTLE = 0.05  # es-wmv's guard: placeholder, chosen below from the held-out set
+
+def default_patience(iterations: int) -> int:
+    """A fifth of the budget: the published 1000 iterations outlast most of a 3000-iteration fit, so that a
+    rule could save nothing there; the patience scales with the budget instead."""
+    return max(1, iterations // 5)
+
+
+def make_rule(name: str, iterations: int, window: int = 100, patience: int | None = None, ema: float = 0.0,
               discrepancy: float | None = None) -> StoppingRule:
-    """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at; `ema` is
+    """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at; `patience`
+    defaults to a fifth of the budget (`default_patience`); `ema` is
     the fit's output EMA weight, which sets how long after the minimum (or crossing) the kept EMA image is
     taken; `discrepancy`: the discrepancy rule's target loss (`clipped_noise_mse`)."""
     if name == "discrepancy":
         if discrepancy is None:
             raise ValueError("the discrepancy rule needs a noise level: it applies to noisy observations only")
         return DiscrepancyStop(discrepancy, delay=ema_delay(ema))
+    patience = default_patience(iterations) if patience is None else patience
     if name == "fixed":
         return FixedStop(iterations)
-    if name == "es-wmv":
-        return WindowedVarianceStop(window, patience, ema_delay(ema))
+    if name in ("es-wmv", "es-wmv-paper"):
+        return WindowedVarianceStop(window, patience, ema_delay(ema), settle=SETTLE if name == "es-wmv" else None)
     if name == "es-emv":
         return ExponentialVarianceStop(patience=patience, start=window, delay=ema_delay(ema))
     raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
 
 
-RULES = ("fixed", "es-wmv", "es-emv", "discrepancy")
+RULES = ("fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy")
 
 
 def oracle_iteration(history: pd.DataFrame, column: str) -> int:

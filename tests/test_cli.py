@@ -28,7 +28,7 @@ def test_fit_writes_the_four_files(png64, tmp_path):
     for key in ("task", "arch", "seed", "iterations", "seconds", "device", "psnr_final", "psnr_best",
                 "config_hash", "git_commit", "versions"):
         assert key in summary
-    assert set(summary["stops"]) == {"fixed", "es-wmv", "es-emv", "discrepancy", "oracle"}
+    assert set(summary["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "oracle"}
     assert summary["stops"]["discrepancy"]["target"] == pytest.approx(summary["discrepancy_target"])
     assert 15 < summary["noise_sigma"] < 35 and summary["noise_sigma_source"].startswith("estimated")
     history = pd.read_csv(out / "history.csv")
@@ -47,6 +47,7 @@ def test_stop_ends_the_fit_and_keeps_the_emas_image_after_the_minimum(png64, tmp
     summary = json.loads((out / "summary.json").read_text())
     stop = summary["stops"]["es-wmv"]
     assert summary["stopped_by"] == "es-wmv" and summary["iterations"] in (25, 50)
+    assert summary["iterations_saved"] == 60 - summary["iterations"] and summary["seconds_saved"] > 0
     assert stop["iteration"] == stop["minimum"] + 4 and stop["stop_at"] == stop["minimum"] + 4
     assert summary["iterations"] - 25 < stop["stop_at"] <= summary["iterations"]
     restored = np.asarray(Image.open(out / "restored.png"), dtype=np.float64) / 255

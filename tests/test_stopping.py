@@ -172,3 +172,32 @@ def test_the_noise_level_is_estimated_from_one_noisy_image(clean64):
 def test_unknown_rule_is_named():
     with pytest.raises(ValueError, match="unknown stopping rule 'never'"):
         make_rule("never", 10)
+
+
+def two_trough_fit(n=900, seed=0):
+    """Outputs whose jitter has an early, deeper trough at iteration 150 and a later one at 550, with a
+    loss that falls fast (halving every 100 iterations) until 400 and is flat after."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 1, 16, 16, generator=gen)
+    for t in range(1, n + 1):
+        scale = min(0.005 + 0.1 * abs(t - 150) / n, 0.02 + 0.1 * abs(t - 550) / n)
+        loss = torch.tensor(0.01 + 0.1 * 0.5 ** (min(t, 400) / 100))
+        yield t, base + scale * torch.randn(base.shape, generator=gen), loss
+
+
+def test_the_guard_lets_no_minimum_win_while_the_loss_still_falls_fast():
+    paper, guarded = make_rule("es-wmv-paper", 900, window=40, patience=1000), make_rule("es-wmv", 900, window=40,
+                                                                                          patience=1000)
+    assert (paper.name, guarded.name) == ("es-wmv-paper", "es-wmv") and paper.settle is None
+    for t, x, loss in two_trough_fit():
+        paper.update(t, x, x, loss)
+        guarded.update(t, x, x, loss)
+    # The published rule takes the early trough; the guarded one waits for the loss to settle.
+    assert abs(paper.report(900)["minimum"] - 170) <= 25
+    assert abs(guarded.report(900)["minimum"] - 570) <= 25
+
+
+def test_the_guarded_rule_needs_the_loss():
+    rule = make_rule("es-wmv", 100, window=5)
+    with pytest.raises(ValueError, match="needs the loss"):
+        rule.update(1, torch.zeros(4), torch.zeros(4))

@@ -6,7 +6,7 @@ from snakemake.utils import validate
 
 from dip import manifest as manifest_io
 from dip.image_io import InputError
-from dip.memory import job_memory_mb
+from dip.memory import cuda_available, job_memory_mb
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -42,7 +42,7 @@ def observation_seed(seed):
 
 
 OBSERVATION_SEEDS = sorted({observation_seed(s) for s in SEEDS}, key=int)
-USE_GPU = config["device"] == "cuda"
+USE_GPU = config["device"] == "cuda" or (config["device"] == "auto" and cuda_available())
 
 
 def _alternatives(names):
@@ -118,7 +118,9 @@ def fit_args(wildcards):
             f"--arch {wildcards.arch}", f"--iters {spec['iterations']}", f"--seed {wildcards.seed}",
             f"--observation-seed {observation_seed(wildcards.seed)}",
             f"--device {config['device']}", f"--ssim-every {config['ssim_every']}",
-            f"--window {config['stopping']['window']}", f"--patience {config['stopping']['patience']}"]
+            f"--window {config['stopping']['window']}"]
+    if "patience" in config["stopping"]:
+        args.append(f"--patience {config['stopping']['patience']}")
     for key in ("lr", "reg_noise_std"):
         if key in spec:
             args.append(f"--{key.replace('_', '-')} {spec[key]}")

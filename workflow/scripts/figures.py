@@ -82,7 +82,8 @@ for color, arch in zip(plt.cm.tab10.colors, archs):
     if stack.shape[1] > 1:
         ax.fill_between(mean.index, stack.min(axis=1), stack.max(axis=1), color=color, alpha=0.25)
     sub = runs[(runs["arch"] == arch) & (runs["status"] == "ok")]
-    for rule, marker in (("oracle", "*"), ("es-wmv", "v"), ("es-emv", "^"), ("discrepancy", "D")):
+    for rule, marker in (("oracle", "*"), ("es-wmv", "v"), ("es-wmv-paper", "<"), ("es-emv", "^"),
+                         ("discrepancy", "D")):
         if f"{rule}_iteration" in sub:
             its = sub[f"{rule}_iteration"].dropna().astype(int)
             ax.scatter(its, mean.reindex(its).values, marker=marker, color=color, edgecolor="k", s=40, zorder=3,
