@@ -7,6 +7,20 @@ from skimage import data
 from dip.image_io import to_tensor
 
 
+class AtCall(torch.nn.Module):
+    """Wraps a network and, at one forward call, hands its output to `action` (which may return another
+    output, send a signal or raise): a fault injected at a known iteration of a fit."""
+
+    def __init__(self, net: torch.nn.Module, at: int, action):
+        super().__init__()
+        self.net, self.at, self.action, self.calls = net, at, action, 0
+
+    def forward(self, z):
+        self.calls += 1
+        out = self.net(z)
+        return self.action(out) if self.calls == self.at else out
+
+
 def natural_crop(size: int = 64) -> np.ndarray:
     """A size×size crop of scikit-image's astronaut (face and suit), area-downsampled ×2."""
     img = data.astronaut()[40:40 + 2 * size, 150:150 + 2 * size].astype(np.float32) / 255

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 import torch
-from torch import nn
+
+from conftest import AtCall
 
 from dip.fit import FitFailed, FitInterrupted, FitSettings, fit
 from dip.image_io import to_array
@@ -44,24 +45,11 @@ def test_history_without_ground_truth_has_no_psnr(clean64):
     assert "psnr" not in result.history and result.image.shape == clean64.shape
 
 
-class NaNAt(nn.Module):
-    """Wraps a network and makes its output NaN once, at one forward call."""
-
-    def __init__(self, net: nn.Module, at: int):
-        super().__init__()
-        self.net, self.at, self.calls = net, at, 0
-
-    def forward(self, z):
-        self.calls += 1
-        out = self.net(z)
-        return out * float("nan") if self.calls == self.at else out
-
-
 def test_a_nan_loss_backtracks_to_the_last_good_weights(clean64):
     from dip.networks import make_network
 
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
-    net = NaNAt(make_network(SKIP, 32, 3, 0), at=15)
+    net = AtCall(make_network(SKIP, 32, 3, 0), at=15, action=lambda out: out * float("nan"))
     result = fit(net, Denoise(25), observed, small_settings(), clean=clean64, log=lambda m: None)
     assert result.backtracks == 1
     assert len(result.history) == 30 and result.history.drop(columns=["ssim", "ssim_ema"]).notna().all().all()
@@ -131,18 +119,9 @@ def test_inpainting_half_the_pixels_restores_them(clean64):
     assert result.history["psnr_ema"].max() >= psnr(to_array(mean_fill), to_array(clean64)) + 6
 
 
-class SignalAt(nn.Module):
-    """Wraps a network and sends this process SIGTERM at one forward call."""
-
-    def __init__(self, net: nn.Module, at: int):
-        super().__init__()
-        self.net, self.at, self.calls = net, at, 0
-
-    def forward(self, z):
-        self.calls += 1
-        if self.calls == self.at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return self.net(z)
+def send_sigterm(out):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return out
 
 
 def test_a_signal_raises_the_library_exception_and_saves_a_checkpoint(clean64, tmp_path):
@@ -150,7 +129,7 @@ def test_a_signal_raises_the_library_exception_and_saves_a_checkpoint(clean64, t
 
     assert threading.current_thread() is threading.main_thread()  # signal handlers need the main thread
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
-    net = SignalAt(make_network(SKIP, 32, 3, 0), at=15)
+    net = AtCall(make_network(SKIP, 32, 3, 0), at=15, action=send_sigterm)
     with pytest.raises(FitInterrupted) as err:
         fit(net, Denoise(25), observed, small_settings(), checkpoint=tmp_path / "ckpt.pt")
     assert err.value.signum == signal.SIGTERM and err.value.iteration == 10  # the last verified check

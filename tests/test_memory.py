@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import AtCall
 from dip import memory
 from dip.cli import main
 from dip.fit import FitOutOfMemory, FitSettings, fit
@@ -59,24 +60,15 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, png64, capsys):
     assert not out.exists()
 
 
-class OutOfMemoryAt(torch.nn.Module):
-    """Wraps a network and fails like torch's CPU allocator at one forward call."""
-
-    def __init__(self, net, at):
-        super().__init__()
-        self.net, self.at, self.calls = net, at, 0
-
-    def forward(self, z):
-        self.calls += 1
-        if self.calls == self.at:
-            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
-                               "you tried to allocate 4608000000 bytes. Error code 12 (Cannot allocate memory)")
-        return self.net(z)
+def allocator_failure(out):
+    """What torch's CPU allocator raises when memory runs out."""
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 4608000000 bytes. Error code 12 (Cannot allocate memory)")
 
 
 def test_running_out_of_memory_keeps_the_last_good_checkpoint(clean64, tmp_path):
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
-    net = OutOfMemoryAt(make_network({"kind": "skip"}, 32, 3, 0), at=25)
+    net = AtCall(make_network({"kind": "skip"}, 32, 3, 0), at=25, action=allocator_failure)
     settings = FitSettings(iterations=40, check_every=10, ssim_every=100)
     with pytest.raises(FitOutOfMemory, match="ran out of memory on cpu at iteration 25") as err:
         fit(net, Denoise(25), observed, settings, checkpoint=tmp_path / "ckpt.pt")
