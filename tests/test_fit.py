@@ -11,7 +11,7 @@ from dip.fit import FitFailed, FitInterrupted, FitSettings, fit
 from dip.image_io import to_array
 from dip.metrics import Scorer, psnr
 from dip.operators import Denoise, Inpaint, SuperResolve, random_drop
-from dip.stopping import make_rule
+from dip.stopping import clipped_noise_mse, estimate_noise_sigma, make_rule
 
 SKIP = {"kind": "skip"}
 
@@ -75,8 +75,10 @@ def denoise_fit(clean64):
     """A short fit whose PSNR visibly peaks: no input perturbation, so the net starts fitting the noise."""
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
     settings = FitSettings(iterations=400, reg_noise_std=0.0, ssim_every=400)
-    rule = make_rule("es-wmv", settings.iterations, window=100, patience=200, ema=settings.ema)
-    result = fit(SKIP, Denoise(25), observed, settings, clean=clean64, rules=[rule])
+    rules = [make_rule(name, settings.iterations, window=100, patience=200, ema=settings.ema,
+                       discrepancy=clipped_noise_mse(observed, estimate_noise_sigma(observed)))
+             for name in ("es-wmv", "es-wmv-paper", "discrepancy")]
+    result = fit(SKIP, Denoise(25), observed, settings, clean=clean64, rules=rules)
     return observed, result
 
 
@@ -86,16 +88,21 @@ def test_denoising_beats_the_noisy_image_by_4db(clean64, denoise_fit):
     assert result.history["psnr_ema"].max() >= noisy + 4
 
 
-def test_es_wmv_stops_within_1db_of_the_oracle_peak(clean64, denoise_fit):
+# The guarded es-wmv is not among them: without input perturbation the loss keeps falling fast as the
+# network fits the noise, so its guard may accept no minimum at all (tested on synthetic sequences instead).
+@pytest.mark.parametrize("rule", ["es-wmv-paper", "discrepancy"])
+def test_a_rule_stops_within_1db_of_the_oracle_peak(clean64, denoise_fit, rule):
     _, result = denoise_fit
     h = result.history.set_index("iteration")
     assert h["psnr"].iloc[-1] < h["psnr"].max() - 1  # the curve visibly peaks
-    stop = result.stops["es-wmv"]
-    # ES-WMV watches the raw outputs: its variance minimum comes once they stop improving, after their peak.
-    assert stop["minimum"] > h["psnr"].idxmax()
-    # Like with like: the kept EMA image (taken the EMA's lag after the minimum) against the best EMA image.
-    assert stop["iteration"] == stop["minimum"] + 99
-    kept = psnr(to_array(result.rule_images["es-wmv"]), to_array(clean64))
+    stop = result.stops[rule]
+    if rule.startswith("es-wmv"):
+        # ES-WMV watches the raw outputs: its variance minimum comes once they stop improving, after their peak.
+        assert stop["minimum"] > h["psnr"].idxmax()
+    # Like with like: the kept EMA image (taken the EMA's lag after the minimum or crossing, or the last
+    # one if the budget ends first) against the best EMA image.
+    assert stop["iteration"] == min(stop["minimum"] + 99, len(h))
+    kept = psnr(to_array(result.rule_images[rule]), to_array(clean64))
     assert kept == pytest.approx(h.loc[stop["iteration"], "psnr_ema"], abs=0.05)
     assert h["psnr_ema"].max() - kept <= 1.0
 

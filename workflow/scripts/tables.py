@@ -49,6 +49,9 @@ if len(failed):
 save_text("\n".join(lines), snakemake.output.summary_md)
 
 rules = [c[: -len("_gap")] for c in ok.columns if c.endswith("_gap")]
+# A rule that never reached a minimum (or crossing) in any fit has no raw-output columns: NaN, not an error.
+ok = ok.reindex(columns=[*ok.columns, *(f"{r}_{col}" for r in rules for col in ("gap_raw", "saved", "iteration")
+                                      if f"{r}_{col}" not in ok.columns)])
 stopping = pd.concat([
     ok.groupby(["task_label", "arch"]).agg(
         final_psnr=("psnr_final", "mean"), oracle_psnr=("oracle_psnr", "mean"),
