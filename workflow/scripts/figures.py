@@ -59,7 +59,8 @@ for i, image in enumerate(images):
 fig.suptitle(f"{task}: PSNR against the ground truth", fontsize=9)
 save(fig, snakemake.output.comparison, pdfs["comparison"])
 
-# Learning curves: per architecture, mean over images, band = spread over seeds; stops marked.
+# Learning curves, one panel per image (first seed): the EMA output and the raw output against the
+# ground truth, each architecture in its colour, and every rule's kept iteration marked on the EMA curve.
 histories = {}
 for path in snakemake.input.histories:
     parts = Path(path).parts
@@ -67,31 +68,38 @@ for path in snakemake.input.histories:
     h = pd.read_csv(path)
     if len(h) and "psnr_ema" in h:
         histories[(arch, image, seed)] = h.set_index("iteration")
-fig, ax = plt.subplots(figsize=(6, 3.6))
-for color, arch in zip(plt.cm.tab10.colors, archs):
-    per_seed = []
-    for seed in seeds:
-        curves = [histories[(arch, im, f"seed{seed}")]["psnr_ema"] for im in images if (arch, im, f"seed{seed}") in histories]
-        if curves:
-            per_seed.append(pd.concat(curves, axis=1).mean(axis=1))
-    if not per_seed:
-        continue
-    stack = pd.concat(per_seed, axis=1)
-    mean = stack.mean(axis=1)
-    ax.plot(mean.index, mean, color=color, label=f"{arch} (EMA output)")
-    if stack.shape[1] > 1:
-        ax.fill_between(mean.index, stack.min(axis=1), stack.max(axis=1), color=color, alpha=0.25)
-    sub = runs[(runs["arch"] == arch) & (runs["status"] == "ok")]
-    for rule, marker in (("oracle", "*"), ("es-wmv", "v"), ("es-wmv-paper", "<"), ("es-emv", "^"),
-                         ("discrepancy", "D")):
-        if f"{rule}_iteration" in sub:
-            its = sub[f"{rule}_iteration"].dropna().astype(int)
-            ax.scatter(its, mean.reindex(its).values, marker=marker, color=color, edgecolor="k", s=40, zorder=3,
-                       label=f"{arch} {rule}{' peak (analysis)' if rule == 'oracle' else ' stop'}")
-ax.set_xlabel("iteration")
-ax.set_ylabel("PSNR (dB), mean over images")
-ax.set_title(f"{task}: learning curves (band: spread over seeds)", fontsize=9)
-ax.legend(fontsize=6, ncol=2)
+MARKERS = {"oracle": "*", "es-wmv": "v", "es-wmv-paper": "<", "es-emv": "^", "discrepancy": "D"}
+cols = min(3, len(images))
+rows_n = -(-len(images) // cols)
+fig, axes = plt.subplots(rows_n, cols, figsize=(3.4 * cols, 2.6 * rows_n), squeeze=False, sharex=True)
+for ax, image in zip(axes.flat, images):
+    for color, arch in zip(plt.cm.tab10.colors, archs):
+        h = histories.get((arch, image, f"seed{first_seed}"))
+        if h is None:
+            continue
+        ax.plot(h.index, h["psnr"], color=color, lw=0.6, alpha=0.45, label=f"{arch} raw")
+        ax.plot(h.index, h["psnr_ema"], color=color, lw=1.2, label=f"{arch} EMA")
+        row = runs[(runs["image"] == image) & (runs["arch"] == arch) & (runs["seed"] == first_seed)]
+        for rule, marker in MARKERS.items():
+            column = f"{rule}_iteration"
+            if len(row) and column in row and pd.notna(row[column].iloc[0]):
+                it = int(row[column].iloc[0])
+                ax.scatter([it], [h.loc[it, "psnr_ema"]], marker=marker, color=color, edgecolor="k", s=36, zorder=3,
+                           label=f"{rule}{' (analysis)' if rule == 'oracle' else ''}")
+    ax.set_title(image, fontsize=8)
+    ax.tick_params(labelsize=6)
+for ax in axes.flat[len(images):]:
+    ax.axis("off")
+for ax in axes[-1]:
+    ax.set_xlabel("iteration", fontsize=7)
+for ax in axes[:, 0]:
+    ax.set_ylabel("PSNR (dB)", fontsize=7)
+handles, labels = axes.flat[0].get_legend_handles_labels()
+unique = dict(zip(labels, handles))
+fig.legend(unique.values(), unique.keys(), fontsize=6, ncol=min(6, len(unique)), loc="lower center",
+           bbox_to_anchor=(0.5, 1.0))
+fig.suptitle(f"{task}: PSNR per iteration (seed {first_seed}); markers: the image each rule keeps", fontsize=9,
+             y=1.06)
 save(fig, snakemake.output.curves, pdfs["curves"])
 
 # Architecture bars: DIP restored PSNR per architecture, with the best baseline as a line.
