@@ -15,11 +15,13 @@ def test_bench_prints_the_promised_json():
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     for key in ("seconds_per_iteration", "reference_seconds_per_iteration", "speedup", "gflops_per_iteration",
-                "peak_memory_mb", "device", "matmul_peak_gflops"):
+                "peak_memory_mb", "estimated_peak_memory_mb", "device", "matmul_peak_gflops"):
         assert key in report
     assert report["seconds_per_iteration"] > 0 and report["gflops_per_iteration"] > 0.1
     assert report["timed_iterations"] == 6 and report["batch_fits"] == 2
     assert report["batch_fit_iterations_per_second"] > 0 and report["batch_peak_memory_mb"] > 0
+    # On a CPU both are the process's high-water mark: the estimate adds the loaded process to the fit's share.
+    assert 0.5 < report["estimated_peak_memory_mb"] / report["peak_memory_mb"] < 2
 
 
 def test_speed_switches_keep_quality(clean64):

@@ -201,3 +201,9 @@ def test_the_slurm_profile_submits_fits_with_a_gpu_to_stand_in_slurm_commands(wo
     assert len(fits) == 1 and others
     assert "--gpus=1" in fits[0] and "--cpus-per-task=4" in fits[0] and "-p gpu" in fits[0]
     assert all("--gpus" not in line for line in others)
+    # The fit's own memory estimate reaches sbatch (the profile sets no mem_mb of its own for fits).
+    from dip.memory import job_memory_mb
+
+    test = yaml.safe_load(config.read_text())
+    expected = job_memory_mb("skip", 32, 32, 3, device=test["device"], window=test["stopping"]["window"])["mem_mb"]
+    assert int(re.search(r"--mem[ =](\d+)", fits[0])[1]) == expected
