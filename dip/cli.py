@@ -197,7 +197,7 @@ def _rule_names(args, task: Task) -> list[str]:
     noisy = task.name == "denoise" or args.noise_sigma is not None
     if args.stop == "discrepancy" and not noisy:
         raise InputError(f"--stop discrepancy: applies to noisy observations (denoising, or give --noise-sigma); "
-                         f"a {task.name} observation has no noise level")
+                         f"the {task.name} task's observation has no noise level")
     return [n for n in RULES if (args.record_stops or n == args.stop) and (n != "discrepancy" or noisy)]
 
 
