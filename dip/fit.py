@@ -48,7 +48,7 @@ class FitSettings:
     check_every: int = 25            # host check interval (history flush, backtracking, stopping)
     ssim_every: int = 100
     seed: int = 0                    # the network seed: weights, z, perturbations (see dip.seeds)
-    channels_last: bool | None = None  # None: where it measured faster (see dip.speed)
+    channels_last: bool | None = None  # None: the measured default, off on every device (see dip.speed)
     bf16: bool | None = None
     compile: bool = False
     flush_denormal: bool = True
@@ -232,6 +232,7 @@ def fit(
     operator = operator.to(device)
     observed = observed.to(device)
     clean = clean.to(device) if clean is not None else None
+    scored_clean = scorer.view(clean) if clean is not None else None  # once, not every iteration
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
 
     def make_optimizer(lr: float) -> torch.optim.Optimizer:
@@ -319,7 +320,7 @@ def fit(
                     r.update(it, out, keep, loss.detach())
                 row = [loss.detach().float(), psnr_torch(operator(out), observed)]
                 if clean is not None:
-                    row += [scorer.psnr(out, clean), scorer.psnr(keep, clean)]
+                    row += [psnr_torch(scorer.view(out), scored_clean), psnr_torch(scorer.view(keep), scored_clean)]
                     if it % s.ssim_every == 0 or it == s.iterations:
                         st["ssim"][it] = tuple(ssim(to_array(x), to_array(clean), scorer.y_channel, scorer.shave)
                                                for x in (out, keep))
