@@ -29,7 +29,7 @@ bench: setup
 	$(BIN)/dip bench --arch skip --size 128 --iters 20 --threads 2 --reference --rounds 3
 
 bench-gpu: setup
-	$(BIN)/dip bench --device cuda --arch skip --size 512 --iters 50 --warmup 10 --reference --batch 8 --parity 1000
+	$(BIN)/dip bench --device cuda --arch skip --size 512 --iters 50 --warmup 10 --reference --batch 8 --parity 1000 --bf16 --channels-last
 
 test: setup
 	$(BIN)/python -m pytest
