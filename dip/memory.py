@@ -175,7 +175,8 @@ def measure_peak(arch: str, size: int, iterations: int = 3, window: int | None =
 
 def calibrate(archs: list[str], sizes: tuple[int, int] = (128, 256)) -> dict[str, dict]:
     """Activation bytes per pixel of each architecture: the slope of the measured extra peak between
-    two sizes, after taking away the parameters' share of the model."""
+    two sizes (the parameters' and the runtime's shares do not grow with the image, so the slope is
+    the activations' alone)."""
     table = {}
     for arch in archs:
         small, large = (measure_peak(arch, s) for s in sizes)

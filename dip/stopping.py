@@ -33,8 +33,11 @@ class StoppingRule:
         when the fit keeps one) and its loss to the observation (a device scalar)."""
         raise NotImplementedError
 
+    NEVER = 2 ** 62  # "no minimum (or crossing) yet", as a device integer: no host branch needed
+
     def should_stop(self, iteration: int) -> bool:
-        raise NotImplementedError
+        stop = self.stop_iteration()
+        return stop is not None and iteration >= stop
 
     def chosen_iteration(self) -> int | None:
         return None if self.best_iteration is None else int(self.best_iteration)
@@ -46,6 +49,7 @@ class StoppingRule:
     def report(self, last_iteration: int) -> dict:
         """Where the rule stands after a fit that ran to `last_iteration`."""
         minimum = None if self.minimum_iteration is None else int(self.minimum_iteration)
+        minimum = None if minimum == self.NEVER else minimum
         return {"iteration": self.chosen_iteration(), "minimum": minimum, "stop_at": self.stop_iteration(),
                 "stopped": self.should_stop(last_iteration)}
 
@@ -72,9 +76,6 @@ class FixedStop(StoppingRule):
             self.best_iteration = torch.tensor(iteration)
             self.image = keep.detach().clone()
 
-    def should_stop(self, iteration: int) -> bool:
-        return iteration >= self.n
-
     def stop_iteration(self) -> int | None:
         return self.n
 
@@ -92,8 +93,6 @@ class _MinimumTracker(StoppingRule):
             raise ValueError(f"delay must be >= 0, got {delay}")
         self.patience, self.start, self.delay = patience, start, delay
         self.best_value: torch.Tensor | None = None
-
-    NEVER = 2 ** 62  # "no minimum accepted yet", as a device integer (no host branch)
 
     def _record(self, iteration: int, value: torch.Tensor, keep: torch.Tensor,
                 accept: torch.Tensor | bool = True) -> None:
@@ -119,14 +118,6 @@ class _MinimumTracker(StoppingRule):
     def stop_iteration(self) -> int | None:
         minimum = None if self.minimum_iteration is None else int(self.minimum_iteration)
         return None if minimum in (None, self.NEVER) else minimum + max(self.patience, self.delay)
-
-    def should_stop(self, iteration: int) -> bool:
-        stop = self.stop_iteration()
-        return stop is not None and iteration >= stop
-
-    def report(self, last_iteration: int) -> dict:
-        record = super().report(last_iteration)
-        return {**record, "minimum": None if record["minimum"] == self.NEVER else record["minimum"]}
 
 
 class WindowedVarianceStop(_MinimumTracker):
@@ -219,7 +210,6 @@ class DiscrepancyStop(StoppingRule):
     """
 
     name = "discrepancy"
-    NEVER = 2 ** 62
 
     def __init__(self, target: float, window: int = 25, delay: int = 0):
         super().__init__()
@@ -259,15 +249,8 @@ class DiscrepancyStop(StoppingRule):
         crossed = None if self.crossed is None else int(self.crossed)
         return None if crossed in (None, self.NEVER) else crossed + self.delay
 
-    def should_stop(self, iteration: int) -> bool:
-        stop = self.stop_iteration()
-        return stop is not None and iteration >= stop
-
     def report(self, last_iteration: int) -> dict:
-        record = super().report(last_iteration)
-        if record["minimum"] == self.NEVER:
-            record["minimum"] = None
-        return {**record, "target": self.target}
+        return {**super().report(last_iteration), "target": self.target}
 
 
 def clipped_noise_mse(observed: torch.Tensor, sigma: float) -> float:
