@@ -28,8 +28,12 @@ impedance: setup
 bench: setup
 	$(BIN)/dip bench --arch skip --size 128 --iters 20 --threads 2 --reference --rounds 3
 
+# The loop issue's GPU targets: single fits at 128/256/512 against the original-style loop, 8 batched
+# 256x256 fits, and the bf16 parity at 1000 iterations.
 bench-gpu: setup
-	$(BIN)/dip bench --device cuda --arch skip --size 512 --iters 50 --warmup 10 --reference --batch 8 --parity 1000 --bf16 --channels-last
+	for size in 128 256 512; do $(BIN)/dip bench --device cuda --arch skip --size $$size --iters 50 --warmup 10 --reference --rounds 3 --json; done
+	$(BIN)/dip bench --device cuda --arch skip --size 256 --iters 50 --warmup 10 --batch 8 --json
+	$(BIN)/dip bench --device cuda --arch skip --size 512 --iters 20 --parity 1000 --bf16 --channels-last --json
 
 test: setup
 	$(BIN)/python -m pytest

@@ -8,7 +8,9 @@ contiguous layout, and the output pulled to NumPy for PSNR every iteration. Both
 network on the same denoising problem, in this process, one after the other. Prints the median and
 spread of seconds per iteration, FLOPs per iteration (torch.utils.flop_counter), achieved GFLOP/s, the
 machine's fp32 matmul peak measured now (torch.mm of 2048²), and peak memory. With --batch N it also
-times N fits batched into one network and prints their throughput against N single fits.
+times N fits batched into one network by the same loop and prints their throughput against N single
+fits. `graph` says whether the step was replayed as a CUDA graph: not built yet (the loop is split so
+that it can be), so it is always false.
 """
 from __future__ import annotations
 
@@ -25,8 +27,7 @@ import torch
 from skimage import data
 
 from dip import memory, networks
-from dip.batch import fit_batch
-from dip.fit import FitSettings, fit, pick_device
+from dip.fit import FitSettings, fit, fit_batch, pick_device
 from dip.networks import make_network
 from dip.seeds import generator as stream
 from dip.image_io import to_array, to_tensor
@@ -120,10 +121,12 @@ def time_reference(spec, settings, clean, observed, device, warmup) -> list[floa
 
 
 def time_batch(spec, settings, clean, observed, device, warmup, fits: int) -> list[float]:
-    """Per-iteration seconds of `fits` fits batched into one network (`dip.batch`), warm-up dropped."""
+    """Per-iteration seconds of `fits` fits batched into one network (`dip.fit.fit_batch`, the same loop as
+    `fit`, with both ES rules recorded per fit), warm-up dropped."""
     s = FitSettings(**{**vars(settings), "check_every": 1})  # exact per-iteration wall times
-    history = fit_batch(spec, Denoise(25), observed, s, list(range(fits)), clean=clean, device=device).history
-    return list(per_iteration(history[history["fit"] == 0]["seconds"], warmup))
+    rules = [[make_rule(n, s.iterations, window=100, ema=s.ema) for n in ("es-wmv", "es-emv")] for _ in range(fits)]
+    results = fit_batch(spec, Denoise(25), observed, s, list(range(fits)), clean=clean, rules=rules, device=device)
+    return list(per_iteration(results[0].history["seconds"], warmup))
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parity", type=int, default=0,
                    help="also fit N denoising iterations with the fast and the fp32 path and compare best EMA PSNR")
     p.add_argument("--batch", type=int, default=0,
-                   help="also time N fits batched into one network (N seeds at once, see dip.batch)")
+                   help="also time N fits batched into one network (N seeds at once, see dip.fit.fit_batch)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     speed = resolve_speed(device, args.channels_last, args.bf16, args.flush_denormal)
     report = {"arch": args.arch, "size": args.size, "device": device_name(device), "threads": torch.get_num_threads(),
               "cpu_native_bf16": cpu_has_native_bf16(), "channels_last": speed.channels_last, "bf16": speed.bf16, "compile": args.compile,
-              "flush_denormal": args.flush_denormal,
+              "graph": False, "flush_denormal": args.flush_denormal,
               "timed_iterations": args.iters * args.rounds, "warmup_iterations": args.warmup, "rounds": args.rounds}
     if args.compile:
         t = time.perf_counter()

@@ -88,14 +88,19 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--image", help="clean image: degrade it (seeded) and score the restoration against it")
     f.add_argument("--observed", help="a degraded image to restore (no ground truth unless --clean)")
     f.add_argument("--clean", help="with --observed: ground truth used only to score")
-    f.add_argument("--out", required=True, help="output folder")
+    f.add_argument("--flash", help="flash: the flash photograph, the network's input (the no-flash one is --observed)")
+    f.add_argument("--out", required=True, help="output folder (with --seeds: may hold {seed}; default OUT/seed{seed})")
+    f.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                   help="fit these network seeds at once, stacked into one batched network (one process, one "
+                   "device; worth it on a GPU), each with its own backtracking, stopping and outputs; the "
+                   "observation is shared (--observation-seed, default the first seed)")
     f.add_argument("--arch", default=None, help="architecture name (default: the task's paper preset)")
     f.add_argument("--preset", choices=["paper", "none"], default="paper",
                    help="start from the paper's settings for the task (default) or from the library defaults")
     f.add_argument("--iters", type=int, help="iterations (default: the preset's)")
     f.add_argument("--lr", type=float)
     f.add_argument("--reg-noise-std", type=float)
-    f.add_argument("--input", choices=["noise", "meshgrid"])
+    f.add_argument("--input", choices=["noise", "meshgrid", "image"])
     f.add_argument("--input-depth", type=int)
     f.add_argument("--ema", type=float, help="output EMA weight (0 = off; default 0.99)")
     f.add_argument("--optimizer", choices=["adam", "lbfgs"])
@@ -151,6 +156,21 @@ def _load_inputs(args, task: Task):
         mask = load_mask(args.mask, clean.shape[-2:])
     observed, mask = task.degrade(clean, _observation_seed(args), mask)
     return clean, observed, mask
+
+
+def _input_image(args, task: Task, observed):
+    """flash: the flash photograph (the network's input), the same size as the no-flash observation."""
+    if task.name != "flash":
+        if getattr(args, "flash", None):
+            raise InputError("--flash: only the flash task takes a flash photograph")
+        return None
+    if not getattr(args, "flash", None) or not args.observed:
+        raise InputError("--flash: the flash task needs the pair: --flash FLASH --observed NOFLASH")
+    flash = load_image(args.flash)
+    if flash.shape[-2:] != observed.shape[-2:] or flash.shape[1] != observed.shape[1]:
+        raise InputError(f"{args.flash}: the flash image is {tuple(flash.shape[1:])} (C, H, W) but the no-flash "
+                         f"image is {tuple(observed.shape[1:])}")
+    return flash
 
 
 def _settings(args, task: Task) -> tuple[str, dict]:
@@ -218,7 +238,7 @@ def _make_rules(args, names: list[str], settings, observed) -> tuple[list, dict]
     return rules, info
 
 
-def _memory_plan(args, task: Task, arch_name: str, settings, device, rules: list[str]) -> dict:
+def _memory_plan(args, task: Task, arch_name: str, settings, device, rules: list[str], batch: int = 1) -> dict:
     """The fit's estimated peak memory against what the device has; one line and exit 2 if it cannot fit."""
     from dip import memory
     from dip.speed import resolve_speed
@@ -226,11 +246,12 @@ def _memory_plan(args, task: Task, arch_name: str, settings, device, rules: list
     h, w, channels, source = _fit_size(args, task)
     bf16 = resolve_speed(device, settings.channels_last, settings.bf16, settings.flush_denormal).bf16
     windowed = sum(name.startswith("es-wmv") for name in rules)
-    need = memory.estimate(arch_name, h, w, channels, device=device.type, bf16=bf16,
+    need = memory.estimate(arch_name, h, w, channels, batch=batch, device=device.type, bf16=bf16,
                            window=args.window if windowed else None, windowed_rules=windowed)
     have = memory.available_bytes(device)
     if have is not None and need.bytes > have:
-        raise InputError(f"{source}: a {h}x{w} fit of {arch_name} needs about {need.gib:.1f} GiB on {device.type} "
+        fits = f"{batch} batched fits" if batch > 1 else "fit"
+        raise InputError(f"{source}: a {h}x{w} {fits} of {arch_name} needs about {need.gib:.1f} GiB on {device.type} "
                          f"but {have / 2 ** 30:.1f} GiB is available; resize or crop the image, choose a smaller "
                          f"architecture (--arch), or use another device (--device)")
     return {"height": h, "width": w, "channels": channels, "estimated_peak_mb": round(need.bytes / 2 ** 20),
@@ -246,7 +267,8 @@ def _dry_run(args, task: Task, arch_name: str, settings, device, plan: dict) -> 
     clean, observed, mask = _load_inputs(args, task)
     timed, warmup = 5, 2
     trial = FitSettings(**{**asdict(settings), "iterations": timed + warmup, "check_every": 1})
-    seconds = fit(architecture(arch_name)["net"], task.operator(mask), observed, trial, device=device).history["seconds"]
+    seconds = fit(architecture(arch_name)["net"], task.operator(mask), observed, trial, device=device,
+                  input_image=_input_image(args, task, observed)).history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
     return {"arch": arch_name, "iterations": settings.iterations, **plan, "device": device_name(device),
             "seconds_per_iteration": round(per_iteration, 4),
@@ -258,65 +280,114 @@ def _scores(image, clean, task: Task) -> dict:
     return {"psnr": psnr(a, b, **task.convention), "ssim": ssim(a, b, **task.convention)}
 
 
+def _seed_outputs(args) -> list[tuple[int, Path]]:
+    """(network seed, output folder) of each fit this command runs."""
+    if not args.seeds:
+        return [(args.seed, Path(args.out))]
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise InputError(f"--seeds: must be distinct and >= 0, got {args.seeds}")
+    if "{seed}" in args.out:
+        return [(seed, Path(args.out.format(seed=seed))) for seed in args.seeds]
+    return [(seed, Path(args.out) / f"seed{seed}") for seed in args.seeds]
+
+
 def run_fit(args) -> dict:
     _check_seeds(args)
     task = _task(args)
     if bool(args.image) == bool(getattr(args, "observed", None)):
         raise InputError("give exactly one of --image (clean, degraded here) or --observed (already degraded)")
+    if task.name == "flash" and not (args.flash and args.observed):
+        raise InputError("--flash: the flash task needs the pair: --flash FLASH --observed NOFLASH")
+    targets = _seed_outputs(args)
+    if args.seeds and args.observation_seed is None:
+        args.observation_seed = args.seeds[0]
+    args.seed = targets[0][0]
     arch_name, values = _settings(args, task)
 
     import torch
-    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, FitSettings, fit, pick_device
+    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, FitSettings, fit, fit_batch, pick_device
 
     try:
         settings = FitSettings(**values)
     except ValueError as err:
         raise InputError(str(err)) from None
+    if args.seeds and settings.optimizer != "adam":
+        raise InputError("--seeds: batched fits use Adam; fit LBFGS seeds one at a time")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    out = Path(args.out)
     names = _rule_names(args, task)
-    plan = _memory_plan(args, task, arch_name, settings, device, names)
+    plan = _memory_plan(args, task, arch_name, settings, device, names, batch=len(targets))
     if args.dry_run:
         return _dry_run(args, task, arch_name, settings, device, plan)
     clean, observed, mask = _load_inputs(args, task)
-    rules, noise = _make_rules(args, names, settings, observed)
-    config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
-              "settings": asdict(settings), "observation_seed": _observation_seed(args), "seed_scheme": SCHEME,
-              "stop": args.stop, "window": args.window, "patience": args.patience}
-    summary = {"task": task.name, "task_label": task.label(), **{k: v for k, v in task.params().items() if k != "name"}, "arch": arch_name,
-               "preset": args.preset, "seed": args.seed, "observation_seed": _observation_seed(args),
-               "seed_scheme": SCHEME, "iterations_budget": settings.iterations,
-               "stop_window": args.window, "stop_patience": args.patience,
-               "settings": asdict(settings), "source": args.image or args.observed, "device": device_name(device),
-               "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
-               **noise, "status": "ok"}
-    save_png(observed, out / "observed.png")
-    if mask is not None:
-        save_png(mask, out / "mask.png")
+    input_image = _input_image(args, task, observed)
+    rules, noise = zip(*(_make_rules(args, names, settings, observed) for _ in targets))
+    summaries = {}
+    for seed, out in targets:
+        seed_settings = FitSettings(**{**asdict(settings), "seed": seed})
+        config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
+                  "settings": asdict(seed_settings), "observation_seed": _observation_seed(args),
+                  "seed_scheme": SCHEME, "stop": args.stop, "window": args.window, "patience": args.patience}
+        summaries[seed] = {
+            "task": task.name, "task_label": task.label(),
+            **{k: v for k, v in task.params().items() if k != "name"}, "arch": arch_name,
+            "preset": args.preset, "seed": seed, "observation_seed": _observation_seed(args), "seed_scheme": SCHEME,
+            "iterations_budget": settings.iterations, "stop_window": args.window, "stop_patience": args.patience,
+            "settings": asdict(seed_settings),
+            "source": args.image or args.observed, "device": device_name(device), "batched_fits": len(targets),
+            "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
+            **noise[0], "status": "ok"}
+        save_png(observed, out / "observed.png")
+        if mask is not None:
+            save_png(mask, out / "mask.png")
+    checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
     start = time.perf_counter()
+    options = dict(clean=clean, stop_on=args.stop if args.stop != "fixed" else None, device=device,
+                   checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                   log=lambda m: print(m, file=sys.stderr, flush=True), scorer=task.scorer,
+                   input_image=input_image)
     try:
-        result = fit(config["network"], task.operator(mask), observed, settings, clean=clean, rules=rules,
-                     stop_on=args.stop if args.stop != "fixed" else None, device=device,
-                     checkpoint=out / "checkpoint.pt", checkpoint_every=args.checkpoint_every,
-                     progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr, flush=True),
-                     scorer=task.scorer)
+        if args.seeds:
+            results = fit_batch(architecture(arch_name)["net"], task.operator(mask), observed, settings,
+                                [seed for seed, _ in targets], rules=list(rules), **options)
+        else:
+            results = [fit(architecture(arch_name)["net"], task.operator(mask), observed, settings,
+                           rules=rules[0], **options)]
     except FitInterrupted as err:
         raise SystemExit(128 + err.signum) from None
     except FitOutOfMemory as err:
-        kept = f"; the checkpoint of iteration {err.iteration} is kept in {out}" if err.iteration else ""
-        raise InputError(f"{summary['source']}: {err} (estimated {plan['estimated_peak_mb']} MB){kept}; resize or "
-                         f"crop the image, choose a smaller architecture (--arch), or use another device") from None
+        kept = f"; the checkpoint of iteration {err.iteration} is kept in {checkpoint.parent}" if err.iteration else ""
+        raise InputError(f"{summaries[targets[0][0]]['source']}: {err} (estimated {plan['estimated_peak_mb']} MB)"
+                         f"{kept}; resize or crop the image, choose a smaller architecture (--arch), or use another "
+                         f"device") from None
     except FitFailed as err:
-        summary.update(status="failed", error=str(err), seconds=time.perf_counter() - start)
-        save_csv(pd.DataFrame(columns=["iteration", "loss", "psnr_observed", "seconds"]), out / "history.csv")
-        save_json(summary, out / "summary.json")
-        (out / "checkpoint.pt").unlink(missing_ok=True)
-        if args.failure_ok:
-            print(f"dip fit: {out}: {err}", file=sys.stderr)
-            return summary
-        raise InputError(f"{out}: {err}") from None
+        results = [err]
+    failures = []
+    for (seed, out), result in zip(targets, results):
+        summary = summaries[seed]
+        error = str(result) if isinstance(result, FitFailed) else result.error
+        if error:
+            summary.update(status="failed", error=error, seconds=time.perf_counter() - start)
+            save_csv(pd.DataFrame(columns=["iteration", "loss", "psnr_observed", "seconds"]), out / "history.csv")
+            # The image of the last verified iteration: not a result (the status says so), but what was computed.
+            last = result.image
+            if last is not None:
+                save_png(last, out / "restored.png")
+            save_json(summary, out / "summary.json")
+            failures.append(f"{out}: {error}")
+            continue
+        _write_fit(result, summary, out, settings, clean, observed, task, start)
+    checkpoint.unlink(missing_ok=True)
+    if failures and not args.failure_ok:
+        raise InputError("; ".join(failures))
+    for failure in failures:
+        print(f"dip fit: {failure}", file=sys.stderr)
+    return summaries[targets[0][0]]
+
+
+def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task: Task, start: float) -> None:
+    """One fit's outputs: history.csv, restored.png and summary.json (scores when there is a ground truth)."""
     history = result.history
     summary.update(iterations=result.iterations, seconds=float(history["seconds"].iloc[-1]),
                    wall_seconds=time.perf_counter() - start, backtracks=result.backtracks,
@@ -344,7 +415,6 @@ def run_fit(args) -> dict:
     save_png(result.image, out / "restored.png")
     save_json(summary, out / "summary.json")
     (out / "checkpoint.pt").unlink(missing_ok=True)
-    return summary
 
 
 def run_degrade(args) -> None:

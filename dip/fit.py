@@ -2,9 +2,19 @@
 the observation y, keep an EMA of the output, and stop by a rule. Ground truth, when given, is used for
 the history only, never by the fit.
 
-Every `check_every` iterations the loop talks to the host once: it moves the history recorded on the
-device, backtracks if the fit collapsed or went non-finite (restoring weights *and* optimiser state
-from real copies, with a lower learning rate), asks the stopping rules, and saves a checkpoint when due.
+Two halves, read top to bottom:
+
+- `Step` is everything done every iteration, on the device: input perturbation, forward, loss,
+  backward, optimiser step, output EMA, the stopping rules' running statistics, and the history row
+  written into a preallocated device buffer. It never waits for the host.
+- `_run` is the host loop. Every `check_every` iterations it reads the buffer once (the one sync
+  point) and does what needs the host, per fit: backtracking when a fit collapsed or went non-finite
+  (restoring weights, optimiser, EMA, rule state and generator from real copies, with a lower learning
+  rate), stopping decisions, SSIM, progress and checkpoints.
+
+The same loop runs one fit (`fit`) or B fits of one architecture and image size stacked into one
+network (`fit_batch`, vmap over the stacked weights): each batched fit backtracks, stops and is
+checkpointed on its own and is frozen (learning rate 0, EMA and rules held) once it has stopped or failed.
 """
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ from dip import networks, seeds
 from dip.image_io import atomic_write, to_array
 from dip.inputs import input_channels, make_input, perturb
 from dip.metrics import Scorer, psnr_torch, ssim
+from dip.optim import FitAdam
 from dip.operators import Operator
 from dip.stopping import StoppingRule, make_rule
 
@@ -37,7 +48,7 @@ class FitSettings:
     iterations: int = 3000
     lr: float = 0.01
     reg_noise_std: float = 1 / 30
-    input: str = "noise"            # noise | meshgrid
+    input: str = "noise"            # noise | meshgrid | image (flash/no-flash: fit's input_image is z)
     input_depth: int = 32
     ema: float = 0.99                # 0 switches the output EMA off
     optimizer: str = "adam"          # adam | lbfgs
@@ -64,7 +75,12 @@ class FitSettings:
 
 
 class FitFailed(RuntimeError):
-    """The fit kept diverging after every allowed backtrack."""
+    """The fit kept diverging after every allowed backtrack; `image` is its EMA image (raw output with the
+    EMA off) at the last verified check, so that what was computed is not lost."""
+
+    def __init__(self, message: str, image: torch.Tensor | None = None):
+        super().__init__(message)
+        self.image = image
 
 
 @dataclass
@@ -79,11 +95,8 @@ class FitResult:
     backtracks: int = 0
     resumed_from: int | None = None
     rule_images: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def update_ema(ema: torch.Tensor | None, out: torch.Tensor, weight: float) -> torch.Tensor:
-    """The output EMA after one more output; with weight 0 (EMA off) it is the output itself."""
-    return out if ema is None or not weight else ema * weight + out * (1 - weight)
+    seed: int = 0
+    error: str | None = None        # batched fits only: why this fit failed (a single fit raises FitFailed)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -178,6 +191,366 @@ class _Progress:
             self.bar.close()
 
 
+def _stacked_network(arch: dict, seeds_: list[int], zin: int, channels: int, device: torch.device):
+    """B networks, each with the weights `make_network` draws for its seed, as one batched callable:
+    `torch.func.stack_module_state` stacks the weights along a new leading dimension and vmap over
+    `functional_call` runs every layer once for the whole batch. Returns (forward, parameters, a network)."""
+    from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
+
+    nets = [networks.make_network(arch, zin, channels, seed).to(device).train() for seed in seeds_]
+    for net in nets:  # DIP never uses running statistics, and vmap cannot update them in place
+        replace_all_batch_norm_modules_(net)
+    params, buffers = stack_module_state(nets)
+    base = copy.deepcopy(nets[0]).to("meta")
+    one = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
+    batched = vmap(one)
+    return (lambda zs: batched(params, buffers, zs[:, None])[:, 0]), list(params.values()), nets[0]
+
+
+class Step:
+    """One iteration of B fits, all on the device (no host sync, buffers updated in place):
+    perturb z, forward, loss per fit (+ TV), backward, optimiser step, output EMA, the rules' running
+    statistics, and the history row of each fit written into `history[pos]`."""
+
+    def __init__(self, arch: dict | nn.Module, operators: list[Operator], observed: torch.Tensor,
+                 clean: torch.Tensor | None, s: FitSettings, seeds_: list[int], rules: list[list[StoppingRule]],
+                 device: torch.device, scorer: Scorer, input_image: torch.Tensor | None = None):
+        self.s, self.fits, self.device, self.scorer = s, len(seeds_), device, scorer
+        self.h, self.w = operators[0].image_size(observed[:1])
+        channels = observed.shape[1]
+        zin = input_image.shape[1] if s.input == "image" and input_image is not None else \
+            input_channels(s.input, s.input_depth)
+        from dip.speed import resolve_speed  # speed switches wrap the step, they do not fork it
+
+        self.stacked = self.fits > 1
+        fast = resolve_speed(device, s.channels_last and not self.stacked, s.bf16, s.flush_denormal)
+        if self.stacked:
+            if not isinstance(arch, dict):
+                raise ValueError("batched fits build their networks from an architecture spec, not a module")
+            self.forward, params, net = _stacked_network(arch, seeds_, zin, channels, device)
+        else:
+            # Only the activations take the fast layout (it spreads from z through every convolution); the
+            # weights, and so their gradients, stay contiguous, which every optimiser expects (LBFGS
+            # flattens gradients with .view(-1)).
+            net = arch if isinstance(arch, nn.Module) else networks.make_network(arch, zin, channels, seeds_[0])
+            net = net.to(device).train()
+            self.forward = torch.compile(net) if s.compile else net
+            params = list(net.parameters())
+        zh, zw = networks.input_size(net, h=self.h, w=self.w)
+        # Each fit's own streams (dip.seeds): z and the perturbations; none of them is the observation's.
+        layout = torch.channels_last if fast.channels_last else torch.contiguous_format
+        if s.input == "image":
+            if input_image is None or tuple(input_image.shape[-2:]) != (zh, zw):
+                raise ValueError(f"input 'image' needs an input_image of {zh}x{zw} pixels")
+            self.z = input_image.expand(self.fits, -1, -1, -1).float()
+        else:
+            self.z = torch.cat([make_input(s.input, zin, zh, zw, seeds.generator(seed, "input")) for seed in seeds_])
+        self.z = self.z.to(device).to(memory_format=layout)
+        self.noise = [seeds.generator(seed, "perturbation", device) for seed in seeds_]
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
+        self.operators = [op.to(device) for op in operators] * (self.fits if len(operators) == 1 else 1)
+        self.observed = observed.to(device).expand(self.fits, -1, -1, -1)
+        self.clean = None if clean is None else clean.to(device).expand(self.fits, -1, -1, -1)
+        self.scored_clean = None if clean is None else scorer.view(self.clean)  # once, not every iteration
+        self.rules = rules
+        self.signalled = [[r for r in fit_rules if r.name != "fixed"] for fit_rules in rules]  # fixed has no statistic
+        if s.optimizer == "lbfgs":
+            if self.stacked:
+                raise ValueError("LBFGS runs one fit at a time; batch Adam fits only")
+            self.opt = torch.optim.LBFGS(params, lr=s.lr, max_iter=1)
+        elif s.optimizer == "adam":
+            self.opt = FitAdam(params, s.lr, self.fits, self.stacked)
+        else:
+            raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adam or lbfgs")
+        self.params = params
+        self.columns = ["loss", "psnr_observed"] + (["psnr", "psnr_ema"] if clean is not None else []) + [
+            f"signal_{r.name}" for r in self.signalled[0]]
+        self.history = torch.zeros(s.check_every, self.fits, len(self.columns), device=device)
+        self.out = torch.zeros(self.fits, channels, self.h, self.w, device=device)
+        self.ema = torch.zeros_like(self.out)
+        self.active = torch.ones(self.fits, 1, 1, 1, dtype=torch.bool, device=device)
+        self.nan = torch.full((), float("nan"), device=device)
+
+    def _closure(self) -> torch.Tensor:
+        self.opt.zero_grad()
+        zs = torch.cat([perturb(self.z[b:b + 1], self.s.reg_noise_std, g) for b, g in enumerate(self.noise)])
+        with self.autocast():
+            out = networks.center_crop(self.forward(zs), self.h, self.w)
+        out = out.float().contiguous()
+        losses = []
+        for b, op in enumerate(self.operators):
+            loss = op.loss(out[b:b + 1], self.observed[b:b + 1])
+            losses.append(loss + self.s.tv_weight * total_variation(out[b:b + 1]) if self.s.tv_weight else loss)
+        total = torch.stack(losses).sum()  # each fit's weights get exactly the gradient of its own loss
+        total.backward()
+        self.out, self.losses = out.detach(), torch.stack(losses).detach()
+        return total
+
+    def __call__(self, pos: int, iterations: list[int], live: list[bool]) -> None:
+        """Iteration `iterations[b]` of every live fit b (frozen fits compute but keep their state)."""
+        if isinstance(self.opt, torch.optim.LBFGS):
+            self.opt.step(self._closure)
+        else:
+            self._closure()
+            self.opt.step()
+        out, ema, w = self.out, self.ema, self.s.ema
+        ema.copy_(torch.where(self.active, ema * w + out * (1 - w) if w else out, ema))
+        for b, it in enumerate(iterations):
+            if live[b] and it == 1:
+                ema[b].copy_(out[b])  # the EMA starts at the first output
+        for b, it in enumerate(iterations):
+            if not live[b]:
+                continue
+            o, k = out[b:b + 1], ema[b:b + 1]
+            for r in self.rules[b]:
+                r.update(it, o, k, self.losses[b])
+            row = [self.losses[b], psnr_torch(self.operators[b](o), self.observed[b:b + 1])]
+            if self.clean is not None:
+                row += [psnr_torch(self.scorer.view(o), self.scored_clean[b:b + 1]),
+                        psnr_torch(self.scorer.view(k), self.scored_clean[b:b + 1])]
+            row += [r.signal if r.signal is not None else self.nan for r in self.signalled[b]]
+            self.history[pos, b] = torch.stack([torch.as_tensor(v).float() for v in row])
+
+    # What fit b's backtracking restores: weights, optimiser state and EMA (slice b of each stacked tensor),
+    # with the rules and the perturbation generator alongside (see `save`).
+    def _tensors(self, b: int) -> list[torch.Tensor]:
+        whole = self.params + (self.opt.tensors() if isinstance(self.opt, FitAdam) else [])
+        own = [t[b] for t in whole] if self.stacked else whole
+        extra = [self.opt.lr[b:b + 1], self.opt.steps[b:b + 1]] if isinstance(self.opt, FitAdam) else []
+        return own + [self.ema[b]] + extra
+
+    def save(self, b: int) -> dict:
+        """A real copy of fit b's state (no history: a rewind never goes past the last good check)."""
+        with torch.no_grad():
+            saved = {"tensors": [t.detach().clone() for t in self._tensors(b)],
+                     "rules": copy.deepcopy([r.state_dict() for r in self.rules[b]]),
+                     "generator": self.noise[b].get_state()}
+        if isinstance(self.opt, torch.optim.LBFGS):
+            saved["lbfgs"] = copy.deepcopy(self.opt.state_dict())
+        return saved
+
+    def load(self, b: int, saved: dict) -> None:
+        with torch.no_grad():
+            for live, value in zip(self._tensors(b), saved["tensors"]):
+                live.copy_(value)
+        for r, state in zip(self.rules[b], copy.deepcopy(saved["rules"])):
+            r.load_state_dict(state)
+        self.noise[b].set_state(saved["generator"])
+        if "lbfgs" in saved:
+            self.opt.load_state_dict(copy.deepcopy(saved["lbfgs"]))
+
+    def set_lr(self, b: int, lr: float) -> None:
+        if isinstance(self.opt, FitAdam):
+            self.opt.lr[b] = lr
+        else:
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+
+    def freeze(self, b: int) -> None:
+        """Fit b stops changing: no update (learning rate 0), EMA held; its rules are no longer fed."""
+        self.set_lr(b, 0.0)
+        self.active[b] = False
+
+
+@dataclass
+class _Track:
+    """The host's record of one fit: counters, the verified history, and its state at the last good check."""
+
+    seed: int
+    lr: float
+    iteration: int = 0
+    backtracks: int = 0
+    good_psnr: float = -math.inf
+    rows: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+    ssim: dict = field(default_factory=dict)
+    live: bool = True
+    stopped_by: str | None = None
+    error: str | None = None
+    resumed_from: int | None = None
+    output: torch.Tensor | None = None   # raw output and EMA when the fit ended
+    ema: torch.Tensor | None = None
+    saved: dict | None = None            # Step.save at the last good check
+
+
+def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, ckpt: Path | None,
+         every: int, checkpoint_seconds: float, progress: bool, log, raise_failure: bool) -> None:
+    """The host loop over `step` until every fit has ended: by its budget, its rule, or failure."""
+    resumed = ckpt is not None and ckpt.exists()
+    elapsed = 0.0
+    if resumed:
+        payload = torch.load(ckpt, map_location=step.device, weights_only=False)
+        if payload.get("settings") != asdict(s) or payload.get("seeds") != [t.seed for t in tracks]:
+            raise ValueError(f"{ckpt}: checkpoint was written by a fit with other settings; delete it to start over")
+        for b, (t, saved) in enumerate(zip(tracks, payload["tracks"])):
+            vars(t).update(saved)
+            step.load(b, t.saved)
+            t.resumed_from = t.iteration
+            if not t.live:
+                step.freeze(b)
+        elapsed = payload["elapsed"]
+        log(f"resuming from checkpoint {ckpt} at iteration {min(t.iteration for t in tracks)}")
+    else:
+        for b, t in enumerate(tracks):
+            t.saved = step.save(b) | {"iteration": 0}
+
+    def save_checkpoint() -> None:
+        if ckpt is not None:
+            state = {"settings": asdict(s), "seeds": [t.seed for t in tracks], "elapsed": time.perf_counter() - t0,
+                     "tracks": [vars(t) for t in tracks]}
+            atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
+
+    t0 = time.perf_counter() - elapsed
+    last_ckpt_iter, last_ckpt_time = min(t.iteration for t in tracks), time.perf_counter()
+    bar = _Progress(s.iterations, min(t.iteration for t in tracks), progress)
+    pos, times = 0, []
+    gt = step.columns.index("psnr_ema") if "psnr_ema" in step.columns else None
+    with _catch_termination() as interrupt:
+        try:
+            while any(t.live for t in tracks):
+                if interrupt["signal"] is not None:
+                    raise _Interrupted
+                for t in tracks:
+                    t.iteration += t.live
+                step(pos, [t.iteration for t in tracks], [t.live for t in tracks])
+                times.append(time.perf_counter() - t0)
+                pos += 1
+                if not any(t.live and (t.iteration % s.check_every == 0 or t.iteration == s.iterations)
+                           for t in tracks):
+                    continue
+                # Host check: the one sync point of a chunk.
+                rows = step.history[:pos].cpu().numpy().astype(np.float64)
+                ema_ok = torch.isfinite(step.ema).flatten(1).all(1).cpu().tolist()
+                for b, t in enumerate(tracks):
+                    if t.live:
+                        _check(step, b, t, rows[:, b], times, ema_ok[b], s, stop_on, log, raise_failure)
+                pos, times = 0, []
+                shown = next((t for t in tracks if t.rows), None)
+                if shown is not None:
+                    last = shown.rows[-1][-1]
+                    bar.update(max(t.iteration for t in tracks), last[0], last[1], last[gt] if gt else None)
+                it = min(t.iteration for t in tracks)
+                if any(t.live for t in tracks) and (
+                        it - last_ckpt_iter >= every or time.perf_counter() - last_ckpt_time >= checkpoint_seconds):
+                    save_checkpoint()
+                    last_ckpt_iter, last_ckpt_time = it, time.perf_counter()
+        except _Interrupted:
+            # Keep only verified iterations: every fit's state at its last good check.
+            for b, t in enumerate(tracks):
+                if t.live:
+                    step.load(b, t.saved)
+                    t.iteration = t.saved["iteration"]
+            save_checkpoint()
+            bar.close()
+            log(f"interrupted: checkpoint saved at iteration {min(t.iteration for t in tracks)}")
+            raise FitInterrupted(interrupt["signal"], min(t.iteration for t in tracks)) from None
+        except (RuntimeError, MemoryError) as err:
+            if not _out_of_memory(err):
+                raise
+            bar.close()
+            step.out = step.losses = None
+            failed_at = max(t.iteration for t in tracks)
+            verified = min(t.saved["iteration"] for t in tracks)
+            if ckpt is not None and verified:
+                for t in tracks:
+                    if t.live:
+                        t.iteration = t.saved["iteration"]
+                save_checkpoint()
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FitOutOfMemory(f"ran out of memory on {step.device.type} at iteration "
+                                 f"{failed_at} ({first})", verified if ckpt else 0) from None
+    bar.close()
+
+
+def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float], ema_ok: bool, s: FitSettings,
+           stop_on: str | None, log, raise_failure: bool) -> None:
+    """Fit b's host check of the chunk it just ran: backtrack, or keep the chunk and decide whether to stop."""
+    psnr_obs = chunk[:, 1]
+    if not np.isfinite(chunk[:, 0]).all() or (psnr_obs < t.good_psnr - s.backtrack_db).any() or not ema_ok:
+        t.backtracks += 1
+        step.load(b, t.saved)
+        failed_at, t.iteration = t.iteration, t.saved["iteration"]
+        if t.backtracks > s.max_backtracks:
+            t.error = (f"fit diverged at iteration {failed_at} after {s.max_backtracks} backtracks "
+                       f"(learning rate down to {t.lr:.3g})")
+            if raise_failure:
+                raise FitFailed(t.error, step.ema[b:b + 1].float().cpu())
+            _end(step, b, t)
+            return
+        t.lr *= s.lr_decay_on_backtrack
+        step.set_lr(b, t.lr)
+        log(f"{'' if step.fits == 1 else f'seed {t.seed}: '}iteration {failed_at}: loss or fit to the observation "
+            f"collapsed; restored iteration {t.iteration} and lowered the learning rate to {t.lr:.3g}")
+        t.saved = step.save(b) | {"iteration": t.iteration}
+        return
+    t.rows.append(chunk)
+    t.seconds += times
+    t.good_psnr = max(t.good_psnr, float(psnr_obs.max()))
+    if step.clean is not None and (t.iteration // s.ssim_every > (t.iteration - len(chunk)) // s.ssim_every
+                                   or t.iteration == s.iterations):
+        # SSIM (scikit-image, on the host) at the check that reaches each multiple of ssim_every.
+        clean = to_array(step.clean[b:b + 1])
+        t.ssim[t.iteration] = tuple(ssim(to_array(x[b:b + 1]), clean, step.scorer.y_channel, step.scorer.shave)
+                                    for x in (step.out, step.ema))
+    t.saved = step.save(b) | {"iteration": t.iteration}
+    rule = next((r for r in step.rules[b] if r.name == stop_on), None)
+    if rule is not None and rule.should_stop(t.iteration):
+        t.stopped_by = stop_on
+        _end(step, b, t)
+    elif t.iteration >= s.iterations:
+        _end(step, b, t)
+
+
+def _end(step: Step, b: int, t: _Track) -> None:
+    t.live = False
+    t.output, t.ema = step.out[b:b + 1].clone(), step.ema[b:b + 1].clone()
+    step.freeze(b)
+
+
+def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
+    rows = np.concatenate(t.rows) if t.rows else np.zeros((0, len(step.columns)))
+    history = pd.DataFrame(rows, columns=step.columns)
+    history.insert(0, "iteration", np.arange(1, len(history) + 1))
+    history["seconds"] = t.seconds
+    if step.clean is not None:
+        for k, column in enumerate(("ssim", "ssim_ema")):
+            history[column] = history["iteration"].map(lambda i: t.ssim.get(i, (np.nan, np.nan))[k])
+    rules = step.rules[b]
+    images = {r.name: r.image for r in rules if r.image is not None}
+    ema = t.ema if t.ema is not None else step.ema[b:b + 1]
+    image = images[t.stopped_by] if t.stopped_by else ema
+    return FitResult(image=image.float().cpu(), output=(t.output if t.output is not None else ema).float().cpu(),
+                     ema=ema.float().cpu() if s.ema else None, history=history,
+                     stops={r.name: r.report(t.iteration) for r in rules}, stopped_by=t.stopped_by,
+                     iterations=t.iteration, backtracks=t.backtracks, resumed_from=t.resumed_from,
+                     rule_images={k: v.float().cpu() for k, v in images.items()}, seed=t.seed, error=t.error)
+
+
+def _prepare_rules(rules: list[StoppingRule], stop_on: str | None, s: FitSettings) -> list[StoppingRule]:
+    rules = list(rules or [])
+    if stop_on is not None and stop_on not in {r.name for r in rules}:
+        rules.append(make_rule(stop_on, s.iterations, ema=s.ema))
+    return rules
+
+
+@dataclass
+class RunOptions:
+    """How a fit (or a batch of fits) runs, apart from what it fits: `fit` and `fit_batch` take these as
+    keyword arguments. checkpoint: a file to save full state to every `checkpoint_every` iterations
+    (default: 10% of the fit) or `checkpoint_seconds`, whichever comes first, and at SIGTERM/SIGINT.
+    scorer: how the history scores against the ground truth. input_image: the network's input when
+    settings.input is "image" (flash/no-flash)."""
+
+    device: str | torch.device = "cpu"
+    checkpoint: str | Path | None = None
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float = 60.0
+    scorer: Scorer = field(default_factory=Scorer)
+    input_image: torch.Tensor | None = None
+    progress: bool = False
+    log: object = print
+
+
 def fit(
     arch: dict | nn.Module,
     operator: Operator,
@@ -187,217 +560,59 @@ def fit(
     clean: torch.Tensor | None = None,
     rules: list[StoppingRule] | None = None,
     stop_on: str | None = None,
-    device: str | torch.device = "cpu",
-    checkpoint: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_seconds: float = 60.0,
-    scorer: Scorer = Scorer(),
-    progress: bool = False,
-    log=print,
+    **options,
 ) -> FitResult:
     """Fit Deep Image Prior to `observed` through `operator` and return the restored image and history.
 
     arch: an architecture spec (see `dip.presets.ARCHITECTURES`) built with weights from settings.seed,
     or a ready nn.Module. rules: stopping rules to track; stop_on: the name of the one that ends the fit
-    (None runs the whole budget and only records where each rule would have stopped). checkpoint: a
-    file to save full state to every `checkpoint_every` iterations (default: 10% of the fit) or
-    `checkpoint_seconds`, whichever comes first, and at SIGTERM/SIGINT; a fit whose checkpoint exists
+    (None runs the whole budget and only records where each rule would have stopped). options:
+    `RunOptions` (device, checkpoint, scorer, input_image, progress, log). A fit whose checkpoint exists
     resumes from it and ends exactly as an uninterrupted fit would; SIGTERM/SIGINT save it and raise
-    FitInterrupted. scorer: how the history scores against `clean` (a task's `scorer`: SR papers score
-    luminance with a border shaved).
+    FitInterrupted. Raises FitFailed if the fit keeps diverging.
     """
     s = settings or FitSettings()
-    device = torch.device(device)
-    rules = list(rules or [])
-    if stop_on is not None and stop_on not in {r.name for r in rules}:
-        rules.append(make_rule(stop_on, s.iterations, ema=s.ema))
-    h, w = operator.image_size(observed)
-    channels = observed.shape[1]
-    # The network seed's own streams (dip.seeds): none of them is the observation's.
-    zin = input_channels(s.input, s.input_depth)
-    net = arch if isinstance(arch, nn.Module) else networks.make_network(arch, zin, channels, s.seed)
-    zh, zw = networks.input_size(net, h, w)
-    z = make_input(s.input, zin, zh, zw, seeds.generator(s.seed, "input")).to(device)
-    noise_gen = seeds.generator(s.seed, "perturbation", device)
+    return _fits(arch, [operator], observed, s, [s.seed], clean, [_prepare_rules(rules, stop_on, s)], stop_on,
+                 RunOptions(**options), raise_failure=True)[0]
 
-    from dip.speed import resolve_speed  # speed switches wrap the loop, they do not fork it
-    fast = resolve_speed(device, s.channels_last, s.bf16, s.flush_denormal)
-    memory_format = torch.channels_last if fast.channels_last else torch.contiguous_format
-    # Only the activations take the fast layout (it spreads from z through every convolution); the
-    # weights, and so their gradients, stay contiguous, which every optimiser expects (LBFGS flattens
-    # gradients with .view(-1)).
-    net = net.to(device).train()
-    z = z.to(memory_format=memory_format)
-    run = torch.compile(net) if s.compile else net
-    operator = operator.to(device)
-    observed = observed.to(device)
-    clean = clean.to(device) if clean is not None else None
-    scored_clean = scorer.view(clean) if clean is not None else None  # once, not every iteration
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
 
-    def make_optimizer(lr: float) -> torch.optim.Optimizer:
-        if s.optimizer == "lbfgs":
-            return torch.optim.LBFGS(net.parameters(), lr=lr, max_iter=1)
-        if s.optimizer == "adam":
-            return torch.optim.Adam(net.parameters(), lr=lr)
-        raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adam or lbfgs")
+def fit_batch(
+    arch: dict,
+    operator: Operator | list[Operator],
+    observed: torch.Tensor,
+    settings: FitSettings,
+    seeds_: list[int],
+    *,
+    clean: torch.Tensor | None = None,
+    rules: list[list[StoppingRule]] | None = None,
+    stop_on: str | None = None,
+    **options,
+) -> list[FitResult]:
+    """len(seeds_) fits of one architecture and image size as one batched network, through the same loop
+    as `fit`: fit b draws its weights, z and perturbations from seeds_[b] (settings.seed is ignored) and
+    backtracks, stops, records its rules and is checkpointed on its own. observed (and clean): one image
+    (1, C, H, W) shared by all fits, or one per fit (B, C, H, W); operator: one, or one per fit (e.g. one
+    mask per image). rules: one list per fit. A fit that keeps diverging is frozen and returned with
+    `error` set; the others go on. options: as for `fit` (`RunOptions`)."""
+    n = len(seeds_)
+    if observed.shape[0] not in (1, n):
+        raise ValueError(f"observed holds {observed.shape[0]} images for {n} fits; give 1 or {n}")
+    operators = list(operator) if isinstance(operator, (list, tuple)) else [operator]
+    if len(operators) not in (1, n):
+        raise ValueError(f"{len(operators)} operators for {n} fits; give 1 or {n}")
+    rules = rules or [[] for _ in seeds_]
+    if len(rules) != n:
+        raise ValueError(f"{len(rules)} rule lists for {n} fits")
+    return _fits(arch, operators, observed, settings, list(seeds_), clean,
+                 [_prepare_rules(r, stop_on, settings) for r in rules], stop_on, RunOptions(**options),
+                 raise_failure=False)
 
-    lr = s.lr
-    opt = make_optimizer(lr)
-    signalled = [r for r in rules if r.name != "fixed"]  # FixedStop has no statistic to record
-    columns = ["loss", "psnr_observed"] + (["psnr", "psnr_ema"] if clean is not None else []) + [
-        f"signal_{r.name}" for r in signalled]
-    st = {"iteration": 0, "ema": None, "backtracks": 0, "good_psnr": -math.inf,
-          "rows": np.zeros((0, len(columns))), "seconds": np.zeros(0), "ssim": {}, "elapsed": 0.0}
 
-    def state() -> dict:
-        return copy.deepcopy({"net": net.state_dict(), "opt": opt.state_dict(), "lr": lr, "st": st,
-                              "gen": noise_gen.get_state(), "rules": [r.state_dict() for r in rules]})
-
-    def restore(saved: dict) -> None:
-        nonlocal opt, lr
-        saved = copy.deepcopy(saved)
-        net.load_state_dict(saved["net"])
-        lr = saved["lr"]
-        opt = make_optimizer(lr)
-        opt.load_state_dict(saved["opt"])
-        st.clear(), st.update(saved["st"])
-        noise_gen.set_state(saved["gen"])
-        for r, rs in zip(rules, saved["rules"]):
-            r.load_state_dict(rs)
-
-    resumed_from = None
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.exists():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
-        if saved.get("settings") != asdict(s):
-            raise ValueError(f"{ckpt}: checkpoint was written by a fit with other settings; delete it to start over")
-        restore(saved["state"])
-        resumed_from = st["iteration"]
-        log(f"resuming from checkpoint {ckpt} at iteration {resumed_from}")
-
-    def save_checkpoint() -> None:
-        if ckpt is not None:
-            payload = {"settings": asdict(s), "state": state()}
-            atomic_write(ckpt, lambda tmp: torch.save(payload, tmp))
-
-    every = checkpoint_every or max(s.check_every, s.iterations // 10)
-    snapshot = state()
-    last_ckpt_iter, last_ckpt_time = st["iteration"], time.perf_counter()
-    pending, pending_t = [], []
-    cache = {}
-    bar = _Progress(s.iterations, st["iteration"], progress)
-    stopped_by = None
-    t0 = time.perf_counter() - st["elapsed"]
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        with autocast():
-            out = networks.center_crop(run(perturb(z, s.reg_noise_std, noise_gen)), h, w)
-        out = out.float().contiguous()
-        loss = operator.loss(out, observed)
-        if s.tv_weight:
-            loss = loss + s.tv_weight * total_variation(out)
-        loss.backward()
-        cache["out"] = out.detach()
-        return loss
-
-    with _catch_termination() as interrupt:
-        try:
-            while st["iteration"] < s.iterations:
-                if interrupt["signal"] is not None:
-                    raise _Interrupted
-                it = st["iteration"] + 1
-                if s.optimizer == "lbfgs":
-                    loss = opt.step(closure)
-                else:
-                    loss = closure()
-                    opt.step()
-                out = cache["out"]
-                st["ema"] = update_ema(st["ema"], out, s.ema)
-                keep = st["ema"]
-                for r in rules:
-                    r.update(it, out, keep, loss.detach())
-                row = [loss.detach().float(), psnr_torch(operator(out), observed)]
-                if clean is not None:
-                    row += [psnr_torch(scorer.view(out), scored_clean), psnr_torch(scorer.view(keep), scored_clean)]
-                    if it % s.ssim_every == 0 or it == s.iterations:
-                        st["ssim"][it] = tuple(ssim(to_array(x), to_array(clean), scorer.y_channel, scorer.shave)
-                                               for x in (out, keep))
-                row += [r.signal if r.signal is not None else torch.tensor(float("nan")) for r in signalled]
-                pending.append(torch.stack([torch.as_tensor(v, device=device).float() for v in row]))
-                pending_t.append(time.perf_counter() - t0)
-                st["iteration"] = it
-                if it % s.check_every and it != s.iterations:
-                    continue
-                # Host check: one sync per chunk.
-                chunk = torch.stack(pending).cpu().numpy().astype(np.float64)
-                pending.clear()
-                psnr_obs = chunk[:, 1]
-                if not np.isfinite(chunk[:, 0]).all() or (psnr_obs < st["good_psnr"] - s.backtrack_db).any() \
-                        or not torch.isfinite(st["ema"]).all():
-                    st_backtracks = st["backtracks"] + 1
-                    if st_backtracks > s.max_backtracks:
-                        raise FitFailed(f"fit diverged at iteration {it} after {s.max_backtracks} backtracks "
-                                        f"(learning rate down to {lr:.3g})")
-                    restore(snapshot)
-                    lr *= s.lr_decay_on_backtrack
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                    st["backtracks"] = st_backtracks
-                    pending_t.clear()
-                    log(f"iteration {it}: loss or fit to the observation collapsed; restored iteration "
-                        f"{st['iteration']} and lowered the learning rate to {lr:.3g}")
-                    snapshot = state()
-                    continue
-                st["rows"] = np.concatenate([st["rows"], chunk])
-                st["seconds"] = np.concatenate([st["seconds"], pending_t])
-                pending_t.clear()
-                st["good_psnr"] = max(st["good_psnr"], float(psnr_obs.max()))
-                st["elapsed"] = time.perf_counter() - t0
-                snapshot = state()
-                gt_col = columns.index("psnr_ema") if clean is not None else None
-                bar.update(it, chunk[-1, 0], chunk[-1, 1], chunk[-1, gt_col] if gt_col else None)
-                if stop_on is not None and next(r for r in rules if r.name == stop_on).should_stop(it):
-                    stopped_by = stop_on
-                    break
-                if it - last_ckpt_iter >= every or time.perf_counter() - last_ckpt_time >= checkpoint_seconds:
-                    save_checkpoint()
-                    last_ckpt_iter, last_ckpt_time = it, time.perf_counter()
-        except _Interrupted:
-            # Keep only verified iterations: back to the last good chunk boundary, then save.
-            restore(snapshot)
-            save_checkpoint()
-            bar.close()
-            log(f"interrupted: checkpoint saved at iteration {st['iteration']}")
-            raise FitInterrupted(interrupt["signal"], st["iteration"]) from None
-        except (RuntimeError, MemoryError) as err:
-            if not _out_of_memory(err):
-                raise
-            # Keep what was verified: the snapshot of the last good check (a real copy, not the live state).
-            bar.close()
-            cache.clear()
-            saved = 0
-            if ckpt is not None and snapshot["st"]["iteration"]:
-                atomic_write(ckpt, lambda tmp: torch.save({"settings": asdict(s), "state": snapshot}, tmp))
-                saved = snapshot["st"]["iteration"]
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FitOutOfMemory(f"ran out of memory on {device.type} at iteration {st['iteration'] + 1} ({first})",
-                                 saved) from None
-    bar.close()
-
-    history = pd.DataFrame(st["rows"], columns=columns)
-    history.insert(0, "iteration", np.arange(1, len(history) + 1))
-    history["seconds"] = st["seconds"]
-    if clean is not None:
-        history["ssim"] = history["iteration"].map(lambda i: st["ssim"].get(i, (np.nan, np.nan))[0])
-        history["ssim_ema"] = history["iteration"].map(lambda i: st["ssim"].get(i, (np.nan, np.nan))[1])
-    stops = {r.name: r.report(st["iteration"]) for r in rules}
-    images = {r.name: r.image for r in rules}
-    final = cache["out"] if st["iteration"] == len(history) and "out" in cache else None
-    image = images[stopped_by] if stopped_by else st["ema"]
-    return FitResult(image=image.float().cpu(), output=(final if final is not None else st["ema"]).float().cpu(),
-                     ema=st["ema"].float().cpu() if s.ema else None, history=history, stops=stops,
-                     stopped_by=stopped_by, iterations=st["iteration"], backtracks=st["backtracks"],
-                     resumed_from=resumed_from,
-                     rule_images={k: v.float().cpu() for k, v in images.items() if v is not None})
+def _fits(arch, operators, observed, s: FitSettings, seeds_: list[int], clean, rules, stop_on, o: RunOptions,
+          raise_failure: bool) -> list[FitResult]:
+    step = Step(arch, operators, observed, clean, s, seeds_, rules, torch.device(o.device), o.scorer, o.input_image)
+    tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
+    every = o.checkpoint_every or max(s.check_every, s.iterations // 10)
+    _run(step, tracks, s, stop_on, Path(o.checkpoint) if o.checkpoint else None, every, o.checkpoint_seconds,
+         o.progress, o.log, raise_failure)
+    return [_result(step, b, t, s) for b, t in enumerate(tracks)]

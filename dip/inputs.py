@@ -16,12 +16,17 @@ def meshgrid_input(h: int, w: int) -> torch.Tensor:
     return torch.stack([xs, ys])[None].clone()
 
 
+INPUTS = ("noise", "meshgrid", "image")
+
+
 def make_input(kind: str, channels: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
     if kind == "noise":
         return noise_input(channels, h, w, generator)
     if kind == "meshgrid":
         return meshgrid_input(h, w)
-    raise ValueError(f"unknown input kind {kind!r}; choose 'noise' or 'meshgrid'")
+    if kind == "image":  # flash/no-flash: the caller's image is the input (fit's input_image)
+        raise ValueError("input 'image' needs the input image itself (fit(..., input_image=...))")
+    raise ValueError(f"unknown input kind {kind!r}; choose one of {', '.join(INPUTS)}")
 
 
 def input_channels(kind: str, depth: int) -> int:

@@ -1,7 +1,9 @@
 """A dataset manifest: one row per image (id, path, role, mask, crop, resize, source, licence).
 
-`path` is a file (relative paths are taken from the manifest's folder) or `skimage:NAME` for an image
-that scikit-image ships, so the default dataset needs no download. `check` opens every image before
+`path` is a file (relative paths are taken from the manifest's folder; a path starting with
+`{data_root}/` is taken from the user's data root, so that one manifest per paper dataset works with
+anyone's copy of it) or `skimage:NAME` for an image that scikit-image ships, so the default dataset
+needs no download. `dataset` names the dataset a row belongs to (as `data/published` names it). `check` opens every image before
 any job runs and reports each problem as one line naming the row and file.
 """
 from __future__ import annotations
@@ -15,7 +17,9 @@ from PIL import Image
 from dip.image_io import InputError, read_array
 from dip.tasks import MIN_SIZE
 
-COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence")
+COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence", "dataset")
+DATA_ROOT = "{data_root}"
+DATA_ROOT_ENV = "DIP_DATA_ROOT"
 SIZE_MULTIPLE = 8  # prepared images are cropped so that every SR factor (2, 4, 8) divides them
 
 
@@ -35,7 +39,14 @@ def read(path: str | Path) -> pd.DataFrame:
     return frame.set_index("id", drop=False)
 
 
-def resolve(path: str, base: Path) -> str:
+def resolve(path: str, base: Path, data_root: str | None = None) -> str:
+    """A manifest path as a file name: `skimage:` names as they are, `{data_root}/...` under the data root,
+    other relative paths from the manifest's folder."""
+    if path.startswith(DATA_ROOT):
+        if not data_root:
+            raise InputError(f"{path}: the manifest reads from a data root; give it with --config data_root=DIR "
+                             f"or the environment variable {DATA_ROOT_ENV}")
+        return str(Path(data_root) / path[len(DATA_ROOT):].lstrip("/\\"))
     return path if path.startswith("skimage:") or Path(path).is_absolute() else str(base / path)
 
 
@@ -69,15 +80,24 @@ def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
     return arr[top:top + hh, left:left + ww]
 
 
-def check(frame: pd.DataFrame, base: Path, resize: str | None = None) -> dict[str, tuple[int, int, int]]:
+def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
+          data_root: str | None = None) -> dict[str, tuple[int, int, int]]:
     """Open every image and mask; raise InputError on the first bad row. Returns each id's prepared
     (height, width, channels); `resize` overrides every row's resize, as the pipeline's config may."""
     sizes = {}
+    if data_root and any(p.startswith(DATA_ROOT) for p in frame["path"]) and not Path(data_root).is_dir():
+        raise InputError(f"data_root {data_root}: no such folder")
     for row in frame.itertuples():
         where = f"manifest row {row.id!r}"
         if row.role not in ("", "clean", "observed"):
             raise InputError(f"{where}: role must be clean or observed, got {row.role!r}")
-        arr = load_source(resolve(row.path, base))
+        try:
+            path = resolve(row.path, base, data_root)
+        except InputError as err:
+            raise InputError(f"{where}: {err}") from None
+        if row.path.startswith(DATA_ROOT) and not Path(path).is_file():
+            raise InputError(f"{where}: {path}: file not found (looked under data_root {data_root})")
+        arr = load_source(path)
         try:
             arr = prepare(arr, row.crop, str(resize) if resize else row.resize)
         except ValueError:
@@ -87,7 +107,7 @@ def check(frame: pd.DataFrame, base: Path, resize: str | None = None) -> dict[st
             raise InputError(f"{where}: {row.path} is {h}x{w} after crop/resize, smaller than the minimum "
                              f"{MIN_SIZE}x{MIN_SIZE}")
         if row.mask:
-            mask = read_array(resolve(row.mask, base))
+            mask = read_array(resolve(row.mask, base, data_root))
             mask = prepare(mask, row.crop, str(resize) if resize else row.resize)
             if mask.shape[:2] != (h, w):
                 raise InputError(f"{where}: mask {row.mask} is {mask.shape[0]}x{mask.shape[1]} but the image is {h}x{w}")

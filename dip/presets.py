@@ -26,6 +26,10 @@ ARCHITECTURES: dict[str, dict] = {
                                   "filter_down": 5, "filter_up": 3, "upsample": "nearest",
                                   "need_1x1_up": False},
                           "settings": {"input_depth": 1, "reg_noise_std": 0.0}},
+    # Flash/no-flash notebook: the default skip network, nearest upsampling at the two finest scales, the
+    # flash photograph as its input.
+    "skip-flash": {"net": {"kind": "skip", "upsample": ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]},
+                   "settings": {"input": "image", "input_depth": 3}},
     "unet": {"net": {"kind": "unet", "feature_scale": 8}},
     "resnet": {"net": {"kind": "resnet", "blocks": 8, "channels": 32}},
     # Beyond the paper: Deep Decoder with k = 64 channels and 5 upsampling layers.
@@ -44,6 +48,8 @@ PAPER: dict[str, tuple[str, dict]] = {
     "inpaint-box": ("hourglass-vase", {"iterations": 5000, "reg_noise_std": 0.03, "lr": 0.01}),
     "inpaint-file": ("hourglass-library", {"iterations": 3000, "lr": 0.01}),
     "inpaint-drop": ("skip", {"iterations": 11000, "reg_noise_std": 0.03, "lr": 0.001}),
+    # No input perturbation; the returned image is the last output (no output EMA; our reading of the notebook).
+    "flash": ("skip-flash", {"iterations": 600, "reg_noise_std": 0.0, "lr": 0.1, "ema": 0.0}),
 }
 
 

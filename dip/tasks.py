@@ -11,7 +11,8 @@ from dip.image_io import InputError
 from dip.metrics import Scorer
 from dip.networks import center_crop
 
-TASKS = ("denoise", "sr", "inpaint", "jpeg")
+TASKS = ("denoise", "sr", "inpaint", "jpeg", "flash")
+PAIRED = ("flash",)  # observed as a pair the user gives (dip fit --flash); not a task of the pipeline's grid yet
 MASKS = ("drop", "text", "box", "file")
 MIN_SIZE = 16  # smallest side we accept: every network pads up to its own minimum from there
 
@@ -51,6 +52,8 @@ class Task:
             return f"sr-x{self.factor}"
         if self.name == "jpeg":
             return f"jpeg-q{self.quality}"
+        if self.name == "flash":
+            return "flash"
         return f"inpaint-drop{self.drop:g}" if self.mask == "drop" else f"inpaint-{self.mask}"
 
     @property
@@ -92,6 +95,8 @@ class Task:
             return ops.SuperResolve(self.factor)
         if self.name == "jpeg":
             return ops.JpegArtifacts(self.quality)
+        if self.name == "flash":
+            return ops.Operator()  # the no-flash photograph is the target itself
         if mask is None:
             raise InputError("mask: inpainting needs a mask")
         return ops.Inpaint(mask)
@@ -100,6 +105,8 @@ class Task:
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Observation (and mask for inpainting) of a clean image, reproducible from the observation
         seed alone: it draws from that seed's `observation` stream, which no network stream shares."""
+        if self.name == "flash":
+            raise InputError("flash: there is nothing to degrade; give the pair with --flash FLASH --observed NOFLASH")
         generator = seeds.generator(observation_seed, "observation")
         if self.name == "inpaint":
             mask = self.make_mask(*clean.shape[-2:], generator, mask)

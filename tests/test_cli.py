@@ -37,6 +37,24 @@ def test_fit_writes_the_four_files(png64, tmp_path):
     assert "iteration 20/20" in r.stderr  # plain progress lines when not on a terminal
 
 
+def test_seeds_fit_as_one_batch_and_write_what_single_fits_write(png64, tmp_path):
+    common = ["fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 20, "--record-stops",
+              "--threads", 2, "--no-bf16"]
+    r = run(*common, "--seeds", 0, 1, "--observation-seed", 0, "--out", tmp_path / "batch" / "s{seed}")
+    assert r.returncode == 0, r.stderr
+    alone = run(*common, "--seed", 1, "--observation-seed", 0, "--out", tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr
+    summaries = [json.loads((tmp_path / "batch" / f"s{seed}" / "summary.json").read_text()) for seed in (0, 1)]
+    assert [s["seed"] for s in summaries] == [0, 1] and {s["batched_fits"] for s in summaries} == {2}
+    assert summaries[0]["config_hash"] != summaries[1]["config_hash"]
+    assert set(summaries[1]["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "oracle"}
+    batched = pd.read_csv(tmp_path / "batch" / "s1" / "history.csv")
+    single = pd.read_csv(tmp_path / "alone" / "history.csv")
+    assert len(batched) == 20 and batched["loss"].iloc[0] == pytest.approx(single["loss"].iloc[0], rel=1e-5)
+    assert (tmp_path / "batch" / "s1" / "restored.png").exists()
+    assert not list((tmp_path / "batch").rglob("checkpoint*"))
+
+
 def test_stop_ends_the_fit_and_keeps_the_emas_image_after_the_minimum(png64, tmp_path):
     out = tmp_path / "run"
     # EMA 0.8 lags 4 iterations: the kept image is 4 iterations after the variance minimum, and the
@@ -143,3 +161,48 @@ def test_sigterm_saves_a_checkpoint(png64, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM and "checkpoint saved at iteration" in err
     assert (out / "checkpoint.pt").exists()
+
+
+def flash_pair(tmp_path):
+    """A synthetic flash/no-flash pair from scikit-image's astronaut: the flash photograph bright, sharp and
+    cold; the no-flash one dim, warm and noisy (and its noise-free version, to score against)."""
+    from skimage import data
+
+    clean = data.astronaut()[40:168:2, 150:278:2].astype(np.float32) / 255
+    noise = np.random.default_rng(0).normal(0, 0.05, clean.shape)
+    images = {"flash": np.clip(clean * 1.25 + np.array([-0.04, 0.0, 0.06]), 0, 1),
+              "noflash_clean": np.clip(clean * 0.55 * np.array([1.15, 1.0, 0.75]), 0, 1)}
+    images["noflash"] = np.clip(images["noflash_clean"] + noise, 0, 1)
+    for name, a in images.items():
+        Image.fromarray(np.round(a * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+    return {name: tmp_path / f"{name}.png" for name in images}
+
+
+def test_flash_no_flash_keeps_the_no_flash_light_without_its_noise(tmp_path):
+    pair = flash_pair(tmp_path)
+    out = tmp_path / "flash"
+    r = run("fit", "--task", "flash", "--flash", pair["flash"], "--observed", pair["noflash"], "--clean",
+            pair["noflash_clean"], "--iters", 400, "--threads", 2, "--out", out)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arch"] == "skip-flash" and summary["settings"]["input"] == "image"
+    assert summary["settings"]["lr"] == 0.1 and summary["settings"]["reg_noise_std"] == 0
+    # Less noisy than the no-flash photograph, and in its colours, not the flash's.
+    assert summary["psnr_restored"] >= summary["psnr_observed"] + 4  # measured +6.7 dB at 400, +9.3 at 600
+    restored = np.asarray(Image.open(out / "restored.png"), dtype=np.float32) / 255
+    target = np.asarray(Image.open(pair["noflash_clean"]), dtype=np.float32) / 255
+    flash = np.asarray(Image.open(pair["flash"]), dtype=np.float32) / 255
+    mean = restored.mean(axis=(0, 1))
+    assert np.abs(mean - target.mean(axis=(0, 1))).max() < 0.02 < np.abs(mean - flash.mean(axis=(0, 1))).max()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "the flash task needs the pair: --flash FLASH --observed NOFLASH"),
+    (["--flash", "SMALL"], "the flash image is (3, 32, 32) (C, H, W) but the no-flash image is (3, 64, 64)"),
+])
+def test_a_flash_fit_without_its_pair_is_one_line(tmp_path, png64, extra, message):
+    Image.new("RGB", (32, 32)).save(tmp_path / "small.png")
+    extra = [str(tmp_path / "small.png") if e == "SMALL" else e for e in extra]
+    r = run("fit", "--task", "flash", "--observed", png64, *extra, "--iters", 2, "--out", tmp_path / "out")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()

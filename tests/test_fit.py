@@ -141,3 +141,115 @@ def test_a_signal_raises_the_library_exception_and_saves_a_checkpoint(clean64, t
         fit(net, Denoise(25), observed, small_settings(), checkpoint=tmp_path / "ckpt.pt")
     assert err.value.signum == signal.SIGTERM and err.value.iteration == 10  # the last verified check
     assert (tmp_path / "ckpt.pt").exists()
+
+
+# Batched fits: the same loop, B fits stacked into one network. Three scales keep them affordable.
+NET3 = {"kind": "skip", "channels_down": [128] * 3, "channels_up": [128] * 3, "channels_skip": [4] * 3}
+
+
+@pytest.fixture(scope="module")
+def observed32(clean64):
+    clean = clean64[..., :32, :32]
+    return clean, Denoise(25).observe(clean, torch.Generator().manual_seed(0))
+
+
+def test_batched_fits_match_single_fits(observed32):
+    from dip.fit import fit_batch
+
+    clean, observed = observed32
+    noisy = psnr(to_array(observed), to_array(clean))
+    # Two paths compared: both pinned to fp32 and the contiguous layout, whatever this CPU defaults to.
+    settings = FitSettings(iterations=150, ssim_every=1000, bf16=False, channels_last=False)
+    batch = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean)
+    assert [r.seed for r in batch] == [0, 1] and all(r.image.shape == (1, 3, 32, 32) for r in batch)
+    assert abs(batch[0].history["loss"].iloc[0] - batch[1].history["loss"].iloc[0]) > 1e-4  # own weights, own z
+    for seed, mine in zip((0, 1), batch):
+        single = fit(NET3, Denoise(25), observed, FitSettings(**{**vars(settings), "seed": seed}), clean=clean)
+        # Same weights, input and perturbation: the same first loss. Later iterates drift apart as float
+        # sums are ordered differently (as they do between thread counts), so compare the outcome.
+        assert mine.history["loss"].iloc[0] == pytest.approx(single.history["loss"].iloc[0], rel=1e-5)
+        assert len(mine.history) == 150 and mine.history["psnr"].max() >= noisy + 3
+        assert abs(mine.history["psnr"].max() - single.history["psnr"].max()) < 0.5
+        assert psnr(to_array(mine.ema), to_array(clean)) == pytest.approx(mine.history["psnr_ema"].iloc[-1], abs=0.05)
+
+
+class FaultyDenoise(Denoise):
+    """Denoising whose loss, at its `at`-th evaluation, is replaced by `action(loss)`: a fault in one fit."""
+
+    def __init__(self, sigma, at, action):
+        super().__init__(sigma)
+        self.at, self.action, self.calls = at, action, 0
+
+    def loss(self, output, observed):
+        self.calls += 1
+        loss = super().loss(output, observed)
+        return self.action(loss) if self.calls == self.at else loss
+
+
+def test_one_batched_fit_backtracks_alone_and_the_others_are_untouched(observed32):
+    from dip.fit import fit_batch
+
+    clean, observed = observed32
+    settings = small_settings(iterations=40, bf16=False, channels_last=False)
+    ops = [Denoise(25), FaultyDenoise(25, at=15, action=lambda loss: loss * float("nan"))]
+    faulty = fit_batch(NET3, ops, observed, settings, [0, 1], clean=clean, log=lambda m: None)
+    healthy = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean)
+    assert [r.backtracks for r in faulty] == [0, 1]
+    assert faulty[0].history.drop(columns="seconds").equals(healthy[0].history.drop(columns="seconds"))
+    assert len(faulty[1].history) == 40 and faulty[1].history["loss"].notna().all()
+
+
+def test_a_batched_fit_that_keeps_diverging_fails_alone(observed32):
+    from dip.fit import fit_batch
+
+    clean, observed = observed32
+    settings = small_settings(iterations=40, max_backtracks=0, bf16=False, channels_last=False)
+    ops = [FaultyDenoise(25, at=15, action=lambda loss: loss * float("nan")), Denoise(25)]
+    results = fit_batch(NET3, ops, observed, settings, [0, 1], clean=clean, log=lambda m: None)
+    assert "diverged" in results[0].error and results[0].iterations == 10 and len(results[0].history) == 10
+    assert results[1].error is None and results[1].iterations == 40
+
+
+def test_each_batched_fit_stops_by_its_own_rule(observed32):
+    from dip.fit import fit_batch
+
+    clean, observed = observed32
+    settings = FitSettings(iterations=300, check_every=10, ssim_every=1000, reg_noise_std=0, bf16=False,
+                           channels_last=False)
+    rules = [[make_rule("es-wmv-paper", 300, window=20, patience=20 + 10 * b)] for b in range(2)]
+    results = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean, rules=rules,
+                        stop_on="es-wmv-paper")
+    for r in results:
+        stop = r.stops["es-wmv-paper"]
+        assert r.stopped_by == "es-wmv-paper" and r.iterations < 300 and len(r.history) == r.iterations
+        # It ends at the first check at or after the rule's stop, and returns the rule's image.
+        assert stop["stop_at"] <= r.iterations < stop["stop_at"] + 10
+        assert torch.equal(r.image, r.rule_images["es-wmv-paper"])
+
+
+def test_a_batched_fit_resumes_from_its_checkpoint_as_if_never_stopped(observed32, tmp_path):
+    from dip.fit import fit_batch
+
+    clean, observed = observed32
+    settings = small_settings(iterations=40, bf16=False, channels_last=False)
+    ckpt = tmp_path / "batch.pt"
+    ops = [Denoise(25), FaultyDenoise(25, at=25, action=lambda loss: send_sigterm(loss))]
+    with pytest.raises(FitInterrupted):
+        fit_batch(NET3, ops, observed, settings, [0, 1], clean=clean, checkpoint=ckpt, log=lambda m: None)
+    assert ckpt.exists()
+    resumed = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean, checkpoint=ckpt,
+                        log=lambda m: None)
+    straight = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean)
+    for a, b in zip(resumed, straight):
+        assert a.resumed_from == 20
+        assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
+        assert torch.equal(a.image, b.image)
+
+
+def test_a_mismatched_batch_is_refused():
+    from dip.fit import fit_batch
+
+    with pytest.raises(ValueError, match="observed holds 3 images for 2 fits"):
+        fit_batch(NET3, Denoise(25), torch.rand(3, 3, 16, 16), FitSettings(iterations=1), [0, 1])
+    with pytest.raises(ValueError, match="LBFGS runs one fit at a time"):
+        fit_batch(NET3, Denoise(25), torch.rand(1, 3, 16, 16), FitSettings(iterations=1, optimizer="lbfgs"), [0, 1])

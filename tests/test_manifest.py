@@ -56,3 +56,22 @@ def test_prepare_crops_resizes_and_keeps_multiples_of_eight():
     arr = np.random.default_rng(0).random((100, 90, 3)).astype(np.float32)
     out = manifest.prepare(arr, crop="5,5,70,60", resize="37x45")
     assert out.shape == (40, 32, 3) and out.min() >= 0 and out.max() <= 1
+
+
+def test_paths_under_the_data_root_resolve_against_the_users_copy(tmp_path):
+    from dip.manifest import check, read
+
+    (tmp_path / "root" / "Set5").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 40, 3), np.uint8)).save(tmp_path / "root" / "Set5" / "baby.png")
+    manifest = tmp_path / "set5.tsv"
+    manifest.write_text("id\tpath\tdataset\nbaby\t{data_root}/Set5/baby.png\tSet5\n")
+    frame = read(manifest)
+    assert frame.loc["baby", "dataset"] == "Set5"
+    assert check(frame, tmp_path, data_root=str(tmp_path / "root")) == {"baby": (32, 40, 3)}
+    with pytest.raises(InputError, match="manifest row 'baby': .*give it with --config data_root=DIR or .*DIP_DATA_ROOT"):
+        check(frame, tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"manifest row 'baby': .*empty/Set5/baby.png: file not found \(looked under"):
+        check(frame, tmp_path, data_root=str(tmp_path / "empty"))
+    with pytest.raises(InputError, match="data_root .*nowhere: no such folder"):
+        check(frame, tmp_path, data_root=str(tmp_path / "nowhere"))

@@ -93,6 +93,33 @@ def test_the_slurm_profile_dry_run_requests_a_gpu_for_fits(workdir):
     assert fit_blocks and all(re.search(r"resources:.*gpu=1", b) for b in fit_blocks)
 
 
+def test_on_a_gpu_the_seeds_of_a_fit_run_as_one_batched_job(workdir):
+    config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
+    r = snakemake("-n", "-p", "--directory", workdir, "--configfile", write_config(workdir, device="cuda", seeds=[0, 1, 2]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = job_counts(r.stdout)
+    images = len(config["images"])
+    assert counts["fit_seeds"] == images * len(config["tasks"]) * len(config["archs"]) and "fit" not in counts
+    assert "--seeds 0 1 2" in r.stdout and "seed{seed}" in r.stdout
+    # On a CPU, or with an observation per seed, one fit per job as before.
+    for change in ({"device": "cpu"}, {"device": "cuda", "vary_observations": True}):
+        r = snakemake("-n", "--directory", workdir, "--configfile", write_config(workdir, seeds=[0, 1, 2], **change))
+        counts = job_counts(r.stdout)
+        assert counts["fit"] == 3 * images * len(config["tasks"]) * len(config["archs"]) and "fit_seeds" not in counts
+
+
+def test_a_batched_job_runs_end_to_end_and_writes_every_seed(workdir):
+    config = write_config(workdir, images=["astronaut"], archs=["skip"], seeds=[0, 1], batch_seeds=True,
+                          tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 6}})
+    targets = [f"results/fits/denoise-s25/skip/astronaut/seed{s}/summary.json" for s in (0, 1)]
+    r = snakemake(*targets, "--cores", 2, "--directory", workdir, "--configfile", config)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert job_counts(r.stdout + r.stderr)["fit_seeds"] == 1
+    summaries = [yaml.safe_load((workdir / t).read_text()) for t in targets]
+    assert [s["seed"] for s in summaries] == [0, 1] and all(s["batched_fits"] == 2 for s in summaries)
+    assert all((workdir / t).with_name("restored.png").exists() for t in targets)
+
+
 def test_the_default_profile_dry_run_shows_fit_resources(workdir):
     r = snakemake("-n", "--profile", ROOT / "workflow" / "profiles" / "default", "--directory", workdir,
                   "--configfile", workdir / "config" / "test.yaml")
@@ -158,6 +185,53 @@ def test_small_config_end_to_end_tables(finished_run):
     assert "## sr-x4" in (finished_run / "results" / "tables" / "summary.md").read_text()
 
 
+def test_small_config_end_to_end_paper_table(finished_run, tmp_path):
+    config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
+    table = pd.read_csv(finished_run / "results" / "tables" / "paper_vs_ours.csv")
+    per_image = table[table["image"] != "(mean)"]
+    assert len(per_image) == len(config["images"]) * len(config["tasks"]) * len(config["archs"])
+    assert per_image["ours_restored"].notna().all() and table["published_dip"].isna().all()  # not the paper's images
+    assert set(table.loc[table["task"] == "sr-x4", "ours_convention"]) == {"Y, shave 4"}
+    assert (finished_run / "results" / "figures" / "paper_vs_ours.png").stat().st_size > 0
+    # With published numbers for these images: a difference where the conventions agree, a label where not
+    # (in a copy of the run, which the module's other tests still read).
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, symlinks=True)
+    published = run / "data" / "published_fixture.csv"
+    published.write_text("task,dataset,image,method,psnr,convention\n"
+                         "denoise-s25,-,astronaut,DIP,20.0,RGB\ndenoise-s25,-,astronaut,NLM,19.0,RGB\n"
+                         "sr-x4,-,astronaut,DIP,25.0,RGB\n")
+    r = snakemake("results/tables/paper_vs_ours.csv", "--cores", 1, "--forcerun", "paper_table", "--directory",
+                  run, "--configfile", run / "config" / "test.yaml", "--config", f"published={published}")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    table = pd.read_csv(run / "results" / "tables" / "paper_vs_ours.csv").set_index(["task", "image", "arch"])
+    row = table.loc[("denoise-s25", "astronaut", "skip")]
+    assert row["difference"] == pytest.approx(row["ours_restored"] - 20.0) and row["baseline_method"] == "NLM"
+    sr = table.loc[("sr-x4", "astronaut", "skip")]
+    assert pd.isna(sr["difference"]) and sr["note"].startswith("conventions differ")
+
+
+def test_a_paper_config_names_a_missing_data_root_before_any_job(workdir):
+    r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "paper.yaml", env={
+        k: v for k, v in ENV.items() if k != "DIP_DATA_ROOT"})
+    assert r.returncode != 0 and "manifest row 'baby'" in r.stdout + r.stderr and "data_root" in r.stdout + r.stderr
+    root = workdir / "datasets"
+    r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "paper.yaml", "--config",
+                  f"data_root={root}")
+    assert r.returncode != 0 and "no such folder" in r.stdout + r.stderr
+    # With every file present, the whole paper grid plans: 19 images × 2 factors × 3 seeds.
+    from PIL import Image
+
+    for line in (workdir / "data" / "paper" / "sr.tsv").read_text().splitlines()[3:]:
+        path = root / line.split("\t")[1].replace("{data_root}/", "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64)).save(path)
+    r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "paper.yaml", "--config",
+                  f"data_root={root}", "device=cpu")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert job_counts(r.stdout)["fit"] == 19 * 2 * 3 and job_counts(r.stdout)["paper_table"] == 1
+
+
 def test_small_config_end_to_end_figures_and_report(finished_run):
     figures = finished_run / "results" / "figures"
     config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
@@ -207,3 +281,15 @@ def test_the_slurm_profile_submits_fits_with_a_gpu_to_stand_in_slurm_commands(wo
     test = yaml.safe_load(config.read_text())
     expected = job_memory_mb("skip", 32, 32, 3, device=test["device"], window=test["stopping"]["window"])["mem_mb"]
     assert int(re.search(r"--mem[ =](\d+)", fits[0])[1]) == expected
+
+
+def test_the_config_schema_lists_what_the_package_has():
+    from dip.presets import ARCHITECTURES
+    from dip.tasks import PAIRED, TASKS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    task = schema["properties"]["tasks"]["additionalProperties"]["properties"]["task"]["enum"]
+    assert set(task) == set(TASKS) - set(PAIRED)
+    archs = schema["properties"]["archs"]["items"]["enum"]
+    # Networks fed an image of the user's (flash/no-flash) belong to the paired tasks, not to the grid.
+    assert set(archs) == {a for a, spec in ARCHITECTURES.items() if spec.get("settings", {}).get("input") != "image"}

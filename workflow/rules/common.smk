@@ -1,3 +1,4 @@
+import os
 import re
 from pathlib import Path
 
@@ -22,8 +23,10 @@ if config.get("images"):
     if unknown:
         raise WorkflowError(f"images: {unknown[0]!r} is not an id of {config['manifest']}")
     MANIFEST = MANIFEST.loc[config["images"]]
+# Manifests of the paper's datasets read from the user's copy: {data_root}/Set5/baby.png and so on.
+DATA_ROOT = config.get("data_root") or os.environ.get(manifest_io.DATA_ROOT_ENV)
 try:
-    SIZES = manifest_io.check(MANIFEST, MANIFEST_DIR, config.get("resize"))
+    SIZES = manifest_io.check(MANIFEST, MANIFEST_DIR, config.get("resize"), DATA_ROOT)
 except InputError as err:
     raise WorkflowError(str(err))
 
@@ -43,6 +46,11 @@ def observation_seed(seed):
 
 OBSERVATION_SEEDS = sorted({observation_seed(s) for s in SEEDS}, key=int)
 USE_GPU = config["device"] == "cuda" or (config["device"] == "auto" and cuda_available())
+# On a GPU a single small fit leaves most of the device idle: the network seeds of one task, architecture
+# and image (one shared observation) run as one batched job (`dip fit --seeds`). CPU runs stay one fit
+# per job, which spreads over the cores as well (config `batch_seeds` overrides either way).
+_batch = config.get("batch_seeds", "auto")
+BATCH_SEEDS = (USE_GPU if _batch == "auto" else bool(_batch)) and not VARY_OBSERVATIONS and len(SEEDS) > 1
 
 
 def _alternatives(names):
@@ -63,6 +71,7 @@ def get_final_output():
         "results/tables/runs.csv",
         "results/tables/summary.md",
         "results/tables/stopping.md",
+        "results/tables/paper_vs_ours.md",
         *expand("results/figures/comparison_{task}.png", task=TASKS),
         *expand("results/figures/curves_{task}.png", task=TASKS),
         *expand("results/figures/architectures_{task}.png", task=TASKS),
@@ -70,21 +79,30 @@ def get_final_output():
     ]
 
 
+def get_paper_table_inputs(wildcards):
+    """runs.csv, the manifest (for each image's dataset) and, if the config names one, the published table."""
+    inputs = {"runs": "results/tables/runs.csv", "manifest": config["manifest"]}
+    if config.get("published"):
+        inputs["published"] = config["published"]
+    return inputs
+
+
 def get_source(wildcards):
     """The manifest file behind an image (nothing for images bundled with scikit-image)."""
     path = MANIFEST.loc[wildcards.image, "path"]
-    return [] if path.startswith("skimage:") else manifest_io.resolve(path, MANIFEST_DIR)
+    return [] if path.startswith("skimage:") else manifest_io.resolve(path, MANIFEST_DIR, DATA_ROOT)
 
 
 def get_prepare_params(wildcards):
     row = MANIFEST.loc[wildcards.image]
     resize = str(config["resize"]) if config.get("resize") else row["resize"]
-    return {"path": manifest_io.resolve(row["path"], MANIFEST_DIR), "crop": row["crop"], "resize": resize,
-            "mask": manifest_io.resolve(row["mask"], MANIFEST_DIR) if row["mask"] else ""}
+    return {"path": manifest_io.resolve(row["path"], MANIFEST_DIR, DATA_ROOT), "crop": row["crop"], "resize": resize,
+            "mask": manifest_io.resolve(row["mask"], MANIFEST_DIR, DATA_ROOT) if row["mask"] else ""}
 
 
 def _observation_dir(wildcards):
-    return f"results/observations/{wildcards.task}/{wildcards.image}/obs{observation_seed(wildcards.seed)}"
+    seed = getattr(wildcards, "seed", SEEDS[0])  # a batched job's seeds share one observation
+    return f"results/observations/{wildcards.task}/{wildcards.image}/obs{observation_seed(seed)}"
 
 
 def get_fit_inputs(wildcards):
@@ -114,9 +132,11 @@ def task_args(wildcards):
 
 def fit_args(wildcards):
     spec = config["tasks"][wildcards.task]
+    seed = getattr(wildcards, "seed", None)  # None: a batched job of every seed
+    seeds = f"--seed {seed}" if seed is not None else "--seeds " + " ".join(SEEDS)
     args = [task_args(wildcards),
-            f"--arch {wildcards.arch}", f"--iters {spec['iterations']}", f"--seed {wildcards.seed}",
-            f"--observation-seed {observation_seed(wildcards.seed)}",
+            f"--arch {wildcards.arch}", f"--iters {spec['iterations']}", seeds,
+            f"--observation-seed {observation_seed(seed if seed is not None else SEEDS[0])}",
             f"--device {config['device']}", f"--ssim-every {config['ssim_every']}",
             f"--window {config['stopping']['window']}"]
     if "patience" in config["stopping"]:
@@ -127,6 +147,11 @@ def fit_args(wildcards):
     return " ".join(args)
 
 
+def fit_seeds_out(wildcards):
+    """The output folder pattern of a batched job, `{seed}` left for `dip fit --seeds` to fill per seed."""
+    return f"results/fits/{wildcards.task}/{wildcards.arch}/{wildcards.image}/seed{{seed}}"
+
+
 def get_fit_resources():
     base = {"runtime": config["resources"]["runtime"]}
     return {**base, "gpu": 1} if USE_GPU else base
@@ -134,13 +159,14 @@ def get_fit_resources():
 
 def _job_memory(wildcards, arch):
     h, w, channels = SIZES[wildcards.image]
+    fits = 1 if hasattr(wildcards, "seed") else len(SEEDS)
     return job_memory_mb(arch, h, w, channels, device=config["device"], window=config["stopping"]["window"],
-                         margin=config["resources"]["memory_margin"])
+                         margin=config["resources"]["memory_margin"], batch=fits)
 
 
 def get_fit_mem_mb(wildcards):
     """Host memory of one fit job: `resources.mem_mb` if the config sets it, else the library's estimate
-    for this image's size and architecture (dip.memory) with the configured margin."""
+    for this image's size, architecture and number of batched fits (dip.memory) with the configured margin."""
     return config["resources"].get("mem_mb") or _job_memory(wildcards, wildcards.arch)["mem_mb"]
 
 
@@ -161,5 +187,6 @@ def get_figure_inputs(wildcards):
         "baseline_dirs": expand("results/baselines/{task}/{image}/obs{obs}", task=wildcards.task,
                                 image=IMAGES, obs=obs),
         "summaries": expand("results/fits/{task}/{arch}/{image}/seed{seed}/summary.json", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
+        "restored": expand("results/fits/{task}/{arch}/{image}/seed{seed}/restored.png", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
         "histories": expand("results/fits/{task}/{arch}/{image}/seed{seed}/history.csv", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=SEEDS),
     }

@@ -4,6 +4,7 @@ rule evaluate:
     input:
         summary="results/fits/{task}/{arch}/{image}/seed{seed}/summary.json",
         history="results/fits/{task}/{arch}/{image}/seed{seed}/history.csv",
+        restored="results/fits/{task}/{arch}/{image}/seed{seed}/restored.png",
         clean="results/images/{image}/clean.png",
     output:
         "results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv",

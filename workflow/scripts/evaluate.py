@@ -22,7 +22,7 @@ if summary["status"] == "ok":
     task = Task(**{k: summary[k] for k in ("sigma", "factor", "mask", "drop", "quality") if k in summary},
                 name=summary["task"])
     clean = read_array(snakemake.input.clean)
-    restored = read_array(snakemake.input.summary.replace("summary.json", "restored.png"))
+    restored = read_array(snakemake.input.restored)
     # The saved 8-bit PNG is what a user gets: score that file, as the paper's script does.
     row["psnr_restored_png"] = psnr(restored, clean, **task.convention)
     row["ssim_restored_png"] = ssim(restored, clean, **task.convention)

@@ -36,22 +36,28 @@ def show(ax, path, title):
 
 pdfs = dict(zip(("comparison", "curves", "architectures"), snakemake.output.pdfs))
 
-# Comparison grid: one row per image.
-baseline_methods = sorted(p.stem for p in Path(snakemake.input.baseline_dirs[0]).glob("*.png"))
+# Comparison grid: one row per image. The baselines that are the observation itself ("noisy", "jpeg") are
+# not shown again: their score goes into the observation's title.
+OBSERVATION_ITSELF = {"noisy", "jpeg"}
+baseline_methods = sorted(p.stem for p in Path(snakemake.input.baseline_dirs[0]).glob("*.png")
+                          if p.stem not in OBSERVATION_ITSELF)
 cols = 2 + len(baseline_methods) + len(archs)
-fig, axes = plt.subplots(len(images), cols, figsize=(1.6 * cols, 1.7 * len(images)), squeeze=False)
+fig, axes = plt.subplots(len(images), cols, figsize=(1.6 * cols, 2.0 * len(images)), squeeze=False,
+                         layout="constrained")
 for i, image in enumerate(images):
     bdir = Path(snakemake.input.baseline_dirs[i])
     bmetrics = pd.read_csv(bdir / "metrics.csv").set_index("method")
-    show(axes[i, 0], snakemake.input.clean[i], f"{image}\nground truth")
-    show(axes[i, 1], snakemake.input.observed[i], "observation")
+    show(axes[i, 0], snakemake.input.clean[i], f"{image}: ground truth")
+    itself = [m for m in OBSERVATION_ITSELF if m in bmetrics.index]
+    show(axes[i, 1], snakemake.input.observed[i],
+         f"observation {bmetrics.loc[itself[0], 'psnr']:.2f} dB" if itself else "observation")
     for j, method in enumerate(baseline_methods):
         show(axes[i, 2 + j], bdir / f"{method}.png", f"{method} {bmetrics.loc[method, 'psnr']:.2f} dB")
     for k, arch in enumerate(archs):
         row = runs[(runs["image"] == image) & (runs["arch"] == arch) & (runs["seed"] == first_seed)]
         ax = axes[i, 2 + len(baseline_methods) + k]
         if len(row) and row["status"].iloc[0] == "ok":
-            path = Path(snakemake.input.summaries[k * len(images) + i]).with_name("restored.png")
+            path = snakemake.input.restored[k * len(images) + i]
             show(ax, path, f"DIP {arch} {row['psnr_restored_png'].iloc[0]:.2f} dB")
         else:
             ax.axis("off")
