@@ -40,7 +40,9 @@ per_image = (ok.groupby(keys).agg(ours_restored=("psnr_restored_png", "mean"), o
 # Dataset means over images (of the per-image seed means), as the paper averages.
 means = (per_image.groupby(["task_label", "dataset", "arch"])
          .agg(ours_restored=("ours_restored", "mean"), ours_oracle=("ours_oracle", "mean"), seeds=("seeds", "min"),
-              images=("image", "nunique"), ours_convention=("ours_convention", "first")).reset_index()
+              images=("image", "nunique"),
+              # A mean over images scored differently (RGB and grey) says so: never silently mixed.
+              ours_convention=("ours_convention", lambda c: " + ".join(sorted(set(c))))).reset_index()
          .assign(image="(mean)"))
 table = pd.concat([per_image.assign(images=1), means], ignore_index=True)
 
@@ -55,7 +57,9 @@ table = (table.merge(dip[["task_label", "dataset", "image", "published_dip", "pu
                 on=["task_label", "dataset", "image"], how="left"))
 table["difference"] = table["ours_restored"] - table["published_dip"]
 differs = table["published_convention"].notna() & (table["published_convention"] != table["ours_convention"])
+mixed = table["ours_convention"].str.contains(" + ", regex=False)
 table["note"] = differs.map({True: "conventions differ: not comparable", False: ""})
+table.loc[mixed & ~differs, "note"] = "mean over images scored differently"
 table.loc[differs, "difference"] = float("nan")  # never a difference across conventions
 table = table.sort_values(["task_label", "dataset", "arch", "image"], key=lambda c: c.replace("(mean)", "~"))
 columns = ["task_label", "dataset", "image", "arch", "published_dip", "ours_restored", "ours_oracle", "difference",
@@ -71,7 +75,9 @@ lines = ["# Paper vs ours", "",
          "DIP, only where both use the same convention. Empty: the paper gives no number there, or we have not "
          "transcribed it.", ""]
 for task, part in table.groupby("task", sort=False):
-    lines += [f"## {task}", "", part.drop(columns="task").round(2).to_markdown(index=False), ""]
+    shown = part.drop(columns="task").round(2)
+    shown = shown.astype(object).where(shown.notna(), None)  # empty cells, not "nan"
+    lines += [f"## {task}", "", shown.to_markdown(index=False, missingval=""), ""]
 save_text("\n".join(lines), snakemake.output.md)
 
 # The figure: per task, published DIP (where given) beside ours, per image and dataset mean.
