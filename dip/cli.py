@@ -14,6 +14,7 @@ import pandas as pd
 
 from dip import __version__
 from dip.image_io import InputError, load_image, load_mask, peek_size, save_csv, save_json, save_png, to_array
+from dip.inputs import INPUTS
 from dip.metrics import psnr, ssim
 from dip.presets import PAPER, architecture, preset_key
 from dip.seeds import SCHEME
@@ -100,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--iters", type=int, help="iterations (default: the preset's)")
     f.add_argument("--lr", type=float)
     f.add_argument("--reg-noise-std", type=float)
-    f.add_argument("--input", choices=["noise", "meshgrid", "image"])
+    f.add_argument("--input", choices=INPUTS)
     f.add_argument("--input-depth", type=int)
     f.add_argument("--ema", type=float, help="output EMA weight (0 = off; default 0.99)")
     f.add_argument("--optimizer", choices=["adam", "lbfgs"])
@@ -159,13 +160,12 @@ def _load_inputs(args, task: Task):
 
 
 def _input_image(args, task: Task, observed):
-    """flash: the flash photograph (the network's input), the same size as the no-flash observation."""
+    """flash: the flash photograph (the network's input), the same size as the no-flash observation
+    (run_fit has checked that the pair was given)."""
     if task.name != "flash":
         if getattr(args, "flash", None):
             raise InputError("--flash: only the flash task takes a flash photograph")
         return None
-    if not getattr(args, "flash", None) or not args.observed:
-        raise InputError("--flash: the flash task needs the pair: --flash FLASH --observed NOFLASH")
     flash = load_image(args.flash)
     if flash.shape[-2:] != observed.shape[-2:] or flash.shape[1] != observed.shape[1]:
         raise InputError(f"{args.flash}: the flash image is {tuple(flash.shape[1:])} (C, H, W) but the no-flash "
@@ -221,8 +221,9 @@ def _rule_names(args, task: Task) -> list[str]:
     return [n for n in RULES if (args.record_stops or n == args.stop) and (n != "discrepancy" or noisy)]
 
 
-def _make_rules(args, names: list[str], settings, observed) -> tuple[list, dict]:
-    """The stopping rules, and what the discrepancy rule's target came from."""
+def _make_rules(args, names: list[str], settings, observed, fits: int = 1) -> tuple[list[list], dict]:
+    """The stopping rules of each of `fits` fits (their own objects: rules keep state), and what the
+    discrepancy rule's target came from (estimated once: the fits share the observation)."""
     from dip.stopping import clipped_noise_mse, default_patience, estimate_noise_sigma
 
     target, info = None, {}
@@ -233,8 +234,8 @@ def _make_rules(args, names: list[str], settings, observed) -> tuple[list, dict]
                 else "estimated (skimage.restoration.estimate_sigma)", "discrepancy_target": target}
     if args.patience is None:
         args.patience = default_patience(settings.iterations)
-    rules = [make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target)
-             for n in names]
+    rules = [[make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target)
+              for n in names] for _ in range(fits)]
     return rules, info
 
 
@@ -322,7 +323,7 @@ def run_fit(args) -> dict:
         return _dry_run(args, task, arch_name, settings, device, plan)
     clean, observed, mask = _load_inputs(args, task)
     input_image = _input_image(args, task, observed)
-    rules, noise = zip(*(_make_rules(args, names, settings, observed) for _ in targets))
+    rules, noise = _make_rules(args, names, settings, observed, len(targets))
     summaries = {}
     for seed, out in targets:
         seed_settings = FitSettings(**{**asdict(settings), "seed": seed})
@@ -337,7 +338,7 @@ def run_fit(args) -> dict:
             "settings": asdict(seed_settings),
             "source": args.image or args.observed, "device": device_name(device), "batched_fits": len(targets),
             "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
-            **noise[0], "status": "ok"}
+            **noise, "status": "ok"}
         save_png(observed, out / "observed.png")
         if mask is not None:
             save_png(mask, out / "mask.png")
@@ -350,7 +351,7 @@ def run_fit(args) -> dict:
     try:
         if args.seeds:
             results = fit_batch(architecture(arch_name)["net"], task.operator(mask), observed, settings,
-                                [seed for seed, _ in targets], rules=list(rules), **options)
+                                [seed for seed, _ in targets], rules=rules, **options)
         else:
             results = [fit(architecture(arch_name)["net"], task.operator(mask), observed, settings,
                            rules=rules[0], **options)]
@@ -414,7 +415,6 @@ def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task
     save_csv(history, out / "history.csv")
     save_png(result.image, out / "restored.png")
     save_json(summary, out / "summary.json")
-    (out / "checkpoint.pt").unlink(missing_ok=True)
 
 
 def run_degrade(args) -> None:

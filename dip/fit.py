@@ -315,14 +315,13 @@ class Step:
     # with the rules and the perturbation generator alongside (see `save`).
     def _tensors(self, b: int) -> list[torch.Tensor]:
         whole = self.params + (self.opt.tensors() if isinstance(self.opt, FitAdam) else [])
-        own = [t[b] for t in whole] if self.stacked else whole
-        extra = [self.opt.lr[b:b + 1], self.opt.steps[b:b + 1]] if isinstance(self.opt, FitAdam) else []
-        return own + [self.ema[b]] + extra
+        return ([t[b] for t in whole] if self.stacked else whole) + [self.ema[b]]
 
-    def save(self, b: int) -> dict:
-        """A real copy of fit b's state (no history: a rewind never goes past the last good check)."""
+    def save(self, b: int, iteration: int) -> dict:
+        """A real copy of fit b's state at `iteration` (no history: a rewind never goes past the last good
+        check)."""
         with torch.no_grad():
-            saved = {"tensors": [t.detach().clone() for t in self._tensors(b)],
+            saved = {"iteration": iteration, "tensors": [t.detach().clone() for t in self._tensors(b)],
                      "rules": copy.deepcopy([r.state_dict() for r in self.rules[b]]),
                      "generator": self.noise[b].get_state()}
         if isinstance(self.opt, torch.optim.LBFGS):
@@ -392,7 +391,7 @@ def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, 
         log(f"resuming from checkpoint {ckpt} at iteration {min(t.iteration for t in tracks)}")
     else:
         for b, t in enumerate(tracks):
-            t.saved = step.save(b) | {"iteration": 0}
+            t.saved = step.save(b, 0)
 
     def save_checkpoint() -> None:
         if ckpt is not None:
@@ -435,11 +434,8 @@ def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, 
                     save_checkpoint()
                     last_ckpt_iter, last_ckpt_time = it, time.perf_counter()
         except _Interrupted:
-            # Keep only verified iterations: every fit's state at its last good check.
-            for b, t in enumerate(tracks):
-                if t.live:
-                    step.load(b, t.saved)
-                    t.iteration = t.saved["iteration"]
+            # Keep only verified iterations: the checkpoint holds every fit's state at its last good check.
+            _rewind_to_verified(tracks)
             save_checkpoint()
             bar.close()
             log(f"interrupted: checkpoint saved at iteration {min(t.iteration for t in tracks)}")
@@ -452,14 +448,19 @@ def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, 
             failed_at = max(t.iteration for t in tracks)
             verified = min(t.saved["iteration"] for t in tracks)
             if ckpt is not None and verified:
-                for t in tracks:
-                    if t.live:
-                        t.iteration = t.saved["iteration"]
+                _rewind_to_verified(tracks)
                 save_checkpoint()
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise FitOutOfMemory(f"ran out of memory on {step.device.type} at iteration "
                                  f"{failed_at} ({first})", verified if ckpt else 0) from None
     bar.close()
+
+
+def _rewind_to_verified(tracks: list[_Track]) -> None:
+    """Every running fit back to its last good check, whose state `t.saved` is what a checkpoint keeps."""
+    for t in tracks:
+        if t.live:
+            t.iteration = t.saved["iteration"]
 
 
 def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float], ema_ok: bool, s: FitSettings,
@@ -481,7 +482,7 @@ def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float],
         step.set_lr(b, t.lr)
         log(f"{'' if step.fits == 1 else f'seed {t.seed}: '}iteration {failed_at}: loss or fit to the observation "
             f"collapsed; restored iteration {t.iteration} and lowered the learning rate to {t.lr:.3g}")
-        t.saved = step.save(b) | {"iteration": t.iteration}
+        t.saved = step.save(b, t.iteration)
         return
     t.rows.append(chunk)
     t.seconds += times
@@ -492,7 +493,7 @@ def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float],
         clean = to_array(step.clean[b:b + 1])
         t.ssim[t.iteration] = tuple(ssim(to_array(x[b:b + 1]), clean, step.scorer.y_channel, step.scorer.shave)
                                     for x in (step.out, step.ema))
-    t.saved = step.save(b) | {"iteration": t.iteration}
+    t.saved = step.save(b, t.iteration)
     rule = next((r for r in step.rules[b] if r.name == stop_on), None)
     if rule is not None and rule.should_stop(t.iteration):
         t.stopped_by = stop_on

@@ -52,13 +52,6 @@ class FitAdam:
             p.sub_(self._per_fit(step_size, p) * m / denom)
 
     def tensors(self) -> list[torch.Tensor]:
-        """Every tensor of the optimiser's state whose slice b (or whole, unstacked) belongs to fit b."""
-        return [*self.exp_avg, *self.exp_avg_sq]
-
-    def state_dict(self) -> dict:
-        return {"lr": self.lr, "steps": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
-
-    def load_state_dict(self, state: dict) -> None:
-        for mine, saved in zip([self.lr, self.steps, *self.exp_avg, *self.exp_avg_sq],
-                               [state["lr"], state["steps"], *state["exp_avg"], *state["exp_avg_sq"]]):
-            mine.copy_(saved)
+        """Every tensor of the optimiser's state, each indexed by fit along dimension 0 when stacked (and
+        whole when not): the moments, the learning rates and the step counts."""
+        return [*self.exp_avg, *self.exp_avg_sq, self.lr, self.steps]

@@ -11,11 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from dip import manifest as manifest_io
 from dip.image_io import atomic_write, save_csv, save_text
 
 runs = pd.read_csv(snakemake.input.runs)
-manifest = pd.read_csv(snakemake.input.manifest, sep="\t", dtype=str, comment="#").fillna("")
-dataset = manifest.set_index("id")["dataset"] if "dataset" in manifest else pd.Series(dtype=str)
+dataset = manifest_io.read(snakemake.input.manifest)["dataset"]  # "" where the manifest names none
 published = (pd.read_csv(snakemake.input.published, dtype={"image": str}).fillna({"image": ""})
              if snakemake.input.get("published") else
              pd.DataFrame(columns=["task", "dataset", "image", "method", "psnr", "convention"]))
