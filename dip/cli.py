@@ -19,7 +19,7 @@ from dip.metrics import psnr, ssim
 from dip.presets import PAPER, architecture, preset_key
 from dip.seeds import SCHEME
 from dip.provenance import config_hash, device_name, git_commit, package_versions
-from dip.stopping import RULES, make_rule, oracle_iteration
+from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
 from dip.tasks import TASKS, Task
 
 
@@ -110,8 +110,12 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--stop", choices=RULES, help="stop at this rule's decision; with the EMA on, the variance rules "
                    "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum, "
                    "discrepancy the same lag after the loss fell to the noise level; es-wmv-paper is ES-WMV as "
-                   "published, es-wmv the same with a guard against early minima")
+                   "published, es-wmv the same with a guard against early minima; holdout the image with the least "
+                   "error on pixels held out of the fit (see --holdout)")
     f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
+    f.add_argument("--holdout", type=float, help="hold this fraction of the observed pixels out of the loss (drawn "
+                   "from the network seed) and validate on them: the holdout rule (default with --stop holdout: "
+                   f"{HOLDOUT}; otherwise 0, nothing held out)")
     f.add_argument("--noise-sigma", type=float, help="discrepancy rule: the observation's noise std on the 0-255 "
                    "scale (default: estimated from the observation with skimage's estimate_sigma)")
     f.add_argument("--window", type=int, default=100, help="es-wmv window W; es-emv starts checking after W")
@@ -218,12 +222,34 @@ def _rule_names(args, task: Task) -> list[str]:
     if args.stop == "discrepancy" and not noisy:
         raise InputError(f"--stop discrepancy: applies to noisy observations (denoising, or give --noise-sigma); "
                          f"the {task.name} task's observation has no noise level")
-    return [n for n in RULES if (args.record_stops or n == args.stop) and (n != "discrepancy" or noisy)]
+    if args.holdout is None and args.stop == "holdout":
+        args.holdout = HOLDOUT
+    if args.holdout is not None and not 0 <= args.holdout < 0.5:
+        raise InputError(f"--holdout: the fraction of pixels to hold out must be in [0, 0.5), got {args.holdout}")
+    held = bool(args.holdout)
+    if args.stop == "holdout" and not held:
+        raise InputError("--stop holdout: needs pixels held out (--holdout > 0)")
+    return [n for n in RULES if (args.record_stops or n == args.stop) and (n != "discrepancy" or noisy)
+            and (n != "holdout" or held)]
 
 
-def _make_rules(args, names: list[str], settings, observed, fits: int = 1) -> tuple[list[list], dict]:
-    """The stopping rules of each of `fits` fits (their own objects: rules keep state), and what the
-    discrepancy rule's target came from (estimated once: the fits share the observation)."""
+def _operators(args, task: Task, mask, observed, seeds_: list[int]) -> list:
+    """Each fit's forward operator: the task's, or (--holdout) the task's with that fit's own held-out pixels,
+    drawn from its network seed's `holdout` stream."""
+    from dip.operators import HeldOut
+    from dip.seeds import generator
+
+    if not args.holdout:
+        return [task.operator(mask)] * len(seeds_)
+    try:
+        return [HeldOut(task.operator(mask), observed, args.holdout, generator(seed, "holdout")) for seed in seeds_]
+    except ValueError as err:
+        raise InputError(f"--holdout: {err}") from None
+
+
+def _make_rules(args, names: list[str], settings, observed, operators: list) -> tuple[list[list], dict]:
+    """The stopping rules of each fit (their own objects: rules keep state; one fit per operator), and what
+    the discrepancy rule's target came from (estimated once: the fits share the observation)."""
     from dip.stopping import clipped_noise_mse, default_patience, estimate_noise_sigma
 
     target, info = None, {}
@@ -234,8 +260,8 @@ def _make_rules(args, names: list[str], settings, observed, fits: int = 1) -> tu
                 else "estimated (skimage.restoration.estimate_sigma)", "discrepancy_target": target}
     if args.patience is None:
         args.patience = default_patience(settings.iterations)
-    rules = [[make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target)
-              for n in names] for _ in range(fits)]
+    rules = [[make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target,
+                        heldout=(op, observed)) for n in names] for op in operators]
     return rules, info
 
 
@@ -323,18 +349,21 @@ def run_fit(args) -> dict:
         return _dry_run(args, task, arch_name, settings, device, plan)
     clean, observed, mask = _load_inputs(args, task)
     input_image = _input_image(args, task, observed)
-    rules, noise = _make_rules(args, names, settings, observed, len(targets))
+    operators = _operators(args, task, mask, observed, [seed for seed, _ in targets])
+    rules, noise = _make_rules(args, names, settings, observed, operators)
     summaries = {}
     for seed, out in targets:
         seed_settings = FitSettings(**{**asdict(settings), "seed": seed})
         config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
                   "settings": asdict(seed_settings), "observation_seed": _observation_seed(args),
-                  "seed_scheme": SCHEME, "stop": args.stop, "window": args.window, "patience": args.patience}
+                  "seed_scheme": SCHEME, "stop": args.stop, "window": args.window, "patience": args.patience,
+                  **({"holdout": args.holdout} if args.holdout else {})}
         summaries[seed] = {
-            "task": task.name, "task_label": task.label(),
+            "task": task.name, "task_label": task.label() + (f"-holdout{args.holdout:g}" if args.holdout else ""),
             **{k: v for k, v in task.params().items() if k != "name"}, "arch": arch_name,
             "preset": args.preset, "seed": seed, "observation_seed": _observation_seed(args), "seed_scheme": SCHEME,
             "iterations_budget": settings.iterations, "stop_window": args.window, "stop_patience": args.patience,
+            "holdout": args.holdout or 0.0,
             "settings": asdict(seed_settings),
             "source": args.image or args.observed, "device": device_name(device), "batched_fits": len(targets),
             "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
@@ -350,10 +379,10 @@ def run_fit(args) -> dict:
                    input_image=input_image)
     try:
         if args.seeds:
-            results = fit_batch(architecture(arch_name)["net"], task.operator(mask), observed, settings,
+            results = fit_batch(architecture(arch_name)["net"], operators, observed, settings,
                                 [seed for seed, _ in targets], rules=rules, **options)
         else:
-            results = [fit(architecture(arch_name)["net"], task.operator(mask), observed, settings,
+            results = [fit(architecture(arch_name)["net"], operators[0], observed, settings,
                            rules=rules[0], **options)]
     except FitInterrupted as err:
         raise SystemExit(128 + err.signum) from None

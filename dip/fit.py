@@ -37,7 +37,7 @@ from dip.image_io import atomic_write, to_array
 from dip.inputs import input_channels, make_input, perturb
 from dip.metrics import Scorer, psnr_torch, ssim
 from dip.optim import FitAdam
-from dip.operators import Operator
+from dip.operators import HeldOut, Operator
 from dip.stopping import StoppingRule, make_rule
 
 
@@ -527,10 +527,12 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
                      rule_images={k: v.float().cpu() for k, v in images.items()}, seed=t.seed, error=t.error)
 
 
-def _prepare_rules(rules: list[StoppingRule], stop_on: str | None, s: FitSettings) -> list[StoppingRule]:
+def _prepare_rules(rules: list[StoppingRule], stop_on: str | None, s: FitSettings, operator: Operator,
+                   observed: torch.Tensor) -> list[StoppingRule]:
     rules = list(rules or [])
     if stop_on is not None and stop_on not in {r.name for r in rules}:
-        rules.append(make_rule(stop_on, s.iterations, ema=s.ema))
+        heldout = (operator, observed) if isinstance(operator, HeldOut) else None
+        rules.append(make_rule(stop_on, s.iterations, ema=s.ema, heldout=heldout))
     return rules
 
 
@@ -573,7 +575,8 @@ def fit(
     FitInterrupted. Raises FitFailed if the fit keeps diverging.
     """
     s = settings or FitSettings()
-    return _fits(arch, [operator], observed, s, [s.seed], clean, [_prepare_rules(rules, stop_on, s)], stop_on,
+    return _fits(arch, [operator], observed, s, [s.seed], clean,
+                 [_prepare_rules(rules, stop_on, s, operator, observed)], stop_on,
                  RunOptions(**options), raise_failure=True)[0]
 
 
@@ -605,7 +608,8 @@ def fit_batch(
     if len(rules) != n:
         raise ValueError(f"{len(rules)} rule lists for {n} fits")
     return _fits(arch, operators, observed, settings, list(seeds_), clean,
-                 [_prepare_rules(r, stop_on, settings) for r in rules], stop_on, RunOptions(**options),
+                 [_prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
+                  for b, r in enumerate(rules)], stop_on, RunOptions(**options),
                  raise_failure=False)
 
 

@@ -194,3 +194,50 @@ class JpegArtifacts(Operator):
         to_pil(clean).save(buffer, format="JPEG", quality=self.quality)
         buffer.seek(0)
         return from_pil(Image.open(buffer))
+
+
+class HeldOut(Operator):
+    """`operator` as a fit sees it when a random `fraction` of the observed pixels (all channels) is held
+    out of the loss: the fit never sees them, so their error to the observation measures how well the
+    restored image predicts pixels it was not fitted to, plus a noise term that does not change during
+    the fit. That is the `holdout` stopping rule's signal (dip.stopping.HoldoutStop), in the spirit of
+    the self-validation of Li et al. (2021) for single-image priors.
+
+    Only pixels the observation has are held out (an inpainting mask's missing pixels stay missing).
+    generator: the fit's `holdout` stream (dip.seeds), so the network seed fixes which pixels.
+    """
+
+    def __init__(self, operator: Operator, observed: torch.Tensor, fraction: float, generator: torch.Generator):
+        if not 0 < fraction < 0.5:
+            raise ValueError(f"holdout fraction must be in (0, 0.5), got {fraction}")
+        h, w = observed.shape[-2:]
+        held = (torch.rand(1, 1, h, w, generator=generator) < fraction).float()
+        if operator.mask is not None:
+            held = held * operator.mask.to(held.device)
+        if not held.any():
+            raise ValueError(f"holding out {fraction} of a {h}x{w} observation left no pixel to validate on")
+        self.operator, self.fraction, self.held = operator, float(fraction), held
+
+    @property
+    def mask(self) -> torch.Tensor | None:
+        return self.operator.mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.operator.forward(x)
+
+    def image_size(self, observed: torch.Tensor) -> tuple[int, int]:
+        return self.operator.image_size(observed)
+
+    def to(self, device: torch.device | str) -> "HeldOut":
+        self.operator, self.held = self.operator.to(device), self.held.to(device)
+        return self
+
+    def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """The operator's MSE over the pixels the fit keeps (the same scale as without holding out)."""
+        keep = 1 - self.held
+        return ((self.forward(output) - observed).square() * keep).mean() / keep.mean()
+
+    def heldout_error(self, image: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """MSE of H(image) to the observation over the held-out pixels only (a device scalar)."""
+        held = self.held.to(image.device)
+        return ((self.forward(image) - observed).square() * held).mean() / held.mean()

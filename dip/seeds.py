@@ -1,15 +1,18 @@
 """One seed, one independent random stream per purpose: the only place in the package that seeds.
 
 A fit is fixed by two integers. The *observation seed* fixes what the degradation draws (the noise,
-a random pixel-drop mask); the *network seed* fixes the network's initial weights, its input z and
-the per-iteration perturbation of z. Each (seed, purpose) pair becomes its own generator seed through
+a random pixel-drop mask); the *network seed* fixes the network's initial weights, its input z,
+the per-iteration perturbation of z and which observed pixels the fit holds out of its loss (the
+`holdout` stopping rule's validation pixels). Each (seed, purpose) pair becomes its own generator seed through
 NumPy's `SeedSequence`: the seed is the entropy and the purpose's index the spawn key, which is what
-`SeedSequence(seed).spawn(4)[index]` yields:
+`SeedSequence(seed).spawn(5)[index]` yields:
 
     observation -> SeedSequence(seed, spawn_key=(0,))     weights      -> SeedSequence(seed, spawn_key=(1,))
     input       -> SeedSequence(seed, spawn_key=(2,))     perturbation -> SeedSequence(seed, spawn_key=(3,))
+    holdout     -> SeedSequence(seed, spawn_key=(4,))
 
-and the generator is seeded with the first 64-bit word of that sequence's state. So the four purposes
+and the generator is seeded with the first 64-bit word of that sequence's state (a purpose is only ever
+appended, so adding one leaves every earlier stream, and result, as it was). So the purposes
 of one seed never share a stream, and neither do the observation of seed S and the network of the same
 seed S: the network cannot be handed the noise it is asked not to fit. (Drawing the noise and z from
 two generators seeded alike did exactly that: torch's normal sampler turns the very uniforms that make
@@ -26,7 +29,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-PURPOSES = ("observation", "weights", "input", "perturbation")
+PURPOSES = ("observation", "weights", "input", "perturbation", "holdout")
 SCHEME = "seedsequence-v1"  # recorded in every result's config hash: a changed scheme is a new result
 
 

@@ -253,6 +253,36 @@ class DiscrepancyStop(StoppingRule):
         return {**super().report(last_iteration), "target": self.target}
 
 
+class HoldoutStop(_MinimumTracker):
+    """Validation on held-out pixels: the fit holds a random few per cent of the observed pixels out of its
+    loss (`dip.operators.HeldOut`), and this rule scores the image the fit would return (the EMA image when
+    it keeps one) on them every iteration. Their error is ‖H(x_t) − x‖² + ‖n‖² − 2⟨H(x_t) − x, n⟩ over the
+    held-out pixels: the noise term ‖n‖² is the same at every iteration, and since the fit never saw
+    those pixels' noise, the cross term stays near zero, so the signal follows the restored image's own
+    error there and is least where the image is best. No noise level, no ground truth, no lag: the kept
+    image is the very image scored, so `delay` is 0. The rule stops `patience` iterations after the last
+    minimum. Applies to every task (the held-out pixels are observed ones).
+    """
+
+    name = "holdout"
+
+    def __init__(self, operator, observed: torch.Tensor, patience: int = 1000):
+        super().__init__(patience, start=0, delay=0)
+        if not hasattr(operator, "heldout_error"):
+            raise ValueError("the holdout rule needs a fit that holds pixels out of its loss (dip.operators.HeldOut)")
+        self.operator, self.observed = operator, observed
+
+    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
+        if self.observed.device != keep.device:  # once, on the first iteration on an accelerator
+            self.observed = self.observed.to(keep.device)
+        self._record(iteration, self.operator.heldout_error(keep.detach(), self.observed).float(), keep)
+
+    # The operator and observation are the fit's, not the rule's state: backtracking and checkpoints
+    # save and restore only what the rule learnt.
+    def state_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k not in ("operator", "observed")}
+
+
 def clipped_noise_mse(observed: torch.Tensor, sigma: float) -> float:
     """E[(clip(x + σn, 0, 1) − x)²] averaged over the image, n ~ N(0, 1): the discrepancy a perfect fit
     leaves. x is unknown, so the observation smoothed by a 5×5 Gaussian (σ 1 px) stands in for it; for
@@ -297,16 +327,21 @@ def default_patience(iterations: int) -> int:
 
 
 def make_rule(name: str, iterations: int, window: int = 100, patience: int | None = None, ema: float = 0.0,
-              discrepancy: float | None = None) -> StoppingRule:
+              discrepancy: float | None = None, heldout: tuple | None = None) -> StoppingRule:
     """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at; `patience`
     defaults to a fifth of the budget (`default_patience`); `ema` is
     the fit's output EMA weight, which sets how long after the minimum (or crossing) the kept EMA image is
-    taken; `discrepancy`: the discrepancy rule's target loss (`clipped_noise_mse`)."""
+    taken; `discrepancy`: the discrepancy rule's target loss (`clipped_noise_mse`); `heldout`: the holdout
+    rule's (HeldOut operator, observation)."""
     if name == "discrepancy":
         if discrepancy is None:
             raise ValueError("the discrepancy rule needs a noise level: it applies to noisy observations only")
         return DiscrepancyStop(discrepancy, delay=ema_delay(ema))
     patience = default_patience(iterations) if patience is None else patience
+    if name == "holdout":
+        if heldout is None:
+            raise ValueError("the holdout rule needs a fit that holds pixels out of its loss (--holdout)")
+        return HoldoutStop(*heldout, patience=patience)
     if name == "fixed":
         return FixedStop(iterations)
     if name in ("es-wmv", "es-wmv-paper"):
@@ -316,7 +351,8 @@ def make_rule(name: str, iterations: int, window: int = 100, patience: int | Non
     raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
 
 
-RULES = ("fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy")
+RULES = ("fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout")
+HOLDOUT = 0.05  # the fraction of observed pixels `--stop holdout` holds out unless told (README: how it was chosen)
 
 
 def oracle_iteration(history: pd.DataFrame, column: str) -> int:

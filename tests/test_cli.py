@@ -39,7 +39,7 @@ def test_fit_writes_the_four_files(png64, tmp_path):
 
 def test_seeds_fit_as_one_batch_and_write_what_single_fits_write(png64, tmp_path):
     common = ["fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 20, "--record-stops",
-              "--threads", 2, "--no-bf16"]
+              "--threads", 2, "--no-bf16", "--holdout", 0.1]
     r = run(*common, "--seeds", 0, 1, "--observation-seed", 0, "--out", tmp_path / "batch" / "s{seed}")
     assert r.returncode == 0, r.stderr
     alone = run(*common, "--seed", 1, "--observation-seed", 0, "--out", tmp_path / "alone")
@@ -47,7 +47,9 @@ def test_seeds_fit_as_one_batch_and_write_what_single_fits_write(png64, tmp_path
     summaries = [json.loads((tmp_path / "batch" / f"s{seed}" / "summary.json").read_text()) for seed in (0, 1)]
     assert [s["seed"] for s in summaries] == [0, 1] and {s["batched_fits"] for s in summaries} == {2}
     assert summaries[0]["config_hash"] != summaries[1]["config_hash"]
-    assert set(summaries[1]["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "oracle"}
+    assert set(summaries[1]["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout",
+                                          "oracle"}
+    # Each batched fit holds out its own seed's pixels, the same ones as when it runs alone.
     batched = pd.read_csv(tmp_path / "batch" / "s1" / "history.csv")
     single = pd.read_csv(tmp_path / "alone" / "history.csv")
     assert len(batched) == 20 and batched["loss"].iloc[0] == pytest.approx(single["loss"].iloc[0], rel=1e-5)
@@ -68,6 +70,26 @@ def test_stop_ends_the_fit_and_keeps_the_emas_image_after_the_minimum(png64, tmp
     assert summary["iterations_saved"] == 60 - summary["iterations"] and summary["seconds_saved"] > 0
     assert stop["iteration"] == stop["minimum"] + 4 and stop["stop_at"] == stop["minimum"] + 4
     assert summary["iterations"] - 25 < stop["stop_at"] <= summary["iterations"]
+    restored = np.asarray(Image.open(out / "restored.png"), dtype=np.float64) / 255
+    clean = np.asarray(Image.open(png64), dtype=np.float64) / 255
+    assert abs(psnr(restored, clean) - stop["psnr"]) < 0.1  # restored.png is the rule's image
+
+
+def test_holdout_validates_on_pixels_the_fit_never_saw(png64, tmp_path):
+    out = tmp_path / "run"
+    # Without the EMA the held-out error of the raw outputs jitters, so a patience of 2 ends the fit at the
+    # first check (25): the wiring under test, not a setting to use.
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 60, "--out", out,
+            "--stop", "holdout", "--patience", 2, "--ema", 0, "--threads", 2, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    stop = summary["stops"]["holdout"]
+    assert summary["holdout"] == 0.05 and summary["task_label"] == "denoise-s25-holdout0.05"
+    assert summary["stopped_by"] == "holdout" and summary["iterations"] == 25 and stop["stop_at"] <= 25
+    history = pd.read_csv(out / "history.csv")
+    # The kept image is the one with the least held-out error up to the stop, and the stop is P after it.
+    signal_ = history.set_index("iteration")["signal_holdout"]
+    assert stop["iteration"] == signal_.loc[: stop["stop_at"]].idxmin() and stop["stop_at"] == stop["iteration"] + 2
     restored = np.asarray(Image.open(out / "restored.png"), dtype=np.float64) / 255
     clean = np.asarray(Image.open(png64), dtype=np.float64) / 255
     assert abs(psnr(restored, clean) - stop["psnr"]) < 0.1  # restored.png is the rule's image
@@ -111,11 +133,14 @@ def bad_input_cases(tmp_path, png64):
         "arch": ([*base, "--task", "denoise", "--sigma", 25, "--arch", "vgg"], "unknown architecture 'vgg'"),
         "seed": ([*base, "--task", "denoise", "--sigma", 25, "--seed", "1.5"], "--seed: invalid int value"),
         "task": ([*base, "--task", "deblur"], "invalid choice: 'deblur'"),
+        "holdout": ([*base, "--task", "denoise", "--sigma", 25, "--holdout", 0.6], "--holdout: the fraction"),
+        "holdout off": ([*base, "--task", "denoise", "--sigma", 25, "--stop", "holdout", "--holdout", 0],
+                        "--stop holdout: needs pixels held out"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "truncated", "too small", "mask size", "sigma", "factor",
-                                  "drop", "iterations", "arch", "seed", "task"])
+                                  "drop", "iterations", "arch", "seed", "task", "holdout", "holdout off"])
 def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, tmp_path, png64):
     args, message = bad_input_cases(tmp_path, png64)[case]
     out = tmp_path / "out"

@@ -107,6 +107,26 @@ def test_a_rule_stops_within_1db_of_the_oracle_peak(clean64, denoise_fit, rule):
     assert h["psnr_ema"].max() - kept <= 1.0
 
 
+def test_holdout_stops_a_real_fit_near_its_peak(clean64):
+    """The same visibly peaking fit, holding 5 % of the pixels out: the library builds the holdout rule
+    from the operator, ends the fit by it and returns an image within 1 dB of the fit's best."""
+    from dip.operators import HeldOut
+    from dip.seeds import generator
+
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    settings = FitSettings(iterations=400, reg_noise_std=0.0, ssim_every=400)
+    op = HeldOut(Denoise(25), observed, 0.05, generator(0, "holdout"))
+    result = fit(SKIP, op, observed, settings, clean=clean64, stop_on="holdout")
+    h = result.history.set_index("iteration")
+    stop = result.stops["holdout"]
+    assert result.stopped_by == "holdout" and result.iterations < 400 and stop["stop_at"] == stop["iteration"] + 80
+    assert stop["iteration"] == h["signal_holdout"].idxmin()
+    kept = psnr(to_array(result.image), to_array(clean64))
+    assert h["psnr_ema"].max() - kept <= 1.0
+    with pytest.raises(ValueError, match="holds pixels out"):
+        fit(SKIP, Denoise(25), observed, small_settings(), stop_on="holdout")
+
+
 def test_super_resolution_x4_beats_bicubic(clean64):
     sr = SuperResolve(4)
     low = sr.observe(clean64)

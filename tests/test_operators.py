@@ -85,3 +85,43 @@ def test_jpeg_observation_is_degraded_but_close(clean64):
     y = ops.JpegArtifacts(10).observe(clean64)
     err = (y - clean64).abs().mean().item()
     assert y.shape == clean64.shape and 0.005 < err < 0.1
+
+
+def test_held_out_pixels_are_drawn_from_the_seed_and_leave_the_loss():
+    from dip.operators import Denoise, HeldOut
+    from dip.seeds import generator
+
+    y = torch.rand(1, 3, 64, 64)
+    held = HeldOut(Denoise(25), y, 0.1, generator(3, "holdout"))
+    assert held.held.shape == (1, 1, 64, 64) and abs(held.held.mean().item() - 0.1) < 0.02
+    assert torch.equal(held.held, HeldOut(Denoise(25), y, 0.1, generator(3, "holdout")).held)
+    assert not torch.equal(held.held, HeldOut(Denoise(25), y, 0.1, generator(4, "holdout")).held)
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    loss = held.loss(x, y)
+    keep = held.held[0, 0] == 0
+    expected = (x - y).square()[..., keep].mean()  # the MSE over the kept pixels, on the usual scale
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert (x.grad[..., ~keep] == 0).all() and (x.grad[..., keep] != 0).any()
+    error = held.heldout_error(x.detach(), y)
+    assert torch.allclose(error, (x.detach() - y).square()[..., ~keep].mean())
+
+
+def test_held_out_pixels_are_observed_ones():
+    from dip.operators import HeldOut, Inpaint
+    from dip.seeds import generator
+
+    mask = ops.random_drop(64, 64, 0.5, generator(0, "observation"))
+    op = Inpaint(mask)
+    held = HeldOut(op, op.observe(torch.rand(1, 3, 64, 64)), 0.2, generator(0, "holdout"))
+    assert held.held.sum() > 0 and (held.held <= mask).all()
+    assert held.mask is op.mask
+
+
+@pytest.mark.parametrize("fraction", [0, 0.5, -0.1])
+def test_holdout_fraction_is_checked(fraction):
+    from dip.operators import Denoise, HeldOut
+    from dip.seeds import generator
+
+    with pytest.raises(ValueError, match="holdout fraction"):
+        HeldOut(Denoise(25), torch.rand(1, 1, 8, 8), fraction, generator(0, "holdout"))

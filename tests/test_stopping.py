@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from dip.stopping import (DiscrepancyStop, ExponentialVarianceStop, FixedStop, WindowedVarianceStop, clipped_noise_mse,
-                          ema_delay, estimate_noise_sigma, make_rule)
+from dip.operators import Denoise, HeldOut
+from dip.seeds import generator
+from dip.stopping import (DiscrepancyStop, ExponentialVarianceStop, FixedStop, HoldoutStop, WindowedVarianceStop,
+                          clipped_noise_mse, ema_delay, estimate_noise_sigma, make_rule)
 
 
 def v_shaped_outputs(n=600, minimum=300, size=256, seed=0):
@@ -201,3 +203,34 @@ def test_the_guarded_rule_needs_the_loss():
     rule = make_rule("es-wmv", 100, window=5)
     with pytest.raises(ValueError, match="needs the loss"):
         rule.update(1, torch.zeros(4), torch.zeros(4))
+
+
+def test_holdout_keeps_the_image_that_predicts_the_held_out_pixels_best():
+    # Images that first approach the clean image and then take on the observation's noise, everywhere
+    # except at the held-out pixels, where the noise was never seen: the clean image comes at t = 60
+    # (the cross term between the structure error and the held-out noise may move the minimum a little).
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.rand(1, 3, 48, 48, generator=gen)
+    observed = clean + 0.1 * torch.randn(clean.shape, generator=gen)
+    op = HeldOut(Denoise(25), observed, 0.1, generator(0, "holdout"))
+    rule = make_rule("holdout", 1000, patience=50, heldout=(op, observed))
+    blur = torch.rand(clean.shape, generator=gen) - 0.5
+    bleed = 0.1 * torch.randn(clean.shape, generator=gen)  # what fitted neighbours leak into held-out pixels
+    images = {}
+    for t in range(1, 1001):
+        structure = max(0.0, 1 - t / 60)          # the error the fit removes first
+        noise = max(0.0, (t - 60) / 200)          # the noise it fits later
+        images[t] = clean + structure * blur + noise * ((observed - clean) * (1 - op.held) + bleed * op.held)
+        rule.update(t, images[t], images[t])
+        if rule.should_stop(t):
+            break
+    assert abs(rule.chosen_iteration() - 60) <= 3 and t == rule.chosen_iteration() + 50
+    assert torch.equal(rule.image, images[rule.chosen_iteration()])
+    assert set(rule.state_dict()) >= {"best_value", "image"} and "observed" not in rule.state_dict()
+
+
+def test_the_holdout_rule_needs_held_out_pixels():
+    with pytest.raises(ValueError, match="holds pixels out"):
+        make_rule("holdout", 100)
+    with pytest.raises(ValueError, match="holds pixels out"):
+        HoldoutStop(Denoise(25), torch.zeros(1, 1, 8, 8))

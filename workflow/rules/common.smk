@@ -141,7 +141,7 @@ def fit_args(wildcards):
             f"--window {config['stopping']['window']}"]
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
-    for key in ("lr", "reg_noise_std"):
+    for key in ("lr", "reg_noise_std", "holdout"):
         if key in spec:
             args.append(f"--{key.replace('_', '-')} {spec[key]}")
     return " ".join(args)

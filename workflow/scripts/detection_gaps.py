@@ -10,11 +10,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from dip.image_io import atomic_write
+from dip.stopping import RULES
 
 runs = pd.read_csv(snakemake.input[0])
 runs = runs[runs["status"] == "ok"]
 fig, ax = plt.subplots(figsize=(5, 3))
-for rule in ("es-wmv", "es-wmv-paper", "es-emv", "discrepancy"):
+for rule in (r for r in RULES if r != "fixed"):
     gaps = runs[f"{rule}_gap"].dropna() if f"{rule}_gap" in runs else pd.Series(dtype=float)
     if len(gaps):
         ax.hist(gaps, bins=20, alpha=0.6, label=f"{rule}: median {gaps.median():.2f} dB, worst {gaps.max():.2f} dB")

@@ -74,7 +74,7 @@ for path in snakemake.input.histories:
     h = pd.read_csv(path)
     if len(h) and "psnr_ema" in h:
         histories[(arch, image, seed)] = h.set_index("iteration")
-MARKERS = {"oracle": "*", "es-wmv": "v", "es-wmv-paper": "<", "es-emv": "^", "discrepancy": "D"}
+MARKERS = {"oracle": "*", "es-wmv": "v", "es-wmv-paper": "<", "es-emv": "^", "discrepancy": "D", "holdout": "s"}
 cols = min(3, len(images))
 rows_n = -(-len(images) // cols)
 fig, axes = plt.subplots(rows_n, cols, figsize=(3.4 * cols, 2.6 * rows_n), squeeze=False, sharex=True)
