@@ -144,8 +144,24 @@ def _resident_bytes() -> int:
 
 
 def _peak_bytes() -> int:
+    """The resident high-water mark: Linux's VmHWM (which `_reset_peak` can reset), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _reset_peak() -> None:
+    """Start the high-water mark afresh (Linux: writing 5 to clear_refs), so that a transient before the
+    fit (imports, the first allocations of a fresh process) is not counted as the fit's."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def _measure_here(arch: str, size: int, iterations: int, window: int | None) -> int:
@@ -163,6 +179,7 @@ def _measure_here(arch: str, size: int, iterations: int, window: int | None) -> 
     settings = FitSettings(iterations=iterations, check_every=1, ssim_every=10 ** 6, bf16=False,
                            channels_last=False, **spec.get("settings", {}))
     rules = [make_rule("es-wmv", iterations, window=window)] if window else []
+    _reset_peak()
     before = _resident_bytes()
     fit(spec["net"], Denoise(25), clean, settings, rules=rules, checkpoint=None)
     return _peak_bytes() - before

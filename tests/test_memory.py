@@ -27,6 +27,17 @@ def test_the_estimate_is_within_a_quarter_of_the_measured_peak(size, window):
         assert 0.75 * measured <= estimated <= 2 * measured, (estimated / 2 ** 20, measured / 2 ** 20)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the high-water mark is reset through Linux's /proc")
+def test_the_measured_peak_starts_afresh_before_the_fit():
+    # A transient before the fit (a fresh process's imports and first allocations) must not count as the
+    # fit's: the high-water mark is reset first (Linux), so 400 MB freed beforehand leave no trace.
+    big = np.ones(50_000_000)
+    del big
+    peak = memory._peak_bytes()
+    memory._reset_peak()
+    assert memory._peak_bytes() < peak - 300 * 2 ** 20
+
+
 def test_the_estimate_grows_with_size_batch_and_the_recorded_window():
     small, large = memory.estimate("skip", 64, 64), memory.estimate("skip", 256, 256)
     assert large.bytes > small.bytes and large.parameters == small.parameters == 2_217_831
