@@ -185,10 +185,11 @@ def test_small_config_end_to_end_tables(finished_run):
     assert "## sr-x4" in (finished_run / "results" / "tables" / "summary.md").read_text()
     # The holdout rule is recorded where pixels are held out, and scored against the twin fit without holdout.
     stopping = pd.read_csv(finished_run / "results" / "tables" / "stopping.csv")
-    held = stopping[stopping["task_label"] == "denoise-s25-holdout0.1"]
+    held = stopping[stopping["task_label"] == "denoise-s25-holdout"]
     assert set(held["rule"]) >= {"holdout", "holdout-vs-full", "es-wmv"} and len(held) > 0
     assert held.loc[held["rule"] == "holdout-vs-full", "median_gap"].notna().all()
     assert "holdout" not in set(stopping.loc[stopping["task_label"] == "denoise-s25", "rule"].dropna())
+    assert set(runs.loc[runs["task_label"] == "denoise-s25-holdout", "fit_label"]) == {"denoise-s25-holdout0.1"}
 
 
 def test_small_config_end_to_end_paper_table(finished_run, tmp_path):

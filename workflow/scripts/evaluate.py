@@ -13,8 +13,11 @@ from dip.metrics import psnr, ssim
 from dip.tasks import Task
 
 summary = json.loads(open(snakemake.input.summary).read())
-row = {"image": snakemake.params.image, "task_label": snakemake.params.task_label}
+row = {"image": snakemake.params.image}
 row.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+# Tables and figures group by the config's task key; the fit's own label (e.g. denoise-s25-holdout0.05)
+# stays beside it.
+row["fit_label"], row["task_label"] = summary["task_label"], snakemake.params.task_label
 row.update({f"setting_{k}": v for k, v in summary["settings"].items()})
 row.update({f"version_{k}": v for k, v in summary["versions"].items()})
 

@@ -49,14 +49,14 @@ if len(failed):
 save_text("\n".join(lines), snakemake.output.summary_md)
 
 if "holdout_gap" in ok:
-    # A fit that holds pixels out sees less of the observation than its twin that does not (same task,
-    # image, architecture and seed, no holdout); "holdout-vs-full" scores the holdout rule's image against
-    # the twin's oracle, i.e. what choosing this rule costs in all, holding out included.
-    twin = ok.loc[ok["holdout"].fillna(0) == 0, ["task_label", "image", "arch", "seed", "oracle_psnr"]]
+    # A fit that holds pixels out sees less of the observation than its twin that does not (the same task
+    # parameters, image, architecture and seed, no holdout); "holdout-vs-full" scores the holdout rule's
+    # image against the twin's oracle, i.e. what choosing this rule costs in all, holding out included.
+    keys = ["fit_label", "image", "arch", "seed"]
+    twin = ok.loc[ok["holdout"].fillna(0) == 0, [*keys, "oracle_psnr"]].drop_duplicates(keys)
     held = ok["holdout"].fillna(0) > 0
-    base = ok["task_label"].str.replace(r"-holdout[0-9.e-]+$", "", regex=True)
-    full = (ok.assign(task_label=base)[["task_label", "image", "arch", "seed"]]
-            .merge(twin, on=["task_label", "image", "arch", "seed"], how="left")["oracle_psnr"].to_numpy())
+    base = ok["fit_label"].str.replace(r"-holdout[0-9.e-]+$", "", regex=True)
+    full = (ok.assign(fit_label=base)[keys].merge(twin, on=keys, how="left")["oracle_psnr"].to_numpy())
     for col in ("psnr", "iteration", "saved"):
         ok[f"holdout-vs-full_{col}"] = ok[f"holdout_{col}"]
     ok["holdout-vs-full_gap"] = (full - ok["holdout_psnr"]).where(held)
