@@ -232,12 +232,14 @@ class HeldOut(Operator):
         self.operator, self.held = self.operator.to(device), self.held.to(device)
         return self
 
+    def _mse_over(self, image: torch.Tensor, observed: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """MSE of H(image) to the observation over the pixels where `pixels` is 1."""
+        return ((self.forward(image) - observed).square() * pixels).mean() / pixels.mean()
+
     def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """The operator's MSE over the pixels the fit keeps (the same scale as without holding out)."""
-        keep = 1 - self.held
-        return ((self.forward(output) - observed).square() * keep).mean() / keep.mean()
+        return self._mse_over(output, observed, 1 - self.held)
 
     def heldout_error(self, image: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """MSE of H(image) to the observation over the held-out pixels only (a device scalar)."""
-        held = self.held.to(image.device)
-        return ((self.forward(image) - observed).square() * held).mean() / held.mean()
+        return self._mse_over(image, observed, self.held.to(image.device))
