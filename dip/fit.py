@@ -53,7 +53,8 @@ class FitSettings:
     ema: float = 0.99                # 0 switches the output EMA off
     optimizer: str = "adam"          # adam | lbfgs
     tv_weight: float = 0.0
-    backtrack_db: float = 5.0        # collapse = PSNR to the observation drops by more than this
+    backtrack_db: float | None = 5.0  # collapse = PSNR to the observation drops by more than this; None:
+    #                                   only a non-finite loss backtracks (the flash preset, see dip.presets)
     lr_decay_on_backtrack: float = 0.5
     max_backtracks: int = 5
     check_every: int = 25            # host check interval (history flush, backtracking, stopping)
@@ -467,7 +468,8 @@ def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float],
            stop_on: str | None, log, raise_failure: bool) -> None:
     """Fit b's host check of the chunk it just ran: backtrack, or keep the chunk and decide whether to stop."""
     psnr_obs = chunk[:, 1]
-    if not np.isfinite(chunk[:, 0]).all() or (psnr_obs < t.good_psnr - s.backtrack_db).any() or not ema_ok:
+    collapsed = s.backtrack_db is not None and (psnr_obs < t.good_psnr - s.backtrack_db).any()
+    if not np.isfinite(chunk[:, 0]).all() or collapsed or not ema_ok:
         t.backtracks += 1
         step.load(b, t.saved)
         failed_at, t.iteration = t.iteration, t.saved["iteration"]

@@ -1,9 +1,12 @@
-"""A dataset manifest: one row per image (id, path, role, mask, crop, resize, source, licence).
+"""A dataset manifest: one row per image (id, path, role, mask, crop, resize, source, licence, dataset,
+flash, reference).
 
 `path` is a file (relative paths are taken from the manifest's folder; a path starting with
 `{data_root}/` is taken from the user's data root, so that one manifest per paper dataset works with
 anyone's copy of it) or `skimage:NAME` for an image that scikit-image ships, so the default dataset
-needs no download. `dataset` names the dataset a row belongs to (as `data/published` names it). `check` opens every image before
+needs no download. A row of role `pair` is a flash/no-flash pair for the paired tasks: `path` is the no-flash
+photograph (the observation), `flash` the flash one and `reference`, if the pair is synthetic, the
+no-flash photograph without its noise (the ground truth a real pair has not). `dataset` names the dataset a row belongs to (as `data/published` names it). `check` opens every image before
 any job runs and reports each problem as one line naming the row and file.
 """
 from __future__ import annotations
@@ -17,7 +20,8 @@ from PIL import Image
 from dip.image_io import InputError, read_array
 from dip.tasks import MIN_SIZE
 
-COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence", "dataset")
+COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence", "dataset", "flash", "reference")
+ROLES = ("", "clean", "pair")
 DATA_ROOT = "{data_root}"
 DATA_ROOT_ENV = "DIP_DATA_ROOT"
 SIZE_MULTIPLE = 8  # prepared images are cropped so that every SR factor (2, 4, 8) divides them
@@ -80,6 +84,22 @@ def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
     return arr[top:top + hh, left:left + ww]
 
 
+def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, resize: str,
+          read=None) -> np.ndarray:
+    """One file of a manifest row, prepared as the pipeline prepares it; errors name the row and file."""
+    try:
+        resolved = resolve(path, base, data_root)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+    if path.startswith(DATA_ROOT) and not Path(resolved).is_file():
+        raise InputError(f"{where}: {resolved}: file not found (looked under data_root {data_root})")
+    arr = (read or load_source)(resolved)
+    try:
+        return prepare(arr, crop, resize)
+    except ValueError:
+        raise InputError(f"{where}: crop must be left,top,width,height and resize N or WxH") from None
+
+
 def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
           data_root: str | None = None) -> dict[str, tuple[int, int, int]]:
     """Open every image and mask; raise InputError on the first bad row. Returns each id's prepared
@@ -89,27 +109,28 @@ def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
         raise InputError(f"data_root {data_root}: no such folder")
     for row in frame.itertuples():
         where = f"manifest row {row.id!r}"
-        if row.role not in ("", "clean", "observed"):
-            raise InputError(f"{where}: role must be clean or observed, got {row.role!r}")
-        try:
-            path = resolve(row.path, base, data_root)
-        except InputError as err:
-            raise InputError(f"{where}: {err}") from None
-        if row.path.startswith(DATA_ROOT) and not Path(path).is_file():
-            raise InputError(f"{where}: {path}: file not found (looked under data_root {data_root})")
-        arr = load_source(path)
-        try:
-            arr = prepare(arr, row.crop, str(resize) if resize else row.resize)
-        except ValueError:
-            raise InputError(f"{where}: crop must be left,top,width,height and resize N or WxH") from None
+        if row.role not in ROLES:
+            raise InputError(f"{where}: role must be clean or pair, got {row.role!r}")
+        if (row.role == "pair") != bool(row.flash):
+            raise InputError(f"{where}: a pair row (role pair) needs its flash photograph in `flash`, and only "
+                             f"a pair row has one")
+        if row.reference and row.role != "pair":
+            raise InputError(f"{where}: `reference` is the ground truth of a pair row (role pair)")
+        resize_ = str(resize) if resize else row.resize
+        arr = _open(row.path, base, data_root, where, row.crop, resize_)
         h, w = arr.shape[:2]
         if min(h, w) < MIN_SIZE:
             raise InputError(f"{where}: {row.path} is {h}x{w} after crop/resize, smaller than the minimum "
                              f"{MIN_SIZE}x{MIN_SIZE}")
-        if row.mask:
-            mask = read_array(resolve(row.mask, base, data_root))
-            mask = prepare(mask, row.crop, str(resize) if resize else row.resize)
-            if mask.shape[:2] != (h, w):
-                raise InputError(f"{where}: mask {row.mask} is {mask.shape[0]}x{mask.shape[1]} but the image is {h}x{w}")
+        for column in ("mask", "flash", "reference"):
+            value = getattr(row, column)
+            if not value:
+                continue
+            other = _open(value, base, data_root, where, row.crop, resize_, read=read_array if column == "mask" else None)
+            # a mask is one channel whatever the image has; a pair's photographs match in channels too
+            shape, expected = (other.shape[:2], (h, w)) if column == "mask" else (other.shape, arr.shape)
+            if shape != expected:
+                raise InputError(f"{where}: {column} {value} is {'x'.join(map(str, shape))} but the image is "
+                                 f"{'x'.join(map(str, expected))}")
         sizes[row.id] = (h, w, arr.shape[2])
     return sizes

@@ -12,7 +12,7 @@ from dip.metrics import Scorer
 from dip.networks import center_crop
 
 TASKS = ("denoise", "sr", "inpaint", "jpeg", "flash")
-PAIRED = ("flash",)  # observed as a pair the user gives (dip fit --flash); not a task of the pipeline's grid yet
+PAIRED = ("flash",)  # observed as a pair the user gives (dip fit --flash; pipeline: manifest rows with `flash`)
 MASKS = ("drop", "text", "box", "file")
 MIN_SIZE = 16  # smallest side we accept: every network pads up to its own minimum from there
 
@@ -111,3 +111,19 @@ class Task:
         if self.name == "inpaint":
             mask = self.make_mask(*clean.shape[-2:], generator, mask)
         return self.operator(mask).observe(clean, generator), mask if self.name == "inpaint" else None
+
+
+def synthetic_flash_pair(clean: torch.Tensor, observation_seed: int, noise: float = 0.05) -> dict[str, torch.Tensor]:
+    """A flash/no-flash pair made from one clean photograph (1×C×H×W in [0, 1]), for tests and the bundled
+    example: the flash photograph bright (×1.25) and cold (blue up, red down), noise-free; the no-flash one
+    dim (×0.55), warm (red up, blue down) and noisy (Gaussian, `noise` on the 0–1 scale, drawn from the
+    observation seed's stream). `reference` is the no-flash photograph without its noise, the ground truth
+    a real pair never has. Real pairs differ by more than a per-channel affine map (flash shadows and
+    highlights), so this pair is the easy case."""
+    channels = clean.shape[1]
+    cold = torch.tensor([-0.04, 0.0, 0.06])[:channels].view(1, -1, 1, 1)
+    warm = torch.tensor([1.15, 1.0, 0.75])[:channels].view(1, -1, 1, 1)
+    reference = (clean * 0.55 * warm).clamp(0, 1)
+    generator = seeds.generator(observation_seed, "observation")
+    noisy = reference + noise * torch.randn(reference.shape, generator=generator)
+    return {"flash": (clean * 1.25 + cold).clamp(0, 1), "noflash": noisy.clamp(0, 1), "reference": reference}

@@ -189,18 +189,19 @@ def test_sigterm_saves_a_checkpoint(png64, tmp_path):
 
 
 def flash_pair(tmp_path):
-    """A synthetic flash/no-flash pair from scikit-image's astronaut: the flash photograph bright, sharp and
-    cold; the no-flash one dim, warm and noisy (and its noise-free version, to score against)."""
+    """A synthetic flash/no-flash pair from a 64×64 view of scikit-image's astronaut (see
+    dip.tasks.synthetic_flash_pair), and the noise-free no-flash image to score against."""
     from skimage import data
 
-    clean = data.astronaut()[40:168:2, 150:278:2].astype(np.float32) / 255
-    noise = np.random.default_rng(0).normal(0, 0.05, clean.shape)
-    images = {"flash": np.clip(clean * 1.25 + np.array([-0.04, 0.0, 0.06]), 0, 1),
-              "noflash_clean": np.clip(clean * 0.55 * np.array([1.15, 1.0, 0.75]), 0, 1)}
-    images["noflash"] = np.clip(images["noflash_clean"] + noise, 0, 1)
-    for name, a in images.items():
-        Image.fromarray(np.round(a * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
-    return {name: tmp_path / f"{name}.png" for name in images}
+    from dip.image_io import save_png, to_tensor
+    from dip.tasks import synthetic_flash_pair
+
+    clean = to_tensor(data.astronaut()[40:168:2, 150:278:2].astype(np.float32) / 255)
+    pair = synthetic_flash_pair(clean, observation_seed=0)
+    for name, image in pair.items():
+        save_png(image, tmp_path / f"{name}.png")
+    return {"flash": tmp_path / "flash.png", "noflash": tmp_path / "noflash.png",
+            "noflash_clean": tmp_path / "reference.png"}
 
 
 def test_flash_no_flash_keeps_the_no_flash_light_without_its_noise(tmp_path):

@@ -56,6 +56,21 @@ def test_a_nan_loss_backtracks_to_the_last_good_weights(clean64):
     assert torch.isfinite(result.image).all()
 
 
+@pytest.mark.parametrize("backtrack_db, backtracks", [(5.0, 1), (None, 0)])
+def test_a_collapse_backtracks_unless_switched_off_but_a_nan_always_does(clean64, backtrack_db, backtracks):
+    # An output far out of range at iteration 15 is a finite collapse of the fit to the observation; the
+    # flash preset (backtrack_db None, as the authors' notebook) lets the fit go on through it. A NaN
+    # backtracks either way.
+    from dip.networks import make_network
+
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    settings = small_settings(backtrack_db=backtrack_db)
+    net = AtCall(make_network(SKIP, 32, 3, 0), at=15, action=lambda out: out * 0 + 10)
+    assert fit(net, Denoise(25), observed, settings, log=lambda m: None).backtracks == backtracks
+    net = AtCall(make_network(SKIP, 32, 3, 0), at=15, action=lambda out: out * float("nan"))
+    assert fit(net, Denoise(25), observed, settings, log=lambda m: None).backtracks == 1
+
+
 def test_a_diverging_learning_rate_recovers_or_fails_cleanly(clean64):
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
     messages = []

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -75,3 +77,52 @@ def test_paths_under_the_data_root_resolve_against_the_users_copy(tmp_path):
         check(frame, tmp_path, data_root=str(tmp_path / "empty"))
     with pytest.raises(InputError, match="data_root .*nowhere: no such folder"):
         check(frame, tmp_path, data_root=str(tmp_path / "nowhere"))
+
+
+def write_pairs(tmp_path, rows):
+    path = tmp_path / "pairs.tsv"
+    path.write_text("id\tpath\trole\tflash\treference\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return manifest.read(path)
+
+
+def test_a_pair_row_checks_its_flash_and_reference_photographs(tmp_path):
+    for name, size in (("noflash", 40), ("flash", 40), ("small", 32)):
+        Image.new("RGB", (size, size)).save(tmp_path / f"{name}.png")
+    Image.new("L", (40, 40)).save(tmp_path / "grey.png")
+    good = write_pairs(tmp_path, [["p", "noflash.png", "pair", "flash.png", "noflash.png"]])
+    assert manifest.check(good, tmp_path) == {"p": (40, 40, 3)}
+    cases = [
+        (["p", "noflash.png", "pair", "", ""], "manifest row 'p': a pair row (role pair) needs its flash photograph"),
+        (["c", "noflash.png", "clean", "flash.png", ""], "manifest row 'c': a pair row (role pair) needs"),
+        (["c", "noflash.png", "", "", "flash.png"], "manifest row 'c': `reference` is the ground truth of a pair row"),
+        (["p", "noflash.png", "pair", "small.png", ""], "manifest row 'p': flash small.png is 32x32x3 but the image "
+                                                        "is 40x40x3"),
+        (["p", "noflash.png", "pair", "flash.png", "grey.png"], "reference grey.png is 40x40x1 but the image is 40x40x3"),
+        (["p", "noflash.png", "pair", "ghost.png", ""], "ghost.png: file not found"),
+        (["p", "noflash.png", "observed", "", ""], "role must be clean or pair, got 'observed'"),
+    ]
+    for row, message in cases:
+        with pytest.raises(InputError, match=re.escape(message)):
+            manifest.check(write_pairs(tmp_path, [row]), tmp_path)
+
+
+def test_the_bundled_synthetic_pair_is_what_its_script_makes(tmp_path):
+    # data/pairs/*.png are the output of data/pairs/make_pair.py (dip.tasks.synthetic_flash_pair, seed 0).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = (root / "data" / "pairs" / "make_pair.py").read_text()
+    (tmp_path / "make_pair.py").write_text(script)
+    r = subprocess.run([sys.executable, tmp_path / "make_pair.py"], capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr
+    for name in ("flash", "noflash", "reference"):
+        made = np.asarray(Image.open(tmp_path / f"coffee_{name}.png"))
+        shipped = np.asarray(Image.open(root / "data" / "pairs" / f"coffee_{name}.png"))
+        assert np.array_equal(made, shipped), name
+    flash, noflash, reference = (np.asarray(Image.open(tmp_path / f"coffee_{n}.png"), dtype=np.float32) / 255
+                                 for n in ("flash", "noflash", "reference"))
+    # Bright and cold against dim and warm; the noise is the no-flash photograph's alone.
+    assert flash.mean() > 1.8 * reference.mean() and reference[..., 0].mean() > reference[..., 2].mean() * 1.3
+    assert 0.03 < np.std(noflash - reference) < 0.06

@@ -32,6 +32,23 @@ def workdir(tmp_path):
     return tmp_path
 
 
+def expected_fits(config, manifest) -> int:
+    """How many fits a config runs: the grid tasks on the clean images with its architectures, the paired
+    tasks on the pairs with the paired networks."""
+    from dip.presets import PAIRED_ARCHITECTURES
+    from dip.tasks import PAIRED
+
+    frame = pd.read_csv(manifest, sep="\t", comment="#", dtype=str).fillna("")
+    if config.get("images"):
+        frame = frame[frame["id"].isin(config["images"])]
+    pairs = int((frame["role"] == "pair").sum())
+    fits = 0
+    for spec in config["tasks"].values():
+        paired = spec["task"] in PAIRED
+        fits += (pairs if paired else len(frame) - pairs) * len(PAIRED_ARCHITECTURES if paired else config["archs"])
+    return fits * len(config["seeds"])
+
+
 def write_config(workdir, **changes):
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
     config.update(changes)
@@ -47,11 +64,12 @@ def test_lint_is_clean():
 
 def test_default_dry_run_schedules_one_fit_per_image_task_arch_seed(workdir):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    images = len(pd.read_csv(ROOT / config["manifest"], sep="\t"))
+    manifest = pd.read_csv(ROOT / config["manifest"], sep="\t", comment="#", dtype=str).fillna("")
+    images = int((manifest["role"] != "pair").sum())  # the grid tasks fit the clean images, not the pairs
     r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "config.yaml")
     assert r.returncode == 0, r.stderr
     expected = images * len(config["tasks"]) * len(config["archs"]) * len(config["seeds"])
-    assert job_counts(r.stdout)["fit"] == expected
+    assert job_counts(r.stdout)["fit"] == expected == expected_fits(config, ROOT / config["manifest"])
 
 
 def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workdir):
@@ -60,7 +78,7 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
     assert r.returncode == 0, r.stderr
     test = yaml.safe_load(config.read_text())
     # Only the named task: config/config.yaml's denoise-s25 and sr-x4 are not merged in.
-    assert job_counts(r.stdout)["fit"] == len(test["images"]) * len(test["archs"]) * len(test["seeds"])
+    assert job_counts(r.stdout)["fit"] == expected_fits(test, workdir / test["manifest"]) == 2 * 2 * 1
     assert "denoise-s25" not in r.stdout and "jpeg-q10" in r.stdout
 
 
@@ -98,14 +116,15 @@ def test_on_a_gpu_the_seeds_of_a_fit_run_as_one_batched_job(workdir):
     r = snakemake("-n", "-p", "--directory", workdir, "--configfile", write_config(workdir, device="cuda", seeds=[0, 1, 2]))
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
-    images = len(config["images"])
-    assert counts["fit_seeds"] == images * len(config["tasks"]) * len(config["archs"]) and "fit" not in counts
+    assert config["seeds"] == [0]  # one batched job per task, architecture and image
+    assert counts["fit_seeds"] == expected_fits(config, workdir / config["manifest"]) and "fit" not in counts
     assert "--seeds 0 1 2" in r.stdout and "seed{seed}" in r.stdout
     # On a CPU, or with an observation per seed, one fit per job as before.
     for change in ({"device": "cpu"}, {"device": "cuda", "vary_observations": True}):
         r = snakemake("-n", "--directory", workdir, "--configfile", write_config(workdir, seeds=[0, 1, 2], **change))
         counts = job_counts(r.stdout)
-        assert counts["fit"] == 3 * images * len(config["tasks"]) * len(config["archs"]) and "fit_seeds" not in counts
+        fits = expected_fits({**config, "seeds": [0, 1, 2]}, workdir / config["manifest"])
+        assert counts["fit"] == fits and "fit_seeds" not in counts
 
 
 def test_a_batched_job_runs_end_to_end_and_writes_every_seed(workdir):
@@ -175,13 +194,17 @@ def finished_run(tmp_path_factory):
 def test_small_config_end_to_end_tables(finished_run):
     config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
     runs = pd.read_csv(finished_run / "results" / "tables" / "runs.csv")
-    n = len(config["images"]) * len(config["tasks"]) * len(config["archs"]) * len(config["seeds"])
-    assert len(runs) == n and (runs["status"] == "ok").all()
+    assert len(runs) == expected_fits(config, finished_run / config["manifest"]) and (runs["status"] == "ok").all()
     for column in ("psnr_restored_png", "ssim_restored_png", "psnr_final", "oracle_psnr", "es-wmv_psnr"):
         assert runs[column].notna().all() and (runs[column].abs() < 100).all(), column
     assert runs["config_hash"].notna().all() and runs["git_commit"].notna().all()
     summary = pd.read_csv(finished_run / "results" / "tables" / "summary.csv")
-    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg"} <= set(summary["method"])
+    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg", "noflash"} <= set(summary["method"])
+    # The flash task fits the synthetic pair only, with the paired network, scored against its reference.
+    flash = runs[runs["task_label"] == "flash"]
+    assert list(flash["image"]) == ["coffee-pair"] and list(flash["arch"]) == ["skip-flash"]
+    assert flash["setting_input"].tolist() == ["image"] and flash["psnr_restored_png"].notna().all()
+    assert "coffee-pair" not in set(runs.loc[runs["task_label"] != "flash", "image"])
     assert "## sr-x4" in (finished_run / "results" / "tables" / "summary.md").read_text()
     # The holdout rule is recorded where pixels are held out, and scored against the twin fit without holdout.
     stopping = pd.read_csv(finished_run / "results" / "tables" / "stopping.csv")
@@ -196,7 +219,7 @@ def test_small_config_end_to_end_paper_table(finished_run, tmp_path):
     config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
     table = pd.read_csv(finished_run / "results" / "tables" / "paper_vs_ours.csv")
     per_image = table[table["image"] != "(mean)"]
-    assert len(per_image) == len(config["images"]) * len(config["tasks"]) * len(config["archs"])
+    assert len(per_image) == expected_fits(config, finished_run / config["manifest"]) // len(config["seeds"])
     assert per_image["ours_restored"].notna().all() and table["published_dip"].isna().all()  # not the paper's images
     assert set(table.loc[table["task"] == "sr-x4", "ours_convention"]) == {"Y, shave 4"}
     assert (finished_run / "results" / "figures" / "paper_vs_ours.png").stat().st_size > 0
@@ -239,6 +262,29 @@ def test_a_paper_config_names_a_missing_data_root_before_any_job(workdir):
     assert job_counts(r.stdout)["fit"] == 19 * 2 * 3 and job_counts(r.stdout)["paper_table"] == 1
 
 
+@pytest.mark.parametrize("name, fits", [("paper_denoise", 9 * 3), ("paper_restoration", 11 * 3),
+                                        ("paper_flash", 1 * 3)])
+def test_every_paper_config_plans_its_fits_from_the_users_copy(workdir, name, fits):
+    from PIL import Image
+
+    config = workdir / "config" / f"{name}.yaml"
+    r = snakemake("-n", "--directory", workdir, "--configfile", config, env={
+        k: v for k, v in ENV.items() if k != "DIP_DATA_ROOT"})
+    assert r.returncode != 0 and "data_root" in r.stdout + r.stderr
+    root = workdir / "datasets"
+    manifest = pd.read_csv(workdir / yaml.safe_load(config.read_text())["manifest"], sep="\t", comment="#",
+                           dtype=str).fillna("")
+    for column in ("path", "flash"):
+        for value in manifest.get(column, []):
+            if value:
+                path = root / value.replace("{data_root}/", "")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (64, 64)).save(path)
+    r = snakemake("-n", "--directory", workdir, "--configfile", config, "--config", f"data_root={root}", "device=cpu")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert job_counts(r.stdout)["fit"] == fits
+
+
 def test_small_config_end_to_end_figures_and_report(finished_run):
     figures = finished_run / "results" / "figures"
     config = yaml.safe_load((finished_run / "config" / "test.yaml").read_text())
@@ -250,6 +296,32 @@ def test_small_config_end_to_end_figures_and_report(finished_run):
                   "--report", finished_run / "results" / "report.html")
     assert r.returncode == 0, r.stderr[-3000:]
     assert (finished_run / "results" / "report.html").stat().st_size > 10_000
+
+
+def test_a_real_flash_pair_without_ground_truth_is_fitted_shown_and_left_unscored(workdir):
+    # The bundled pair without its reference, as a real pair comes: no ground truth anywhere.
+    pairs = workdir / "data" / "real_pairs.tsv"
+    pairs.write_text("id\tpath\trole\tflash\n"
+                     "cup\tpairs/coffee_noflash.png\tpair\tpairs/coffee_flash.png\n")
+    config = write_config(workdir, manifest=str(pairs), images=["cup"], published=None,
+                          tasks={"flash": {"task": "flash", "iterations": 8}})
+    text = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({k: v for k, v in text.items() if v is not None and k != "impedance"}))
+    r = snakemake("--cores", 2, "--directory", workdir, "--configfile", config)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    runs = pd.read_csv(workdir / "results" / "tables" / "runs.csv")
+    assert list(runs["status"]) == ["ok"] and list(runs["arch"]) == ["skip-flash"]
+    assert "psnr_restored_png" not in runs and runs["es-wmv_iteration"].notna().all()  # stops kept, unscored
+    assert not (workdir / "results" / "images" / "cup").exists()  # no ground truth was made up
+    for kind in ("comparison", "curves", "architectures"):
+        assert (workdir / "results" / "figures" / f"{kind}_flash.png").stat().st_size > 1000
+    assert "## flash" in (workdir / "results" / "tables" / "paper_vs_ours.md").read_text()
+
+
+def test_a_flash_task_without_pairs_in_the_manifest_is_named(workdir):
+    config = write_config(workdir, images=["astronaut"], tasks={"flash": {"task": "flash", "iterations": 8}})
+    r = snakemake("-n", "--directory", workdir, "--configfile", config)
+    assert r.returncode != 0 and "tasks: 'flash' has no images" in r.stdout + r.stderr
 
 
 def test_rerunning_a_finished_run_has_nothing_to_do(finished_run):
@@ -291,12 +363,13 @@ def test_the_slurm_profile_submits_fits_with_a_gpu_to_stand_in_slurm_commands(wo
 
 
 def test_the_config_schema_lists_what_the_package_has():
-    from dip.presets import ARCHITECTURES
+    from dip.presets import ARCHITECTURES, PAIRED_ARCHITECTURES
     from dip.tasks import PAIRED, TASKS
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     task = schema["properties"]["tasks"]["additionalProperties"]["properties"]["task"]["enum"]
-    assert set(task) == set(TASKS) - set(PAIRED)
+    assert set(task) == set(TASKS) and set(PAIRED) <= set(TASKS)
     archs = schema["properties"]["archs"]["items"]["enum"]
     # Networks fed an image of the user's (flash/no-flash) belong to the paired tasks, not to the grid.
-    assert set(archs) == {a for a, spec in ARCHITECTURES.items() if spec.get("settings", {}).get("input") != "image"}
+    assert set(archs) == set(ARCHITECTURES) - set(PAIRED_ARCHITECTURES) and PAIRED_ARCHITECTURES
+    assert all(ARCHITECTURES[a]["settings"]["input"] == "image" for a in PAIRED_ARCHITECTURES)

@@ -8,6 +8,8 @@ from snakemake.utils import validate
 from dip import manifest as manifest_io
 from dip.image_io import InputError
 from dip.memory import cuda_available, job_memory_mb
+from dip.presets import PAIRED_ARCHITECTURES
+from dip.tasks import PAIRED
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -34,6 +36,40 @@ IMAGES = list(MANIFEST.index)
 TASKS = list(config["tasks"])
 ARCHS = list(config["archs"])
 SEEDS = [str(s) for s in config["seeds"]]
+# Flash/no-flash pairs (role pair) are the paired tasks' images; every other task degrades the clean images.
+PAIRS = [image for image in IMAGES if MANIFEST.loc[image, "role"] == "pair"]
+
+
+def is_paired(task):
+    return config["tasks"][task]["task"] in PAIRED
+
+
+def images_of(task):
+    return [image for image in IMAGES if (image in PAIRS) == is_paired(task)]
+
+
+def archs_of(task):
+    """The config's architectures; a paired task's networks take the flash photograph as input instead."""
+    return list(PAIRED_ARCHITECTURES) if is_paired(task) else ARCHS
+
+
+def has_ground_truth(image):
+    """Clean images are their own ground truth; a pair has one only if it is synthetic (`reference`)."""
+    return image not in PAIRS or bool(MANIFEST.loc[image, "reference"])
+
+
+for _task in TASKS:
+    if not images_of(_task):
+        raise WorkflowError(f"tasks: {_task!r} has no images: the manifest has no "
+                            f"{'flash/no-flash pairs (rows of role pair)' if is_paired(_task) else 'clean images'}")
+
+
+def grid():
+    """Every (task, arch, image, seed) the config fits, as keywords of expand(..., zip, **grid())."""
+    combos = [(t, a, i, s) for t in TASKS for a in archs_of(t) for i in images_of(t) for s in SEEDS]
+    return dict(zip(("task", "arch", "image", "seed"), map(list, zip(*combos))))
+
+
 # What DIP papers mean by seeds: several network seeds fitted to one fixed observation per image and
 # task (observation seed `observation_seed`); `vary_observations: true` gives every network seed an
 # observation of its own, drawn with the seed of the same number (a stream of its own all the same).
@@ -60,7 +96,7 @@ def _alternatives(names):
 wildcard_constraints:
     image=_alternatives(IMAGES),
     task=_alternatives(TASKS),
-    arch=_alternatives(set(ARCHS) | set(config.get("impedance", {}).get("archs", []))),
+    arch=_alternatives({a for t in TASKS for a in archs_of(t)} | set(config.get("impedance", {}).get("archs", []))),
     seed=r"\d+",
     obs=r"\d+",
 
@@ -87,29 +123,75 @@ def get_paper_table_inputs(wildcards):
     return inputs
 
 
-def get_source(wildcards):
-    """The manifest file behind an image (nothing for images bundled with scikit-image)."""
-    path = MANIFEST.loc[wildcards.image, "path"]
+def _truth_path(image):
+    """The manifest file of an image's ground truth: the clean image, or a synthetic pair's reference."""
+    row = MANIFEST.loc[image]
+    return row["reference"] if row["role"] == "pair" else row["path"]
+
+
+def _local(path):
     return [] if path.startswith("skimage:") else manifest_io.resolve(path, MANIFEST_DIR, DATA_ROOT)
+
+
+def _resize(row):
+    return str(config["resize"]) if config.get("resize") else row["resize"]
+
+
+def get_source(wildcards):
+    """The manifest file behind an image's ground truth (nothing for images bundled with scikit-image)."""
+    return _local(_truth_path(wildcards.image))
 
 
 def get_prepare_params(wildcards):
     row = MANIFEST.loc[wildcards.image]
-    resize = str(config["resize"]) if config.get("resize") else row["resize"]
-    return {"path": manifest_io.resolve(row["path"], MANIFEST_DIR, DATA_ROOT), "crop": row["crop"], "resize": resize,
-            "mask": manifest_io.resolve(row["mask"], MANIFEST_DIR, DATA_ROOT) if row["mask"] else ""}
+    return {"path": manifest_io.resolve(_truth_path(wildcards.image), MANIFEST_DIR, DATA_ROOT), "crop": row["crop"],
+            "resize": _resize(row), "mask": manifest_io.resolve(row["mask"], MANIFEST_DIR, DATA_ROOT) if row["mask"] else ""}
 
 
-def _observation_dir(wildcards):
-    seed = getattr(wildcards, "seed", SEEDS[0])  # a batched job's seeds share one observation
-    return f"results/observations/{wildcards.task}/{wildcards.image}/obs{observation_seed(seed)}"
+def get_pair_sources(wildcards):
+    row = MANIFEST.loc[wildcards.image]
+    return {"noflash": _local(row["path"]), "flash": _local(row["flash"])}
+
+
+def get_pair_params(wildcards):
+    row = MANIFEST.loc[wildcards.image]
+    return {"crop": row["crop"], "resize": _resize(row)}
+
+
+def observation_files(task, image, obs):
+    """What a fit of `task` on `image` observes: the degraded image and its mask (mask.png marks known
+    pixels), or for a paired task the no-flash photograph and the flash one (the network's input)."""
+    if is_paired(task):
+        return {"observed": f"results/pairs/{image}/noflash.png", "flash": f"results/pairs/{image}/flash.png"}
+    folder = f"results/observations/{task}/{image}/obs{obs}"
+    return {"observed": f"{folder}/observed.png", "mask": f"{folder}/mask.png"}
+
+
+def _truth(image):
+    return {"clean": f"results/images/{image}/clean.png"} if has_ground_truth(image) else {}
 
 
 def get_fit_inputs(wildcards):
-    """A fit's observation (the one of its network seed's observation seed), mask and ground truth."""
-    return {"observed": f"{_observation_dir(wildcards)}/observed.png",
-            "mask": f"{_observation_dir(wildcards)}/mask.png",
-            "clean": f"results/images/{wildcards.image}/clean.png"}
+    """A fit's observation (the one of its network seed's observation seed; a batched job's seeds share
+    one), its mask or flash photograph, and the ground truth if there is one."""
+    seed = getattr(wildcards, "seed", SEEDS[0])
+    return {**observation_files(wildcards.task, wildcards.image, observation_seed(seed)), **_truth(wildcards.image)}
+
+
+def get_baseline_inputs(wildcards):
+    return {**observation_files(wildcards.task, wildcards.image, wildcards.obs), **_truth(wildcards.image)}
+
+
+def get_evaluate_inputs(wildcards):
+    fit = f"results/fits/{wildcards.task}/{wildcards.arch}/{wildcards.image}/seed{wildcards.seed}"
+    return {"summary": f"{fit}/summary.json", "history": f"{fit}/history.csv", "restored": f"{fit}/restored.png",
+            **_truth(wildcards.image)}
+
+
+def fit_files(wildcards, input):
+    """The `dip fit` file options of a fit's declared inputs."""
+    return " ".join(f"--{name} {getattr(input, name)}" for name in ("observed", "mask", "flash", "clean")
+                    if hasattr(input, name))
 
 
 def get_task_spec(wildcards):
@@ -176,17 +258,26 @@ def get_fit_gpu_mem_mb(wildcards):
 
 
 def get_figure_inputs(wildcards):
-    """Everything one task's figures show: images of the first seed, every history, the tables."""
-    first, obs = SEEDS[0], observation_seed(SEEDS[0])
+    """Everything one task's figures show: images of the first seed, every history, the tables. Ground
+    truths of the images that have one (figures.params: which), flash photographs of a paired task."""
+    task, first, obs = wildcards.task, SEEDS[0], observation_seed(SEEDS[0])
+    images, archs = images_of(task), archs_of(task)
+    seen = [observation_files(task, image, obs) for image in images]
+    fits = "results/fits/{task}/{arch}/{image}/seed{seed}/"
     return {
         "runs": "results/tables/runs.csv",
         "baselines": "results/tables/summary.csv",
-        "clean": expand("results/images/{image}/clean.png", image=IMAGES),
-        "observed": expand("results/observations/{task}/{image}/obs{obs}/observed.png", task=wildcards.task,
-                           image=IMAGES, obs=obs),
-        "baseline_dirs": expand("results/baselines/{task}/{image}/obs{obs}", task=wildcards.task,
-                                image=IMAGES, obs=obs),
-        "summaries": expand("results/fits/{task}/{arch}/{image}/seed{seed}/summary.json", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
-        "restored": expand("results/fits/{task}/{arch}/{image}/seed{seed}/restored.png", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=first),
-        "histories": expand("results/fits/{task}/{arch}/{image}/seed{seed}/history.csv", task=wildcards.task, arch=ARCHS, image=IMAGES, seed=SEEDS),
+        "clean": [f"results/images/{image}/clean.png" for image in images if has_ground_truth(image)],
+        "observed": [files["observed"] for files in seen],
+        "flash": [files["flash"] for files in seen if "flash" in files],
+        "baseline_dirs": expand("results/baselines/{task}/{image}/obs{obs}", task=task, image=images, obs=obs),
+        "summaries": expand(fits + "summary.json", task=task, arch=archs, image=images, seed=first),
+        "restored": expand(fits + "restored.png", task=task, arch=archs, image=images, seed=first),
+        "histories": expand(fits + "history.csv", task=task, arch=archs, image=images, seed=SEEDS),
     }
+
+
+def get_figure_params(wildcards):
+    images = images_of(wildcards.task)
+    return {"images": images, "archs": archs_of(wildcards.task), "seeds": SEEDS,
+            "ground_truth": [has_ground_truth(image) for image in images]}

@@ -1,5 +1,6 @@
 rule prepare:
-    """Load a manifest image, crop/resize it, write the ground truth PNG (and its mask, if any)."""
+    """Load a manifest image's ground truth (a clean image, or a synthetic pair's reference), crop/resize it,
+    write it as PNG (and its mask, if any)."""
     input:
         get_source,
     output:
@@ -31,3 +32,20 @@ rule degrade:
     shell:
         "dip degrade {params.task} --observation-seed {wildcards.obs} --image {input} "
         "--out $(dirname {output.observed}) --always-mask 2> {log}"
+
+
+rule prepare_pair:
+    """A flash/no-flash pair of the manifest (role pair), cropped and resized as one."""
+    input:
+        unpack(get_pair_sources),
+    output:
+        noflash="results/pairs/{image}/noflash.png",
+        flash="results/pairs/{image}/flash.png",
+    params:
+        pair=get_pair_params,
+    log:
+        "logs/prepare/{image}-pair.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/prepare_pair.py"

@@ -1,11 +1,9 @@
 rule evaluate:
     """Score one fit from its files: the restored PNG against the ground truth (SR: luminance,
-    border shaved), the final and EMA outputs, the oracle iteration, and every stopping rule."""
+    border shaved), the final and EMA outputs, the oracle iteration, and every stopping rule. A real
+    flash/no-flash pair has no ground truth: its row keeps the fit's provenance and stops, unscored."""
     input:
-        summary="results/fits/{task}/{arch}/{image}/seed{seed}/summary.json",
-        history="results/fits/{task}/{arch}/{image}/seed{seed}/history.csv",
-        restored="results/fits/{task}/{arch}/{image}/seed{seed}/restored.png",
-        clean="results/images/{image}/clean.png",
+        unpack(get_evaluate_inputs),
     output:
         "results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv",
     params:
@@ -21,11 +19,10 @@ rule evaluate:
 
 rule baselines:
     """Classical baselines per image × task × observation (SR: bicubic, nearest; denoising: TV, non-local
-    means; inpainting: biharmonic; JPEG: the observation itself)."""
+    means; inpainting: biharmonic; JPEG: the observation itself; flash/no-flash: the no-flash photograph and
+    non-local means on it at scikit-image's noise estimate)."""
     input:
-        observed="results/observations/{task}/{image}/obs{obs}/observed.png",
-        mask="results/observations/{task}/{image}/obs{obs}/mask.png",
-        clean="results/images/{image}/clean.png",
+        unpack(get_baseline_inputs),
     output:
         directory("results/baselines/{task}/{image}/obs{obs}"),
     params:

@@ -11,9 +11,7 @@ rule figures:
                     category="Figures", subcategory="{task}"),
         pdfs=multiext("results/figures/{task}", "_comparison.pdf", "_curves.pdf", "_architectures.pdf"),
     params:
-        images=IMAGES,
-        archs=ARCHS,
-        seeds=SEEDS,
+        shown=get_figure_params,
     log:
         "logs/figures/{task}.log",
     conda:

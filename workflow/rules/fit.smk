@@ -14,6 +14,7 @@ if not BATCH_SEEDS:
             restored="results/fits/{task}/{arch}/{image}/seed{seed}/restored.png",
         params:
             args=fit_args,
+            files=fit_files,
         threads: config["threads_per_fit"]
         resources:
             **get_fit_resources(),
@@ -26,7 +27,7 @@ if not BATCH_SEEDS:
         conda:
             "../envs/dip.yaml"
         shell:
-            "dip fit {params.args} --observed {input.observed} --mask {input.mask} --clean {input.clean} "
+            "dip fit {params.args} {params.files} "
             "--record-stops --failure-ok --threads {threads} --out $(dirname {output.summary}) 2> {log}"
 
 else:
@@ -43,6 +44,7 @@ else:
             restored=expand("results/fits/{{task}}/{{arch}}/{{image}}/seed{seed}/restored.png", seed=SEEDS),
         params:
             args=fit_args,
+            files=fit_files,
             out=fit_seeds_out,
         threads: config["threads_per_fit"]
         resources:
@@ -56,5 +58,5 @@ else:
         conda:
             "../envs/dip.yaml"
         shell:
-            "dip fit {params.args} --observed {input.observed} --mask {input.mask} --clean {input.clean} "
+            "dip fit {params.args} {params.files} "
             "--record-stops --failure-ok --threads {threads} --out '{params.out}' 2> {log}"

@@ -2,8 +2,9 @@ rule tables:
     """Collect every fit and baseline: runs.csv (one row per fit), summary.csv/.md (mean ± std over
     images and seeds per task × arch × method) and stopping.md (rules against the oracle)."""
     input:
-        runs=expand("results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv", task=TASKS, arch=ARCHS, image=IMAGES, seed=SEEDS),
-        baselines=expand("results/baselines/{task}/{image}/obs{obs}", task=TASKS, image=IMAGES, obs=OBSERVATION_SEEDS),
+        runs=expand("results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv", zip, **grid()),
+        baselines=[f"results/baselines/{task}/{image}/obs{obs}" for task in TASKS for image in images_of(task)
+                   for obs in OBSERVATION_SEEDS],
     output:
         runs=report("results/tables/runs.csv", caption="../report/runs.rst", category="Tables"),
         summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, inpaint_biharmonic
+from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma, inpaint_biharmonic
 
 from dip.image_io import atomic_write, read_array, save_png, to_tensor
 from dip.metrics import psnr, ssim
@@ -17,7 +17,8 @@ from dip.tasks import Task
 spec = snakemake.params.spec
 task = Task(spec["task"], sigma=spec.get("sigma"), factor=spec.get("factor"), mask=spec.get("mask"),
             drop=spec.get("drop"), quality=spec.get("quality"))
-clean = read_array(snakemake.input.clean)
+# A real flash/no-flash pair has no ground truth: its baselines are saved for the figures, unscored.
+clean = read_array(snakemake.input.clean) if hasattr(snakemake.input, "clean") else None
 observed = read_array(snakemake.input.observed)
 channel_axis = -1 if observed.shape[-1] > 1 else None
 
@@ -43,6 +44,14 @@ elif task.name == "denoise":
                                           patch_size=5, patch_distance=6, channel_axis=channel_axis)),
         "noisy": observed,
     }
+elif task.name == "flash":
+    # The no-flash photograph's noise level is unknown: scikit-image's wavelet estimate stands in for sigma.
+    sigma = float(np.mean(estimate_sigma(squeeze(observed), channel_axis=channel_axis)))
+    methods = {
+        "nlm": unsqueeze(denoise_nl_means(squeeze(observed), h=0.8 * sigma, sigma=sigma, fast_mode=True,
+                                          patch_size=5, patch_distance=6, channel_axis=channel_axis)),
+        "noflash": observed,
+    }
 elif task.name == "inpaint":
     mask = read_array(snakemake.input.mask)[..., 0] > 0.5
     methods = {"biharmonic": unsqueeze(inpaint_biharmonic(squeeze(observed), ~mask, channel_axis=channel_axis))}
@@ -57,5 +66,6 @@ for method, image in methods.items():
     save_png(to_tensor(image), out / f"{method}.png")
     rows.append({"image": snakemake.params.image, "task_label": snakemake.params.task_label, "task": task.name,
                  "observation_seed": int(snakemake.wildcards.obs), "method": method,
-                 "psnr": psnr(image, clean, **task.convention), "ssim": ssim(image, clean, **task.convention)})
+                 "psnr": psnr(image, clean, **task.convention) if clean is not None else np.nan,
+                 "ssim": ssim(image, clean, **task.convention) if clean is not None else np.nan})
 atomic_write(out / "metrics.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))

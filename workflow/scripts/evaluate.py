@@ -21,7 +21,19 @@ row["fit_label"], row["task_label"] = summary["task_label"], snakemake.params.ta
 row.update({f"setting_{k}": v for k, v in summary["settings"].items()})
 row.update({f"version_{k}": v for k, v in summary["versions"].items()})
 
+# A real flash/no-flash pair has no ground truth: its row has the fit's settings, provenance and each rule's
+# stop, no scores.
+scored = hasattr(snakemake.input, "clean")
 if summary["status"] == "ok":
+    budget = summary["iterations_budget"]
+    for rule, rec in summary["stops"].items():
+        row[f"{rule}_iteration"] = rec["iteration"]
+        if rule not in ("oracle", "fixed"):
+            stop_at = rec["stop_at"] if rec["stopped"] else budget
+            row[f"{rule}_saved"] = max(0, budget - stop_at) / budget
+            if rec.get("minimum") is not None:
+                row[f"{rule}_minimum"] = rec["minimum"]
+if summary["status"] == "ok" and scored:
     task = Task(**{k: summary[k] for k in ("sigma", "factor", "mask", "drop", "quality") if k in summary},
                 name=summary["task"])
     clean = read_array(snakemake.input.clean)
@@ -30,7 +42,6 @@ if summary["status"] == "ok":
     row["psnr_restored_png"] = psnr(restored, clean, **task.convention)
     row["ssim_restored_png"] = ssim(restored, clean, **task.convention)
     history = pd.read_csv(snakemake.input.history)
-    budget = summary["iterations_budget"]
     oracle = summary["stops"]["oracle"]
     # The same rules judged on raw outputs (the ES-WMV paper's setting): raw PSNR at each rule's minimum.
     raw = history.set_index("iteration")["psnr"]
@@ -38,15 +49,11 @@ if summary["status"] == "ok":
     for rule, rec in summary["stops"].items():
         judged = rule not in ("oracle", "fixed")  # the ground-truth-free rules, judged against the oracle
         if judged and rec.get("minimum") is not None:
-            row[f"{rule}_minimum"] = rec["minimum"]
             row[f"{rule}_psnr_raw"] = raw.loc[rec["minimum"]]
             row[f"{rule}_gap_raw"] = row["oracle_psnr_raw"] - row[f"{rule}_psnr_raw"]
-        row[f"{rule}_iteration"] = rec["iteration"]
         row[f"{rule}_psnr"] = rec.get("psnr", np.nan)
         row[f"{rule}_ssim"] = rec.get("ssim", np.nan)
         if judged:
             row[f"{rule}_gap"] = oracle["psnr"] - rec.get("psnr", np.nan)
-            stop_at = rec["stop_at"] if rec["stopped"] else budget
-            row[f"{rule}_saved"] = max(0, budget - stop_at) / budget
 
 atomic_write(snakemake.output[0], lambda tmp: pd.DataFrame([row]).to_csv(tmp, index=False))

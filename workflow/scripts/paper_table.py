@@ -21,7 +21,10 @@ published = (pd.read_csv(snakemake.input.published, dtype={"image": str}).fillna
              pd.DataFrame(columns=["task", "dataset", "image", "method", "psnr", "convention"]))
 channels = snakemake.params.channels
 
-ok = runs[runs["status"] == "ok"].copy()
+# Rows without a ground truth (a real flash/no-flash pair) have no scores, and a run of only such rows not
+# even the columns: their cells stay empty.
+ok = runs[runs["status"] == "ok"].reindex(columns=[*runs.columns, *(c for c in ("psnr_restored_png", "oracle_psnr")
+                                                                     if c not in runs)])
 ok["dataset"] = ok["image"].map(dataset).fillna("").replace("", "-")
 
 
@@ -94,7 +97,8 @@ for ax, task in zip(axes[:, 0], tasks):
     ax.set_xticks(list(x), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("PSNR (dB)")
     low = pd.concat([part["ours_restored"], part["published_dip"]]).dropna()
-    ax.set_ylim(max(0, low.min() - 3), low.max() + 1)
+    if len(low):
+        ax.set_ylim(max(0, low.min() - 3), low.max() + 1)
     ax.set_title(task, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
 fig.tight_layout()

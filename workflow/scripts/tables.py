@@ -13,7 +13,10 @@ runs = pd.concat([pd.read_csv(p) for p in snakemake.input.runs], ignore_index=Tr
 save_csv(runs, snakemake.output.runs)
 baselines = pd.concat([pd.read_csv(Path(p) / "metrics.csv") for p in snakemake.input.baselines], ignore_index=True)
 
-ok = runs[runs["status"] == "ok"]
+# Rows without a ground truth (a real flash/no-flash pair) have no scores; a run of only such rows has
+# not even the columns.
+SCORES = ["psnr_restored_png", "ssim_restored_png", "psnr_final", "ssim_final", "oracle_psnr"]
+ok = runs[runs["status"] == "ok"].reindex(columns=[*runs.columns, *(c for c in SCORES if c not in runs)])
 dip_rows = pd.concat([
     ok.assign(method=f"DIP {kind}", psnr=ok[f"psnr_{col}"], ssim=ok[f"ssim_{col}"])
     for kind, col in (("(restored)", "restored_png"), ("(last iterate)", "final"))
@@ -64,7 +67,10 @@ rules = [c[: -len("_gap")] for c in ok.columns if c.endswith("_gap")]
 # A rule that never reached a minimum (or crossing) in any fit has no raw-output columns: NaN, not an error.
 ok = ok.reindex(columns=[*ok.columns, *(f"{r}_{col}" for r in rules for col in ("gap_raw", "saved", "iteration")
                                       if f"{r}_{col}" not in ok.columns)])
-stopping = pd.concat([
+COLUMNS = ["task_label", "arch", "final_psnr", "oracle_psnr", "rule_psnr", "median_gap", "worst_gap", "median_gap_raw",
+           "worst_gap_raw", "median_iteration", "median_saved", "fits", "rule"]
+# No rule is judged where no fit has a ground truth (real flash/no-flash pairs only): an empty table.
+stopping = pd.concat([pd.DataFrame(columns=COLUMNS)] + [
     ok.groupby(["task_label", "arch"]).agg(
         final_psnr=("psnr_final", "mean"), oracle_psnr=("oracle_psnr", "mean"),
         rule_psnr=(f"{r}_psnr", "mean"), median_gap=(f"{r}_gap", "median"), worst_gap=(f"{r}_gap", "max"),
