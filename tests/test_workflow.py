@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -316,6 +317,38 @@ def test_a_real_flash_pair_without_ground_truth_is_fitted_shown_and_left_unscore
     for kind in ("comparison", "curves", "architectures"):
         assert (workdir / "results" / "figures" / f"{kind}_flash.png").stat().st_size > 1000
     assert "## flash" in (workdir / "results" / "tables" / "paper_vs_ours.md").read_text()
+
+
+def test_a_manifest_mask_is_a_declared_input_of_the_jobs_that_use_it(workdir):
+    # A `mask: file` task degrades with the row's mask (rule prepare_mask) and fits with the observation's.
+    from PIL import Image
+
+    mask = np.full((512, 512), 255, np.uint8)
+    mask[200:320, 150:400] = 0  # a hole over the astronaut's face and suit
+    Image.fromarray(mask).save(workdir / "data" / "hole.png")
+    manifest = workdir / "data" / "masked.tsv"
+    manifest.write_text("id\tpath\tmask\nastro\tskimage:astronaut\thole.png\ncam\tskimage:camera\t\n")
+    task = {"inpaint-file": {"task": "inpaint", "mask": "file", "iterations": 4}}
+    config = write_config(workdir, manifest=str(manifest), images=["astro"], archs=["skip"], tasks=task,
+                          impedance={"image": "astro", "iterations": 5, "archs": ["skip"], "thresholds": [0.1]})
+    r = snakemake("--cores", 2, "--directory", workdir, "--configfile", config)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    prepared = np.asarray(Image.open(workdir / "results" / "images" / "astro" / "mask.png"))
+    observed = np.asarray(Image.open(workdir / "results" / "observations" / "inpaint-file" / "astro" / "obs0" / "mask.png"))
+    # The degradation binarises the resized mask (bright = known).
+    assert prepared.shape == (32, 32) and np.array_equal(prepared > 127, observed > 127)
+    assert 0.05 < (observed == 0).mean() < 0.5
+    assert pd.read_csv(workdir / "results" / "tables" / "runs.csv")["status"].tolist() == ["ok"]
+    # A changed mask reruns what depends on it, and only that.
+    mask[200:320, 150:400], mask[40:120, 40:200] = 255, 0
+    Image.fromarray(mask).save(workdir / "data" / "hole.png")
+    r = snakemake("-n", "--directory", workdir, "--configfile", config)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert {"prepare_mask", "degrade", "fit"} <= set(job_counts(r.stdout)) and "prepare" not in job_counts(r.stdout)
+    # An image without a mask in such a task is named before any job.
+    r = snakemake("-n", "--directory", workdir, "--configfile", write_config(workdir, manifest=str(manifest),
+                  images=["astro", "cam"], archs=["skip"], tasks=task))
+    assert r.returncode != 0 and "manifest row 'cam' has no mask" in r.stdout + r.stderr
 
 
 def test_a_flash_task_without_pairs_in_the_manifest_is_named(workdir):

@@ -62,6 +62,11 @@ for _task in TASKS:
     if not images_of(_task):
         raise WorkflowError(f"tasks: {_task!r} has no images: the manifest has no "
                             f"{'flash/no-flash pairs (rows of role pair)' if is_paired(_task) else 'clean images'}")
+    if config["tasks"][_task].get("mask") == "file":
+        for _image in images_of(_task):
+            if not MANIFEST.loc[_image, "mask"]:
+                raise WorkflowError(f"tasks: {_task!r} inpaints with each image's mask file, but manifest row "
+                                    f"{_image!r} has no mask")
 
 
 def grid():
@@ -145,7 +150,7 @@ def get_source(wildcards):
 def get_prepare_params(wildcards):
     row = MANIFEST.loc[wildcards.image]
     return {"path": manifest_io.resolve(_truth_path(wildcards.image), MANIFEST_DIR, DATA_ROOT), "crop": row["crop"],
-            "resize": _resize(row), "mask": manifest_io.resolve(row["mask"], MANIFEST_DIR, DATA_ROOT) if row["mask"] else ""}
+            "resize": _resize(row)}
 
 
 def get_pair_sources(wildcards):
@@ -153,9 +158,22 @@ def get_pair_sources(wildcards):
     return {"noflash": _local(row["path"]), "flash": _local(row["flash"])}
 
 
-def get_pair_params(wildcards):
+def get_mask_source(wildcards):
+    return _local(MANIFEST.loc[wildcards.image, "mask"])
+
+
+def get_row_geometry(wildcards):
+    """How a row's files are cropped and resized (all of them alike, as its ground truth)."""
     row = MANIFEST.loc[wildcards.image]
     return {"crop": row["crop"], "resize": _resize(row)}
+
+
+def get_degrade_inputs(wildcards):
+    """The ground truth, and for a `mask: file` task the manifest's mask, prepared."""
+    inputs = {"clean": f"results/images/{wildcards.image}/clean.png"}
+    if config["tasks"][wildcards.task].get("mask") == "file":
+        inputs["mask"] = f"results/images/{wildcards.image}/mask.png"
+    return inputs
 
 
 def observation_files(task, image, obs):
@@ -207,8 +225,8 @@ def task_args(wildcards):
             args += [f"--{key}", str(spec[key])]
     if spec.get("mask") in ("text", "box"):
         args.append(f"--{spec['mask']}")
-    if spec.get("mask") == "file":
-        args += ["--mask", f"results/images/{wildcards.image}/mask.png"]
+    # A `mask: file` task's mask is a declared input: of `degrade` (the manifest's) and of the fit (the
+    # observation's mask.png, see observation_files).
     return " ".join(args)
 
 

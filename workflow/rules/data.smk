@@ -1,6 +1,6 @@
 rule prepare:
     """Load a manifest image's ground truth (a clean image, or a synthetic pair's reference), crop/resize it,
-    write it as PNG (and its mask, if any)."""
+    write it as PNG."""
     input:
         get_source,
     output:
@@ -15,22 +15,39 @@ rule prepare:
         "../scripts/prepare.py"
 
 
+rule prepare_mask:
+    """A manifest row's inpainting mask (for `mask: file` tasks), cropped and resized as its image."""
+    input:
+        mask=get_mask_source,
+    output:
+        mask="results/images/{image}/mask.png",
+    params:
+        row=get_row_geometry,
+    log:
+        "logs/prepare/{image}-mask.log",
+    conda:
+        "../envs/dip.yaml"
+    script:
+        "../scripts/prepare_files.py"
+
+
 rule degrade:
     """Observation of a ground truth for one task from an observation seed; mask.png marks known pixels
-    (all but inpainting)."""
+    (all but inpainting; a `mask: file` task degrades with the manifest's mask)."""
     input:
-        "results/images/{image}/clean.png",
+        unpack(get_degrade_inputs),
     output:
         observed="results/observations/{task}/{image}/obs{obs}/observed.png",
         mask="results/observations/{task}/{image}/obs{obs}/mask.png",
     params:
         task=task_args,
+        mask=lambda wildcards, input: f"--mask {input.mask}" if hasattr(input, "mask") else "",
     log:
         "logs/degrade/{task}/{image}/obs{obs}.log",
     conda:
         "../envs/dip.yaml"
     shell:
-        "dip degrade {params.task} --observation-seed {wildcards.obs} --image {input} "
+        "dip degrade {params.task} {params.mask} --observation-seed {wildcards.obs} --image {input.clean} "
         "--out $(dirname {output.observed}) --always-mask 2> {log}"
 
 
@@ -42,10 +59,10 @@ rule prepare_pair:
         noflash="results/pairs/{image}/noflash.png",
         flash="results/pairs/{image}/flash.png",
     params:
-        pair=get_pair_params,
+        row=get_row_geometry,
     log:
         "logs/prepare/{image}-pair.log",
     conda:
         "../envs/dip.yaml"
     script:
-        "../scripts/prepare_pair.py"
+        "../scripts/prepare_files.py"
