@@ -84,8 +84,7 @@ def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
     return arr[top:top + hh, left:left + ww]
 
 
-def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, resize: str,
-          read=None) -> np.ndarray:
+def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, resize: str) -> np.ndarray:
     """One file of a manifest row, prepared as the pipeline prepares it; errors name the row and file."""
     try:
         resolved = resolve(path, base, data_root)
@@ -93,7 +92,7 @@ def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, r
         raise InputError(f"{where}: {err}") from None
     if path.startswith(DATA_ROOT) and not Path(resolved).is_file():
         raise InputError(f"{where}: {resolved}: file not found (looked under data_root {data_root})")
-    arr = (read or load_source)(resolved)
+    arr = load_source(resolved)
     try:
         return prepare(arr, crop, resize)
     except ValueError:
@@ -126,7 +125,7 @@ def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
             value = getattr(row, column)
             if not value:
                 continue
-            other = _open(value, base, data_root, where, row.crop, resize_, read=read_array if column == "mask" else None)
+            other = _open(value, base, data_root, where, row.crop, resize_)
             # a mask is one channel whatever the image has; a pair's photographs match in channels too
             shape, expected = (other.shape[:2], (h, w)) if column == "mask" else (other.shape, arr.shape)
             if shape != expected:

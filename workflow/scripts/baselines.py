@@ -31,6 +31,12 @@ def unsqueeze(x):
     return x[..., None] if x.ndim == 2 else x
 
 
+def nlm(sigma):
+    """Non-local means at noise level `sigma` (0–1 scale), with scikit-image's usual strengths."""
+    return unsqueeze(denoise_nl_means(squeeze(observed), h=0.8 * sigma, sigma=sigma, fast_mode=True,
+                                      patch_size=5, patch_distance=6, channel_axis=channel_axis))
+
+
 if task.name == "sr":
     sr = SuperResolve(task.factor)
     low = to_tensor(observed)
@@ -40,18 +46,13 @@ elif task.name == "denoise":
     methods = {
         # Given the true noise level, as benchmarks give CBM3D; strengths are scikit-image's usual choices.
         "tv": unsqueeze(denoise_tv_chambolle(squeeze(observed), weight=sigma, channel_axis=channel_axis)),
-        "nlm": unsqueeze(denoise_nl_means(squeeze(observed), h=0.8 * sigma, sigma=sigma, fast_mode=True,
-                                          patch_size=5, patch_distance=6, channel_axis=channel_axis)),
+        "nlm": nlm(sigma),
         "noisy": observed,
     }
 elif task.name == "flash":
     # The no-flash photograph's noise level is unknown: scikit-image's wavelet estimate stands in for sigma.
-    sigma = float(np.mean(estimate_sigma(squeeze(observed), channel_axis=channel_axis)))
-    methods = {
-        "nlm": unsqueeze(denoise_nl_means(squeeze(observed), h=0.8 * sigma, sigma=sigma, fast_mode=True,
-                                          patch_size=5, patch_distance=6, channel_axis=channel_axis)),
-        "noflash": observed,
-    }
+    methods = {"nlm": nlm(float(np.mean(estimate_sigma(squeeze(observed), channel_axis=channel_axis)))),
+               "noflash": observed}
 elif task.name == "inpaint":
     mask = read_array(snakemake.input.mask)[..., 0] > 0.5
     methods = {"biharmonic": unsqueeze(inpaint_biharmonic(squeeze(observed), ~mask, channel_axis=channel_axis))}
