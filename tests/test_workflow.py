@@ -221,25 +221,37 @@ def test_small_config_end_to_end_paper_table(finished_run, tmp_path):
     table = pd.read_csv(finished_run / "results" / "tables" / "paper_vs_ours.csv")
     per_image = table[table["image"] != "(mean)"]
     assert len(per_image) == expected_fits(config, finished_run / config["manifest"]) // len(config["seeds"])
-    assert per_image["ours_restored"].notna().all() and table["published_dip"].isna().all()  # not the paper's images
+    paper_cells = [f"{c}_{kind}" for c in ("paper_dip", "baseline") for kind in ("published", "derived")]
+    assert per_image["ours_restored"].notna().all() and table[paper_cells].isna().all().all()  # not the paper's images
     assert set(table.loc[table["task"] == "sr-x4", "ours_convention"]) == {"Y, shave 4"}
+    text = (finished_run / "results" / "tables" / "paper_vs_ours.md").read_text()
+    assert "paper DIP (published)" in text and "paper DIP (derived)" in text
     assert (finished_run / "results" / "figures" / "paper_vs_ours.png").stat().st_size > 0
-    # With published numbers for these images: a difference where the conventions agree, a label where not
-    # (in a copy of the run, which the module's other tests still read).
+    # With paper numbers for these images: a difference per kind where the conventions agree, a label where
+    # not (in a copy of the run, which the module's other tests still read).
     run = tmp_path / "run"
     shutil.copytree(finished_run, run, symlinks=True)
     published = run / "data" / "published_fixture.csv"
-    published.write_text("task,dataset,image,method,psnr,convention\n"
-                         "denoise-s25,-,astronaut,DIP,20.0,RGB\ndenoise-s25,-,astronaut,NLM,19.0,RGB\n"
-                         "sr-x4,-,astronaut,DIP,25.0,RGB\n")
+    published.write_text("task,dataset,image,method,role,psnr,convention,kind,source\n"
+                         "denoise-s25,-,astronaut,DIP,dip,20.0,RGB,published,stand-in paper\n"
+                         "denoise-s25,-,astronaut,DIP,dip,21.0,RGB,derived,stand-in result images\n"
+                         "denoise-s25,-,astronaut,NLM,baseline,19.0,RGB,derived,stand-in result images\n"
+                         "sr-x4,-,astronaut,DIP,dip,25.0,RGB,published,stand-in paper\n")
     r = snakemake("results/tables/paper_vs_ours.csv", "--cores", 1, "--forcerun", "paper_table", "--directory",
                   run, "--configfile", run / "config" / "test.yaml", "--config", f"published={published}")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     table = pd.read_csv(run / "results" / "tables" / "paper_vs_ours.csv").set_index(["task", "image", "arch"])
     row = table.loc[("denoise-s25", "astronaut", "skip")]
-    assert row["difference"] == pytest.approx(row["ours_restored"] - 20.0) and row["baseline_method"] == "NLM"
+    assert row["difference_published"] == pytest.approx(row["ours_restored"] - 20.0)
+    assert row["difference_derived"] == pytest.approx(row["ours_restored"] - 21.0)
+    assert row["baseline_derived_method"] == "NLM" and pd.isna(row["baseline_published"])
     sr = table.loc[("sr-x4", "astronaut", "skip")]
-    assert pd.isna(sr["difference"]) and sr["note"].startswith("conventions differ")
+    assert pd.isna(sr["difference_published"]) and sr["note"].startswith("conventions differ")
+    # A published table without a kind is named before any job.
+    published.write_text("task,dataset,image,method,role,psnr,convention,source\n")
+    r = snakemake("-n", "--directory", run, "--configfile", run / "config" / "test.yaml", "--config",
+                  f"published={published}")
+    assert r.returncode != 0 and "no column 'kind'" in r.stdout + r.stderr
 
 
 def test_a_paper_config_names_a_missing_data_root_before_any_job(workdir):
@@ -263,7 +275,7 @@ def test_a_paper_config_names_a_missing_data_root_before_any_job(workdir):
     assert job_counts(r.stdout)["fit"] == 19 * 2 * 3 and job_counts(r.stdout)["paper_table"] == 1
 
 
-@pytest.mark.parametrize("name, fits", [("paper_denoise", 9 * 3), ("paper_restoration", 11 * 3),
+@pytest.mark.parametrize("name, fits", [("paper_denoise", 9 * 2 * 3), ("paper_restoration", 11 * 3),
                                         ("paper_flash", 1 * 3)])
 def test_every_paper_config_plans_its_fits_from_the_users_copy(workdir, name, fits):
     from PIL import Image

@@ -6,6 +6,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from dip import manifest as manifest_io
+from dip import paper
 from dip.image_io import InputError
 from dip.memory import cuda_available, job_memory_mb
 from dip.presets import PAIRED_ARCHITECTURES
@@ -31,6 +32,13 @@ try:
     SIZES = manifest_io.check(MANIFEST, MANIFEST_DIR, config.get("resize"), DATA_ROOT)
 except InputError as err:
     raise WorkflowError(str(err))
+
+# The published table is checked before any job too (a typo in it would otherwise fail the last job).
+if config.get("published"):
+    try:
+        paper.read_published(config["published"])
+    except InputError as err:
+        raise WorkflowError(str(err))
 
 IMAGES = list(MANIFEST.index)
 TASKS = list(config["tasks"])

@@ -20,8 +20,9 @@ rule tables:
 
 
 rule paper_table:
-    """Our fits beside the paper's published numbers (config `published`), per image and dataset mean,
-    with each row's scoring convention; rows whose conventions differ are labelled, not compared."""
+    """Our fits beside the paper's numbers (config `published`; published and derived kept apart), per
+    image and dataset mean, with each row's scoring convention; rows whose conventions differ are
+    labelled, not compared."""
     input:
         unpack(get_paper_table_inputs),
     output:
