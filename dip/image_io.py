@@ -13,6 +13,7 @@ everything else with Pillow. A mask is bright = known (`MASK_RULE`), whatever it
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -136,6 +137,8 @@ def _tiff(path: Path, decode: bool) -> _Raw | None:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series
+        if not series:
+            raise InputError(f"{path}: not a readable TIFF (no image in it: truncated or damaged?)")
         kinds = {(s.shape, s.axes, str(s.dtype)) for s in series}
         if len(kinds) > 1:
             shapes = ", ".join(sorted({"x".join(map(str, s.shape)) + f" {s.dtype}" for s in series}))
@@ -270,12 +273,16 @@ def _open(path: str | Path, decode: bool) -> tuple[Path, _Raw]:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic in TIFF_MAGIC:
+        log = logging.getLogger("tifffile")
+        log.disabled = True  # its log lines about a damaged file would break the one-line error
         try:
             raw = _tiff(path, decode)
         except InputError:
             raise
         except Exception as err:  # tifffile and its codecs raise many types for a damaged file
             raise InputError(f"{path}: not a readable TIFF ({err})") from None
+        finally:
+            log.disabled = False
         if raw is not None:
             return path, raw
     if decode:
