@@ -71,19 +71,23 @@ class Source:
     pages: int = 1
 
     @property
+    def output_type(self) -> np.dtype:
+        """Sample type of the full-precision output: 8- and 16-bit integers stay (unless the intensity range
+        reaches past them), the rest is float32."""
+        dtype = np.dtype({"bool": "uint8", "uint8": "uint8", "uint16": "uint16"}.get(self.sample_type, "float32"))
+        if dtype.kind == "u" and not 0 <= self.low < self.high <= np.iinfo(dtype).max:
+            return np.dtype("float32")
+        return dtype
+
+    @property
     def output_suffix(self) -> str | None:
         """Suffix of the full-precision output beside the 8-bit preview `NAME.png`: `-16bit.png` for 16-bit
-        grey or colour, `.tif` for float (and other integer types), a custom intensity range of 8-bit
-        samples, pages or other channel counts; None where the preview keeps everything (8-bit grey/RGB)."""
+        grey or colour, `.tif` for float (and other integer types), 8-bit samples read with an intensity
+        range, pages or other channel counts; None where the preview keeps everything (8-bit grey/RGB)."""
         plain = self.channels in (1, 3) and self.pages == 1
         if plain and self.sample_type in ("bool", "uint8") and (self.low, self.high) == _type_range(self.sample_type):
             return None
-        return "-16bit.png" if plain and self.sample_type == "uint16" else ".tif"
-
-    @property
-    def output_type(self) -> np.dtype:
-        """Sample type of the full-precision output: 8- and 16-bit integers stay, the rest is float32."""
-        return np.dtype({"bool": "uint8", "uint8": "uint8", "uint16": "uint16"}.get(self.sample_type, "float32"))
+        return "-16bit.png" if plain and self.output_type == np.uint16 else ".tif"
 
     def record(self) -> dict:
         """For summary.json: how the input was read and its full-precision output's suffix."""
@@ -200,9 +204,7 @@ _PILLOW_MODES = {
     "RGBa": (4, True, "uint8", "RGBA"), "RGBX": (3, False, "uint8", "RGB"), "CMYK": (3, False, "uint8", "RGB"),
     "YCbCr": (3, False, "uint8", "RGB"), "LAB": (3, False, "uint8", "RGB"), "HSV": (3, False, "uint8", "RGB"),
     "I;16": (1, False, "uint16", None), "I;16L": (1, False, "uint16", None), "I;16B": (1, False, "uint16", None),
-    "I;16N": (1, False, "uint16", None),
-    # Pillow's 32-bit integer mode holds the 16-bit samples of PGM (and older Pillows' PNG): read as 16-bit.
-    "I": (1, False, "uint16", None), "F": (1, False, "float32", None),
+    "I;16N": (1, False, "uint16", None), "F": (1, False, "float32", None),
 }
 
 
@@ -212,19 +214,21 @@ def _pillow_mode(img: Image.Image, path: Path, frames: int) -> tuple[int, bool, 
     if img.mode in ("P", "PA"):
         alpha = img.mode == "PA" or "transparency" in img.info
         return (4, True, "uint8", "RGBA") if alpha else (3, False, "uint8", "RGB")
-    if img.mode not in _PILLOW_MODES:
-        raise InputError(f"{path}: image mode {img.mode} is not supported; save it as greyscale, RGB, 16-bit or float")
-    if img.format == "PPM" and img.mode == "RGB" and _netpbm_maxval(path) > 255:
-        raise InputError(f"{path}: a 16-bit colour PPM, which Pillow reads at 8 bits; save it as PNG or TIFF")
+    if img.format == "PPM" and (maxval := _netpbm_maxval(path)) > 255:
+        raise InputError(f"{path}: a 16-bit PGM/PPM (maxval {maxval}), which Pillow misreads; save it as PNG or TIFF")
+    if img.mode not in _PILLOW_MODES:  # e.g. "I": 32-bit integers whose bit depth Pillow does not keep
+        raise InputError(f"{path}: image mode {img.mode} is not supported; save it as an 8- or 16-bit PNG or a TIFF")
     return _PILLOW_MODES[img.mode]
 
 
 def _netpbm_maxval(path: Path) -> int:
-    """The maximum value a binary or plain PPM header declares."""
+    """The maximum value a PGM/PPM header declares (255 for a PBM, which has none)."""
     tokens = []
     with open(path, "rb") as f:
         for line in f:
             tokens += line.split(b"#")[0].split()
+            if tokens[:1] in ([b"P1"], [b"P4"]):
+                return 255
             if len(tokens) >= 4:
                 return int(tokens[3])
     return 255
@@ -239,8 +243,9 @@ def _pillow(path: Path, decode: bool) -> _Raw:
                 return raw
             frames = getattr(img, "n_frames", 1)
             if img.format == "MPO" and frames > 1:
-                warnings.warn(f"{path}: the first of the {frames} images of this MPO file is read (the others are "
-                              f"a camera's previews, depth maps or stereo views)", stacklevel=4)
+                if decode:  # once, when the pixels are read
+                    warnings.warn(f"{path}: the first of the {frames} images of this MPO file is read (the others "
+                                  f"are a camera's previews, depth maps or stereo views)", stacklevel=4)
                 frames = 1
             samples, alpha, sample_type, convert = _pillow_mode(img, path, frames)
             w, h = img.size
@@ -252,13 +257,10 @@ def _pillow(path: Path, decode: bool) -> _Raw:
                     frame = img.convert(convert) if convert else img
                     frame.load()
                     stored.append(np.asarray(frame).reshape(h, w, samples))
-                stored = np.stack(stored)
-                if img.mode == "I":
-                    if stored.min() < 0 or stored.max() > 65535:
-                        raise InputError(f"{path}: 32-bit integer values outside 0..65535; save it as a TIFF")
-                    stored = stored.astype(np.uint16)
-                raw.samples = _orient(stored, orientation)
+                raw.samples = _orient(np.stack(stored), orientation)
             return raw
+    except InputError:
+        raise
     except Image.DecompressionBombError as err:
         raise InputError(f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

@@ -116,6 +116,22 @@ def test_animated_gif_frames_are_never_dropped_silently(tmp_path):
     assert x.shape[-1] == 9 and x[0, 0, ::3] == pytest.approx([0, 100 / 255, 200 / 255], abs=1e-6)
 
 
+def test_an_mpo_camera_jpeg_reads_its_photograph_and_says_so(tmp_path):
+    photo, preview = Image.new("RGB", (32, 32), (200, 30, 30)), Image.new("RGB", (32, 32), (0, 0, 250))
+    photo.save(tmp_path / "c.mpo", format="MPO", save_all=True, append_images=[preview], quality=95)
+    assert peek_size(tmp_path / "c.mpo") == (32, 32, 3)
+    with pytest.warns(UserWarning, match="c.mpo: the first of the 2 images"):
+        x = read_array(tmp_path / "c.mpo")
+    assert x[..., 0].mean() > 0.7 and x[..., 2].mean() < 0.3
+
+
+def test_a_16_bit_pgm_which_pillow_misreads_is_refused(tmp_path):
+    (tmp_path / "g.pgm").write_bytes(b"P5\n32 32\n4095\n" + np.arange(1024, dtype=">u2").tobytes())
+    for call in (read_array, peek_size):
+        with pytest.raises(InputError, match=r"g.pgm: a 16-bit PGM/PPM \(maxval 4095\)"):
+            call(tmp_path / "g.pgm")
+
+
 def test_an_n_band_tiff_is_n_channels(tmp_path):
     bands = RNG.random((32, 32, 5)).astype(np.float32)
     tifffile.imwrite(tmp_path / "bands.tif", bands, photometric="minisblack", planarconfig="contig")
@@ -339,3 +355,13 @@ def test_save_png_is_atomic_and_leaves_no_temporary(tmp_path, clean64):
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
     assert load_image(tmp_path / "out.png").shape == clean64.shape
     assert (tmp_path / "out.png").stat().st_mode & 0o044  # readable by others like any ordinary output
+
+
+def test_an_intensity_range_past_the_integer_type_writes_float(tmp_path):
+    Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)).save(tmp_path / "in.png")
+    reading = Reading(intensity_range=(-1000, 70000))
+    source = describe(tmp_path / "in.png", reading)
+    assert source.output_suffix == ".tif" and source.output_type == np.float32
+    save_image(to_tensor(read_array(tmp_path / "in.png", reading)), tmp_path / "restored", source)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "restored.tif"),
+                               np.arange(32 * 32).reshape(32, 32), atol=0.01)
