@@ -328,7 +328,10 @@ def read_array(path: str | Path, reading: Reading = Reading()) -> np.ndarray:
     if raw.alpha:
         warnings.warn(f"{path}: alpha channel dropped", stacklevel=2)
         stored = stored[..., :-1]
-    x = stored.transpose(1, 2, 0, 3).reshape(source.height, source.width, source.channels).astype(np.float64)
+    # float32 holds every 8- and 16-bit integer and every float32 exactly; wider types are scaled in float64
+    wide = np.dtype(raw.sample_type).itemsize > 2 and raw.sample_type != "float32"
+    x = stored.transpose(1, 2, 0, 3).reshape(source.height, source.width, source.channels)
+    x = x.astype(np.float64 if wide else np.float32)
     if not np.isfinite(x).all():
         raise InputError(f"{path}: {np.count_nonzero(~np.isfinite(x))} NaN or infinite values; dip needs finite ones")
     lowest, highest = float(x.min()), float(x.max())
@@ -343,7 +346,7 @@ def read_array(path: str | Path, reading: Reading = Reading()) -> np.ndarray:
         raise InputError(f"{path}: negative values ({lowest:g}) in a signed integer image; give the values that "
                          f"are 0 and 1 with --intensity-range LO,HI")
     x = (x - source.low) / (source.high - source.low)
-    return (1 - x if raw.invert else x).astype(np.float32)
+    return (1 - x if raw.invert else x).astype(np.float32, copy=False)
 
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
