@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from dip import __version__
-from dip.image_io import InputError, load_image, load_mask, peek_size, save_csv, save_json, save_png, to_array
+from dip.image_io import (InputError, Reading, describe, load_image, load_mask, peek_size, save_csv, save_image,
+                          save_json, save_png, to_array)
 from dip.inputs import INPUTS
 from dip.metrics import psnr, ssim
 from dip.presets import PAPER, architecture, preset_key
@@ -39,6 +40,28 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--observation-seed", type=int,
                    help="seed of the observation's noise or random mask (default: --seed; either way a stream "
                    "of its own, never one the network draws from)")
+
+
+def _reading_arguments(p: argparse.ArgumentParser) -> None:
+    """How image files are read (README, "Restore your own image"); masks have their own rule."""
+    p.add_argument("--intensity-range", type=_intensity_range, metavar="LO,HI",
+                   help="the file values read as 0 and 1 (default: the sample type's range for integers, as is "
+                   "for floats, which must then lie in [0, 1]); outputs are written back in the same units")
+    p.add_argument("--pages-as-channels", action="store_true",
+                   help="read every page of a multi-page file (a z-stack, a hyperspectral cube) as channels; "
+                   "without it such a file is refused")
+
+
+def _intensity_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    return low, high  # LO < HI is Reading's check
+
+
+def _reading(args: argparse.Namespace) -> Reading:
+    return Reading(args.intensity_range, args.pages_as_channels)
 
 
 def _observation_seed(args: argparse.Namespace) -> int:
@@ -79,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("degrade", help="make a seeded observation (and mask) from a clean image")
     _task_arguments(d)
+    _reading_arguments(d)
     d.add_argument("--image", required=True, help="clean image")
     d.add_argument("--out", required=True, help="output folder: observed.png [, mask.png]")
     d.add_argument("--always-mask", action="store_true",
@@ -86,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="restore an image with Deep Image Prior")
     _task_arguments(f)
+    _reading_arguments(f)
     f.add_argument("--image", help="clean image: degrade it (seeded) and score the restoration against it")
     f.add_argument("--observed", help="a degraded image to restore (no ground truth unless --clean)")
     f.add_argument("--clean", help="with --observed: ground truth used only to score")
@@ -141,10 +166,10 @@ def _load_inputs(args, task: Task):
     """Read and check every input file before anything is fitted or written."""
     clean = mask = None
     if args.image:
-        clean = task.crop(load_image(args.image))
+        clean = task.crop(load_image(args.image, _reading(args)))
         task.check_size(*clean.shape[-2:], args.image)
     else:
-        observed = load_image(args.observed)
+        observed = load_image(args.observed, _reading(args))
         if task.name == "inpaint":
             if not args.mask:
                 raise InputError("--mask: restoring a given inpainting observation needs its mask file")
@@ -152,7 +177,7 @@ def _load_inputs(args, task: Task):
         size = task.operator(mask).image_size(observed)
         task.check_size(*size, args.observed)
         if args.clean:
-            clean = task.crop(load_image(args.clean))
+            clean = task.crop(load_image(args.clean, _reading(args)))
             if tuple(clean.shape[-3:]) != (observed.shape[1], *size):
                 raise InputError(f"{args.clean}: ground truth is {tuple(clean.shape[-3:])} (C, H, W) but the "
                                  f"observation needs {(observed.shape[1], *size)}")
@@ -170,7 +195,7 @@ def _input_image(args, task: Task, observed):
         if getattr(args, "flash", None):
             raise InputError("--flash: only the flash task takes a flash photograph")
         return None
-    flash = load_image(args.flash)
+    flash = load_image(args.flash, _reading(args))
     if flash.shape[-2:] != observed.shape[-2:] or flash.shape[1] != observed.shape[1]:
         raise InputError(f"{args.flash}: the flash image is {tuple(flash.shape[1:])} (C, H, W) but the no-flash "
                          f"image is {tuple(observed.shape[1:])}")
@@ -204,7 +229,8 @@ def _fit_size(args, task: Task) -> tuple[int, int, int, str]:
     """(H, W, channels) of the image the fit restores, and the file it comes from, read from the file's
     header only: a fit too large for the machine is refused before any pixel is decoded."""
     source = args.image or args.observed
-    h, w, channels = peek_size(source)
+    h, w, channels = peek_size(source, _reading(args))
+    task.check_channels(channels, source)
     if args.image:
         factor = task.factor or 1
         return h - h % factor, w - w % factor, channels, source
@@ -351,6 +377,7 @@ def run_fit(args) -> dict:
     input_image = _input_image(args, task, observed)
     operators = _operators(args, task, mask, observed, [seed for seed, _ in targets])
     rules, noise = _make_rules(args, names, settings, observed, operators)
+    source = describe(args.image or args.observed, _reading(args))
     summaries = {}
     for seed, out in targets:
         seed_settings = FitSettings(**{**asdict(settings), "seed": seed})
@@ -367,8 +394,8 @@ def run_fit(args) -> dict:
             "settings": asdict(seed_settings),
             "source": args.image or args.observed, "device": device_name(device), "batched_fits": len(targets),
             "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
-            **noise, "status": "ok"}
-        save_png(observed, out / "observed.png")
+            "input_precision": source.record(), **noise, "status": "ok"}
+        save_image(observed, out / "observed", source)
         if mask is not None:
             save_png(mask, out / "mask.png")
     checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
@@ -403,11 +430,11 @@ def run_fit(args) -> dict:
             # The image of the last verified iteration: not a result (the status says so), but what was computed.
             last = result.image
             if last is not None:
-                save_png(last, out / "restored.png")
+                save_image(last, out / "restored", source)
             save_json(summary, out / "summary.json")
             failures.append(f"{out}: {error}")
             continue
-        _write_fit(result, summary, out, settings, clean, observed, task, start)
+        _write_fit(result, summary, out, settings, clean, observed, task, start, source)
     checkpoint.unlink(missing_ok=True)
     if failures and not args.failure_ok:
         raise InputError("; ".join(failures))
@@ -416,8 +443,10 @@ def run_fit(args) -> dict:
     return summaries[targets[0][0]]
 
 
-def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task: Task, start: float) -> None:
-    """One fit's outputs: history.csv, restored.png and summary.json (scores when there is a ground truth)."""
+def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task: Task, start: float,
+               source) -> None:
+    """One fit's outputs: history.csv, restored.png (and the full-precision restored file of a 16-bit or float
+    `source`) and summary.json (scores, on the float images, when there is a ground truth)."""
     history = result.history
     summary.update(iterations=result.iterations, seconds=float(history["seconds"].iloc[-1]),
                    wall_seconds=time.perf_counter() - start, backtracks=result.backtracks,
@@ -442,7 +471,7 @@ def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task
         stops["oracle"] = {"iteration": best, "psnr": float(history.loc[best - 1, ema]), "analysis_only": True}
     summary["stops"] = stops
     save_csv(history, out / "history.csv")
-    save_png(result.image, out / "restored.png")
+    save_image(result.image, out / "restored", source)
     save_json(summary, out / "summary.json")
 
 
@@ -451,13 +480,14 @@ def run_degrade(args) -> None:
 
     _check_seeds(args)
     task = _task(args)
-    clean = task.crop(load_image(args.image))
+    clean = task.crop(load_image(args.image, _reading(args)))
     task.check_size(*clean.shape[-2:], args.image)
+    task.check_channels(clean.shape[1], args.image)
     mask = load_mask(args.mask, clean.shape[-2:]) if args.mask else None
     observed, mask = task.degrade(clean, _observation_seed(args), mask)
     if mask is None and args.always_mask:
         mask = torch.ones(1, 1, *clean.shape[-2:])
-    save_png(observed, Path(args.out) / "observed.png")
+    save_image(observed, Path(args.out) / "observed", describe(args.image, _reading(args)))
     if mask is not None:
         save_png(mask, Path(args.out) / "mask.png")
 

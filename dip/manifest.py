@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dip.image_io import InputError, read_array
+from dip.image_io import InputError, load_mask, read_array
 from dip.tasks import MIN_SIZE
 
 COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence", "dataset", "flash", "reference")
@@ -54,8 +54,11 @@ def resolve(path: str, base: Path, data_root: str | None = None) -> str:
     return path if path.startswith("skimage:") or Path(path).is_absolute() else str(base / path)
 
 
-def load_source(path: str) -> np.ndarray:
-    """A manifest path → float32 array H×W×C in [0, 1]."""
+def load_source(path: str, mask: bool = False) -> np.ndarray:
+    """A manifest path → float32 array H×W×C in [0, 1]; with `mask`, the known pixels (H×W×1 of 0/1) by the
+    mask rule of `dip.image_io.load_mask`, whatever the file's encoding."""
+    if mask and not path.startswith("skimage:"):
+        return load_mask(path)[0].numpy().transpose(1, 2, 0)
     if path.startswith("skimage:"):
         from skimage import data
 
@@ -84,7 +87,8 @@ def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
     return arr[top:top + hh, left:left + ww]
 
 
-def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, resize: str) -> np.ndarray:
+def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, resize: str,
+          mask: bool = False) -> np.ndarray:
     """One file of a manifest row, prepared as the pipeline prepares it; errors name the row and file."""
     try:
         resolved = resolve(path, base, data_root)
@@ -92,7 +96,7 @@ def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, r
         raise InputError(f"{where}: {err}") from None
     if path.startswith(DATA_ROOT) and not Path(resolved).is_file():
         raise InputError(f"{where}: {resolved}: file not found (looked under data_root {data_root})")
-    arr = load_source(resolved)
+    arr = load_source(resolved, mask)
     try:
         return prepare(arr, crop, resize)
     except ValueError:
@@ -118,6 +122,9 @@ def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
         resize_ = str(resize) if resize else row.resize
         arr = _open(row.path, base, data_root, where, row.crop, resize_)
         h, w = arr.shape[:2]
+        if arr.shape[2] not in (1, 3):
+            raise InputError(f"{where}: {row.path} has {arr.shape[2]} channels; the benchmark's images are greyscale "
+                             f"or colour (restore other images with dip fit)")
         if min(h, w) < MIN_SIZE:
             raise InputError(f"{where}: {row.path} is {h}x{w} after crop/resize, smaller than the minimum "
                              f"{MIN_SIZE}x{MIN_SIZE}")
@@ -125,7 +132,7 @@ def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
             value = getattr(row, column)
             if not value:
                 continue
-            other = _open(value, base, data_root, where, row.crop, resize_)
+            other = _open(value, base, data_root, where, row.crop, resize_, mask=column == "mask")
             # a mask is one channel whatever the image has; a pair's photographs match in channels too
             shape, expected = (other.shape[:2], (h, w)) if column == "mask" else (other.shape, arr.shape)
             if shape != expected:

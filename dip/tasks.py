@@ -77,6 +77,13 @@ class Task:
         if min(h, w) < MIN_SIZE:
             raise InputError(f"{source}: image is {h}x{w}, smaller than the minimum {MIN_SIZE}x{MIN_SIZE}")
 
+    def check_channels(self, channels: int, source: str) -> None:
+        """SR (the Y-channel score, PIL's Lanczos observation) and JPEG need grey or colour; the other tasks
+        restore any number of channels (bands, pages)."""
+        if self.name in ("sr", "jpeg") and channels not in (1, 3):
+            raise InputError(f"{source}: {self.name} needs a greyscale or colour image (1 or 3 channels), this "
+                             f"one has {channels}; denoise, inpaint and flash restore any number of channels")
+
     def make_mask(self, h: int, w: int, generator: torch.Generator, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.mask == "drop":
             return ops.random_drop(h, w, self.drop, generator)

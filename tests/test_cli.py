@@ -232,3 +232,107 @@ def test_a_flash_fit_without_its_pair_is_one_line(tmp_path, png64, extra, messag
     r = run("fit", "--task", "flash", "--observed", png64, *extra, "--iters", 2, "--out", tmp_path / "out")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
+
+
+# Inputs of every precision and layout (README, "Restore your own image").
+def _one_line_refusal(r, out, *fragments):
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("dip fit: error: ") and r.stderr.count("\n") == 1, r.stderr
+    for fragment in fragments:
+        assert fragment in r.stderr
+    assert not out.exists()  # nothing written
+
+
+def _known(size: int = 32) -> np.ndarray:
+    known = np.ones((size, size), bool)
+    known[8:20, 10:24] = False
+    return known
+
+
+def test_a_float_tiff_is_restored_into_a_float_tiff_and_scored_at_full_precision(tmp_path):
+    import tifffile
+
+    from tests.conftest import natural_crop
+
+    clean = natural_crop(32).mean(axis=-1).astype(np.float32)
+    tifffile.imwrite(tmp_path / "clean.tif", clean)
+    out = tmp_path / "run"
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", tmp_path / "clean.tif", "--iters", 10,
+            "--out", out, "--threads", 1, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert {"observed.png", "observed.tif", "restored.png", "restored.tif"} <= {p.name for p in out.iterdir()}
+    restored = tifffile.imread(out / "restored.tif")
+    assert restored.dtype == np.float32 and restored.shape == (32, 32)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["input_precision"]["sample_type"] == "float32"
+    assert summary["input_precision"]["full_precision_output"] == ".tif"
+    assert summary["psnr_restored"] == pytest.approx(psnr(restored[..., None], clean[..., None]), abs=1e-4)
+
+
+def test_a_16_bit_input_keeps_its_12_bit_levels_in_the_16_bit_outputs(tmp_path):
+    from dip.operators import box_mask
+    from tests.conftest import natural_crop
+
+    levels = np.round(natural_crop(32).mean(axis=-1) * 4095).astype(np.uint16)  # a dim signal: 12 of 16 bits
+    Image.fromarray(levels).save(tmp_path / "dim.png")
+    out = tmp_path / "run"
+    r = run("fit", "--task", "inpaint", "--box", "--image", tmp_path / "dim.png", "--iters", 10,
+            "--out", out, "--threads", 1, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    known = box_mask(32, 32)[0, 0].numpy().astype(bool)
+    observed = np.asarray(Image.open(out / "observed-16bit.png"))
+    np.testing.assert_array_equal(observed[known], levels[known])  # every level of the signal, not ~17
+    assert len(np.unique(np.asarray(Image.open(out / "observed.png"))[known])) <= 17
+    restored = np.asarray(Image.open(out / "restored-16bit.png"))
+    preview = np.asarray(Image.open(out / "restored.png"))
+    assert restored.dtype == np.uint16 and preview.dtype == np.uint8
+    assert len(np.unique(restored)) > 4 * len(np.unique(preview))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["input_precision"]["sample_type"] == "uint16"
+    full = psnr(restored[..., None] / 65535, levels[..., None] / 65535)
+    assert summary["psnr_restored"] == pytest.approx(full, abs=0.01)
+
+
+def test_pages_as_channels_restore_a_stack_with_a_0_1_mask(tmp_path):
+    import tifffile
+
+    pages = np.stack([np.linspace(0, 1, 32 * 32).reshape(32, 32) ** k for k in (1, 2, 3, 4, 5)]).astype(np.float32)
+    tifffile.imwrite(tmp_path / "stack.tif", pages)
+    Image.fromarray(_known().astype(np.uint8)).save(tmp_path / "mask01.png")  # 0/1, as NumPy users write it
+    out = tmp_path / "run"
+    r = run("fit", "--task", "inpaint", "--mask", tmp_path / "mask01.png", "--image", tmp_path / "stack.tif",
+            "--pages-as-channels", "--iters", 10, "--out", out, "--threads", 1, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert tifffile.imread(out / "restored.tif").shape == (5, 32, 32)
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "mask.png")) > 127, _known())
+    assert json.loads((out / "summary.json").read_text())["input_precision"]["pages"] == 5
+
+
+@pytest.mark.parametrize("case", ["float-outside", "pages", "none-known", "all-known", "mask-size", "sr-bands"])
+def test_inputs_that_cannot_be_read_on_purpose_are_one_line_before_anything_is_written(tmp_path, case):
+    import tifffile
+
+    image = tmp_path / "clean.png"
+    Image.fromarray((np.linspace(0, 255, 32 * 32).reshape(32, 32)).astype(np.uint8)).save(image)
+    extra, expected = [], [str(image)]
+    if case == "float-outside":
+        image = tmp_path / "counts.tif"
+        tifffile.imwrite(image, np.linspace(0, 900, 32 * 32, dtype=np.float32).reshape(32, 32))
+        expected = [f"{image}: float values 0..900 outside [0, 1]", "--intensity-range"]
+    elif case in ("pages", "sr-bands"):
+        image = tmp_path / "stack.tif"
+        tifffile.imwrite(image, np.zeros((4, 32, 32), np.float32), photometric="minisblack")
+        expected = [f"{image}: 4 pages", "--pages-as-channels"]
+        if case == "sr-bands":
+            extra, expected = ["--pages-as-channels"], [f"{image}: sr needs a greyscale or colour image"]
+    else:
+        mask = tmp_path / "mask.png"
+        value = {"none-known": 0, "all-known": 1}.get(case, 1)
+        Image.new("L", (16, 16) if case == "mask-size" else (32, 32), value).save(mask)
+        extra = ["--mask", mask]
+        expected = [f"{mask}: mask is 16x16"] if case == "mask-size" else [f"{mask}: every pixel", "bright = known"]
+    task = ["--task", "sr", "--factor", 2] if case == "sr-bands" else ["--task", "inpaint"] if "mask" in str(
+        extra) else ["--task", "denoise", "--sigma", 25]
+    out = tmp_path / "run"
+    r = run("fit", *task, "--image", image, *extra, "--iters", 10, "--out", out, "--threads", 1)
+    _one_line_refusal(r, out, *expected)

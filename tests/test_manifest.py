@@ -35,7 +35,9 @@ def test_an_empty_manifest_is_rejected(tmp_path):
 
 def test_a_mask_of_another_size_is_named(tmp_path):
     Image.new("RGB", (40, 40)).save(tmp_path / "img.png")
-    Image.new("L", (32, 32), 255).save(tmp_path / "mask.png")
+    mask = Image.new("L", (32, 32), 255)
+    mask.paste(0, (8, 8, 16, 16))  # a mask with a hole: one without any is refused for that
+    mask.save(tmp_path / "mask.png")
     frame = manifest.read(write(tmp_path, [["x", "img.png", "clean", "mask.png", "", "", "", ""]]))
     with pytest.raises(InputError, match="manifest row 'x': mask mask.png is 32x32 but the image is 40x40"):
         manifest.check(frame, tmp_path)
@@ -126,3 +128,24 @@ def test_the_bundled_synthetic_pair_is_what_its_script_makes(tmp_path):
     # Bright and cold against dim and warm; the noise is the no-flash photograph's alone.
     assert flash.mean() > 1.8 * reference.mean() and reference[..., 0].mean() > reference[..., 2].mean() * 1.3
     assert 0.03 < np.std(noflash - reference) < 0.06
+
+
+def test_a_mask_is_read_by_its_meaning_and_an_n_band_image_is_named(tmp_path):
+    import tifffile
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "img.png")
+    known = np.ones((40, 40), np.uint8)
+    known[10:20, 10:30] = 0
+    Image.fromarray(known).save(tmp_path / "mask01.png")  # 0/1: half the old reader saw no known pixel
+    Image.new("L", (40, 40), 255).save(tmp_path / "full.png")
+    tifffile.imwrite(tmp_path / "bands.tif", np.zeros((40, 40, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    np.testing.assert_array_equal(manifest.load_source(str(tmp_path / "mask01.png"), mask=True)[..., 0], known)
+    frame = manifest.read(write(tmp_path, [["x", "img.png", "clean", "mask01.png", "", "", "", ""]]))
+    assert manifest.check(frame, tmp_path)["x"] == (40, 40, 3)
+    frame = manifest.read(write(tmp_path, [["x", "img.png", "clean", "full.png", "", "", "", ""]]))
+    with pytest.raises(InputError, match="full.png: every pixel has the same value"):
+        manifest.check(frame, tmp_path)
+    frame = manifest.read(write(tmp_path, [["b", "bands.tif", "clean", "", "", "", "", ""]]))
+    with pytest.raises(InputError, match="manifest row 'b': bands.tif has 5 channels"):
+        manifest.check(frame, tmp_path)
