@@ -406,3 +406,27 @@ def test_the_config_schema_lists_what_the_package_has():
     # Networks fed an image of the user's (flash/no-flash) belong to the paired tasks, not to the grid.
     assert set(archs) == set(ARCHITECTURES) - set(PAIRED_ARCHITECTURES) and PAIRED_ARCHITECTURES
     assert all(ARCHITECTURES[a]["settings"]["input"] == "image" for a in PAIRED_ARCHITECTURES)
+
+
+def test_the_config_schema_asks_of_each_task_what_the_task_table_does():
+    """A configured task degrades a clean image (or fits a flash pair): the schema requires what
+    dip.tasks.OPTIONS requires with --image and forbids the parameters the task does not take."""
+    from dip.tasks import OPTIONS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    task_schema = schema["properties"]["tasks"]["additionalProperties"]
+    # The config's task parameters: `mask` is the kind (drop/text/box/file), the CLI's --drop/--text/--box/--mask.
+    parameters = {"sigma", "factor", "mask", "drop", "quality"}
+    assert parameters <= set(task_schema["properties"])
+    as_config = {"sigma": "sigma", "factor": "factor", "quality": "quality", "mask": "mask", "drop": "drop",
+                 "text": "mask", "box": "mask", "flash": None}
+    conditions = {c["if"]["properties"]["task"]["const"]: c["then"] for c in task_schema["allOf"]
+                  if set(c["if"]["properties"]) == {"task"}}
+    for name, row in OPTIONS.items():
+        then = conditions.get(name, {})
+        required = {as_config[r.split("|")[0]] for r in row.with_image or ()} - {None}
+        assert set(then.get("required", [])) == required, name
+        takes = {as_config[o] for o in row.takes} - {None}
+        forbidden = {k for k, v in then.get("properties", {}).items() if v is False}
+        assert forbidden == parameters - takes, name
+    assert task_schema["properties"]["factor"] == {"type": "integer", "minimum": 2}
