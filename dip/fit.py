@@ -146,10 +146,10 @@ def pick_device(name: str = "auto") -> torch.device:
 class CheckpointMismatch(ValueError):
     """A checkpoint file belongs to another fit: `differs` names the fingerprint entries that differ."""
 
-    def __init__(self, path: Path, differs: list[str]):
+    def __init__(self, path: Path, differs: list[str], why: str | None = None):
         verb = "differs" if len(differs) == 1 else "differ"
-        super().__init__(f"{path}: belongs to another fit ({', '.join(differs)} {verb}); delete it or choose "
-                         f"another --out")
+        why = why or f"belongs to another fit ({', '.join(differs)} {verb})"
+        super().__init__(f"{path}: {why}; delete it or choose another --out")
         self.path, self.differs = path, differs
 
 
@@ -163,7 +163,7 @@ def _read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     try:
         return torch.load(path, map_location=device, weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same answer
-        raise CheckpointMismatch(path, [f"unreadable: {type(err).__name__}"]) from None
+        raise CheckpointMismatch(path, [], f"not a readable checkpoint ({type(err).__name__})") from None
 
 
 def check_checkpoint(path: str | Path, expected: dict) -> bool:
@@ -174,7 +174,7 @@ def check_checkpoint(path: str | Path, expected: dict) -> bool:
         return False
     recorded = _read_checkpoint(path).get("fingerprint")
     if recorded is None:
-        raise CheckpointMismatch(path, ["the fingerprint (written by an older dip)"])
+        raise CheckpointMismatch(path, [], "belongs to a fit of an older dip, which recorded no fingerprint")
     differs = [k for k in dict.fromkeys([*expected, *recorded]) if expected.get(k, ...) != recorded.get(k, ...)]
     if differs:
         raise CheckpointMismatch(path, differs)

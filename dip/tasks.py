@@ -66,7 +66,7 @@ def check_options(task: str, given: dict, observed: bool) -> None:
             raise InputError(f"--{name}: the {task} task takes no --{name} (it takes {_flags(row.takes)})")
     needed = row.with_observed if observed else row.with_image
     if needed is None:
-        raise InputError(f"--image: the {task} task has nothing to degrade; {_HOW[task]}")
+        raise InputError(f"--image: the {task} task has nothing to degrade; {_HOW[row.with_observed[0]]}")
     for option in needed:
         if not any(o in given for o in option.split("|")):
             mode = "--observed" if observed else "--image"

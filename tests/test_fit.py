@@ -315,3 +315,20 @@ def test_pick_device_refuses_a_device_this_pytorch_cannot_use(name):
     with pytest.raises(ValueError, match=r"available here: cpu \(or auto\)$"):
         pick_device(name)
     assert pick_device("cpu").type == pick_device("auto").type == "cpu"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a checkpoint", r"not a readable checkpoint \(UnpicklingError\)"),
+    ("OLD", "belongs to a fit of an older dip, which recorded no fingerprint"),
+])
+def test_an_unreadable_or_unfingerprinted_checkpoint_is_refused(tmp_path, content, message):
+    from dip.fit import CheckpointMismatch, check_checkpoint
+
+    ckpt = tmp_path / "checkpoint.pt"
+    if content == "OLD":  # what dip wrote before checkpoints carried a fingerprint
+        torch.save({"settings": {}, "seeds": [0], "elapsed": 0.0, "tracks": []}, ckpt)
+    else:
+        ckpt.write_bytes(content)
+    with pytest.raises(CheckpointMismatch, match=f"checkpoint.pt: {message}; delete it or choose another --out"):
+        check_checkpoint(ckpt, {"iterations": 30})
+    assert not check_checkpoint(tmp_path / "none.pt", {})
