@@ -9,7 +9,7 @@ from dip import manifest as manifest_io
 from dip.image_io import InputError
 from dip.memory import cuda_available, job_memory_mb
 from dip.presets import PAIRED_ARCHITECTURES
-from dip.tasks import PAIRED
+from dip.tasks import OPTIONS as TASK_OPTIONS_OF, PAIRED, TASK_OPTIONS
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -207,9 +207,11 @@ def get_evaluate_inputs(wildcards):
 
 
 def fit_files(wildcards, input):
-    """The `dip fit` file options of a fit's declared inputs."""
+    """The `dip fit` file options of a fit's declared inputs, each task option only for a task that takes
+    it (dip.tasks.OPTIONS: every observation has a mask.png, only inpainting reads it)."""
+    takes = TASK_OPTIONS_OF[config["tasks"][wildcards.task]["task"]].takes
     return " ".join(f"--{name} {getattr(input, name)}" for name in ("observed", "mask", "flash", "clean")
-                    if hasattr(input, name))
+                    if hasattr(input, name) and (name not in TASK_OPTIONS or name in takes))
 
 
 def get_task_spec(wildcards):
