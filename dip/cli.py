@@ -29,10 +29,14 @@ def _takes(option: str) -> str:
     """Which tasks take `option`, and when they need it (dip.tasks.OPTIONS), for its --help."""
     uses = []
     for task, row in OPTIONS.items():
-        if option in row.takes:
-            modes = [m for m, needed in (("--image", row.with_image), ("--observed", row.with_observed))
-                     if any(option in n.split("|") for n in needed or ())]
-            uses.append(task + (f", required with {' and '.join(modes)}" if modes else ""))
+        if option not in row.takes:
+            continue
+        needs = []
+        for mode, needed in (("--image", row.with_image), ("--observed", row.with_observed)):
+            for need in (n.split("|") for n in needed or () if option in n.split("|")):
+                others = " or ".join(f"--{o}" for o in need if o != option)
+                needs.append(f"{'this or ' + others if others else ''} required with {mode}".lstrip())
+        uses.append(", ".join([task, *needs]))
     return f" [{'; '.join(uses)}]"
 
 

@@ -70,7 +70,8 @@ def lanczos2_taps(factor: int) -> torch.Tensor:
     n = 4 * factor if factor % 2 == 0 else 4 * factor - 1
     x = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / factor
     safe = torch.where(x == 0, 1.0, x)
-    taps = torch.where(x == 0, 1.0, 2 * torch.sin(math.pi * safe) * torch.sin(math.pi * safe / 2) / (math.pi ** 2 * safe ** 2))
+    taps = torch.where(x == 0, 1.0,
+                       2 * torch.sin(math.pi * safe) * torch.sin(math.pi * safe / 2) / (math.pi ** 2 * safe ** 2))
     return (taps / taps.sum()).float()
 
 
