@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    try:
+        device = pick_device(args.device)
+    except ValueError as err:
+        p.exit(2, f"dip bench: error: --device {args.device}: {err}\n")
     spec = architecture(args.arch)
     depth = spec.get("settings", {}).get("input_depth", 32)
     clean = test_image(args.size)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, fields
@@ -21,20 +23,37 @@ from dip.presets import PAPER, architecture, preset_key
 from dip.seeds import SCHEME
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
-from dip.tasks import TASKS, Task
+from dip.tasks import OPTIONS, TASK_OPTIONS, TASKS, Task, check_options
+
+
+def _takes(option: str) -> str:
+    """Which tasks take `option`, and when they need it (dip.tasks.OPTIONS), for its --help."""
+    uses = []
+    for task, row in OPTIONS.items():
+        if option not in row.takes:
+            continue
+        needs = []
+        for mode, needed in (("--image", row.with_image), ("--observed", row.with_observed)):
+            for need in (n.split("|") for n in needed or () if option in n.split("|")):
+                others = " or ".join(f"--{o}" for o in need if o != option)
+                needs.append(f"{'this or ' + others if others else ''} required with {mode}".lstrip())
+        uses.append(", ".join([task, *needs]))
+    return f" [{'; '.join(uses)}]"
 
 
 def _task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--sigma", type=float, help="denoise: noise std on the 0-255 scale")
-    p.add_argument("--factor", type=int, help="sr: 2, 4 or 8")
-    p.add_argument("--quality", type=int, help="jpeg: quality 1-95")
-    p.add_argument("--mask", help="inpaint: mask image (bright = known pixel); with --observed, the mask "
-                   "of a --drop/--text/--box observation")
+    p.add_argument("--sigma", type=float, help="noise std on the 0-255 scale; with --observed optional: it picks "
+                   "the sigma >= 50 preset (without it: the sigma 25 preset) and is the discrepancy rule's noise "
+                   "level" + _takes("sigma"))
+    p.add_argument("--factor", type=int, help="super-resolution factor, an integer >= 2" + _takes("factor"))
+    p.add_argument("--quality", type=int, help="JPEG quality 1-95" + _takes("quality"))
+    p.add_argument("--mask", help="mask image (bright = known pixel); with --observed, the mask of the "
+                   "observation (--drop/--text/--box then name its kind, which picks the preset)" + _takes("mask"))
     m = p.add_mutually_exclusive_group()
-    m.add_argument("--drop", type=float, help="inpaint: drop this fraction of pixels at random")
-    m.add_argument("--text", action="store_true", help="inpaint: text overlay mask")
-    m.add_argument("--box", action="store_true", help="inpaint: centred box mask")
+    m.add_argument("--drop", type=float, help="drop this fraction of pixels at random" + _takes("drop"))
+    m.add_argument("--text", action="store_true", help="text overlay mask" + _takes("text"))
+    m.add_argument("--box", action="store_true", help="centred box mask" + _takes("box"))
     p.add_argument("--seed", type=int, default=0,
                    help="network seed: initial weights, input z, per-iteration perturbations")
     p.add_argument("--observation-seed", type=int,
@@ -75,17 +94,31 @@ def _check_seeds(args: argparse.Namespace) -> None:
             raise InputError(f"--{name.replace('_', '-')}: must be >= 0, got {value}")
 
 
+def _given_task_options(args: argparse.Namespace) -> dict:
+    """The task options (dip.tasks.TASK_OPTIONS) given on the command line."""
+    values = {name: getattr(args, name, None) for name in TASK_OPTIONS}
+    return {name: value for name, value in values.items() if value is not None and value is not False}
+
+
 def _task(args: argparse.Namespace) -> Task:
+    """The task the options describe, after checking them against the task (dip.tasks.OPTIONS)."""
+    check_options(args.task, _given_task_options(args), observed=bool(getattr(args, "observed", None)))
     mask = None
     if args.task == "inpaint":
         mask = "drop" if args.drop is not None else "text" if args.text else "box" if args.box else \
             "file" if args.mask else None
         if mask != "file" and args.mask and args.image:
             raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
-    return Task(args.task, sigma=args.sigma if args.task == "denoise" else None,
-                factor=args.factor if args.task == "sr" else None, mask=mask,
-                drop=args.drop if mask == "drop" else None,
-                quality=args.quality if args.task == "jpeg" else None)
+    return Task(args.task, sigma=args.sigma, factor=args.factor, mask=mask, drop=args.drop, quality=args.quality)
+
+
+def _noise_sigma(value: str) -> float | str:
+    if value == "estimate":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a noise level (0-255 scale) or 'estimate', got {value!r}") from None
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -141,11 +174,13 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--holdout", type=float, help="hold this fraction of the observed pixels out of the loss (drawn "
                    "from the network seed) and validate on them: the holdout rule (default with --stop holdout: "
                    f"{HOLDOUT}; otherwise 0, nothing held out)")
-    f.add_argument("--noise-sigma", type=float, help="discrepancy rule: the observation's noise std on the 0-255 "
-                   "scale (default: estimated from the observation with skimage's estimate_sigma)")
+    f.add_argument("--noise-sigma", type=_noise_sigma, help="discrepancy rule: the observation's noise std on the "
+                   "0-255 scale, or 'estimate' (skimage's estimate_sigma); default: with --observed the denoising "
+                   "task's --sigma if given, otherwise estimated. Makes any task's observation count as noisy")
     f.add_argument("--window", type=int, default=100, help="es-wmv window W; es-emv starts checking after W")
     f.add_argument("--patience", type=int, help="es-wmv/es-emv patience P (default: a fifth of the budget)")
-    f.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    f.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (one this PyTorch can use "
+                   "here; anything else is refused, listing what is available)")
     f.add_argument("--threads", type=int, help="CPU threads")
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     f.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
@@ -165,14 +200,14 @@ def parser() -> argparse.ArgumentParser:
 def _load_inputs(args, task: Task):
     """Read and check every input file before anything is fitted or written."""
     clean = mask = None
+    if args.image and args.clean:
+        raise InputError("--clean: only with --observed (with --image the image itself is the ground truth)")
     if args.image:
         clean = task.crop(load_image(args.image, _reading(args)))
         task.check_size(*clean.shape[-2:], args.image)
     else:
         observed = load_image(args.observed, _reading(args))
-        if task.name == "inpaint":
-            if not args.mask:
-                raise InputError("--mask: restoring a given inpainting observation needs its mask file")
+        if task.name == "inpaint":  # check_options made sure there is a --mask
             mask = load_mask(args.mask, observed.shape[-2:])
         size = task.operator(mask).image_size(observed)
         task.check_size(*size, args.observed)
@@ -190,10 +225,8 @@ def _load_inputs(args, task: Task):
 
 def _input_image(args, task: Task, observed):
     """flash: the flash photograph (the network's input), the same size as the no-flash observation
-    (run_fit has checked that the pair was given)."""
+    (check_options has made sure that the pair was given, and that no other task has one)."""
     if task.name != "flash":
-        if getattr(args, "flash", None):
-            raise InputError("--flash: only the flash task takes a flash photograph")
         return None
     flash = load_image(args.flash, _reading(args))
     if flash.shape[-2:] != observed.shape[-2:] or flash.shape[1] != observed.shape[1]:
@@ -242,7 +275,7 @@ def _fit_size(args, task: Task) -> tuple[int, int, int, str]:
 def _rule_names(args, task: Task) -> list[str]:
     """The rules to run: `--stop`'s, or every applicable one with --record-stops. The discrepancy rule
     applies to noisy observations: denoising, or any task given --noise-sigma."""
-    if args.noise_sigma is not None and not args.noise_sigma > 0:
+    if args.noise_sigma not in (None, "estimate") and not args.noise_sigma > 0:
         raise InputError(f"--noise-sigma: must be > 0, got {args.noise_sigma}")
     noisy = task.name == "denoise" or args.noise_sigma is not None
     if args.stop == "discrepancy" and not noisy:
@@ -273,6 +306,18 @@ def _operators(args, task: Task, mask, observed, seeds_: list[int]) -> list:
         raise InputError(f"--holdout: {err}") from None
 
 
+def _noise_level(args) -> tuple[float | None, str]:
+    """The discrepancy rule's noise level (0-255 scale; None: estimate it from the observation) and where
+    it comes from: --noise-sigma (a number, or 'estimate'); else with --observed the denoising task's
+    --sigma, the user's own statement of the noise; else (with --image, the benchmark's case of a user who
+    does not know σ) the estimate."""
+    if args.noise_sigma not in (None, "estimate"):
+        return args.noise_sigma, "given (--noise-sigma)"
+    if args.noise_sigma is None and args.observed and args.sigma is not None:
+        return args.sigma, "given (--sigma)"
+    return None, "estimated (skimage.restoration.estimate_sigma)"
+
+
 def _make_rules(args, names: list[str], settings, observed, operators: list) -> tuple[list[list], dict]:
     """The stopping rules of each fit (their own objects: rules keep state; one fit per operator), and what
     the discrepancy rule's target came from (estimated once: the fits share the observation)."""
@@ -280,10 +325,10 @@ def _make_rules(args, names: list[str], settings, observed, operators: list) -> 
 
     target, info = None, {}
     if "discrepancy" in names:
-        sigma = args.noise_sigma / 255 if args.noise_sigma is not None else estimate_noise_sigma(observed)
+        given, source = _noise_level(args)
+        sigma = given / 255 if given is not None else estimate_noise_sigma(observed)
         target = clipped_noise_mse(observed, sigma)
-        info = {"noise_sigma": sigma * 255, "noise_sigma_source": "given" if args.noise_sigma is not None
-                else "estimated (skimage.restoration.estimate_sigma)", "discrepancy_target": target}
+        info = {"noise_sigma": sigma * 255, "noise_sigma_source": source, "discrepancy_target": target}
     if args.patience is None:
         args.patience = default_patience(settings.iterations)
     rules = [[make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target,
@@ -321,7 +366,7 @@ def _dry_run(args, task: Task, arch_name: str, settings, device, plan: dict) -> 
     timed, warmup = 5, 2
     trial = FitSettings(**{**asdict(settings), "iterations": timed + warmup, "check_every": 1})
     seconds = fit(architecture(arch_name)["net"], task.operator(mask), observed, trial, device=device,
-                  input_image=_input_image(args, task, observed)).history["seconds"]
+                  input_image=_input_image(args, task, observed), log=_log).history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
     return {"arch": arch_name, "iterations": settings.iterations, **plan, "device": device_name(device),
             "seconds_per_iteration": round(per_iteration, 4),
@@ -344,13 +389,53 @@ def _seed_outputs(args) -> list[tuple[int, Path]]:
     return [(seed, Path(args.out) / f"seed{seed}") for seed in args.seeds]
 
 
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _device(name: str):
+    """The device --device names, checked before anything is read or written."""
+    from dip.fit import pick_device
+
+    try:
+        return pick_device(name)
+    except ValueError as err:
+        raise InputError(f"--device {name}: {err}") from None
+
+
+def _fingerprint(args, task: Task, arch_name: str, rules: list[str], images: dict) -> dict:
+    """What determines this command's fit besides its settings and network seeds (dip.fit.fingerprint),
+    by readable names: the task and its parameters, the observation seed, a content hash of every image the
+    fit reads (None: not given), the network, the stopping setup, the seed scheme and the package version.
+    A checkpoint in --out resumes only the fit with the same fingerprint."""
+    from dip.provenance import content_hash
+
+    return {"task": task.name, **{k: v for k, v in task.params().items() if k != "name"},
+            "observation seed": _observation_seed(args),
+            **{name: content_hash(image) for name, image in images.items() if image is not None},
+            "arch": arch_name, "network": architecture(arch_name)["net"], "stop": args.stop,
+            "stopping rules": rules, "window": args.window, "patience": args.patience, "holdout": args.holdout,
+            "noise sigma": _noise_level(args)[0], "seed scheme": SCHEME, "version": __version__}
+
+
+class _Signalled(Exception):
+    """SIGTERM or SIGINT outside a fit's loop (which saves a checkpoint and raises FitInterrupted)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signalled(signum, frame):
+    raise _Signalled(signum)
+
+
 def run_fit(args) -> dict:
     _check_seeds(args)
-    task = _task(args)
     if bool(args.image) == bool(getattr(args, "observed", None)):
         raise InputError("give exactly one of --image (clean, degraded here) or --observed (already degraded)")
-    if task.name == "flash" and not (args.flash and args.observed):
-        raise InputError("--flash: the flash task needs the pair: --flash FLASH --observed NOFLASH")
+    device = _device(args.device)
+    task = _task(args)
     targets = _seed_outputs(args)
     if args.seeds and args.observation_seed is None:
         args.observation_seed = args.seeds[0]
@@ -358,7 +443,8 @@ def run_fit(args) -> dict:
     arch_name, values = _settings(args, task)
 
     import torch
-    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, FitSettings, fit, fit_batch, pick_device
+    from dip.fit import (CheckpointMismatch, FitFailed, FitInterrupted, FitOutOfMemory, FitSettings,
+                         check_checkpoint, fingerprint, fit, fit_batch)
 
     try:
         settings = FitSettings(**values)
@@ -368,16 +454,26 @@ def run_fit(args) -> dict:
         raise InputError("--seeds: batched fits use Adam; fit LBFGS seeds one at a time")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
     names = _rule_names(args, task)
     plan = _memory_plan(args, task, arch_name, settings, device, names, batch=len(targets))
     if args.dry_run:
-        return _dry_run(args, task, arch_name, settings, device, plan)
+        try:
+            return _dry_run(args, task, arch_name, settings, device, plan)
+        except FitInterrupted as err:
+            raise _Signalled(err.signum) from None
     clean, observed, mask = _load_inputs(args, task)
     input_image = _input_image(args, task, observed)
     operators = _operators(args, task, mask, observed, [seed for seed, _ in targets])
     rules, noise = _make_rules(args, names, settings, observed, operators)
     source = describe(args.image or args.observed, _reading(args))
+    # Whether a checkpoint in --out is this fit's is decided before anything is written there.
+    checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
+    identity = _fingerprint(args, task, arch_name, names, {"observation": observed, "clean image": clean,
+                                                           "mask pixels": mask, "flash image": input_image})
+    try:
+        check_checkpoint(checkpoint, fingerprint(settings, [seed for seed, _ in targets], identity))
+    except CheckpointMismatch as err:
+        raise InputError(str(err)) from None
     summaries = {}
     for seed, out in targets:
         seed_settings = FitSettings(**{**asdict(settings), "seed": seed})
@@ -398,12 +494,10 @@ def run_fit(args) -> dict:
         save_image(observed, out / "observed", source)
         if mask is not None:
             save_png(mask, out / "mask.png")
-    checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
     start = time.perf_counter()
     options = dict(clean=clean, stop_on=args.stop if args.stop != "fixed" else None, device=device,
                    checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                   log=lambda m: print(m, file=sys.stderr, flush=True), scorer=task.scorer,
-                   input_image=input_image)
+                   log=_log, scorer=task.scorer, input_image=input_image, fingerprint=identity)
     try:
         if args.seeds:
             results = fit_batch(architecture(arch_name)["net"], operators, observed, settings,
@@ -500,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, *a, **k: f"dip: warning: {msg}\n"
+    # A signal outside a fit's loop (reading, a dry run, writing) ends the command with 128 + the signal and
+    # one line, no traceback; inside the loop the fit saves its checkpoint first (dip.fit._catch_termination).
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _raise_signalled) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         if args.command == "degrade":
             run_degrade(args)
@@ -513,6 +612,13 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"dip {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except _Signalled as err:
+        dry = " (--dry-run: nothing written)" if getattr(args, "dry_run", False) else ""
+        print(f"dip {args.command}: interrupted by {signal.Signals(err.signum).name}{dry}", file=sys.stderr)
+        return 128 + err.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -104,14 +104,81 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def available_devices() -> list[str]:
+    """The devices this PyTorch can use here: cpu, cuda:N for each CUDA device, mps."""
+    cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return ["cpu", *cuda, *(["mps"] if _mps_available() else [])]
+
+
 def pick_device(name: str = "auto") -> torch.device:
+    """The torch device `name` names ("auto": CUDA, else MPS, else the CPU). Raises ValueError, one line
+    listing the available devices, for a name PyTorch cannot use here (no CUDA in this build or no such
+    CUDA device, no MPS, a TPU, a typo), before anything touches the device."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is not None and device.index in (None, 0) and device.type == "cpu":
+        return device
+    if device is not None and device.type == "cuda" and torch.cuda.is_available() and (
+            device.index is None or device.index < torch.cuda.device_count()):
+        return device
+    if device is not None and device.type == "mps" and device.index in (None, 0) and _mps_available():
+        return device
+    if device is not None and device.type == "cuda":
+        why = ("this PyTorch is built without CUDA" if not torch.backends.cuda.is_built() else
+               "no CUDA device is visible" if not torch.cuda.is_available() else
+               f"there are {torch.cuda.device_count()} CUDA devices")
+    elif device is not None and device.type == "mps":
+        why = "MPS is not available (" + ("not built into this PyTorch" if not torch.backends.mps.is_built()
+                                          else "this machine has no usable Metal device") + ")"
+    else:
+        why = "not a device this program runs on"
+    raise ValueError(f"{why}; available here: {', '.join(available_devices())} (or auto)")
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint file belongs to another fit: `differs` names the fingerprint entries that differ."""
+
+    def __init__(self, path: Path, differs: list[str], why: str | None = None):
+        verb = "differs" if len(differs) == 1 else "differ"
+        why = why or f"belongs to another fit ({', '.join(differs)} {verb})"
+        super().__init__(f"{path}: {why}; delete it or choose another --out")
+        self.path, self.differs = path, differs
+
+
+def fingerprint(s: FitSettings, seeds_: list[int], extra: dict | None = None) -> dict:
+    """What determines a fit, as a checkpoint records it: every setting, the network seeds and `extra`
+    (what the caller knows: the task, a content hash of the observation, the architecture, ...)."""
+    return {**asdict(s), "seeds": list(seeds_), **(extra or {})}
+
+
+def _read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same answer
+        raise CheckpointMismatch(path, [], f"not a readable checkpoint ({type(err).__name__})") from None
+
+
+def check_checkpoint(path: str | Path, expected: dict) -> bool:
+    """Whether a checkpoint of this fit (fingerprint `expected`) exists at `path`; raises CheckpointMismatch
+    naming what differs if the file there belongs to another fit (or to a dip that recorded none)."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    recorded = _read_checkpoint(path).get("fingerprint")
+    if recorded is None:
+        raise CheckpointMismatch(path, [], "belongs to a fit of an older dip, which recorded no fingerprint")
+    differs = [k for k in dict.fromkeys([*expected, *recorded]) if expected.get(k, ...) != recorded.get(k, ...)]
+    if differs:
+        raise CheckpointMismatch(path, differs)
+    return True
 
 
 class FitInterrupted(Exception):
@@ -374,14 +441,12 @@ class _Track:
 
 
 def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, ckpt: Path | None,
-         every: int, checkpoint_seconds: float, progress: bool, log, raise_failure: bool) -> None:
+         every: int, checkpoint_seconds: float, progress: bool, log, raise_failure: bool, fingerprint_: dict) -> None:
     """The host loop over `step` until every fit has ended: by its budget, its rule, or failure."""
-    resumed = ckpt is not None and ckpt.exists()
+    resumed = ckpt is not None and check_checkpoint(ckpt, fingerprint_)
     elapsed = 0.0
     if resumed:
-        payload = torch.load(ckpt, map_location=step.device, weights_only=False)
-        if payload.get("settings") != asdict(s) or payload.get("seeds") != [t.seed for t in tracks]:
-            raise ValueError(f"{ckpt}: checkpoint was written by a fit with other settings; delete it to start over")
+        payload = _read_checkpoint(ckpt, step.device)
         for b, (t, saved) in enumerate(zip(tracks, payload["tracks"])):
             vars(t).update(saved)
             step.load(b, t.saved)
@@ -396,7 +461,7 @@ def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, 
 
     def save_checkpoint() -> None:
         if ckpt is not None:
-            state = {"settings": asdict(s), "seeds": [t.seed for t in tracks], "elapsed": time.perf_counter() - t0,
+            state = {"fingerprint": fingerprint_, "elapsed": time.perf_counter() - t0,
                      "tracks": [vars(t) for t in tracks]}
             atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
 
@@ -439,7 +504,8 @@ def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, 
             _rewind_to_verified(tracks)
             save_checkpoint()
             bar.close()
-            log(f"interrupted: checkpoint saved at iteration {min(t.iteration for t in tracks)}")
+            if ckpt is not None:
+                log(f"interrupted: checkpoint saved at iteration {min(t.iteration for t in tracks)}")
             raise FitInterrupted(interrupt["signal"], min(t.iteration for t in tracks)) from None
         except (RuntimeError, MemoryError) as err:
             if not _out_of_memory(err):
@@ -544,7 +610,9 @@ class RunOptions:
     keyword arguments. checkpoint: a file to save full state to every `checkpoint_every` iterations
     (default: 10% of the fit) or `checkpoint_seconds`, whichever comes first, and at SIGTERM/SIGINT.
     scorer: how the history scores against the ground truth. input_image: the network's input when
-    settings.input is "image" (flash/no-flash)."""
+    settings.input is "image" (flash/no-flash). fingerprint: what else determines the fit (see
+    `fingerprint`), recorded in the checkpoint: a checkpoint resumes only the fit whose fingerprint it
+    holds, and another one raises CheckpointMismatch."""
 
     device: str | torch.device = "cpu"
     checkpoint: str | Path | None = None
@@ -554,6 +622,7 @@ class RunOptions:
     input_image: torch.Tensor | None = None
     progress: bool = False
     log: object = print
+    fingerprint: dict | None = None
 
 
 def fit(
@@ -572,9 +641,10 @@ def fit(
     arch: an architecture spec (see `dip.presets.ARCHITECTURES`) built with weights from settings.seed,
     or a ready nn.Module. rules: stopping rules to track; stop_on: the name of the one that ends the fit
     (None runs the whole budget and only records where each rule would have stopped). options:
-    `RunOptions` (device, checkpoint, scorer, input_image, progress, log). A fit whose checkpoint exists
-    resumes from it and ends exactly as an uninterrupted fit would; SIGTERM/SIGINT save it and raise
-    FitInterrupted. Raises FitFailed if the fit keeps diverging.
+    `RunOptions` (device, checkpoint, scorer, input_image, progress, log, fingerprint). A fit whose
+    checkpoint exists resumes from it and ends exactly as an uninterrupted fit would (a checkpoint of
+    another fit raises CheckpointMismatch); SIGTERM/SIGINT save it and raise FitInterrupted. Raises
+    FitFailed if the fit keeps diverging.
     """
     s = settings or FitSettings()
     return _fits(arch, [operator], observed, s, [s.seed], clean,
@@ -621,5 +691,5 @@ def _fits(arch, operators, observed, s: FitSettings, seeds_: list[int], clean, r
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
     every = o.checkpoint_every or max(s.check_every, s.iterations // 10)
     _run(step, tracks, s, stop_on, Path(o.checkpoint) if o.checkpoint else None, every, o.checkpoint_seconds,
-         o.progress, o.log, raise_failure)
+         o.progress, o.log, raise_failure, fingerprint(s, seeds_, o.fingerprint))
     return [_result(step, b, t, s) for b, t in enumerate(tracks)]

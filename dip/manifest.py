@@ -24,7 +24,8 @@ COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence", 
 ROLES = ("", "clean", "pair")
 DATA_ROOT = "{data_root}"
 DATA_ROOT_ENV = "DIP_DATA_ROOT"
-SIZE_MULTIPLE = 8  # prepared images are cropped so that every SR factor (2, 4, 8) divides them
+SIZE_MULTIPLE = 8  # prepared images are cropped so that the paper's SR factors (2, 4, 8) divide them; another
+#                    factor's observation, fit and scores centre-crop to its multiple (dip.tasks.Task.crop)
 
 
 def read(path: str | Path) -> pd.DataFrame:

@@ -42,49 +42,59 @@ class Operator:
 class Denoise(Operator):
     """y = clip(x + σ/255 · n, 0, 1), n ~ N(0, 1).
 
-    sigma: noise standard deviation on the 0–255 scale, > 0 (the paper uses 25 and 50).
+    sigma: noise standard deviation on the 0–255 scale, > 0 (the paper uses 25 and 50); None when it is
+    unknown (a given noisy photograph): the operator then fits (its loss does not use σ) but cannot observe.
 
     >>> from dip.seeds import generator
     >>> y = Denoise(25).observe(torch.full((1, 3, 8, 8), 0.5), generator(0, "observation"))
     """
 
-    def __init__(self, sigma: float):
-        if not sigma > 0:
+    def __init__(self, sigma: float | None = None):
+        if sigma is not None and not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
-        self.sigma = float(sigma)
+        self.sigma = None if sigma is None else float(sigma)
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.sigma is None:
+            raise ValueError("sigma: an unknown noise level cannot make an observation")
         noise = torch.randn(clean.shape, generator=generator)
         return (clean + noise * self.sigma / 255).clamp(0, 1)
 
 
 def lanczos2_taps(factor: int) -> torch.Tensor:
-    """The paper's Lanczos-2 taps: k(x) = 2 sin(πx) sin(πx/2)/(π²x²), sampled at phase 0.5 over
-    4·factor taps (x = ±(k + 0.5)/factor), normalised to sum 1."""
-    x = (torch.arange(4 * factor, dtype=torch.float64) - 2 * factor + 0.5) / factor
-    taps = 2 * torch.sin(math.pi * x) * torch.sin(math.pi * x / 2) / (math.pi ** 2 * x ** 2)
+    """The paper's Lanczos-2 taps for downsampling by `factor`: k(x) = 2 sin(πx) sin(πx/2)/(π²x²) (k(0) = 1)
+    at x = offset/factor, normalised to sum 1. A low-resolution pixel's centre lies between two
+    high-resolution pixels for an even factor and on one for an odd factor, so an even factor samples
+    phase 0.5 over 4·factor taps (x = ±(k + 0.5)/factor, the paper's kernel) and an odd factor phase 0
+    over 4·factor − 1 taps (x = k/factor, |k| < 2·factor): either way centred on the low-resolution pixel."""
+    n = 4 * factor if factor % 2 == 0 else 4 * factor - 1
+    x = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / factor
+    safe = torch.where(x == 0, 1.0, x)
+    taps = torch.where(x == 0, 1.0,
+                       2 * torch.sin(math.pi * safe) * torch.sin(math.pi * safe / 2) / (math.pi ** 2 * safe ** 2))
     return (taps / taps.sum()).float()
 
 
 class SuperResolve(Operator):
     """y = D_f(k * x): separable Lanczos-2 blur then stride-f subsampling, H/f × W/f.
 
-    factor: 2, 4 or 8. The observation itself is the clean image resized by 1/factor with PIL's
-    antialiased Lanczos filter, as in the paper; the clean image's sides must be multiples of factor.
+    factor: any integer >= 2 (the paper uses 2, 4 and 8). The observation itself is the clean image
+    resized by 1/factor with PIL's antialiased Lanczos filter, as in the paper; the clean image's sides
+    must be multiples of factor.
 
     >>> SuperResolve(4)(torch.rand(1, 3, 32, 32)).shape
     torch.Size([1, 3, 8, 8])
     """
 
-    FACTORS = (2, 4, 8)
+    MIN_FACTOR = 2
 
     def __init__(self, factor: int):
-        if factor not in self.FACTORS:
-            raise ValueError(f"SR factor must be one of {self.FACTORS}, got {factor}")
+        if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < self.MIN_FACTOR:
+            raise ValueError(f"SR factor must be an integer >= {self.MIN_FACTOR}, got {factor}")
         self.factor = int(factor)
         taps = lanczos2_taps(self.factor)
         self.kernel = (taps[:, None] * taps[None, :])[None, None]
-        # Replication padding of (taps - factor)/2 keeps the output exactly H/f × W/f.
+        # Replication padding of (taps - factor)/2 on each side keeps the output exactly H/f × W/f.
         self.pad = (len(taps) - self.factor) // 2
 
     def to(self, device: torch.device | str) -> "SuperResolve":
@@ -181,15 +191,18 @@ def text_mask(h: int, w: int, text: str = "Deep Image Prior") -> torch.Tensor:
 class JpegArtifacts(Operator):
     """y = JPEG_q(x) (decoded); the forward operator is the identity.
 
-    quality: JPEG quality 1–95 (PIL's scale).
+    quality: JPEG quality 1–95 (PIL's scale); None when it is unknown (a given JPEG): the operator then
+    fits but cannot observe.
     """
 
-    def __init__(self, quality: int):
-        if not 1 <= quality <= 95:
+    def __init__(self, quality: int | None = None):
+        if quality is not None and not 1 <= quality <= 95:
             raise ValueError(f"JPEG quality must be in 1..95, got {quality}")
-        self.quality = int(quality)
+        self.quality = None if quality is None else int(quality)
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.quality is None:
+            raise ValueError("quality: an unknown JPEG quality cannot make an observation")
         buffer = io.BytesIO()
         to_pil(clean).save(buffer, format="JPEG", quality=self.quality)
         buffer.seek(0)

@@ -63,11 +63,13 @@ PAPER: dict[str, tuple[str, dict]] = {
 
 
 def preset_key(task: str, sigma: float | None = None, factor: int | None = None, mask: str | None = None) -> str:
-    """The PAPER key for a task and its parameter (denoise σ=50 has its own reg noise)."""
+    """The PAPER key for a task and its parameter: denoise σ >= 50 has its own reg noise (no σ, as for a
+    given noisy photograph: the σ = 25 preset); SR ×2, ×4, ×8 are the paper's, and another factor takes
+    the nearest published one above it (×3 → ×4's settings, ×5 and more → ×8's)."""
     if task == "denoise":
         return "denoise-sigma50" if sigma is not None and sigma >= 50 else "denoise"
     if task == "sr":
-        return f"sr-x{factor}"
+        return f"sr-x{factor}" if factor in (2, 4, 8) else "sr-x4" if factor <= 4 else "sr-x8"
     if task == "inpaint":
         return f"inpaint-{mask}"
     return task

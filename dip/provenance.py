@@ -14,6 +14,14 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def content_hash(tensor) -> str:
+    """First 16 hex digits of the SHA-256 of a tensor's shape and float32 values: the same pixels, the same hash."""
+    import numpy as np
+
+    values = np.ascontiguousarray(tensor.detach().cpu().float().numpy())
+    return hashlib.sha256(repr(values.shape).encode() + values.tobytes()).hexdigest()[:16]
+
+
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:

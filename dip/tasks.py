@@ -18,10 +18,78 @@ MIN_SIZE = 16  # smallest side we accept: every network pads up to its own minim
 
 
 @dataclass(frozen=True)
+class TaskOptions:
+    """The command-line options of one task (`dip fit`, `dip degrade`; a pipeline config's task keys
+    follow it, see workflow/schemas/config.schema.yaml). takes: the options it uses; any other task
+    option is refused. with_image: those it needs to degrade a clean image (--image, dip degrade, the
+    pipeline); with_observed: those it needs to restore a given observation (--observed). "a|b" is met
+    by either option. with_image None: the task has nothing to degrade (a pair is observed as given)."""
+
+    takes: tuple[str, ...]
+    with_image: tuple[str, ...] | None
+    with_observed: tuple[str, ...]
+
+
+OPTIONS: dict[str, TaskOptions] = {
+    # σ only makes the noise; a given noisy image is fitted without it (σ then picks the preset and is
+    # the discrepancy rule's noise level).
+    "denoise": TaskOptions(("sigma",), ("sigma",), ()),
+    # The factor sizes the restored image in either mode.
+    "sr": TaskOptions(("factor",), ("factor",), ("factor",)),
+    # A given observation needs its mask file; --drop/--text/--box then only name its kind (the preset).
+    "inpaint": TaskOptions(("mask", "drop", "text", "box"), ("mask|drop|text|box",), ("mask",)),
+    "jpeg": TaskOptions(("quality",), ("quality",), ()),
+    "flash": TaskOptions(("flash",), None, ("flash",)),
+}
+TASK_OPTIONS = tuple(dict.fromkeys(o for row in OPTIONS.values() for o in row.takes))
+_HOW = {
+    "sigma": "give the noise level with --sigma S (0-255 scale)",
+    "factor": "give the factor with --factor K (an integer >= 2)",
+    "quality": "give the JPEG quality with --quality Q (1-95)",
+    "mask": "give the known pixels with --mask FILE",
+    "mask|drop|text|box": "choose the mask with --mask FILE, --drop FRACTION, --text or --box",
+    "flash": "give the pair: --flash FLASH --observed NOFLASH",
+}
+
+
+def _flags(options) -> str:
+    return ", ".join(" or ".join(f"--{o}" for o in option.split("|")) for option in options) or "none"
+
+
+def check_options(task: str, given: dict, observed: bool) -> None:
+    """Refuse, in one line naming the option, a task option the task does not take, and a missing one it
+    needs in this mode (observed: restoring a given observation, else degrading a clean image). given:
+    option name (as in TASK_OPTIONS) -> value, for the options the user gave."""
+    row = OPTIONS[task]
+    for name in given:
+        if name not in row.takes:
+            raise InputError(f"--{name}: the {task} task takes no --{name} (it takes {_flags(row.takes)})")
+    needed = row.with_observed if observed else row.with_image
+    if needed is None:
+        raise InputError(f"--image: the {task} task has nothing to degrade; {_HOW[row.with_observed[0]]}")
+    for option in needed:
+        if not any(o in given for o in option.split("|")):
+            mode = "--observed" if observed else "--image"
+            raise InputError(f"--{option.split('|')[0]}: required by the {task} task with {mode}; {_HOW[option]}")
+
+
+def options_table() -> str:
+    """OPTIONS as the README's Markdown table."""
+    lines = ["| task | takes | required with `--image` | required with `--observed` |", "|---|---|---|---|"]
+    for task, row in OPTIONS.items():
+        image = "— (nothing to degrade)" if row.with_image is None else _flags(row.with_image)
+        lines.append(f"| {task} | {_flags(row.takes)} | {image} | {_flags(row.with_observed)} |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class Task:
+    """A task and its parameters. sigma (denoise) and quality (jpeg) may be None for a given observation:
+    such a task fits, but `degrade` refuses it (see OPTIONS)."""
+
     name: str
     sigma: float | None = None     # denoise, on the 0–255 scale
-    factor: int | None = None      # sr
+    factor: int | None = None      # sr, an integer >= 2
     mask: str | None = None        # inpaint: drop | text | box | file
     drop: float | None = None      # inpaint drop fraction
     quality: int | None = None     # jpeg
@@ -29,16 +97,18 @@ class Task:
     def __post_init__(self) -> None:
         if self.name not in TASKS:
             raise InputError(f"task: unknown task {self.name!r}; choose one of {', '.join(TASKS)}")
-        if self.name == "denoise" and not (self.sigma is not None and self.sigma > 0):
+        if self.name == "denoise" and self.sigma is not None and not self.sigma > 0:
             raise InputError(f"sigma: must be > 0 for denoising, got {self.sigma}")
-        if self.name == "sr" and self.factor not in ops.SuperResolve.FACTORS:
-            raise InputError(f"factor: SR factor must be one of 2, 4, 8, got {self.factor}")
+        if self.name == "sr" and (isinstance(self.factor, bool) or not isinstance(self.factor, int)
+                                  or self.factor < ops.SuperResolve.MIN_FACTOR):
+            raise InputError(f"factor: SR factor must be an integer >= {ops.SuperResolve.MIN_FACTOR}, "
+                             f"got {self.factor}")
         if self.name == "inpaint":
             if self.mask not in MASKS:
                 raise InputError(f"mask: inpainting needs a mask kind among {', '.join(MASKS)}, got {self.mask!r}")
             if self.mask == "drop" and not (self.drop is not None and 0 < self.drop < 1):
                 raise InputError(f"drop: fraction must be in (0, 1), got {self.drop}")
-        if self.name == "jpeg" and not (self.quality is not None and 1 <= self.quality <= 95):
+        if self.name == "jpeg" and self.quality is not None and not 1 <= self.quality <= 95:
             raise InputError(f"quality: JPEG quality must be in 1..95, got {self.quality}")
 
     def params(self) -> dict:
@@ -47,11 +117,11 @@ class Task:
     def label(self) -> str:
         """Short name used in tables and file names, e.g. denoise-s25, sr-x4, inpaint-drop0.5."""
         if self.name == "denoise":
-            return f"denoise-s{self.sigma:g}"
+            return "denoise" if self.sigma is None else f"denoise-s{self.sigma:g}"
         if self.name == "sr":
             return f"sr-x{self.factor}"
         if self.name == "jpeg":
-            return f"jpeg-q{self.quality}"
+            return "jpeg" if self.quality is None else f"jpeg-q{self.quality}"
         if self.name == "flash":
             return "flash"
         return f"inpaint-drop{self.drop:g}" if self.mask == "drop" else f"inpaint-{self.mask}"
@@ -112,8 +182,7 @@ class Task:
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Observation (and mask for inpainting) of a clean image, reproducible from the observation
         seed alone: it draws from that seed's `observation` stream, which no network stream shares."""
-        if self.name == "flash":
-            raise InputError("flash: there is nothing to degrade; give the pair with --flash FLASH --observed NOFLASH")
+        check_options(self.name, {k: v for k, v in self.params().items() if k in TASK_OPTIONS}, observed=False)
         generator = seeds.generator(observation_seed, "observation")
         if self.name == "inpaint":
             mask = self.make_mask(*clean.shape[-2:], generator, mask)

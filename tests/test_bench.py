@@ -35,3 +35,13 @@ def test_speed_switches_keep_quality(clean64):
         net = {"kind": "skip", "channels_down": [128] * 3, "channels_up": [128] * 3, "channels_skip": [4] * 3}
         best[name] = fit(net, Denoise(25), observed, settings, clean=clean).history["psnr_ema"].max()
     assert abs(best["fast"] - best["fp32"]) <= 0.2, best
+
+
+def test_bench_refuses_a_device_pytorch_cannot_use_here_in_one_line():
+    import pytest
+
+    if torch.cuda.is_available():
+        pytest.skip("this test is about a machine without CUDA")  # never taken on CI
+    r = subprocess.run([sys.executable, "-m", "dip", "bench", "--device", "cuda"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--device cuda: " in r.stderr, r.stderr
+    assert "available here: cpu" in r.stderr and "Traceback" not in r.stderr

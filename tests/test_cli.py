@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,7 @@ def bad_input_cases(tmp_path, png64):
         "too small": (["fit", "--task", "denoise", "--sigma", 25, "--image", tiny], "minimum 16x16"),
         "mask size": ([*base, "--task", "inpaint", "--mask", mask], "mask is 10x10 but the image is 64x64"),
         "sigma": ([*base, "--task", "denoise", "--sigma", -3], "sigma: must be > 0"),
-        "factor": ([*base, "--task", "sr", "--factor", 3], "factor: SR factor must be one of 2, 4, 8"),
+        "factor": ([*base, "--task", "sr", "--factor", 1], "factor: SR factor must be an integer >= 2, got 1"),
         "drop": ([*base, "--task", "inpaint", "--drop", 1.5], "drop: fraction must be in (0, 1)"),
         "iterations": ([*base, "--task", "denoise", "--sigma", 25, "--iters", 0], "--iterations: must be > 0"),
         "arch": ([*base, "--task", "denoise", "--sigma", 25, "--arch", "vgg"], "unknown architecture 'vgg'"),
@@ -223,7 +224,7 @@ def test_flash_no_flash_keeps_the_no_flash_light_without_its_noise(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ([], "the flash task needs the pair: --flash FLASH --observed NOFLASH"),
+    ([], "--flash: required by the flash task with --observed; give the pair: --flash FLASH --observed NOFLASH"),
     (["--flash", "SMALL"], "the flash image is (3, 32, 32) (C, H, W) but the no-flash image is (3, 64, 64)"),
 ])
 def test_a_flash_fit_without_its_pair_is_one_line(tmp_path, png64, extra, message):
@@ -336,3 +337,231 @@ def test_inputs_that_cannot_be_read_on_purpose_are_one_line_before_anything_is_w
     out = tmp_path / "run"
     r = run("fit", *task, "--image", image, *extra, "--iters", 10, "--out", out, "--threads", 1)
     _one_line_refusal(r, out, *expected)
+
+
+# A fit interrupted by its own signal at a known iteration: the same command, run through a driver that
+# sends the signal when the fit's step runs for the `at`-th time (deterministic, unlike a timed kill).
+SIGNAL_AT = """
+import os, sys
+import dip.fit
+from dip.cli import main
+at, signum = int(sys.argv[1]), int(sys.argv[2])
+step, calls = dip.fit.Step.__call__, [0]
+def counted(self, *args):
+    calls[0] += 1
+    if calls[0] == at:
+        os.kill(os.getpid(), signum)
+    return step(self, *args)
+dip.fit.Step.__call__ = counted
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def run_signalled(at: int, signum: int, *args):
+    return subprocess.run([sys.executable, "-c", SIGNAL_AT, str(at), str(int(signum)), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def contents(folder):
+    """Every file under `folder` with its bytes: what a refused command must leave as it was."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
+        if folder.exists() else None
+
+
+def assert_refused(r, message, out=None, before=None):
+    """One line naming the culprit, exit 2, no traceback, and `out` as it was (absent, or `before`)."""
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    if out is not None:
+        assert contents(out) == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_interrupting_a_dry_run_exits_128_plus_the_signal_and_mentions_no_checkpoint(png64, tmp_path, signum):
+    out = tmp_path / "out"
+    r = run_signalled(3, signum, "fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--out", out,
+                      "--dry-run", "--threads", 1)
+    assert r.returncode == 128 + signum, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr and "checkpoint" not in r.stderr and "interrupted" in r.stderr, r.stderr
+    assert r.stdout == "" and not out.exists()
+
+
+# Checkpoints belong to one fit: a fit of a 64x64 denoising observation stopped by SIGTERM at iteration 27
+# keeps the checkpoint of iteration 25; each case reruns it with one thing changed.
+BASE_FIT = ["fit", "--task", "denoise", "--sigma", 25, "--iters", 30, "--threads", 1, "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory):
+    from conftest import natural_crop
+
+    folder = tmp_path_factory.mktemp("checkpointed")
+    image, other = folder / "clean.png", folder / "other.png"
+    Image.fromarray(np.round(natural_crop(64) * 255).astype(np.uint8)).save(image)
+    Image.fromarray(np.round(natural_crop(64)[::-1] * 255).astype(np.uint8)).save(other)
+    out = folder / "out"
+    r = run_signalled(27, signal.SIGTERM, *BASE_FIT, "--image", image, "--out", out)
+    assert r.returncode == 128 + signal.SIGTERM and (out / "checkpoint.pt").exists(), r.stderr
+    return {"image": image, "other": other, "out": out}
+
+
+def copy_of(folder, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(folder, tmp_path / "out"))
+
+
+@pytest.mark.parametrize("change, differs", [
+    (["--image", "OTHER"], "observation, clean image differ"),
+    (["--sigma", 30], "sigma, observation differ"),
+    (["--observation-seed", 1], "observation seed, observation differ"),
+    (["--iters", 40], "iterations, patience differ"),
+    (["--arch", "skip-3"], "arch, network differ"),
+    (["--seed", 1], "seed, seeds, observation seed, observation differ"),
+    (["--stop", "es-wmv"], "stop, stopping rules differ"),
+    (["--lr", 0.02], "lr differs"),
+])
+def test_a_checkpoint_of_another_fit_is_refused_naming_what_differs(checkpointed, tmp_path, change, differs):
+    out = copy_of(checkpointed["out"], tmp_path)
+    before = contents(out)
+    change = [checkpointed["other"] if c == "OTHER" else c for c in change]
+    options = dict(zip(BASE_FIT[1:-1:2], BASE_FIT[2:-1:2]))  # between "fit" and "--no-progress"
+    options.update({"--image": checkpointed["image"], **dict(zip(change[::2], change[1::2]))})
+    r = run("fit", *[x for kv in options.items() for x in kv], "--no-progress", "--out", out)
+    assert_refused(r, f"{out / 'checkpoint.pt'}: belongs to another fit ({differs}); delete it or choose "
+                      f"another --out", out, before)
+
+
+def test_the_same_command_resumes_its_own_checkpoint(checkpointed, tmp_path):
+    out = copy_of(checkpointed["out"], tmp_path)
+    r = run(*BASE_FIT, "--image", checkpointed["image"], "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from checkpoint" in r.stderr and "at iteration 25" in r.stderr
+    assert not (out / "checkpoint.pt").exists() and json.loads((out / "summary.json").read_text())["iterations"] == 30
+
+
+# Options against the task (dip.tasks.OPTIONS).
+def test_a_given_noisy_image_is_restored_without_sigma(png64, tmp_path):
+    r = run("degrade", "--task", "denoise", "--sigma", 25, "--image", png64, "--out", tmp_path / "d")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "f"
+    r = run("fit", "--task", "denoise", "--observed", tmp_path / "d" / "observed.png", "--iters", 3, "--out", out,
+            "--no-progress", "--record-stops")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task_label"] == "denoise" and "sigma" not in summary
+    assert summary["settings"]["reg_noise_std"] == pytest.approx(1 / 30)  # the σ < 50 preset
+    assert summary["noise_sigma_source"].startswith("estimated") and 15 < summary["noise_sigma"] < 35
+
+
+@pytest.mark.parametrize("extra, sigma, source", [
+    (["--sigma", 25], 25, "given (--sigma)"),
+    (["--sigma", 25, "--noise-sigma", 20], 20, "given (--noise-sigma)"),
+    (["--sigma", 25, "--noise-sigma", "estimate"], None, "estimated"),
+])
+def test_the_discrepancy_rule_uses_the_noise_level_given_with_an_observation(png64, tmp_path, extra, sigma, source):
+    run("degrade", "--task", "denoise", "--sigma", 25, "--image", png64, "--out", tmp_path / "d")
+    out = tmp_path / "f"
+    r = run("fit", "--task", "denoise", "--observed", tmp_path / "d" / "observed.png", *extra, "--iters", 3,
+            "--stop", "discrepancy", "--out", out, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["noise_sigma_source"].startswith(source)
+    if sigma is not None:
+        assert summary["noise_sigma"] == pytest.approx(sigma)
+    else:
+        assert summary["noise_sigma"] != 25 and 15 < summary["noise_sigma"] < 35
+
+
+def test_a_given_jpeg_is_restored_without_quality(png64, tmp_path):
+    r = run("degrade", "--task", "jpeg", "--quality", 10, "--image", png64, "--out", tmp_path / "d")
+    assert r.returncode == 0, r.stderr
+    r = run("fit", "--task", "jpeg", "--observed", tmp_path / "d" / "observed.png", "--iters", 3,
+            "--out", tmp_path / "f", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "f" / "summary.json").read_text())["task_label"] == "jpeg"
+
+
+@pytest.mark.parametrize("command, message", [
+    (["fit", "--task", "inpaint", "--observed", "PNG"],
+     "--mask: required by the inpaint task with --observed; give the known pixels with --mask FILE"),
+    (["fit", "--task", "inpaint", "--box", "--observed", "PNG"], "give the known pixels with --mask FILE"),
+    (["fit", "--task", "denoise", "--image", "PNG"], "--sigma: required by the denoise task with --image"),
+    (["fit", "--task", "jpeg", "--image", "PNG"], "--quality: required by the jpeg task with --image"),
+    (["fit", "--task", "sr", "--observed", "PNG"], "--factor: required by the sr task with --observed"),
+    (["fit", "--task", "inpaint", "--image", "PNG"],
+     "required by the inpaint task with --image; choose the mask with --mask FILE, --drop FRACTION, --text or --box"),
+    (["degrade", "--task", "denoise", "--image", "PNG"], "--sigma: required by the denoise task with --image"),
+    (["fit", "--task", "denoise", "--sigma", 25, "--image", "PNG", "--mask", "PNG"],
+     "--mask: the denoise task takes no --mask (it takes --sigma)"),
+    (["fit", "--task", "sr", "--factor", 2, "--sigma", 25, "--image", "PNG"],
+     "--sigma: the sr task takes no --sigma (it takes --factor)"),
+    (["fit", "--task", "inpaint", "--box", "--quality", 10, "--image", "PNG"],
+     "--quality: the inpaint task takes no --quality"),
+    (["fit", "--task", "denoise", "--sigma", 25, "--factor", 2, "--image", "PNG"],
+     "--factor: the denoise task takes no --factor"),
+    (["fit", "--task", "denoise", "--sigma", 25, "--flash", "PNG", "--observed", "PNG"],
+     "--flash: the denoise task takes no --flash"),
+    (["fit", "--task", "jpeg", "--quality", 10, "--text", "--image", "PNG"], "--text: the jpeg task takes no --text"),
+    (["fit", "--task", "sr", "--factor", 2, "--drop", 0.5, "--image", "PNG"], "--drop: the sr task takes no --drop"),
+    (["fit", "--task", "flash", "--flash", "PNG", "--observed", "PNG", "--sigma", 25],
+     "--sigma: the flash task takes no --sigma"),
+    (["degrade", "--task", "jpeg", "--quality", 10, "--sigma", 5, "--image", "PNG"],
+     "--sigma: the jpeg task takes no --sigma"),
+    (["fit", "--task", "denoise", "--sigma", 25, "--image", "PNG", "--clean", "PNG"],
+     "--clean: only with --observed"),
+])
+def test_options_are_checked_against_the_task(png64, tmp_path, command, message):
+    out = tmp_path / "out"
+    iters = ["--iters", 3] if command[0] == "fit" else []  # bounded, should a refusal ever not happen
+    r = run(*[png64 if c == "PNG" else c for c in command], *iters, "--out", out)
+    assert_refused(r, message, out, None)
+
+
+# Devices: this machine's PyTorch has no CUDA (the tests run on a CPU).
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "gpu", "mps", "tpu", "nonsense", "cpu:x"])
+def test_a_device_pytorch_cannot_use_here_is_one_line_listing_the_available_ones(png64, tmp_path, device):
+    import torch
+
+    if torch.cuda.is_available() or torch.backends.mps.is_available():
+        pytest.skip("this test is about a machine without CUDA and MPS")  # never taken on CI
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "observed.png").write_bytes(b"a result of another run")
+    before = contents(out)
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", out,
+            "--device", device)
+    assert_refused(r, f"--device {device}: ", out, before)
+    assert r.stderr.rstrip().endswith("available here: cpu (or auto)"), r.stderr
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_cpu_and_auto_devices_fit(png64, tmp_path, device):
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", tmp_path / "o",
+            "--device", device, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["device"].startswith("cpu")
+
+
+# Super-resolution by any integer factor >= 2.
+def test_sr_by_three_runs_end_to_end(tmp_path):
+    from conftest import natural_crop
+
+    image = tmp_path / "clean48.png"
+    Image.fromarray(np.round(natural_crop(48) * 255).astype(np.uint8)).save(image)
+    out = tmp_path / "sr3"
+    r = run("fit", "--task", "sr", "--factor", 3, "--image", image, "--iters", 10, "--out", out, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task_label"] == "sr-x3" and summary["iterations"] == 10
+    assert summary["settings"]["reg_noise_std"] == 0.03  # the x4 preset
+    assert Image.open(out / "observed.png").size == (16, 16) and Image.open(out / "restored.png").size == (48, 48)
+    assert np.isfinite(summary["psnr_restored"])
+
+
+@pytest.mark.parametrize("factor", [1, 0, -2])
+def test_sr_factors_below_two_are_refused(png64, tmp_path, factor):
+    out = tmp_path / "out"
+    r = run("fit", "--task", "sr", "--factor", factor, "--image", png64, "--iters", 3, "--out", out)
+    assert_refused(r, f"factor: SR factor must be an integer >= 2, got {factor}", out, None)

@@ -88,6 +88,9 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
     ({"tasks": {"blur": {"task": "deblur", "iterations": 5}}}, "deblur"),
     ({"archs": ["vgg"]}, "vgg"),
     ({"tasks": {"denoise-s25": {"task": "denoise", "sigma": -25, "iterations": 5}}}, "-25"),
+    # A parameter the task does not take (dip.tasks.OPTIONS), and an SR factor below 2.
+    ({"tasks": {"sr-x4": {"task": "sr", "factor": 4, "sigma": 25, "iterations": 5}}}, "['then']['properties']['sigma']"),
+    ({"tasks": {"sr-x1": {"task": "sr", "factor": 1, "iterations": 5}}}, "1 is less than the minimum of 2"),
 ])
 def test_a_bad_config_fails_before_any_job_naming_the_entry(workdir, change, message):
     r = snakemake("--cores", 1, "--directory", workdir, "--configfile", write_config(workdir, **change))
@@ -418,3 +421,27 @@ def test_the_config_schema_lists_what_the_package_has():
     # Networks fed an image of the user's (flash/no-flash) belong to the paired tasks, not to the grid.
     assert set(archs) == set(ARCHITECTURES) - set(PAIRED_ARCHITECTURES) and PAIRED_ARCHITECTURES
     assert all(ARCHITECTURES[a]["settings"]["input"] == "image" for a in PAIRED_ARCHITECTURES)
+
+
+def test_the_config_schema_asks_of_each_task_what_the_task_table_does():
+    """A configured task degrades a clean image (or fits a flash pair): the schema requires what
+    dip.tasks.OPTIONS requires with --image and forbids ({not: {}}) the parameters the task does not take."""
+    from dip.tasks import OPTIONS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    task_schema = schema["properties"]["tasks"]["additionalProperties"]
+    # The config's task parameters: `mask` is the kind (drop/text/box/file), the CLI's --drop/--text/--box/--mask.
+    parameters = {"sigma", "factor", "mask", "drop", "quality"}
+    assert parameters <= set(task_schema["properties"])
+    as_config = {"sigma": "sigma", "factor": "factor", "quality": "quality", "mask": "mask", "drop": "drop",
+                 "text": "mask", "box": "mask", "flash": None}
+    conditions = {c["if"]["properties"]["task"]["const"]: c["then"] for c in task_schema["allOf"]
+                  if set(c["if"]["properties"]) == {"task"}}
+    for name, row in OPTIONS.items():
+        then = conditions.get(name, {})
+        required = {as_config[r.split("|")[0]] for r in row.with_image or ()} - {None}
+        assert set(then.get("required", [])) == required, name
+        takes = {as_config[o] for o in row.takes} - {None}
+        forbidden = {k for k, v in then.get("properties", {}).items() if v == {"not": {}}}
+        assert forbidden == parameters - takes, name
+    assert task_schema["properties"]["factor"] == {"type": "integer", "minimum": 2}

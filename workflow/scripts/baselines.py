@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, estimate_sigma, inpaint_biharmonic
 
-from dip.image_io import atomic_write, read_array, save_png, to_tensor
+from dip.image_io import atomic_write, read_array, save_png, to_array, to_tensor
 from dip.metrics import psnr, ssim
 from dip.operators import SuperResolve
 from dip.tasks import Task
@@ -18,7 +18,8 @@ spec = snakemake.params.spec
 task = Task(spec["task"], sigma=spec.get("sigma"), factor=spec.get("factor"), mask=spec.get("mask"),
             drop=spec.get("drop"), quality=spec.get("quality"))
 # A real flash/no-flash pair has no ground truth: its baselines are saved for the figures, unscored.
-clean = read_array(snakemake.input.clean) if hasattr(snakemake.input, "clean") else None
+# SR: the ground truth centre-cropped to a multiple of the factor (the prepared images are multiples of 8 only).
+clean = to_array(task.crop(to_tensor(read_array(snakemake.input.clean)))) if hasattr(snakemake.input, "clean") else None
 observed = read_array(snakemake.input.observed)
 channel_axis = -1 if observed.shape[-1] > 1 else None
 

@@ -8,7 +8,7 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 import pandas as pd
 
-from dip.image_io import atomic_write, read_array
+from dip.image_io import atomic_write, read_array, to_array, to_tensor
 from dip.metrics import psnr, ssim
 from dip.tasks import Task
 
@@ -36,7 +36,8 @@ if summary["status"] == "ok":
 if summary["status"] == "ok" and scored:
     task = Task(**{k: summary[k] for k in ("sigma", "factor", "mask", "drop", "quality") if k in summary},
                 name=summary["task"])
-    clean = read_array(snakemake.input.clean)
+    # SR: the ground truth centre-cropped to a multiple of the factor, as the fit restored it.
+    clean = to_array(task.crop(to_tensor(read_array(snakemake.input.clean))))
     restored = read_array(snakemake.input.restored)
     # The saved 8-bit PNG is what a user gets: score that file, as the paper's script does.
     row["psnr_restored_png"] = psnr(restored, clean, **task.convention)
