@@ -193,6 +193,7 @@ def test_a_cancelled_and_a_requeued_fit_resume_from_their_checkpoints(cluster, t
     slurm(cluster, "scontrol", "requeue", requeued)
     # SLURM holds a requeued job back for two minutes (its BeginTime); let it start again at once.
     while show_job(cluster, requeued)["JobState"] != "PENDING":
+        assert time.monotonic() < deadline, show_job(cluster, requeued)
         time.sleep(0.5)
     slurm(cluster, "scontrol", "update", f"JobId={requeued}", "StartTime=now")
     output = finish(run, work)
