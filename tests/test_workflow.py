@@ -25,12 +25,16 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, flags=re.M)}
 
 
+def scratch(folder: Path) -> Path:
+    """`folder` with a copy of config/ and data/ in it, so tests never touch the user's results/."""
+    shutil.copytree(ROOT / "config", folder / "config")
+    shutil.copytree(ROOT / "data", folder / "data")
+    return folder
+
+
 @pytest.fixture
 def workdir(tmp_path):
-    """A scratch copy of config/ and data/, so tests never touch the user's results/."""
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    shutil.copytree(ROOT / "data", tmp_path / "data")
-    return tmp_path
+    return scratch(tmp_path)
 
 
 def expected_fits(config, manifest) -> int:
@@ -106,13 +110,14 @@ def test_a_missing_manifest_image_is_named(workdir):
     assert r.returncode != 0 and "ghost.png: file not found" in r.stdout + r.stderr
 
 
-def test_the_slurm_profile_dry_run_requests_a_gpu_for_fits(workdir):
-    config = write_config(workdir, device="cuda")
+@pytest.mark.parametrize("device, gpu", [("cuda", True), ("cpu", False)])
+def test_the_slurm_profile_dry_run_requests_a_gpu_for_fits_on_cuda_only(workdir, device, gpu):
+    config = write_config(workdir, device=device)
     r = snakemake("-n", "--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir,
                   "--configfile", config)
     assert r.returncode == 0, r.stdout + r.stderr
     fit_blocks = [b for b in r.stdout.split("\n\n") if "rule fit:" in b]
-    assert fit_blocks and all(re.search(r"resources:.*gpu=1", b) for b in fit_blocks)
+    assert fit_blocks and all(bool(re.search(r"resources:.*\bgpu=1", b)) == gpu for b in fit_blocks)
 
 
 def test_on_a_gpu_the_seeds_of_a_fit_run_as_one_batched_job(workdir):
@@ -187,9 +192,7 @@ def test_fit_jobs_ask_for_memory_by_image_size(workdir):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("run")
-    shutil.copytree(ROOT / "config", work / "config")
-    shutil.copytree(ROOT / "data", work / "data")
+    work = scratch(tmp_path_factory.mktemp("run"))
     r = snakemake("--cores", 2, "--directory", work, "--configfile", work / "config" / "test.yaml")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work
@@ -385,29 +388,53 @@ def test_impedance_target(finished_run):
     assert "shuffled pixels" in table and (finished_run / "results" / "figures" / "impedance.png").exists()
 
 
-def test_the_slurm_profile_submits_fits_with_a_gpu_to_stand_in_slurm_commands(workdir, tmp_path):
+def fake_slurm(tmp_path) -> tuple[dict, Path]:
+    """The environment that puts the stand-in SLURM commands (tests/fake_slurm/) first, and their state folder."""
     state = tmp_path / "slurm"
     state.mkdir()
-    config = write_config(workdir, images=["astronaut"], archs=["skip"], seeds=[0],
+    return {**ENV, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{ENV['PATH']}", "FAKE_SLURM_DIR": str(state)}, state
+
+
+def test_the_slurm_profile_submits_only_fits_to_stand_in_slurm_commands(workdir, tmp_path):
+    # The stand-ins keep what one real node cannot show: the submission line as a whole, with a partition of
+    # the cluster's choosing, and more threads than this machine has. tests/test_slurm.py runs the profile
+    # on a real cluster.
+    env, state = fake_slurm(tmp_path)
+    threads = os.cpu_count() + 1
+    config = write_config(workdir, images=["astronaut"], archs=["skip"], seeds=[0], threads_per_fit=threads,
                           tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 3}})
-    env = {**ENV, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{ENV['PATH']}", "FAKE_SLURM_DIR": str(state)}
     target = "results/fits/denoise-s25/skip/astronaut/seed0/summary.json"
-    r = snakemake(target, "--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir,
-                  "--configfile", config, env=env)
+    r = snakemake(target, "--profile", ROOT / "workflow" / "profiles" / "slurm", "--workflow-profile", "none",
+                  "--directory", workdir, "--configfile", config, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (workdir / target).exists()
     submissions = (state / "sbatch.log").read_text().splitlines()
-    fits = [line for line in submissions if "rule_fit" in line]
-    others = [line for line in submissions if "rule_fit" not in line]
-    assert len(fits) == 1 and others
-    assert "--gpus=1" in fits[0] and "--cpus-per-task=4" in fits[0] and "-p gpu" in fits[0]
-    assert all("--gpus" not in line for line in others)
+    # prepare and degrade ran here (localrules): only the fit was submitted.
+    assert len(submissions) == 1 and "rule_fit" in submissions[0], submissions
+    fit = submissions[0]
+    # A CPU config's fit asks for no GPU, its config's threads (not capped at this host's cores) and runtime
+    # (minutes), and the cluster's default partition (the stand-in sinfo's `gpu*`).
+    assert "--gpus" not in fit and "gres" not in fit and f"--cpus-per-task={threads}" in fit and "-t 10" in fit
+    assert "-p gpu" in fit
     # The fit's own memory estimate reaches sbatch (the profile sets no mem_mb of its own for fits).
     from dip.memory import job_memory_mb
 
     test = yaml.safe_load(config.read_text())
     expected = job_memory_mb("skip", 32, 32, 3, device=test["device"], window=test["stopping"]["window"])["mem_mb"]
-    assert int(re.search(r"--mem[ =](\d+)", fits[0])[1]) == expected
+    assert int(re.search(r"--mem[ =](\d+)", fit)[1]) == expected
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"device": "auto"}, "device: auto is decided on this submitting host"),
+    ({"threads_per_fit": os.cpu_count() + 1}, "caps every job's threads; add --workflow-profile none"),
+])
+def test_a_cluster_run_refuses_what_this_host_would_decide_for_its_jobs(workdir, tmp_path, change, message):
+    # Without --workflow-profile none, workflow/profiles/default's `cores: all` (this host's cores) is loaded.
+    env, state = fake_slurm(tmp_path)
+    r = snakemake("--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir, "--configfile",
+                  write_config(workdir, **change), env=env)
+    assert r.returncode != 0 and message in r.stdout + r.stderr
+    assert not (workdir / "results").exists() and not (state / "sbatch.log").exists()
 
 
 def test_the_config_schema_lists_what_the_package_has():

@@ -1,5 +1,5 @@
 """Stand-ins for SLURM's commands, enough for snakemake-executor-plugin-slurm to submit and finish jobs
-on this machine: sbatch runs the job at once (synchronously) and records its flags; sacct reports states.
+on this machine: sbatch runs the job at once (synchronously) and records its flags; sacct and squeue report states.
 State lives in $FAKE_SLURM_DIR: sbatch.log (one line of flags per submission) and jobs.tsv."""
 import os
 import shlex
@@ -53,6 +53,14 @@ def sacct(args: list[str]) -> int:
     return 0
 
 
+def squeue(args: list[str]) -> int:
+    name = option(args, "--name")
+    for jobid, jobname, state in jobs():
+        if jobname == name:
+            print(f"{jobid}|{state}")
+    return 0
+
+
 def srun(args: list[str]) -> int:
     while args and args[0].startswith("-"):
         args = args[1:]
@@ -65,6 +73,8 @@ def main() -> int:
         return sbatch(args)
     if command == "sacct":
         return sacct(args)
+    if command == "squeue":
+        return squeue(args)
     if command == "srun":
         return srun(args)
     if command == "sinfo":

@@ -101,6 +101,26 @@ USE_GPU = config["device"] == "cuda" or (config["device"] == "auto" and cuda_ava
 _batch = config.get("batch_seeds", "auto")
 BATCH_SEEDS = (USE_GPU if _batch == "auto" else bool(_batch)) and not VARY_OBSERVATIONS and len(SEEDS) > 1
 
+def check_cluster_run():
+    """On a cluster run (this Snakemake submits the fits), nothing about the submitting host may silently
+    shape the jobs: `device: auto` would be decided here, and --cores (workflow/profiles/default's
+    `cores: all`) caps every job's threads at this host's cores. Checked when the run starts (the executor
+    is not known while the Snakefile is read); dry runs and the jobs themselves skip it."""
+    if workflow.local_exec:
+        return
+    if config["device"] == "auto":
+        raise WorkflowError("device: auto is decided on this submitting host, not on the nodes: set device: cuda "
+                            "(each fit asks the cluster for a GPU) or cpu, e.g. --config device=cuda")
+    cores = workflow.resource_settings.cores
+    if cores is not None and cores < config["threads_per_fit"]:
+        raise WorkflowError(f"threads_per_fit: {config['threads_per_fit']} would be cut to {cores}: --cores {cores} "
+                            "(workflow/profiles/default's `cores: all`: this host's cores) caps every job's threads; "
+                            "add --workflow-profile none")
+
+
+onstart:
+    check_cluster_run()
+
 
 def _alternatives(names):
     return "|".join(re.escape(n) for n in names)
@@ -287,6 +307,14 @@ def get_fit_mem_mb(wildcards):
 def get_fit_gpu_mem_mb(wildcards):
     """GPU memory hint of one fit job (0 on a CPU run)."""
     return _job_memory(wildcards, wildcards.arch)["gpu_mem_mb"]
+
+
+IMPEDANCE = config.get("impedance", {})
+
+
+def get_impedance_image(wildcards):
+    """The impedance image's ground truth (asked only when the config has an `impedance:` key)."""
+    return f"results/images/{IMPEDANCE['image']}/clean.png"
 
 
 def get_figure_inputs(wildcards):

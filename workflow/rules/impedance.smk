@@ -1,10 +1,7 @@
-IMPEDANCE = config.get("impedance", {})
-
-
 rule impedance_fit:
     """Fit one architecture to the image, image + noise, shuffled pixels and uniform noise."""
     input:
-        "results/images/{image}/clean.png".format(image=IMPEDANCE.get("image", "")),
+        get_impedance_image,
     output:
         "results/impedance/{arch}.csv",
     params:
