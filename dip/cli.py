@@ -58,7 +58,8 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
                    help="network seed: initial weights, input z, per-iteration perturbations")
     p.add_argument("--observation-seed", type=int,
                    help="seed of the observation's noise or random mask (default: --seed; either way a stream "
-                   "of its own, never one the network draws from)")
+                   "of its own, never one the network draws from); with --observed, the seed that made it, "
+                   "recorded as provenance only")
 
 
 def _reading_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,6 +70,28 @@ def _reading_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pages-as-channels", action="store_true",
                    help="read every page of a multi-page file (a z-stack, a hyperspectral cube) as channels; "
                    "without it such a file is refused")
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer > 0 (window, patience, threads, checkpoint interval)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer > 0, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """An argparse type: a finite number >= 0 (input perturbation, TV weight)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value}")
+    return value
 
 
 def _intensity_range(text: str) -> tuple[float, float]:
@@ -158,12 +181,12 @@ def parser() -> argparse.ArgumentParser:
                    help="start from the paper's settings for the task (default) or from the library defaults")
     f.add_argument("--iters", type=int, help="iterations (default: the preset's)")
     f.add_argument("--lr", type=float)
-    f.add_argument("--reg-noise-std", type=float)
+    f.add_argument("--reg-noise-std", type=_non_negative)
     f.add_argument("--input", choices=INPUTS)
     f.add_argument("--input-depth", type=int)
     f.add_argument("--ema", type=float, help="output EMA weight (0 = off; default 0.99)")
     f.add_argument("--optimizer", choices=["adam", "lbfgs"])
-    f.add_argument("--tv-weight", type=float)
+    f.add_argument("--tv-weight", type=_non_negative)
     f.add_argument("--ssim-every", type=int)
     f.add_argument("--stop", choices=RULES, help="stop at this rule's decision; with the EMA on, the variance rules "
                    "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum, "
@@ -177,15 +200,15 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--noise-sigma", type=_noise_sigma, help="discrepancy rule: the observation's noise std on the "
                    "0-255 scale, or 'estimate' (skimage's estimate_sigma); default: with --observed the denoising "
                    "task's --sigma if given, otherwise estimated. Makes any task's observation count as noisy")
-    f.add_argument("--window", type=int, default=100, help="es-wmv window W; es-emv starts checking after W")
-    f.add_argument("--patience", type=int, help="es-wmv/es-emv patience P (default: a fifth of the budget)")
+    f.add_argument("--window", type=_positive, default=100, help="es-wmv window W; es-emv starts checking after W")
+    f.add_argument("--patience", type=_positive, help="es-wmv/es-emv patience P (default: a fifth of the budget)")
     f.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (one this PyTorch can use "
                    "here; anything else is refused, listing what is available)")
-    f.add_argument("--threads", type=int, help="CPU threads")
+    f.add_argument("--threads", type=_positive, help="CPU threads")
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     f.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     f.add_argument("--compile", action="store_true")
-    f.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default: 10%% of the fit)")
+    f.add_argument("--checkpoint-every", type=_positive, help="iterations between checkpoints (default: 10%% of the fit)")
     f.add_argument("--no-progress", action="store_true")
     f.add_argument("--dry-run", action="store_true",
                    help="print the memory estimate and a time estimate from a few timed iterations; fit nothing, "
@@ -197,6 +220,15 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _warn_if_made_at_8_bits(task: Task, path: str, reading: Reading) -> None:
+    """SR's observation (PIL's Lanczos resize) and JPEG's are made from an 8-bit image: say so when the
+    clean image holds more, since its observation then keeps less than the file."""
+    sample_type = describe(path, reading).sample_type
+    if task.name in ("sr", "jpeg") and sample_type not in ("uint8", "bool"):
+        warnings.warn(f"{path}: the {task.name} observation is made from the image at 8 bits ({sample_type} "
+                      f"samples); its full-precision files hold that 8-bit observation", stacklevel=2)
+
+
 def _load_inputs(args, task: Task):
     """Read and check every input file before anything is fitted or written."""
     clean = mask = None
@@ -205,6 +237,7 @@ def _load_inputs(args, task: Task):
     if args.image:
         clean = task.crop(load_image(args.image, _reading(args)))
         task.check_size(*clean.shape[-2:], args.image)
+        _warn_if_made_at_8_bits(task, args.image, _reading(args))
     else:
         observed = load_image(args.observed, _reading(args))
         if task.name == "inpaint":  # check_options made sure there is a --mask
@@ -380,6 +413,8 @@ def _scores(image, clean, task: Task) -> dict:
 
 def _seed_outputs(args) -> list[tuple[int, Path]]:
     """(network seed, output folder) of each fit this command runs."""
+    if Path(args.out.replace("{seed}", "0")).is_file() or Path(args.out).is_file():
+        raise InputError(f"--out {args.out}: is a file; give a folder")
     if not args.seeds:
         return [(args.seed, Path(args.out))]
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
@@ -416,6 +451,24 @@ def _fingerprint(args, task: Task, arch_name: str, rules: list[str], images: dic
             "arch": arch_name, "network": architecture(arch_name)["net"], "stop": args.stop,
             "stopping rules": rules, "window": args.window, "patience": args.patience, "holdout": args.holdout,
             "noise sigma": _noise_level(args)[0], "seed scheme": SCHEME, "version": __version__}
+
+
+def _check_finished_fit(summary: Path, identity: dict) -> None:
+    """A folder holding a finished fit's results takes only that fit again (the same fingerprint, as a
+    checkpoint records it): another fit there is one line naming what differs, before anything is written."""
+    if not summary.exists():
+        return
+    try:
+        recorded = json.loads(summary.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        recorded = None
+    if recorded is None:
+        raise InputError(f"{summary.parent}: holds the results of another fit (its summary.json records no "
+                         f"fingerprint); delete them or choose another --out")
+    differs = [k for k in dict.fromkeys([*identity, *recorded]) if identity.get(k, ...) != recorded.get(k, ...)]
+    if differs:
+        raise InputError(f"{summary.parent}: holds the results of another fit ({', '.join(differs)} "
+                         f"{'differs' if len(differs) == 1 else 'differ'}); delete them or choose another --out")
 
 
 class _Signalled(Exception):
@@ -470,10 +523,14 @@ def run_fit(args) -> dict:
     checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
     identity = _fingerprint(args, task, arch_name, names, {"observation": observed, "clean image": clean,
                                                            "mask pixels": mask, "flash image": input_image})
+    whole = fingerprint(settings, [seed for seed, _ in targets], identity)
     try:
-        check_checkpoint(checkpoint, fingerprint(settings, [seed for seed, _ in targets], identity))
+        check_checkpoint(checkpoint, whole)
     except CheckpointMismatch as err:
         raise InputError(str(err)) from None
+    recorded = json.loads(json.dumps(whole, default=str))  # as summary.json holds it
+    for _, out in targets:
+        _check_finished_fit(out / "summary.json", recorded)
     summaries = {}
     for seed, out in targets:
         seed_settings = FitSettings(**{**asdict(settings), "seed": seed})
@@ -490,7 +547,7 @@ def run_fit(args) -> dict:
             "settings": asdict(seed_settings),
             "source": args.image or args.observed, "device": device_name(device), "batched_fits": len(targets),
             "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
-            "input_precision": source.record(), **noise, "status": "ok"}
+            "input_precision": source.record(), **noise, "status": "ok", "fingerprint": recorded}
         save_image(observed, out / "observed", source)
         if mask is not None:
             save_png(mask, out / "mask.png")
@@ -577,6 +634,7 @@ def run_degrade(args) -> None:
     clean = task.crop(load_image(args.image, _reading(args)))
     task.check_size(*clean.shape[-2:], args.image)
     task.check_channels(clean.shape[1], args.image)
+    _warn_if_made_at_8_bits(task, args.image, _reading(args))
     mask = load_mask(args.mask, clean.shape[-2:]) if args.mask else None
     observed, mask = task.degrade(clean, _observation_seed(args), mask)
     if mask is None and args.always_mask:

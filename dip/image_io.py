@@ -52,6 +52,8 @@ class Reading:
     pages_as_channels: bool = False
 
     def __post_init__(self) -> None:
+        if self.intensity_range is not None and not np.isfinite(self.intensity_range).all():
+            raise InputError(f"--intensity-range: LO and HI must be finite numbers, got {self.intensity_range}")
         if self.intensity_range is not None and not self.intensity_range[0] < self.intensity_range[1]:
             raise InputError(f"--intensity-range: LO must be below HI, got {self.intensity_range}")
 
@@ -301,6 +303,12 @@ def _source(path: Path, raw: _Raw, reading: Reading) -> Source:
     pages, h, w, samples = raw.shape
     if pages > 1 and not reading.pages_as_channels:
         raise InputError(f"{path}: {pages} pages (a stack, a multi-band image or an animation); {PAGES_HINT}")
+    dtype = np.dtype(raw.sample_type)
+    if reading.intensity_range is None and dtype.kind in "iu" and dtype.itemsize > 2:
+        # A 32- or 64-bit integer type's range says nothing about the data (a 12-bit image stored in int32 would
+        # read as black): its units must be given.
+        raise InputError(f"{path}: {dtype.itemsize * 8}-bit integer samples; give the values that are 0 and 1 "
+                         f"with --intensity-range=LO,HI")
     low, high = reading.intensity_range or _type_range(raw.sample_type)
     return Source(h, w, (samples - raw.alpha) * pages, raw.sample_type, float(low), float(high), pages)
 
@@ -341,10 +349,10 @@ def read_array(path: str | Path, reading: Reading = Reading()) -> np.ndarray:
                              f"{source.low:g},{source.high:g}")
     elif np.dtype(raw.sample_type).kind == "f" and (lowest < 0 or highest > 1):
         raise InputError(f"{path}: float values {lowest:g}..{highest:g} outside [0, 1]; give the values that "
-                         f"are 0 and 1 with --intensity-range LO,HI (e.g. --intensity-range {lowest:g},{highest:g})")
+                         f"are 0 and 1 with --intensity-range=LO,HI (e.g. --intensity-range={lowest!r},{highest!r})")
     elif lowest < 0:
         raise InputError(f"{path}: negative values ({lowest:g}) in a signed integer image; give the values that "
-                         f"are 0 and 1 with --intensity-range LO,HI")
+                         f"are 0 and 1 with --intensity-range=LO,HI")
     x = (x - source.low) / (source.high - source.low)
     return (1 - x if raw.invert else x).astype(np.float32, copy=False)
 

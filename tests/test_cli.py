@@ -565,3 +565,50 @@ def test_sr_factors_below_two_are_refused(png64, tmp_path, factor):
     out = tmp_path / "out"
     r = run("fit", "--task", "sr", "--factor", factor, "--image", png64, "--iters", 3, "--out", out)
     assert_refused(r, f"factor: SR factor must be an integer >= 2, got {factor}", out, None)
+
+
+# What a new user tried next (README, "Restore your own image").
+def test_a_finished_fit_takes_only_itself_again(png64, tmp_path):
+    out = tmp_path / "out"
+    base = ["fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--no-progress", "--out", out]
+    assert run(*base).returncode == 0
+    before = contents(out)
+    r = run(*base, "--lr", 0.02)
+    assert_refused(r, f"{out}: holds the results of another fit (lr differs); delete them or choose another "
+                      f"--out", out, before)
+    assert run(*base).returncode == 0  # the same fit again is its own
+
+
+@pytest.mark.parametrize("option, value", [("--window", 0), ("--patience", 0), ("--threads", -1),
+                                           ("--checkpoint-every", 0), ("--reg-noise-std", -1),
+                                           ("--tv-weight", "inf")])
+def test_a_number_out_of_its_range_is_one_line(png64, tmp_path, option, value):
+    out = tmp_path / "out"
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--stop", "es-wmv",
+            option, value, "--out", out)
+    assert_refused(r, f"argument {option}:", out, None)
+    assert not out.exists()
+
+
+def test_an_out_that_is_a_file_is_one_line(png64, tmp_path):
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", png64)
+    assert_refused(r, f"--out {png64}: is a file")
+
+
+def test_the_suggested_intensity_range_reads_the_file_and_others_are_refused(tmp_path):
+    import tifffile
+
+    values = (np.random.default_rng(0).random((32, 32)) * 900 - 100.123).astype(np.float32)
+    tifffile.imwrite(tmp_path / "counts.tif", values)
+    tifffile.imwrite(tmp_path / "int32.tif", (values + 200).astype(np.int32))
+    base = ["fit", "--task", "denoise", "--sigma", 25, "--iters", 2, "--no-progress"]
+    r = run(*base, "--image", tmp_path / "counts.tif", "--out", tmp_path / "a")
+    assert_refused(r, "--intensity-range=LO,HI (e.g. --intensity-range=")
+    suggested = r.stderr.split("e.g. ")[1].rstrip(")\n")
+    assert run(*base, "--image", tmp_path / "counts.tif", suggested, "--out", tmp_path / "b").returncode == 0
+    assert_refused(run(*base, "--image", tmp_path / "int32.tif", "--out", tmp_path / "c"),
+                   "32-bit integer samples; give the values that are 0 and 1 with --intensity-range=LO,HI")
+    assert run(*base, "--image", tmp_path / "int32.tif", "--intensity-range=0,1000", "--out",
+               tmp_path / "d").returncode == 0
+    assert_refused(run(*base, "--image", tmp_path / "counts.tif", "--intensity-range=0,inf", "--out",
+                       tmp_path / "e"), "--intensity-range: LO and HI must be finite")
