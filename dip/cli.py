@@ -531,6 +531,10 @@ def run_fit(args) -> dict:
     recorded = json.loads(json.dumps(whole, default=str))  # as summary.json holds it
     for _, out in targets:
         _check_finished_fit(out / "summary.json", recorded)
+        other = out / ("checkpoint-batch.pt" if not args.seeds else "checkpoint.pt")
+        if other.exists():  # the other kind of run's checkpoint: never this fit's
+            raise InputError(f"{other}: belongs to another fit ({'a batch of seeds' if not args.seeds else 'one seed'}"
+                             f"); delete it or choose another --out")
     summaries = {}
     for seed, out in targets:
         seed_settings = FitSettings(**{**asdict(settings), "seed": seed})

@@ -50,9 +50,8 @@ PAPER: dict[str, tuple[str, dict]] = {
     "inpaint-text": ("skip-text", {"iterations": 6000, "reg_noise_std": 0.03, "lr": 0.01}),
     "inpaint-box": ("hourglass-vase", {"iterations": 5000, "reg_noise_std": 0.03, "lr": 0.01}),
     "inpaint-file": ("hourglass-library", {"iterations": 3000, "lr": 0.01}),
-    # Restoration notebook (50 % of pixels missing): the paper's table needs its whole budget, 11000
-    # iterations at lr 0.001; at 1500 iterations lr 0.01 is the better choice (README, "Faithful to the
-    # original code": restoration).
+    # Restoration notebook (50 % of pixels missing): the paper's table comes from its whole budget, 11000
+    # iterations at lr 0.001; what shorter budgets give is in the README ("Faithful to the original code").
     "inpaint-drop": ("skip", {"iterations": 11000, "reg_noise_std": 0.03, "lr": 0.001}),
     # No input perturbation; the returned image is the last output (the notebook keeps no EMA). The notebook
     # does not backtrack either, and its fits at lr 0.1 spike: a spike is how a fit leaves a poor minimum

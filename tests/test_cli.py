@@ -612,3 +612,12 @@ def test_the_suggested_intensity_range_reads_the_file_and_others_are_refused(tmp
                tmp_path / "d").returncode == 0
     assert_refused(run(*base, "--image", tmp_path / "counts.tif", "--intensity-range=0,inf", "--out",
                        tmp_path / "e"), "--intensity-range: LO and HI must be finite")
+
+
+def test_a_batchs_checkpoint_is_not_a_single_fits(png64, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "checkpoint-batch.pt").write_bytes(b"a batch's state")
+    before = contents(out)
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", out)
+    assert_refused(r, f"{out / 'checkpoint-batch.pt'}: belongs to another fit (a batch of seeds)", out, before)
