@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from dip import __version__
-from dip.image_io import (InputError, Reading, describe, load_image, load_mask, peek_size, save_csv, save_image,
+from dip.image_io import (InputError, Reading, Source, describe, load_image, load_mask, peek_size, save_csv, save_image,
                           save_json, save_png, to_array)
 from dip.inputs import INPUTS
 from dip.metrics import psnr, ssim
@@ -220,12 +220,11 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _warn_if_made_at_8_bits(task: Task, path: str, reading: Reading) -> None:
+def _warn_if_made_at_8_bits(task: Task, path: str, source: Source) -> None:
     """SR's observation (PIL's Lanczos resize) and JPEG's are made from an 8-bit image: say so when the
-    clean image holds more, since its observation then keeps less than the file."""
-    sample_type = describe(path, reading).sample_type
-    if task.name in ("sr", "jpeg") and sample_type not in ("uint8", "bool"):
-        warnings.warn(f"{path}: the {task.name} observation is made from the image at 8 bits ({sample_type} "
+    clean image `source` holds more, since its observation then keeps less than the file."""
+    if task.name in ("sr", "jpeg") and source.sample_type not in ("uint8", "bool"):
+        warnings.warn(f"{path}: the {task.name} observation is made from the image at 8 bits ({source.sample_type} "
                       f"samples); its full-precision files hold that 8-bit observation", stacklevel=2)
 
 
@@ -237,7 +236,6 @@ def _load_inputs(args, task: Task):
     if args.image:
         clean = task.crop(load_image(args.image, _reading(args)))
         task.check_size(*clean.shape[-2:], args.image)
-        _warn_if_made_at_8_bits(task, args.image, _reading(args))
     else:
         observed = load_image(args.observed, _reading(args))
         if task.name == "inpaint":  # check_options made sure there is a --mask
@@ -465,10 +463,12 @@ def _check_finished_fit(summary: Path, identity: dict) -> None:
     if recorded is None:
         raise InputError(f"{summary.parent}: holds the results of another fit (its summary.json records no "
                          f"fingerprint); delete them or choose another --out")
-    differs = [k for k in dict.fromkeys([*identity, *recorded]) if identity.get(k, ...) != recorded.get(k, ...)]
+    from dip.fit import differences, what_differs
+
+    differs = differences(identity, recorded)
     if differs:
-        raise InputError(f"{summary.parent}: holds the results of another fit ({', '.join(differs)} "
-                         f"{'differs' if len(differs) == 1 else 'differ'}); delete them or choose another --out")
+        raise InputError(f"{summary.parent}: holds the results of another fit ({what_differs(differs)}); delete "
+                         f"them or choose another --out")
 
 
 class _Signalled(Exception):
@@ -519,6 +519,8 @@ def run_fit(args) -> dict:
     operators = _operators(args, task, mask, observed, [seed for seed, _ in targets])
     rules, noise = _make_rules(args, names, settings, observed, operators)
     source = describe(args.image or args.observed, _reading(args))
+    if args.image:
+        _warn_if_made_at_8_bits(task, args.image, source)
     # Whether a checkpoint in --out is this fit's is decided before anything is written there.
     checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
     identity = _fingerprint(args, task, arch_name, names, {"observation": observed, "clean image": clean,
@@ -638,12 +640,13 @@ def run_degrade(args) -> None:
     clean = task.crop(load_image(args.image, _reading(args)))
     task.check_size(*clean.shape[-2:], args.image)
     task.check_channels(clean.shape[1], args.image)
-    _warn_if_made_at_8_bits(task, args.image, _reading(args))
+    source = describe(args.image, _reading(args))
+    _warn_if_made_at_8_bits(task, args.image, source)
     mask = load_mask(args.mask, clean.shape[-2:]) if args.mask else None
     observed, mask = task.degrade(clean, _observation_seed(args), mask)
     if mask is None and args.always_mask:
         mask = torch.ones(1, 1, *clean.shape[-2:])
-    save_image(observed, Path(args.out) / "observed", describe(args.image, _reading(args)))
+    save_image(observed, Path(args.out) / "observed", source)
     if mask is not None:
         save_png(mask, Path(args.out) / "mask.png")
 

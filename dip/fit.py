@@ -143,12 +143,21 @@ def pick_device(name: str = "auto") -> torch.device:
     raise ValueError(f"{why}; available here: {', '.join(available_devices())} (or auto)")
 
 
+def differences(expected: dict, recorded: dict) -> list[str]:
+    """The fingerprint entries (dip.fit.fingerprint) whose values differ, one present on one side only too."""
+    return [k for k in dict.fromkeys([*expected, *recorded]) if expected.get(k, ...) != recorded.get(k, ...)]
+
+
+def what_differs(differs: list[str]) -> str:
+    """'lr differs', 'sigma, observation differ': the words of a refusal naming fingerprint entries."""
+    return f"{', '.join(differs)} {'differs' if len(differs) == 1 else 'differ'}"
+
+
 class CheckpointMismatch(ValueError):
     """A checkpoint file belongs to another fit: `differs` names the fingerprint entries that differ."""
 
     def __init__(self, path: Path, differs: list[str], why: str | None = None):
-        verb = "differs" if len(differs) == 1 else "differ"
-        why = why or f"belongs to another fit ({', '.join(differs)} {verb})"
+        why = why or f"belongs to another fit ({what_differs(differs)})"
         super().__init__(f"{path}: {why}; delete it or choose another --out")
         self.path, self.differs = path, differs
 
@@ -175,7 +184,7 @@ def check_checkpoint(path: str | Path, expected: dict) -> bool:
     recorded = _read_checkpoint(path).get("fingerprint")
     if recorded is None:
         raise CheckpointMismatch(path, [], "belongs to a fit of an older dip, which recorded no fingerprint")
-    differs = [k for k in dict.fromkeys([*expected, *recorded]) if expected.get(k, ...) != recorded.get(k, ...)]
+    differs = differences(expected, recorded)
     if differs:
         raise CheckpointMismatch(path, differs)
     return True
