@@ -148,9 +148,16 @@ def get_final_output():
     ]
 
 
+def baseline_dirs():
+    """Every baseline job's folder: each task's images and observation seeds."""
+    return [f"results/baselines/{task}/{image}/obs{obs}" for task in TASKS for image in images_of(task)
+            for obs in OBSERVATION_SEEDS]
+
+
 def get_paper_table_inputs(wildcards):
-    """runs.csv, the manifest (for each image's dataset) and, if the config names one, the published table."""
-    inputs = {"runs": "results/tables/runs.csv", "manifest": config["manifest"]}
+    """runs.csv, the baselines (our CBM3D, where the optional bm3d package is installed), the manifest (for
+    each image's dataset) and, if the config names one, the published table."""
+    inputs = {"runs": "results/tables/runs.csv", "baselines": baseline_dirs(), "manifest": config["manifest"]}
     if config.get("published"):
         inputs["published"] = config["published"]
     return inputs
