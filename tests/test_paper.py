@@ -184,6 +184,9 @@ def test_paper_vs_ours_shows_our_cbm3d_beside_the_papers_when_we_ran_it(publishe
     assert "| ours CBM3D | paper CBM3D (published) | paper CBM3D (derived) |" in denoise.replace("  ", "")
     assert "31.42" in denoise and "29.25" in denoise  # (32.5 + 26) / 2, beside the paper's
     assert "ours CBM3D" not in sr  # no run of ours there: no column
+    fig = paper.figure(table.reset_index())
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert labels[0].count("ours, CBM3D") == 1 and "ours, CBM3D" not in labels[1]  # denoise9, then Set5
     # Without our CBM3D (bm3d not installed) the table has the columns, empty, and the Markdown none of them.
     plain = paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published,
                                 baselines[baselines["method"] != "cbm3d"])
