@@ -161,7 +161,8 @@ def _our_baselines(baselines: pd.DataFrame | None, dataset_of: Mapping[str, str]
     rows = None if baselines is None else baselines[baselines["method"].isin(list(SHARED_BASELINES))]
     if rows is None or not len(rows):
         return pd.DataFrame({c: pd.Series(dtype=str if c in keys else float) for c in [*keys, *columns]})
-    rows = rows.rename(columns={"task_label": "task"})
+    # metrics.csv's `task` is the task's kind (denoise); the table's is the label (denoise-s25).
+    rows = rows.drop(columns="task", errors="ignore").rename(columns={"task_label": "task"})
     rows = rows.assign(dataset=rows["image"].map(dataset_of).fillna("").replace("", "-"))
     per_image = rows.groupby([*keys, "method"])["psnr"].mean().reset_index()
     means = per_image.groupby(["task", "dataset", "method"])["psnr"].mean().reset_index().assign(image=MEAN)
