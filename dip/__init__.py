@@ -2,8 +2,13 @@
 
 `dip.restore` fits DIP to an observation through any forward operator (`dip.operators.Operator`).
 """
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 __all__ = ["restore"]
+
+if TYPE_CHECKING:  # type checkers and editors see the function; at run time it is imported on first use
+    from dip.api import restore
 
 
 def __getattr__(name: str):

@@ -190,3 +190,12 @@ def test_every_mistake_is_one_line_before_any_fitting(observed, operator, option
     with pytest.raises(error, match=message) as err:
         restore(observed, operator, **{"device": "cpu", **options})
     assert "\n" not in str(err.value)
+
+
+def test_restore_is_exported_without_importing_torch_at_package_import():
+    import subprocess
+    import sys
+
+    code = ("import sys, dip; assert 'torch' not in sys.modules; from dip import restore; "
+            "assert restore is dip.restore and restore.__module__ == 'dip.api'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
