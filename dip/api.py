@@ -246,7 +246,7 @@ def _probe(operator: Operator, observed: torch.Tensor) -> None:
         y = operator.forward(x)
     except Exception as err:  # noqa: BLE001 - the user's code: name it, in one line
         raise ValueError(f"operator: {name}.forward failed on a batch (2, {observed.shape[1]}, {h}, {w}) of the "
-                         f"image's size: {type(err).__name__}: {err}") from None
+                         f"image's size: {_first_line(err)}") from None
     want = (2, *observed.shape[1:])
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != want:
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
@@ -256,13 +256,18 @@ def _probe(operator: Operator, observed: torch.Tensor) -> None:
         raise ValueError(f"operator: {name}.forward is not differentiable (its output carries no gradient): "
                          "write it in torch operations, without .detach(), .numpy() or in-place writes to x")
     try:
-        loss = operator.loss(x, observed.expand(2, *observed.shape[1:]))
+        loss = operator.loss(x, observed[:1].expand(2, *observed.shape[1:]))
     except Exception as err:  # noqa: BLE001
-        raise ValueError(f"operator: {name}.loss failed: {type(err).__name__}: {err}") from None
+        raise ValueError(f"operator: {name}.loss failed: {_first_line(err)}") from None
     if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (2,):
         got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(f"operator: {name}.loss returned shape {got} for 2 fits; it must return one value per "
                          "fit, shape (N,) (e.g. .flatten(1).mean(1), not .mean())")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def describe_operator(operator: Operator) -> dict:

@@ -148,7 +148,7 @@ class NoSize(LeftHalf):
 
 class Broken(LeftHalf):
     def forward(self, x):
-        raise RuntimeError("shapes do not match")
+        raise RuntimeError("shapes do not match\n(a second line of the message)")
 
 
 class NotAnOperator:
