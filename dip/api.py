@@ -133,16 +133,17 @@ def restore(
     operator = operator.to(dev)
     _probe(operator, observed.to(dev))
 
-    # Each fit's own operator: the same one, or one holding out that fit's entries (its seed's stream).
+    # One operator shared by every fit (the loop calls it once for all), or each fit's own holding out that
+    # fit's entries (drawn from its seed's stream).
     try:
         operators = ([HeldOut(operator, observed[b % len(observed)][None], holdout, generator(seed, "holdout"))
-                      for b, seed in enumerate(seed_list)] if holdout else [operator] * len(seed_list))
+                      for b, seed in enumerate(seed_list)] if holdout else [operator])
     except ValueError as err:
         raise ValueError(f"holdout: {err}") from None
     rules = [[make_rule(name, settings.iterations, window, patience, settings.ema,
                         discrepancy=noise_sigma ** 2 if noise_sigma else None,
-                        heldout=(op, observed[b % len(observed)][None])) for name in rules_named]
-             for b, op in enumerate(operators)]
+                        heldout=(operators[b % len(operators)], observed[b % len(observed)][None]))
+              for name in rules_named] for b in range(len(seed_list))]
     identity = {"observation": content_hash(observed), "operator": describe_operator(operator),
                 "network": spec, "stop": stop, "stopping rules": rules_named, "window": window,
                 "patience": patience, "holdout": holdout, "noise sigma": noise_sigma, "seed scheme": SCHEME,
