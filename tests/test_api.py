@@ -121,6 +121,10 @@ def test_the_ground_truth_free_rules_apply_to_a_custom_operator(projection):
     assert set(result.stops) == {"holdout", "es-wmv", "discrepancy"} and result.stops["discrepancy"]["target"] == \
         pytest.approx(0.05 ** 2)
     assert result.history["signal_holdout"].notna().all()
+    # Batched, each seed holds out entries of its own: the same rules, fit by fit.
+    batch = restore(noisy, operator, arch="skip-3", settings=FAST, stop="holdout", seeds=[0, 1], device="cpu")
+    assert all(r.history["signal_holdout"].notna().all() for r in batch)
+    assert not batch[0].history["signal_holdout"].equals(batch[1].history["signal_holdout"])
 
 
 class LeftHalf(Operator):
