@@ -36,8 +36,8 @@ class Operator:
     `image_size(observed)`: H×W of the image to restore from an observation; override it when that is not
     the observation's own H'×W' (super-resolution, the masked Fourier example of the README).
 
-    `to(device)`: move every tensor the operator holds (a mask, a kernel) to `device` and return self; the
-    loop calls it once before fitting. The base class holds none.
+    `to(device)`: move every tensor the operator holds (a mask, a kernel) to `device` and return self; it is
+    called before fitting. The base class holds none.
 
     `observe(clean, generator)`: only to simulate an observation from a clean image (1, C, H, W) for a
     benchmark, drawing any randomness from `generator`; a fit never calls it.
