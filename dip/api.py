@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from dip import __version__
-from dip.fit import FitResult, FitSettings, fit, fit_batch, pick_device
+from dip.devices import pick_device
+from dip.fit import FitResult, FitSettings, fit, fit_batch
 from dip.operators import HeldOut, Operator
 from dip.presets import architecture
 from dip.provenance import content_hash
@@ -81,7 +82,7 @@ def restore(
     :param checkpoint: a file to keep the fit's full state in (every 10 % of the fit, every 60 s, and on
         SIGTERM/SIGINT); if it exists and holds this fit (same observation, operator state, settings, seeds,
         rules), the fit resumes from it and ends exactly as an uninterrupted one; a checkpoint of another fit
-        raises `dip.fit.CheckpointMismatch`. It is deleted when the fit ends (kept when it is interrupted,
+        raises `dip.checkpoint.CheckpointMismatch`. It is deleted when the fit ends (kept when it is interrupted,
         `dip.fit.FitInterrupted`, runs out of memory or fails).
     :param device: ``"auto"`` (CUDA, else MPS, else the CPU), ``"cpu"``, ``"cuda:N"``, ``"mps"``.
     :param clean: the ground truth (1, C, H, W) in [0, 1], if known: only for the history's PSNR/SSIM

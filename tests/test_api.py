@@ -12,7 +12,8 @@ import torch
 
 import dip.api
 from dip import restore
-from dip.fit import CheckpointMismatch, FitInterrupted
+from dip.checkpoint import CheckpointMismatch
+from dip.fit import FitInterrupted
 from dip.operators import Operator
 
 ROOT = Path(__file__).resolve().parents[1]

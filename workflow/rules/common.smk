@@ -97,9 +97,12 @@ OBSERVATION_SEEDS = sorted({observation_seed(s) for s in SEEDS}, key=int)
 USE_GPU = config["device"] == "cuda" or (config["device"] == "auto" and cuda_available())
 # On a GPU a single small fit leaves most of the device idle: the network seeds of one task, architecture
 # and image (one shared observation) run as one batched job (`dip fit --seeds`). CPU runs stay one fit
-# per job, which spreads over the cores as well (config `batch_seeds` overrides either way).
+# per job, which spreads over the cores as well. Decided by the config alone (`batch_seeds`; auto: when
+# `device: cuda`), never by probing the host that reads this file, so the rules are the same wherever
+# the workflow is parsed.
 _batch = config.get("batch_seeds", "auto")
-BATCH_SEEDS = (USE_GPU if _batch == "auto" else bool(_batch)) and not VARY_OBSERVATIONS and len(SEEDS) > 1
+BATCH_SEEDS = (config["device"] == "cuda" if _batch == "auto" else bool(_batch)) and not VARY_OBSERVATIONS \
+    and len(SEEDS) > 1
 
 def check_cluster_run():
     """On a cluster run (this Snakemake submits the fits), nothing about the submitting host may silently
