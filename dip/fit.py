@@ -356,7 +356,7 @@ class Step:
         out = out.float().contiguous()
         losses = []
         for b, op in enumerate(self.operators):
-            loss = op.loss(out[b:b + 1], self.observed[b:b + 1])
+            loss = op.loss(out[b:b + 1], self.observed[b:b + 1]).sum()  # (1,) per the new protocol, or a scalar
             losses.append(loss + self.s.tv_weight * total_variation(out[b:b + 1]) if self.s.tv_weight else loss)
         total = torch.stack(losses).sum()  # each fit's weights get exactly the gradient of its own loss
         total.backward()
