@@ -134,6 +134,8 @@ def _given_task_options(args: argparse.Namespace) -> dict:
 
 def _task(args: argparse.Namespace) -> Task:
     """The task the options describe, after checking them against the task (dip.tasks.OPTIONS)."""
+    if args.noise == "poisson" and args.peak is None and args.task in ("denoise", "deblur"):
+        raise InputError("--peak: required with --noise poisson (the expected count of a pixel of value 1)")
     check_options(args.task, _given_task_options(args), observed=bool(getattr(args, "observed", None)))
     mask = None
     if args.task == "inpaint":
@@ -143,8 +145,6 @@ def _task(args: argparse.Namespace) -> Task:
             raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
     if args.blur and args.psf:
         raise InputError("--psf: a PSF file and --blur exclude each other; give one")
-    if args.noise == "poisson" and args.peak is None:
-        raise InputError("--peak: required with --noise poisson (the expected count of a pixel of value 1)")
     task = Task(args.task, sigma=args.sigma, factor=args.factor, mask=mask, drop=args.drop, quality=args.quality,
                 blur="file" if args.psf else args.blur, noise=args.noise, peak=args.peak)
     args.psf_kernel = _load_psf(args.psf) if args.psf else None

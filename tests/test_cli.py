@@ -133,7 +133,7 @@ def bad_input_cases(tmp_path, png64):
         "iterations": ([*base, "--task", "denoise", "--sigma", 25, "--iters", 0], "--iterations: must be > 0"),
         "arch": ([*base, "--task", "denoise", "--sigma", 25, "--arch", "vgg"], "unknown architecture 'vgg'"),
         "seed": ([*base, "--task", "denoise", "--sigma", 25, "--seed", "1.5"], "--seed: invalid int value"),
-        "task": ([*base, "--task", "deblur"], "invalid choice: 'deblur'"),
+        "task": ([*base, "--task", "deconvolve"], "invalid choice: 'deconvolve'"),
         "holdout": ([*base, "--task", "denoise", "--sigma", 25, "--holdout", 0.6], "--holdout: the fraction"),
         "holdout off": ([*base, "--task", "denoise", "--sigma", 25, "--stop", "holdout", "--holdout", 0],
                         "--stop holdout: needs pixels held out"),

@@ -89,7 +89,12 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
 
 @pytest.mark.parametrize("change, message", [
     ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
-    ({"tasks": {"blur": {"task": "deblur", "iterations": 5}}}, "deblur"),
+    ({"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}}, "'blur' is a required property"),
+    ({"tasks": {"p": {"task": "denoise", "noise": "poisson", "sigma": 2, "peak": 10, "iterations": 5}}},
+     "['then']['properties']['sigma']"),
+    ({"tasks": {"p": {"task": "denoise", "noise": "poisson", "peak": 0, "iterations": 5}}},
+     "0 is less than or equal to the minimum of 0"),
+    ({"tasks": {"b": {"task": "deblur", "blur": "box:3", "sigma": 2, "iterations": 5}}}, "box:3"),
     ({"archs": ["vgg"]}, "vgg"),
     ({"tasks": {"denoise-s25": {"task": "denoise", "sigma": -25, "iterations": 5}}}, "-25"),
     # A parameter the task does not take (dip.tasks.OPTIONS), and an SR factor below 2.
@@ -457,17 +462,25 @@ def test_the_config_schema_asks_of_each_task_what_the_task_table_does():
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     task_schema = schema["properties"]["tasks"]["additionalProperties"]
-    # The config's task parameters: `mask` is the kind (drop/text/box/file), the CLI's --drop/--text/--box/--mask.
-    parameters = {"sigma", "factor", "mask", "drop", "quality"}
+    # The config's task parameters: `mask` is the kind (drop/text/box/file), the CLI's --drop/--text/--box/--mask;
+    # a PSF file (--psf) is the command line's only.
+    parameters = {"sigma", "factor", "mask", "drop", "quality", "blur", "noise", "peak"}
     assert parameters <= set(task_schema["properties"])
     as_config = {"sigma": "sigma", "factor": "factor", "quality": "quality", "mask": "mask", "drop": "drop",
-                 "text": "mask", "box": "mask", "flash": None}
+                 "text": "mask", "box": "mask", "flash": None, "blur": "blur", "psf": None, "noise": "noise",
+                 "peak": "peak"}
     conditions = {c["if"]["properties"]["task"]["const"]: c["then"] for c in task_schema["allOf"]
                   if set(c["if"]["properties"]) == {"task"}}
     for name, row in OPTIONS.items():
         then = conditions.get(name, {})
-        required = {as_config[r.split("|")[0]] for r in row.with_image or ()} - {None}
+        # A requirement met by either of two config parameters is the schema's anyOf of the two.
+        # (--mask/--drop/--text/--box all say the config's `mask`, the kind.)
+        alternatives = [{"mask"} if r.startswith("mask|") else {as_config[o] for o in r.split("|")} - {None}
+                        for r in row.with_image or ()]
+        required = {next(iter(a)) for a in alternatives if len(a) == 1}
+        either = [a for a in alternatives if len(a) > 1]
         assert set(then.get("required", [])) == required, name
+        assert ([{c["required"][0] for c in then["anyOf"]}] if "anyOf" in then else []) == either, name
         takes = {as_config[o] for o in row.takes} - {None}
         forbidden = {k for k, v in then.get("properties", {}).items() if v == {"not": {}}}
         assert forbidden == parameters - takes, name
