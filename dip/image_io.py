@@ -465,13 +465,16 @@ def save_image(x: torch.Tensor, stem: str | Path, source: Source | None = None, 
     (the mean of the channels when C is neither 1 nor 3), and, when `source` (how the input was read) holds
     more than that, beside it the full-precision file in the input's own units and sample type:
     `STEM-16bit.png` or `STEM.tif` (`Source.output_suffix`). `exact`: the full-precision file is always
-    written, as a float32 `STEM.tif` holding x unclipped (a Poisson observation reaches above 1), read back
-    exactly with `Reading(above_one=True)` (and the source's intensity range). Returns the file names written."""
+    written, as a float32 `STEM.tif` holding x unclipped (a Poisson observation reaches above 1) on the
+    [0, 1] scale (a float source's own units), read back exactly with `Reading(above_one=True)` (and a float
+    source's intensity range). Returns the file names written."""
     stem = Path(stem)
     preview = x if x.shape[1] in (1, 3) else x.mean(dim=1, keepdim=True)
     save_png(preview, stem.with_name(stem.name + ".png"))
-    source = source or Source(*x.shape[-2:], x.shape[1], "float32", 0.0, 1.0)
-    suffix = ".tif" if exact else source.output_suffix
+    if exact and (source is None or np.dtype(source.sample_type).kind != "f"):
+        # A float file is read as it is (or in its intensity range): integer units would not read back.
+        source = Source(*x.shape[-2:], x.shape[1], "float32", 0.0, 1.0, 1 if source is None else source.pages)
+    suffix = ".tif" if exact else source.output_suffix if source is not None else None
     if suffix is None:
         return [stem.name + ".png"]
     values = _stored(x, source, exact)

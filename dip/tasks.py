@@ -3,7 +3,7 @@ operator for the fit, and how it is scored (SR: luminance with a border of `fact
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -138,6 +138,12 @@ class Task:
 
     def params(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_params(cls, name: str, params: dict) -> "Task":
+        """The task `name` with its parameters taken from `params` (a config's task entry, a summary.json),
+        whatever else it holds."""
+        return cls(name, **{f.name: params[f.name] for f in fields(cls) if f.name != "name" and f.name in params})
 
     @property
     def poisson(self) -> bool:

@@ -252,3 +252,12 @@ def test_a_psf_file_that_is_not_a_kernel_is_one_line_naming_it(png64, tmp_path, 
     r = run("fit", "--task", "deblur", "--psf", path, "--sigma", 2, "--image", png64, "--iters", 3, "--out", out)
     assert_one_line(r, f"{path}: ", out)
     assert message in r.stderr
+
+
+def test_an_8_bit_images_poisson_observation_is_written_on_the_0_1_scale(png64, tmp_path):
+    r = run("degrade", "--task", "denoise", "--noise", "poisson", "--peak", 30, "--image", png64, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    observed = load_image(tmp_path / "observed.tif", Reading(above_one=True))
+    clean = load_image(png64)
+    counts = observed * 30
+    assert torch.allclose(counts, counts.round(), atol=1e-4) and abs(observed.mean() - clean.mean()) < 0.02

@@ -16,9 +16,7 @@ from dip.operators import SuperResolve
 from dip.tasks import Task
 
 spec = snakemake.params.spec
-task = Task(spec["task"], sigma=spec.get("sigma"), factor=spec.get("factor"), mask=spec.get("mask"),
-            drop=spec.get("drop"), quality=spec.get("quality"), blur=spec.get("blur"), noise=spec.get("noise"),
-            peak=spec.get("peak"))
+task = Task.from_params(spec["task"], spec)
 # A real flash/no-flash pair has no ground truth: its baselines are saved for the figures, unscored.
 # SR: the ground truth centre-cropped to a multiple of the factor (the prepared images are multiples of 8 only).
 clean = to_array(task.crop(to_tensor(read_array(snakemake.input.clean)))) if hasattr(snakemake.input, "clean") else None
