@@ -281,7 +281,7 @@ def fit_args(wildcards):
             f"--window {config['stopping']['window']}"]
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
-    for key in ("lr", "reg_noise_std", "holdout"):
+    for key in ("lr", "reg_noise_std", "tv_weight", "holdout"):
         if key in spec:
             args.append(f"--{key.replace('_', '-')} {spec[key]}")
     if spec["task"] in ("denoise", "deblur") and not is_poisson(wildcards.task):
