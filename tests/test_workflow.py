@@ -211,7 +211,14 @@ def test_small_config_end_to_end_tables(finished_run):
         assert runs[column].notna().all() and (runs[column].abs() < 100).all(), column
     assert runs["config_hash"].notna().all() and runs["git_commit"].notna().all()
     summary = pd.read_csv(finished_run / "results" / "tables" / "summary.csv")
-    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg", "noflash"} <= set(summary["method"])
+    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg", "noflash", "richardson_lucy",
+            "unsupervised_wiener", "blurred", "anscombe_tv", "anscombe_nlm"} <= set(summary["method"])
+    # Deblurring and Poisson rows, with the discrepancy rule's image (both observations are noisy).
+    for task in ("deblur-gaussian1", "denoise-poisson10"):
+        rows = summary[summary["task_label"] == task].set_index("method")
+        assert rows.loc["DIP (discrepancy rule)", "psnr_median"] > 0 and rows["psnr_mean"].notna().all(), task
+    poisson = runs[runs["task_label"] == "denoise-poisson10"]
+    assert (poisson["noise"] == "poisson").all() and (poisson["peak"] == 10).all()
     # The flash task fits the synthetic pair only, with the paired network, scored against its reference.
     flash = runs[runs["task_label"] == "flash"]
     assert list(flash["image"]) == ["coffee-pair"] and list(flash["arch"]) == ["skip-flash"]
