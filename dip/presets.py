@@ -61,7 +61,7 @@ PAPER: dict[str, tuple[str, dict]] = {
     # Beyond the paper: deblurring with a known blur (README, "Deblurring and Poisson noise": how chosen).
     # Measured on two images outside every config (README, "Deblurring and Poisson noise"): without the TV
     # term the fit fills the blur's near-null space with detail the observation does not constrain.
-    "deblur": ("unet", {"iterations": 3000, "reg_noise_std": 1 / 30, "lr": 0.01, "tv_weight": 1e-3}),
+    "deblur": ("unet", {"iterations": 1500, "reg_noise_std": 1 / 30, "lr": 0.01, "tv_weight": 1e-3}),
 }
 
 
