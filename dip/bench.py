@@ -7,14 +7,16 @@ the history against a ground truth); the reference loop is the original notebook
 contiguous layout, and the output pulled to NumPy for PSNR every iteration. Both run the identical
 network on the same denoising problem, in this process, one after the other. Prints the median and
 spread of seconds per iteration, FLOPs per iteration (torch.utils.flop_counter), achieved GFLOP/s, the
-machine's fp32 matmul peak measured now (torch.mm of 2048²), and peak memory. With --batch N it also
-times N fits batched into one network by the same loop and prints their throughput against N single
-fits. `graph` says whether the step was replayed as a CUDA graph: not built yet (the loop is split so
+machine's fp32 matmul peak measured now (torch.mm of 2048²), peak memory, and the tensor operations
+dispatched per iteration (`ops_per_iteration`; each is about one kernel launch on a GPU) against the
+notebook loop's. With --batch N it also times N fits batched into one network by the same loop and
+prints their throughput against N single fits and their operations per iteration against one fit's. `graph` says whether the step was replayed as a CUDA graph: not built yet (the loop is split so
 that it can be), so it is always false.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import resource
 import statistics
@@ -25,19 +27,20 @@ import numpy as np
 import pandas as pd
 import torch
 from skimage import data
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dip import memory, networks
 from dip.fit import FitSettings, fit, fit_batch, pick_device
 from dip.networks import make_network
 from dip.seeds import generator as stream
 from dip.image_io import to_array, to_tensor
-from dip.inputs import noise_input, perturb
+from dip.inputs import noise_input
 from dip.metrics import psnr
 from dip.operators import Denoise
 from dip.presets import architecture
 from dip.provenance import device_name
 from dip.speed import cpu_has_native_bf16, resolve_speed
-from dip.stopping import make_rule
+from dip.stopping import clipped_noise_mse, make_rule
 
 
 def test_image(size: int) -> torch.Tensor:
@@ -94,30 +97,111 @@ def time_fit(spec, settings, clean, observed, device, warmup) -> list[float]:
     return list(seconds)
 
 
+class NotebookLoop:
+    """The authors' denoising notebook iteration, as the yardstick for speed and for operations per
+    iteration: fp32, contiguous layout, torch.optim.Adam with foreach (PyTorch's default on CUDA), the
+    output EMA, and the notebook's three PSNRs (output to the observation and to the ground truth, EMA
+    image to the ground truth) computed on the host from `.cpu().numpy()` copies every iteration."""
+
+    def __init__(self, spec: dict, settings: FitSettings, clean: torch.Tensor, observed: torch.Tensor,
+                 device: torch.device):
+        self.net = make_network(spec, settings.input_depth, clean.shape[1], settings.seed).to(device).train()
+        h, w = clean.shape[-2:]
+        self.z = noise_input(settings.input_depth, *networks.input_size(self.net, h, w),
+                             stream(settings.seed, "input")).to(device)
+        self.noise = torch.zeros_like(self.z)
+        self.s, self.h, self.w = settings, h, w
+        self.observed = observed.to(device)
+        self.observed_np, self.clean_np = to_array(observed), to_array(clean)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=settings.lr, foreach=True)
+        self.ema = None
+
+    def __call__(self) -> None:
+        self.opt.zero_grad()
+        out = networks.center_crop(self.net(self.z + self.noise.normal_() * self.s.reg_noise_std), self.h, self.w)
+        self.ema = out.detach() if self.ema is None else self.ema * self.s.ema + out.detach() * (1 - self.s.ema)
+        torch.nn.functional.mse_loss(out, self.observed).backward()
+        out_np, ema_np = out.detach().cpu().numpy()[0], self.ema.cpu().numpy()[0]
+        psnr(out_np.transpose(1, 2, 0), self.observed_np), psnr(out_np.transpose(1, 2, 0), self.clean_np)
+        psnr(ema_np.transpose(1, 2, 0), self.clean_np)
+        self.opt.step()
+
+
 def time_reference(spec, settings, clean, observed, device, warmup) -> list[float]:
-    """The original notebooks' loop: fp32, contiguous, NumPy PSNR of the output every iteration."""
+    """Per-iteration seconds of the authors' notebook loop (`NotebookLoop`), warm-up dropped."""
     torch.backends.cudnn.benchmark = False
     torch.set_flush_denormal(False)  # the original code leaves denormals on
-    net = make_network(spec, settings.input_depth, clean.shape[1], settings.seed).to(device).train()
-    h, w = clean.shape[-2:]
-    z = noise_input(settings.input_depth, *networks.input_size(net, h, w), stream(settings.seed, "input")).to(device)
-    noise_gen = stream(settings.seed, "perturbation", device)
-    observed_d = observed.to(device)
-    observed_np, clean_np = to_array(observed), to_array(clean)
-    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
-    ema, times = None, []
+    loop, times = NotebookLoop(spec, settings, clean, observed, device), []
     for _ in range(settings.iterations):
         t = time.perf_counter()
-        opt.zero_grad()
-        out = networks.center_crop(net(perturb(z, settings.reg_noise_std, noise_gen)), h, w)
-        loss = torch.nn.functional.mse_loss(out, observed_d)
-        loss.backward()
-        opt.step()
-        ema = out.detach() if ema is None else ema * settings.ema + out.detach() * (1 - settings.ema)
-        out_np, ema_np = to_array(out), to_array(ema)
-        psnr(out_np, observed_np), psnr(out_np, clean_np), psnr(ema_np, clean_np)
+        loop()
+        _sync(device)
         times.append(time.perf_counter() - t)
     return times[warmup:]
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the tensor operations dispatched (each about one kernel launch on a GPU) while `counting`."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops, self.counting = collections.Counter(), False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.counting:
+            self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _rules(names: tuple[str, ...], settings: FitSettings, observed: torch.Tensor) -> list:
+    target = clipped_noise_mse(observed, 25 / 255)
+    return [make_rule(n, settings.iterations, ema=settings.ema, discrepancy=target) for n in names]
+
+
+def ops_per_iteration(spec: dict, size: int, fits: int = 1, rules: tuple[str, ...] = (), iterations: int = 30,
+                      device: torch.device | str = "cpu") -> dict:
+    """Operations dispatched per steady-state iteration: by `dip.fit`'s step for `fits` fits (stacked when
+    more than one) recording `rules`, against the authors' notebook loop (`NotebookLoop`), on one
+    denoising problem with ground truth. The host checks (every check_every iterations) are counted apart,
+    per iteration. Returns {"fit": ..., "checks": ..., "reference": ..., "ratio": fit / reference}."""
+    from dip import fit as loop
+
+    device = torch.device(device)
+    clean = test_image(size)
+    observed = Denoise(25).observe(clean, stream(0, "observation"))
+    s = FitSettings(iterations=iterations, ssim_every=10 ** 9, check_every=10)
+    counter = OpCounter()
+    calls = {"step": 0}
+    step_call = loop.Step.__call__
+
+    def counted(step, pos):
+        # The first check's chunk warms up (allocations, first-call paths); count the later ones.
+        counter.counting = calls["step"] >= s.check_every
+        calls["step"] += 1
+        step_call(step, pos)
+        counter.counting = False
+
+    loop.Step.__call__ = counted
+    try:
+        with counter:
+            if fits == 1:
+                fit(spec, Denoise(25), observed, s, clean=clean, rules=_rules(rules, s, observed), device=device)
+            else:
+                fit_batch(spec, Denoise(25), observed, s, list(range(fits)), clean=clean,
+                          rules=[_rules(rules, s, observed) for _ in range(fits)], device=device)
+    finally:
+        loop.Step.__call__ = step_call
+    per_step = sum(counter.ops.values()) / (calls["step"] - s.check_every)
+    reference = NotebookLoop(spec, s, clean, observed, device)
+    for _ in range(3):
+        reference()
+    ref_counter = OpCounter()
+    with ref_counter:
+        ref_counter.counting = True
+        for _ in range(10):
+            reference()
+    per_reference = sum(ref_counter.ops.values()) / 10
+    return {"fit": per_step, "reference": per_reference, "ratio": per_step / per_reference}
 
 
 def time_batch(spec, settings, clean, observed, device, warmup, fits: int) -> list[float]:
@@ -218,6 +302,14 @@ def main(argv: list[str] | None = None) -> int:
         report.update(batch_fits=args.batch, batch_seconds_per_iteration=batch["median"],
                       batch_fit_iterations_per_second=args.batch / batch["median"],
                       batch_speedup_over_single=args.batch * stats["median"] / batch["median"])
+    # Operations dispatched per iteration (about one kernel launch each on a GPU), counted on a 32x32
+    # problem: the count does not depend on the image size.
+    ops = ops_per_iteration(spec["net"], 32, device=device)
+    report.update(ops_per_iteration=ops["fit"], reference_ops_per_iteration=ops["reference"],
+                  ops_ratio_to_reference=ops["ratio"])
+    if args.batch:
+        batch_ops = ops_per_iteration(spec["net"], 32, fits=args.batch, device=device)["fit"]
+        report.update(batch_ops_per_iteration=batch_ops, batch_ops_ratio_to_single=batch_ops / ops["fit"])
     if args.parity:
         best = {}
         for name, cl, bf in (("fast", args.channels_last, args.bf16), ("fp32", False, False)):

@@ -4,17 +4,20 @@ the history only, never by the fit.
 
 Two halves, read top to bottom:
 
-- `Step` is everything done every iteration, on the device: input perturbation, forward, loss,
-  backward, optimiser step, output EMA, the stopping rules' running statistics, and the history row
-  written into a preallocated device buffer. It never waits for the host.
-- `_run` is the host loop. Every `check_every` iterations it reads the buffer once (the one sync
-  point) and does what needs the host, per fit: backtracking when a fit collapsed or went non-finite
-  (restoring weights, optimiser, EMA, rule state and generator from real copies, with a lower learning
-  rate), stopping decisions, SSIM, progress and checkpoints.
+- `Step` is everything done every iteration, on the device, for B fits at once (B = 1 for `fit`):
+  input perturbation, forward, each fit's loss, backward, optimiser step, output EMA, the stopping
+  rules' running statistics, and each fit's history row written into a preallocated device buffer.
+  Every per-fit quantity (iteration counter, live flag, EMA, rule state, learning rate, step count) is
+  a tensor with a leading fit dimension updated by one operation for all fits, so the step never waits
+  for the host and dispatches about as many operations for B fits as for one.
+- `_run` is the host loop. Every `check_every` iterations it reads the buffer once (the one sync point,
+  marked "Host check") and does what needs the host, per fit: backtracking when a fit collapsed or went
+  non-finite (restoring weights, optimiser, EMA, rule state and generator from real copies, with a
+  lower learning rate), stopping decisions, SSIM, progress and checkpoints.
 
-The same loop runs one fit (`fit`) or B fits of one architecture and image size stacked into one
-network (`fit_batch`, vmap over the stacked weights): each batched fit backtracks, stops and is
-checkpointed on its own and is frozen (learning rate 0, EMA and rules held) once it has stopped or failed.
+`fit_batch` runs B fits of one architecture and image size as one network whose layers hold the B fits
+as channel groups (`dip.networks.Grouped`): each fit backtracks, stops and is checkpointed on its own
+and is frozen (learning rate 0, EMA and rules held) once it has stopped or failed.
 """
 from __future__ import annotations
 
@@ -34,11 +37,11 @@ from torch import nn
 
 from dip import networks, seeds
 from dip.image_io import atomic_write, to_array
-from dip.inputs import input_channels, make_input, perturb
-from dip.metrics import Scorer, psnr_torch, ssim
-from dip.optim import FitAdam
+from dip.inputs import input_channels, make_input
+from dip.metrics import Scorer, psnr_per_image, ssim
+from dip.optim import make_optimiser
 from dip.operators import HeldOut, Operator
-from dip.stopping import StoppingRule, make_rule
+from dip.stopping import StoppingRule, bank, make_rule
 
 
 @dataclass
@@ -101,7 +104,10 @@ class FitResult:
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+    """Anisotropic total variation of each image (N, C, H, W): mean absolute vertical plus horizontal
+    difference, a tensor (N,)."""
+    return ((x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+            + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1))
 
 
 def _mps_available() -> bool:
@@ -268,26 +274,13 @@ class _Progress:
             self.bar.close()
 
 
-def _stacked_network(arch: dict, seeds_: list[int], zin: int, channels: int, device: torch.device):
-    """B networks, each with the weights `make_network` draws for its seed, as one batched callable:
-    `torch.func.stack_module_state` stacks the weights along a new leading dimension and vmap over
-    `functional_call` runs every layer once for the whole batch. Returns (forward, parameters, a network)."""
-    from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
-
-    nets = [networks.make_network(arch, zin, channels, seed).to(device).train() for seed in seeds_]
-    for net in nets:  # DIP never uses running statistics, and vmap cannot update them in place
-        replace_all_batch_norm_modules_(net)
-    params, buffers = stack_module_state(nets)
-    base = copy.deepcopy(nets[0]).to("meta")
-    one = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
-    batched = vmap(one)
-    return (lambda zs: batched(params, buffers, zs[:, None])[:, 0]), list(params.values()), nets[0]
-
-
 class Step:
-    """One iteration of B fits, all on the device (no host sync, buffers updated in place):
-    perturb z, forward, loss per fit (+ TV), backward, optimiser step, output EMA, the rules' running
-    statistics, and the history row of each fit written into `history[pos]`."""
+    """One iteration of B fits, all on the device, every per-fit quantity a tensor with a leading fit
+    dimension updated with one operation for all fits (no host sync, no tensor built on the host, buffers
+    updated in place): perturb z, forward, loss per fit (+ TV), backward, optimiser step, output EMA, the
+    rules' running statistics, and the history row of every fit written into `history[pos]`.
+
+    The host changes it only at checks: `load` (backtracking, resuming), `set_lr`, `freeze`."""
 
     def __init__(self, arch: dict | nn.Module, operators: list[Operator], observed: torch.Tensor,
                  clean: torch.Tensor | None, s: FitSettings, seeds_: list[int], rules: list[list[StoppingRule]],
@@ -304,7 +297,10 @@ class Step:
         if self.stacked:
             if not isinstance(arch, dict):
                 raise ValueError("batched fits build their networks from an architecture spec, not a module")
-            self.forward, params, net = _stacked_network(arch, seeds_, zin, channels, device)
+            # B networks, each with the weights `make_network` draws for its seed, run as one (channel groups).
+            net = networks.Grouped([networks.make_network(arch, zin, channels, seed) for seed in seeds_])
+            net = net.to(device).train()
+            self.forward = net
         else:
             # Only the activations take the fast layout (it spreads from z through every convolution); the
             # weights, and so their gradients, stay contiguous, which every optimiser expects (LBFGS
@@ -312,7 +308,6 @@ class Step:
             net = arch if isinstance(arch, nn.Module) else networks.make_network(arch, zin, channels, seeds_[0])
             net = net.to(device).train()
             self.forward = torch.compile(net) if s.compile else net
-            params = list(net.parameters())
         zh, zw = networks.input_size(net, h=self.h, w=self.w)
         # Each fit's own streams (dip.seeds): z and the perturbations; none of them is the observation's.
         layout = torch.channels_last if fast.channels_last else torch.contiguous_format
@@ -324,108 +319,116 @@ class Step:
             self.z = torch.cat([make_input(s.input, zin, zh, zw, seeds.generator(seed, "input")) for seed in seeds_])
         self.z = self.z.to(device).to(memory_format=layout)
         self.noise = [seeds.generator(seed, "perturbation", device) for seed in seeds_]
+        # Each fit draws its perturbation into its own slice of one buffer (views made once, here).
+        self.z_noise = torch.zeros(self.z.shape, device=device)  # contiguous: the draw's order is the layout's
+        self.z_noise_slices = [self.z_noise[b:b + 1] for b in range(self.fits)]
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
-        self.operators = [op.to(device) for op in operators] * (self.fits if len(operators) == 1 else 1)
+        operators = [op.to(device) for op in operators]
+        self.operators = operators * (self.fits if len(operators) == 1 else 1)
+        self.shared_operator = operators[0] if len(operators) == 1 else None
         self.observed = observed.to(device).expand(self.fits, -1, -1, -1)
         self.clean = None if clean is None else clean.to(device).expand(self.fits, -1, -1, -1)
         self.scored_clean = None if clean is None else scorer.view(self.clean)  # once, not every iteration
-        self.rules = rules
-        self.signalled = [[r for r in fit_rules if r.name != "fixed"] for fit_rules in rules]  # fixed has no statistic
-        if s.optimizer == "lbfgs":
-            if self.stacked:
-                raise ValueError("LBFGS runs one fit at a time; batch Adam fits only")
-            self.opt = torch.optim.LBFGS(params, lr=s.lr, max_iter=1)
-        elif s.optimizer == "adam":
-            self.opt = FitAdam(params, s.lr, self.fits, self.stacked)
-        else:
-            raise ValueError(f"unknown optimizer {s.optimizer!r}; choose adam or lbfgs")
-        self.params = params
+        self.rules = _banks(rules, self.fits)
+        for r in self.rules:
+            r.start(self.fits, (channels, self.h, self.w), device)
+        self.signalled = [r for r in self.rules if r.name != "fixed"]  # fixed has no statistic
+        # Each fit's weights: the parameters, or for stacked fits their (B, ...) views.
+        self.params = net.per_fit() if self.stacked else list(net.parameters())
+        self.opt = make_optimiser(s.optimizer, self.params, s.lr, self.fits, device,
+                                  leaves=list(net.parameters()) if self.stacked else None)
         self.columns = ["loss", "psnr_observed"] + (["psnr", "psnr_ema"] if clean is not None else []) + [
-            f"signal_{r.name}" for r in self.signalled[0]]
+            f"signal_{r.name}" for r in self.signalled]
         self.history = torch.zeros(s.check_every, self.fits, len(self.columns), device=device)
         self.out = torch.zeros(self.fits, channels, self.h, self.w, device=device)
         self.ema = torch.zeros_like(self.out)
-        self.active = torch.ones(self.fits, 1, 1, 1, dtype=torch.bool, device=device)
-        self.nan = torch.full((), float("nan"), device=device)
+        self.iteration = torch.zeros(self.fits, dtype=torch.long, device=device)  # each fit's, on the device
+        self.live = torch.ones(self.fits, dtype=torch.bool, device=device)
+
+    def _data_term(self, out: torch.Tensor) -> torch.Tensor:
+        """Each fit's loss (B,): one call of a shared operator, else one per fit."""
+        if self.shared_operator is not None:
+            losses = self.shared_operator.loss(out, self.observed)
+        else:
+            losses = torch.cat([op.loss(out[b:b + 1], self.observed[b:b + 1]) for b, op in enumerate(self.operators)])
+        if losses.shape != (self.fits,):
+            raise ValueError(f"the forward operator's loss must give one value per fit, shape ({self.fits},); "
+                             f"got {tuple(losses.shape)}")
+        return losses + self.s.tv_weight * total_variation(out) if self.s.tv_weight else losses
 
     def _closure(self) -> torch.Tensor:
         self.opt.zero_grad()
-        zs = torch.cat([perturb(self.z[b:b + 1], self.s.reg_noise_std, g) for b, g in enumerate(self.noise)])
+        zs = self.z
+        if self.s.reg_noise_std:
+            for g, draw in zip(self.noise, self.z_noise_slices):
+                torch.randn(draw.shape, generator=g, out=draw)
+            zs = self.z + self.s.reg_noise_std * self.z_noise
         with self.autocast():
             out = networks.center_crop(self.forward(zs), self.h, self.w)
         out = out.float().contiguous()
-        losses = []
-        for b, op in enumerate(self.operators):
-            loss = op.loss(out[b:b + 1], self.observed[b:b + 1]).sum()  # (1,) per the new protocol, or a scalar
-            losses.append(loss + self.s.tv_weight * total_variation(out[b:b + 1]) if self.s.tv_weight else loss)
-        total = torch.stack(losses).sum()  # each fit's weights get exactly the gradient of its own loss
+        losses = self._data_term(out)
+        total = losses.sum()  # each fit's weights get exactly the gradient of its own loss
         total.backward()
-        self.out, self.losses = out.detach(), torch.stack(losses).detach()
+        self.out, self.losses = out.detach(), losses.detach()
         return total
 
-    def __call__(self, pos: int, iterations: list[int], live: list[bool]) -> None:
-        """Iteration `iterations[b]` of every live fit b (frozen fits compute but keep their state)."""
-        if isinstance(self.opt, torch.optim.LBFGS):
-            self.opt.step(self._closure)
-        else:
-            self._closure()
-            self.opt.step()
-        out, ema, w = self.out, self.ema, self.s.ema
-        ema.copy_(torch.where(self.active, ema * w + out * (1 - w) if w else out, ema))
-        for b, it in enumerate(iterations):
-            if live[b] and it == 1:
-                ema[b].copy_(out[b])  # the EMA starts at the first output
-        for b, it in enumerate(iterations):
-            if not live[b]:
-                continue
-            o, k = out[b:b + 1], ema[b:b + 1]
-            for r in self.rules[b]:
-                r.update(it, o, k, self.losses[b])
-            row = [self.losses[b], psnr_torch(self.operators[b](o), self.observed[b:b + 1])]
-            if self.clean is not None:
-                row += [psnr_torch(self.scorer.view(o), self.scored_clean[b:b + 1]),
-                        psnr_torch(self.scorer.view(k), self.scored_clean[b:b + 1])]
-            row += [r.signal if r.signal is not None else self.nan for r in self.signalled[b]]
-            self.history[pos, b] = torch.stack([torch.as_tensor(v).float() for v in row])
+    def __call__(self, pos: int) -> None:
+        """One iteration of every live fit (frozen fits compute but keep their state); history row `pos`."""
+        live = self.live
+        self.iteration += live
+        self.opt.step(self._closure)
+        out, it = self.out, self.iteration
+        # The EMA starts at a fit's first output and then moves by 1 - ema; a frozen fit's stays.
+        weight = torch.where(it == 1, 1.0, 1 - self.s.ema if self.s.ema else 1.0).view(-1, 1, 1, 1)
+        self.ema.copy_(torch.where(live.view(-1, 1, 1, 1), torch.lerp(self.ema, out, weight), self.ema))
+        for r in self.rules:
+            r.update(it, out, self.ema, self.losses, live)
+        predicted = self.shared_operator(out) if self.shared_operator is not None else \
+            torch.cat([op(out[b:b + 1]) for b, op in enumerate(self.operators)])
+        row = [self.losses.float(), psnr_per_image(predicted, self.observed)]
+        if self.clean is not None:
+            row += [psnr_per_image(self.scorer.view(out), self.scored_clean),
+                    psnr_per_image(self.scorer.view(self.ema), self.scored_clean)]
+        row += [r.signal for r in self.signalled]
+        self.history[pos] = torch.stack(row, 1)
 
-    # What fit b's backtracking restores: weights, optimiser state and EMA (slice b of each stacked tensor),
-    # with the rules and the perturbation generator alongside (see `save`).
-    def _tensors(self, b: int) -> list[torch.Tensor]:
-        whole = self.params + (self.opt.tensors() if isinstance(self.opt, FitAdam) else [])
-        return ([t[b] for t in whole] if self.stacked else whole) + [self.ema[b]]
+    # Fit b's state: weights, optimiser state and EMA (slice b of each stacked tensor), its rules'
+    # state, its perturbation generator and its iteration.
+    def _weights(self, b: int) -> list[torch.Tensor]:
+        return ([p[b] for p in self.params] if self.stacked else self.params) + [self.ema[b]]
 
     def save(self, b: int, iteration: int) -> dict:
         """A real copy of fit b's state at `iteration` (no history: a rewind never goes past the last good
-        check)."""
+        check): what backtracking restores and what a checkpoint holds."""
         with torch.no_grad():
-            saved = {"iteration": iteration, "tensors": [t.detach().clone() for t in self._tensors(b)],
-                     "rules": copy.deepcopy([r.state_dict() for r in self.rules[b]]),
-                     "generator": self.noise[b].get_state()}
-        if isinstance(self.opt, torch.optim.LBFGS):
-            saved["lbfgs"] = copy.deepcopy(self.opt.state_dict())
-        return saved
+            return {"iteration": iteration, "tensors": [t.detach().clone() for t in self._weights(b)],
+                    "optimizer": self.opt.snapshot(b), "rules": [r.snapshot(b) for r in self.rules],
+                    "generator": self.noise[b].get_state()}
 
     def load(self, b: int, saved: dict) -> None:
         with torch.no_grad():
-            for live, value in zip(self._tensors(b), saved["tensors"]):
+            for live, value in zip(self._weights(b), saved["tensors"]):
                 live.copy_(value)
-        for r, state in zip(self.rules[b], copy.deepcopy(saved["rules"])):
-            r.load_state_dict(state)
+            self.opt.restore(b, saved["optimizer"])
+            for r, state in zip(self.rules, saved["rules"]):
+                r.restore(b, state)
+            self.iteration[b] = saved["iteration"]
         self.noise[b].set_state(saved["generator"])
-        if "lbfgs" in saved:
-            self.opt.load_state_dict(copy.deepcopy(saved["lbfgs"]))
 
     def set_lr(self, b: int, lr: float) -> None:
-        if isinstance(self.opt, FitAdam):
-            self.opt.lr[b] = lr
-        else:
-            for group in self.opt.param_groups:
-                group["lr"] = lr
+        self.opt.set_lr(b, lr)
 
     def freeze(self, b: int) -> None:
         """Fit b stops changing: no update (learning rate 0), EMA held; its rules are no longer fed."""
         self.set_lr(b, 0.0)
-        self.active[b] = False
+        self.live[b] = False
+
+
+def _banks(rules: list[list[StoppingRule]], fits: int) -> list[StoppingRule]:
+    """The fits' rules as one rule object per rule name watching every fit (dip.stopping.bank)."""
+    if len(rules) != fits or len({len(r) for r in rules}) > 1:
+        raise ValueError(f"{len(rules)} rule lists for {fits} fits, each fit needs the same rules")
+    return [bank([fit_rules[k] for fit_rules in rules]) for k in range(len(rules[0]))]
 
 
 @dataclass
@@ -486,7 +489,7 @@ def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, 
                     raise _Interrupted
                 for t in tracks:
                     t.iteration += t.live
-                step(pos, [t.iteration for t in tracks], [t.live for t in tracks])
+                step(pos)
                 times.append(time.perf_counter() - t0)
                 pos += 1
                 if not any(t.live and (t.iteration % s.check_every == 0 or t.iteration == s.iterations)
@@ -571,8 +574,8 @@ def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float],
         t.ssim[t.iteration] = tuple(ssim(to_array(x[b:b + 1]), clean, step.scorer.y_channel, step.scorer.shave)
                                     for x in (step.out, step.ema))
     t.saved = step.save(b, t.iteration)
-    rule = next((r for r in step.rules[b] if r.name == stop_on), None)
-    if rule is not None and rule.should_stop(t.iteration):
+    rule = next((r for r in step.rules if r.name == stop_on), None)
+    if rule is not None and rule.should_stop(t.iteration, b):
         t.stopped_by = stop_on
         _end(step, b, t)
     elif t.iteration >= s.iterations:
@@ -593,13 +596,13 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
     if step.clean is not None:
         for k, column in enumerate(("ssim", "ssim_ema")):
             history[column] = history["iteration"].map(lambda i: t.ssim.get(i, (np.nan, np.nan))[k])
-    rules = step.rules[b]
-    images = {r.name: r.image for r in rules if r.image is not None}
+    rules = step.rules
+    images = {r.name: r.kept_image(b) for r in rules if r.kept_image(b) is not None}
     ema = t.ema if t.ema is not None else step.ema[b:b + 1]
     image = images[t.stopped_by] if t.stopped_by else ema
     return FitResult(image=image.float().cpu(), output=(t.output if t.output is not None else ema).float().cpu(),
                      ema=ema.float().cpu() if s.ema else None, history=history,
-                     stops={r.name: r.report(t.iteration) for r in rules}, stopped_by=t.stopped_by,
+                     stops={r.name: r.report(t.iteration, b) for r in rules}, stopped_by=t.stopped_by,
                      iterations=t.iteration, backtracks=t.backtracks, resumed_from=t.resumed_from,
                      rule_images={k: v.float().cpu() for k, v in images.items()}, seed=t.seed, error=t.error)
 

@@ -44,6 +44,12 @@ def psnr_torch(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(torch.mean((x.float().clamp(0, 1) - ref.float()) ** 2))
 
 
+def psnr_per_image(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """PSNR (data range 1) of each of N images (N, ...) against ref (N or 1, ...), x clipped to [0, 1]:
+    a device tensor (N,), no host sync."""
+    return -10 * torch.log10((x.float().clamp(0, 1) - ref.float()).square().flatten(1).mean(1))
+
+
 def _prepare(x: np.ndarray, ref: np.ndarray, y_channel: bool, shave: int) -> tuple[np.ndarray, np.ndarray]:
     if x.shape != ref.shape:
         raise ValueError(f"image shapes differ: {x.shape} vs {ref.shape}")

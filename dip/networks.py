@@ -12,6 +12,7 @@ output is always computed with the batch statistics of the single image.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -39,8 +40,18 @@ def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x[..., top:top + h, left:left + w]
 
 
+def cat_channels(tensors: list[torch.Tensor], groups: int = 1) -> torch.Tensor:
+    """Concatenate (N, C_i, H, W) along channels; with `groups` (the fits of a `grouped` network) each
+    tensor's channels are `groups` blocks, one per fit, and fit g's blocks are concatenated together."""
+    if groups == 1:
+        return torch.cat(tensors, dim=1)
+    return torch.cat([t.unflatten(1, (groups, -1)) for t in tensors], dim=2).flatten(1, 2)
+
+
 class Concat(nn.Module):
     """Run branches on one input and concatenate along channels, centre-cropping to the smallest."""
+
+    groups = 1  # fits stacked as channel groups (see `grouped`)
 
     def __init__(self, *branches: nn.Module):
         super().__init__()
@@ -50,7 +61,7 @@ class Concat(nn.Module):
         outs = [b(x) for b in self.branches]
         h = min(o.shape[-2] for o in outs)
         w = min(o.shape[-1] for o in outs)
-        return torch.cat([center_crop(o, h, w) for o in outs], dim=1)
+        return cat_channels([center_crop(o, h, w) for o in outs], self.groups)
 
 
 class AnySize(nn.Module):
@@ -145,6 +156,8 @@ class _UNetBlock(nn.Sequential):
 
 
 class _UNet(nn.Module):
+    groups = 1  # fits stacked as channel groups (see `grouped`)
+
     def __init__(self, in_channels: int, out_channels: int, filters: Sequence[int]):
         super().__init__()
         self.start = _UNetBlock(in_channels, filters[0])
@@ -160,7 +173,7 @@ class _UNet(nn.Module):
             skips.append(x)
             x = block(F.max_pool2d(x, 2))
         for i in reversed(range(len(self.up))):
-            x = self.merge[i](torch.cat([skips[i], self.up[i](x)], dim=1))
+            x = self.merge[i](cat_channels([skips[i], self.up[i](x)], self.groups))
         return self.final(x)
 
 
@@ -215,6 +228,64 @@ class DeepDecoder(nn.Module):
 
 def deep_decoder(in_channels: int = 64, out_channels: int = 3, layers: int = 5) -> nn.Module:
     return DeepDecoder(in_channels, layers, out_channels)
+
+
+def _grouped_layer(layers: list[nn.Module]) -> nn.Module:
+    """One layer holding the same layer of B networks as B channel groups, each group with its
+    network's own weights; layers without weights are shared as they are."""
+    first, fits = layers[0], len(layers)
+    if isinstance(first, (nn.Conv2d, nn.ConvTranspose2d)):
+        kind = type(first)
+        layer = kind(first.in_channels * fits, first.out_channels * fits, first.kernel_size, first.stride,
+                     first.padding, **({"output_padding": first.output_padding} if kind is nn.ConvTranspose2d else {}),
+                     groups=first.groups * fits, bias=first.bias is not None, dilation=first.dilation,
+                     padding_mode=first.padding_mode)
+    elif isinstance(first, (nn.BatchNorm2d, nn.InstanceNorm2d)):
+        # DIP never uses running statistics (the networks always train): the group layer keeps none.
+        layer = type(first)(first.num_features * fits, eps=first.eps, affine=first.affine, track_running_stats=False)
+    elif any(True for _ in first.parameters(recurse=False)):
+        raise ValueError(f"{type(first).__name__} layers cannot be batched; fit one seed at a time")
+    else:
+        return first
+    with torch.no_grad():
+        for name, param in layer.named_parameters(recurse=False):
+            param.copy_(torch.cat([getattr(m, name) for m in layers]))
+    return layer
+
+
+class Grouped(nn.Module):
+    """B networks of one architecture as one: every layer runs the B fits as channel groups (grouped
+    convolutions, per-channel normalisation), so a forward pass dispatches as many operations as one
+    network's, whatever B. Input (B, C, H, W) → output (B, C', H', W'); fit b's weights are slice b
+    of every parameter's dimension 0 once unflattened to (B, ...) (`per_fit`)."""
+
+    def __init__(self, nets: list[nn.Module]):
+        super().__init__()
+        self.fits = len(nets)
+        self.body = copy.deepcopy(nets[0])
+        modules = [dict(n.named_modules()) for n in nets]
+        for name, _ in list(self.body.named_modules()):
+            if not name:
+                continue
+            parent, _, leaf = name.rpartition(".")
+            owner = self.body.get_submodule(parent) if parent else self.body
+            layer = _grouped_layer([m[name] for m in modules])
+            if layer is not modules[0][name]:
+                setattr(owner, leaf, layer)
+        for m in self.body.modules():
+            if isinstance(m, (Concat, _UNet)):  # their channel concatenations keep each fit's channels together
+                m.groups = self.fits
+
+    def input_size(self, h: int, w: int) -> tuple[int, int]:
+        return input_size(self.body, h, w)
+
+    def per_fit(self) -> list[torch.Tensor]:
+        """Every parameter viewed as (B, ...): fit b's weights are element b (views: updates go through)."""
+        return [p.unflatten(0, (self.fits, -1)) for p in self.parameters()]
+
+    def forward(self, zs: torch.Tensor) -> torch.Tensor:
+        out = self.body(zs.reshape(1, -1, *zs.shape[-2:]))
+        return out.unflatten(1, (self.fits, -1))[0]
 
 
 def input_size(net: nn.Module, h: int, w: int) -> tuple[int, int]:

@@ -29,7 +29,9 @@ class Operator:
         raise NotImplementedError
 
     def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(self.forward(output), observed)
+        """The data term of each of N fits: mean squared error of H(output) (N, ...) to the observation
+        (N or 1, ...), a tensor (N,)."""
+        return (self.forward(output) - observed).square().flatten(1).mean(1)
 
     def to(self, device: torch.device | str) -> "Operator":
         return self
@@ -246,15 +248,15 @@ class HeldOut(Operator):
         return self
 
     def _mse_over(self, image: torch.Tensor, observed: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-        """MSE of H(image) to the observation over the pixels where `pixels` is 1."""
-        return ((self.forward(image) - observed).square() * pixels).mean() / pixels.mean()
+        """MSE of H(image) to the observation over the pixels where `pixels` is 1, per image (N,)."""
+        return ((self.forward(image) - observed).square() * pixels).flatten(1).mean(1) / pixels.mean()
 
     def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """The operator's MSE over the pixels the fit keeps (the same scale as without holding out)."""
         return self._mse_over(output, observed, 1 - self.held)
 
     def heldout_error(self, image: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """MSE of H(image) to the observation over the held-out pixels only (a device scalar)."""
+        """MSE of H(image) to the observation over the held-out pixels only, per image (N,)."""
         return self._mse_over(image, observed, self.held.to(image.device))
 
 
@@ -350,10 +352,6 @@ class Blur(Operator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return convolve(x, self.psf)
-
-    def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """Mean squared error per fit: shape (N,)."""
-        return (self.forward(output) - observed).square().flatten(1).mean(1)
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.sigma is None:

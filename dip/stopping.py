@@ -7,57 +7,133 @@ the minimum (99 for β = 0.99): that is the EMA's mean lag, so the kept image is
 centred on the minimum, where ES-WMV returns the single raw output. Returning the EMA image at the
 minimum itself would average outputs from ~100 iterations earlier, before the fit had converged.
 
-All per-iteration work stays on the device: a rule never forces a host sync; `fit` asks `should_stop`
-only at its periodic host checks.
+One rule object watches B fits at once (the fits stacked by `dip.fit.fit_batch`; B = 1 for one fit):
+every statistic, counter and kept image has a leading fit dimension and is updated with one operation
+for all fits, on the device, with no host sync. `update` takes the fits' iteration numbers as a device
+tensor (B,) and a `live` mask (B,): a fit that has stopped is no longer fed. The host asks
+`stop_iterations` only at the loop's periodic checks. `snapshot(b)` / `restore(b, s)` copy one fit's
+state out and back (backtracking, checkpoints).
 """
 from __future__ import annotations
 
 import pandas as pd
 import torch
 
+NEVER = 2 ** 62  # "no minimum (or crossing) yet", as a device integer: no host branch needed
+
+
+def _column(x: torch.Tensor | float | int, fits: int, device, dtype=None) -> torch.Tensor:
+    """A per-fit value as a tensor (fits,): an int or 0-d tensor is the same for every fit."""
+    x = torch.as_tensor(x, device=device)
+    return (x.reshape(-1) if x.dim() else x.expand(fits)).to(dtype or x.dtype)
+
 
 class StoppingRule:
-    """Base: a rule observes (iteration, output, image_to_keep) every iteration."""
+    """Base: a rule observes (iterations, outputs, images_to_keep[, losses]) of B fits every iteration.
+
+    State: `best_iteration` (B,) the iteration of the image kept (-1: none yet), `image` (B, ...) that
+    image, `signal` (B,) the statistic at the last update (NaN if none), `minimum_iteration` (B,) where
+    the statistic was least (NEVER: not yet).
+    """
 
     name = "rule"
+    STATE: tuple[str, ...] = ("best_iteration", "image", "signal", "minimum_iteration")
+    NEVER = NEVER
 
     def __init__(self) -> None:
-        self.best_iteration: torch.Tensor | None = None  # device scalar: iteration of the chosen image
-        self.image: torch.Tensor | None = None           # the image kept at that iteration
-        self.signal: torch.Tensor | None = None          # the statistic at the last update (NaN if none)
-        self.minimum_iteration: torch.Tensor | None = None  # device scalar: where the statistic was least
+        self.fits = 0  # 0: not started; `start` allocates the state
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor,
-               loss: torch.Tensor | None = None) -> None:
-        """One iteration: its raw output, the image to return if this iteration is chosen (the EMA image
-        when the fit keeps one) and its loss to the observation (a device scalar)."""
+    def config(self) -> tuple:
+        """What must agree between the rules of fits watched as one bank (`bank`)."""
+        return (type(self), self.name)
+
+    def join(self, others: list["StoppingRule"]) -> None:
+        """Take on the fit-specific inputs of the other fits' rules (see `bank`); most rules have none."""
+
+    def start(self, fits: int, image_shape: tuple[int, ...], device: torch.device | str) -> None:
+        """Allocate the state of `fits` fits whose images have `image_shape` (without the fit dimension)."""
+        self.fits = fits
+        self.best_iteration = torch.full((fits,), -1, dtype=torch.long, device=device)
+        self.minimum_iteration = torch.full((fits,), NEVER, dtype=torch.long, device=device)
+        self.image = torch.zeros((fits, *image_shape), device=device)
+        self.signal = torch.full((fits,), float("nan"), device=device)
+
+    def update(self, iteration, output: torch.Tensor, keep: torch.Tensor, loss: torch.Tensor | None = None,
+               live: torch.Tensor | None = None) -> None:
+        """One iteration of B fits: iteration (B,) (or an int for all), raw outputs (B, ...), the images to
+        return if this iteration is chosen (B, ...) (the EMA images when the fit keeps one), the losses to
+        the observation (B,) and which fits are still running (B,) bool (default: all)."""
+        if not self.fits:
+            self.start(output.shape[0], tuple(output.shape[1:]), output.device)
+        it = _column(iteration, self.fits, output.device, torch.long)
+        live = torch.ones(self.fits, dtype=torch.bool, device=output.device) if live is None else live
+        loss = None if loss is None else _column(loss.detach(), self.fits, output.device, torch.float64)
+        self._update(it, output.detach(), keep.detach(), loss, live)
+
+    def _update(self, it, output, keep, loss, live) -> None:
         raise NotImplementedError
 
-    NEVER = 2 ** 62  # "no minimum (or crossing) yet", as a device integer: no host branch needed
+    def _keep(self, take: torch.Tensor, it: torch.Tensor, keep: torch.Tensor) -> None:
+        """Where `take` (B,): the kept iteration becomes `it` and the kept image `keep`."""
+        self.best_iteration = torch.where(take, it, self.best_iteration)
+        self.image = torch.where(take.view(-1, *[1] * (keep.dim() - 1)), keep, self.image)
 
-    def should_stop(self, iteration: int) -> bool:
-        stop = self.stop_iteration()
+    # Host side, at the loop's checks (each is a sync: the loop calls them only there).
+    def stop_iterations(self) -> list[int | None]:
+        """Per fit, the iteration at which the rule ends it (None: not decided)."""
+        raise NotImplementedError
+
+    def stop_iteration(self, b: int = 0) -> int | None:
+        return self.stop_iterations()[b] if self.fits else None
+
+    def should_stop(self, iteration: int, b: int = 0) -> bool:
+        stop = self.stop_iteration(b)
         return stop is not None and iteration >= stop
 
-    def chosen_iteration(self) -> int | None:
-        return None if self.best_iteration is None else int(self.best_iteration)
+    def chosen_iteration(self, b: int = 0) -> int | None:
+        if not self.fits:
+            return None
+        chosen = int(self.best_iteration[b])
+        return None if chosen < 0 else chosen
 
-    def stop_iteration(self) -> int | None:
-        """The iteration at which the rule ends a fit (the fit checks it every `check_every` iterations)."""
-        raise NotImplementedError
+    def report(self, last_iteration: int, b: int = 0) -> dict:
+        """Where the rule stands for fit b after it ran to `last_iteration`."""
+        minimum = int(self.minimum_iteration[b]) if self.fits else NEVER
+        return {"iteration": self.chosen_iteration(b), "minimum": None if minimum == NEVER else minimum,
+                "stop_at": self.stop_iteration(b) if self.fits else None,
+                "stopped": self.should_stop(last_iteration, b) if self.fits else False}
 
-    def report(self, last_iteration: int) -> dict:
-        """Where the rule stands after a fit that ran to `last_iteration`."""
-        minimum = None if self.minimum_iteration is None else int(self.minimum_iteration)
-        minimum = None if minimum == self.NEVER else minimum
-        return {"iteration": self.chosen_iteration(), "minimum": minimum, "stop_at": self.stop_iteration(),
-                "stopped": self.should_stop(last_iteration)}
+    def kept_image(self, b: int = 0) -> torch.Tensor | None:
+        """Fit b's kept image (1, ...), or None if the rule has chosen none."""
+        return None if self.chosen_iteration(b) is None else self.image[b:b + 1]
+
+    def snapshot(self, b: int) -> dict:
+        """A real copy of fit b's state."""
+        return {k: getattr(self, k)[b].clone() for k in self.STATE}
+
+    def restore(self, b: int, saved: dict) -> None:
+        for k in self.STATE:
+            getattr(self, k)[b] = saved[k]
 
     def state_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items()}
+        return {k: getattr(self, k) for k in self.STATE} if self.fits else {}
 
     def load_state_dict(self, state: dict) -> None:
-        vars(self).update(state)
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def bank(rules: list[StoppingRule]) -> StoppingRule:
+    """One rule object watching every fit of a batch, from the fits' own rules (the same rule with the
+    same settings; raises ValueError otherwise). The first object becomes the bank."""
+    first = rules[0]
+    for r in rules[1:]:
+        if r.config() != first.config():
+            raise ValueError(f"batched fits need the same stopping rules with the same settings: "
+                             f"{first.name} differs between fits")
+    if len(rules) > 1:
+        first.join(rules[1:])
+    return first
 
 
 class FixedStop(StoppingRule):
@@ -71,13 +147,14 @@ class FixedStop(StoppingRule):
             raise ValueError(f"fixed stop needs n > 0, got {n}")
         self.n = n
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
-        if iteration <= self.n:
-            self.best_iteration = torch.tensor(iteration)
-            self.image = keep.detach().clone()
+    def config(self) -> tuple:
+        return (*super().config(), self.n)
 
-    def stop_iteration(self) -> int | None:
-        return self.n
+    def _update(self, it, output, keep, loss, live) -> None:
+        self._keep(live & (it <= self.n), it, keep)
+
+    def stop_iterations(self) -> list[int | None]:
+        return [self.n] * self.fits
 
 
 class _MinimumTracker(StoppingRule):
@@ -85,39 +162,48 @@ class _MinimumTracker(StoppingRule):
     after it (or the latest one, if the fit ends sooner), and stop once `patience` iterations (and the
     delay) have passed without a new minimum. Branch-free on the device with torch.where."""
 
+    STATE = StoppingRule.STATE + ("best_value",)
+
     def __init__(self, patience: int, start: int, delay: int = 0):
         super().__init__()
         if patience <= 0:
             raise ValueError(f"patience must be > 0, got {patience}")
         if delay < 0:
             raise ValueError(f"delay must be >= 0, got {delay}")
-        self.patience, self.start, self.delay = patience, start, delay
-        self.best_value: torch.Tensor | None = None
+        self.patience, self.start_at, self.delay = patience, start, delay
 
-    def _record(self, iteration: int, value: torch.Tensor, keep: torch.Tensor,
-                accept: torch.Tensor | bool = True) -> None:
-        """One value of the statistic; `accept` False (a device bool) keeps it from becoming a minimum."""
-        self.signal = value
-        if iteration < self.start:
-            return
-        it = torch.tensor(iteration, device=value.device)
-        if self.best_value is None:
-            self.best_value = torch.tensor(float("inf"), device=value.device)
-            self.minimum_iteration = torch.tensor(self.NEVER, device=value.device)
-            self.best_iteration, self.image = it, keep.detach().clone()
+    def config(self) -> tuple:
+        return (*super().config(), self.start_at, self.delay)  # the patience may differ between fits
+
+    def join(self, others: list["StoppingRule"]) -> None:
+        super().join(others)
+        self.patiences = [self.patience] + [r.patience for r in others]
+
+    def start(self, fits, image_shape, device) -> None:
+        super().start(fits, image_shape, device)
+        self.best_value = torch.full((fits,), float("inf"), device=device)
+        patiences = getattr(self, "patiences", [self.patience] * fits)
+        # How long after a minimum the rule still watches (and then stops): the patience, at least the delay.
+        self.horizons = [max(p, self.delay) for p in patiences]
+        self.horizon = torch.tensor(self.horizons, device=device)
+
+    def _record(self, it: torch.Tensor, value: torch.Tensor, keep: torch.Tensor, counted: torch.Tensor,
+                accept: torch.Tensor | None = None) -> None:
+        """One value of the statistic per fit. Where `counted` is False (the fit stopped, the rule has not
+        started or its window is not full) nothing changes; where `accept` is False the value cannot
+        become a minimum but the kept image still follows the delay."""
         # Once the rule would have stopped it stays as it was, so a fit that runs on (recording every
         # rule) reports what a fit stopping at this rule would have returned.
-        live = it - self.minimum_iteration <= max(self.patience, self.delay)
-        better = (value < self.best_value) & live & accept
+        watching = it - self.minimum_iteration <= self.horizon
+        better = (value < self.best_value) & watching & counted
+        if accept is not None:
+            better = better & accept
         self.best_value = torch.where(better, value, self.best_value)
         self.minimum_iteration = torch.where(better, it, self.minimum_iteration)
-        take = it <= self.minimum_iteration + self.delay
-        self.best_iteration = torch.where(take, it, self.best_iteration)
-        self.image = torch.where(take, keep.detach(), self.image)
+        self._keep(counted & (it <= self.minimum_iteration + self.delay), it, keep)
 
-    def stop_iteration(self) -> int | None:
-        minimum = None if self.minimum_iteration is None else int(self.minimum_iteration)
-        return None if minimum in (None, self.NEVER) else minimum + max(self.patience, self.delay)
+    def stop_iterations(self) -> list[int | None]:
+        return [None if m == NEVER else m + h for m, h in zip(self.minimum_iteration.tolist(), self.horizons)]
 
 
 class WindowedVarianceStop(_MinimumTracker):
@@ -125,7 +211,8 @@ class WindowedVarianceStop(_MinimumTracker):
     outputs; stop when VAR has not reached a new minimum for `patience` iterations.
 
     Kept incrementally in float64: with S = Σ x and Q = Σ ‖x‖², VAR = (Q − ‖S‖²/W) / (W·N), so each
-    step adds the newest output and removes the oldest, O(N) per iteration.
+    step adds the newest output and removes the oldest, O(N) per iteration; the window is a ring buffer
+    (B, W, N) of float32 outputs (exact: outputs are float32), written at each fit's own slot.
 
     settle: the guard (rule "es-wmv"; None gives the published rule, "es-wmv-paper"). A minimum is
     accepted only while the loss has settled: its mean over the newer half of the window is at most
@@ -136,68 +223,87 @@ class WindowedVarianceStop(_MinimumTracker):
     """
 
     name = "es-wmv"
+    STATE = _MinimumTracker.STATE + ("buffer", "total", "total_sq", "count", "losses")
 
     def __init__(self, window: int = 100, patience: int = 1000, delay: int = 0, settle: float | None = None):
         super().__init__(patience, start=0, delay=delay)
         self.name = "es-wmv-paper" if settle is None else "es-wmv"
         self.window, self.settle = window, settle
-        self.losses: torch.Tensor | None = None
-        self.buffer: torch.Tensor | None = None
-        self.total: torch.Tensor | None = None
-        self.total_sq: torch.Tensor | None = None
-        self.count = 0
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
-        x = output.detach().reshape(-1).double()
-        if self.buffer is None:
-            # Outputs are float32: storing them as such is exact and halves the window's memory.
-            self.buffer = torch.zeros(self.window, x.numel(), dtype=torch.float32, device=x.device)
-            self.total = torch.zeros_like(x)
-            self.total_sq = torch.zeros((), dtype=torch.float64, device=x.device)
-        slot = self.count % self.window
-        old = self.buffer[slot].double()
+    def config(self) -> tuple:
+        return (*super().config(), self.window, self.settle)
+
+    def start(self, fits, image_shape, device) -> None:
+        super().start(fits, image_shape, device)
+        n = int(torch.Size(image_shape).numel())
+        self.buffer = torch.zeros(fits, self.window, n, device=device)
+        self.total = torch.zeros(fits, n, dtype=torch.float64, device=device)
+        self.total_sq = torch.zeros(fits, dtype=torch.float64, device=device)
+        self.count = torch.zeros(fits, dtype=torch.long, device=device)
+        self.losses = torch.zeros(fits, self.window, dtype=torch.float64, device=device)
+        self.fit_index = torch.arange(fits, device=device)
+        half = self.window // 2
+        # Position k of the window ordered oldest first is slot (k + slot + 1) mod W: the older half is
+        # k < W // 2. `ages[j]` is k for slot j when the newest output went to slot 0.
+        self.ages = (torch.arange(self.window, device=device) - 1) % self.window
+        self.half = half
+
+    def _update(self, it, output, keep, loss, live) -> None:
+        if self.settle is not None and loss is None:
+            raise ValueError("the guarded es-wmv rule needs the loss of every iteration")
+        b, slot = self.fit_index, self.count % self.window
+        old32 = self.buffer[b, slot]
+        x32 = torch.where(live[:, None], output.reshape(self.fits, -1).float(), old32)
+        x, old = x32.double(), old32.double()
         self.total += x - old
-        self.total_sq += x.square().sum() - old.square().sum()
-        self.buffer[slot] = x
-        accept = True
+        self.total_sq += x.square().sum(1) - old.square().sum(1)
+        self.buffer[b, slot] = x32
+        accept = None
         if self.settle is not None:
-            if loss is None:
-                raise ValueError("the guarded es-wmv rule needs the loss of every iteration")
-            if self.losses is None:
-                self.losses = torch.zeros(self.window, dtype=torch.float64, device=x.device)
-            self.losses[slot] = loss.detach().double().reshape(())
-            ordered = torch.roll(self.losses, -(slot + 1))  # oldest first
-            half = self.window // 2
-            older, newer = ordered[:half].mean(), ordered[half:].mean()
-            accept = older - newer <= self.settle * newer
-        self.count += 1
-        if self.count < self.window:
-            self.signal = torch.full((), float("nan"), device=x.device)
-            return
-        var = (self.total_sq - self.total.square().sum() / self.window) / (self.window * x.numel())
-        self._record(iteration, var.float(), keep, accept)
+            self.losses[b, slot] = torch.where(live, loss, self.losses[b, slot])
+            order = (self.ages[None, :] - slot[:, None]) % self.window  # (B, W): position, oldest first
+            older = order < self.half
+            older_mean = (self.losses * older).sum(1) / self.half
+            newer_mean = (self.losses * ~older).sum(1) / (self.window - self.half)
+            accept = older_mean - newer_mean <= self.settle * newer_mean
+        self.count += live
+        ready = self.count >= self.window
+        var = (self.total_sq - self.total.square().sum(1) / self.window) / (self.window * x.shape[1])
+        self.signal = torch.where(ready, var.float(), float("nan"))
+        self._record(it, var.float(), keep, ready & live, accept)
 
 
 class ExponentialVarianceStop(_MinimumTracker):
     """ES-EMV (same paper): δ = x − m; m += α·δ; v = (1 − α)(v + α‖δ‖²/N); minimum of v with patience,
-    checked from iteration `start` on."""
+    checked from iteration `start` on (m starts at each fit's first output)."""
 
     name = "es-emv"
+    STATE = _MinimumTracker.STATE + ("mean", "var", "seen")
 
     def __init__(self, alpha: float = 0.1, patience: int = 1000, start: int = 100, delay: int = 0):
         super().__init__(patience, start, delay)
         self.alpha = alpha
-        self.mean: torch.Tensor | None = None
-        self.var: torch.Tensor | None = None
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
-        x = output.detach().float()
-        if self.mean is None:
-            self.mean, self.var = x.clone(), torch.zeros((), device=x.device)
-        delta = x - self.mean
-        self.mean = self.mean + self.alpha * delta
-        self.var = (1 - self.alpha) * (self.var + self.alpha * delta.square().mean())
-        self._record(iteration, self.var, keep)
+    def config(self) -> tuple:
+        return (*super().config(), self.alpha)
+
+    def start(self, fits, image_shape, device) -> None:
+        super().start(fits, image_shape, device)
+        self.mean = torch.zeros(fits, *image_shape, device=device)
+        self.var = torch.zeros(fits, device=device)
+        self.seen = torch.zeros(fits, dtype=torch.bool, device=device)
+
+    def _update(self, it, output, keep, loss, live) -> None:
+        x = output.float()
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        mean = torch.where(self.seen.view(shape), self.mean, x)
+        delta = x - mean
+        self.mean = torch.where(live.view(shape), mean + self.alpha * delta, self.mean)
+        var = (1 - self.alpha) * (self.var + self.alpha * delta.square().flatten(1).mean(1))
+        self.var = torch.where(live, var, self.var)
+        self.seen = self.seen | live
+        self.signal = self.var
+        self._record(it, self.var, keep, live & (it >= self.start_at))
 
 
 class DiscrepancyStop(StoppingRule):
@@ -210,6 +316,7 @@ class DiscrepancyStop(StoppingRule):
     """
 
     name = "discrepancy"
+    STATE = StoppingRule.STATE + ("losses", "count")
 
     def __init__(self, target: float, window: int = 25, delay: int = 0):
         super().__init__()
@@ -218,39 +325,42 @@ class DiscrepancyStop(StoppingRule):
         if window <= 0 or delay < 0:
             raise ValueError(f"window must be > 0 and delay >= 0, got {window}, {delay}")
         self.target, self.window, self.delay = float(target), window, delay
-        self.losses: torch.Tensor | None = None
-        self.crossed: torch.Tensor | None = None
-        self.count = 0
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
+    def config(self) -> tuple:
+        return (*super().config(), self.target, self.window, self.delay)
+
+    def start(self, fits, image_shape, device) -> None:
+        super().start(fits, image_shape, device)
+        self.losses = torch.zeros(fits, self.window, dtype=torch.float64, device=device)
+        self.count = torch.zeros(fits, dtype=torch.long, device=device)
+        self.fit_index = torch.arange(fits, device=device)
+
+    @property
+    def crossed(self) -> torch.Tensor:
+        """Per fit, the iteration at which the window mean first reached the target (NEVER: not yet)."""
+        return self.minimum_iteration
+
+    def _update(self, it, output, keep, loss, live) -> None:
         if loss is None:
             raise ValueError("the discrepancy rule needs the loss of every iteration")
-        loss = loss.detach().double().reshape(())
-        if self.losses is None:
-            self.losses = torch.zeros(self.window, dtype=torch.float64, device=loss.device)
-            self.crossed = torch.tensor(self.NEVER, device=loss.device)
-            self.best_iteration, self.image = torch.tensor(iteration, device=loss.device), keep.detach().clone()
-        self.losses[self.count % self.window] = loss
-        self.count += 1
-        if self.count < self.window:
-            self.signal = torch.full((), float("nan"), device=loss.device)
-            return
-        mean = self.losses.mean()
-        self.signal = mean.float()
-        it = torch.tensor(iteration, device=loss.device)
+        b, slot = self.fit_index, self.count % self.window
+        first = self.count == 0
+        self.losses[b, slot] = torch.where(live, loss, self.losses[b, slot])
+        self.count += live
+        ready = self.count >= self.window
+        mean = self.losses.mean(1)
+        self.signal = torch.where(ready, mean.float(), float("nan"))
         # Branch-free on the device: the first crossing is kept, later ones change nothing.
-        self.crossed = torch.where((mean <= self.target) & (self.crossed == self.NEVER), it, self.crossed)
-        take = it <= self.crossed + self.delay
-        self.best_iteration = torch.where(take, it, self.best_iteration)
-        self.image = torch.where(take, keep.detach(), self.image)
-        self.minimum_iteration = self.crossed
+        crossing = ready & live & (mean <= self.target) & (self.minimum_iteration == NEVER)
+        self.minimum_iteration = torch.where(crossing, it, self.minimum_iteration)
+        # The kept image follows the fit from its first iteration until `delay` after the crossing.
+        self._keep(live & (first | (ready & (it <= self.minimum_iteration + self.delay))), it, keep)
 
-    def stop_iteration(self) -> int | None:
-        crossed = None if self.crossed is None else int(self.crossed)
-        return None if crossed in (None, self.NEVER) else crossed + self.delay
+    def stop_iterations(self) -> list[int | None]:
+        return [None if c == NEVER else c + self.delay for c in self.minimum_iteration.tolist()]
 
-    def report(self, last_iteration: int) -> dict:
-        return {**super().report(last_iteration), "target": self.target}
+    def report(self, last_iteration: int, b: int = 0) -> dict:
+        return {**super().report(last_iteration, b), "target": self.target}
 
 
 class HoldoutStop(_MinimumTracker):
@@ -261,7 +371,8 @@ class HoldoutStop(_MinimumTracker):
     those pixels' noise, the cross term stays near zero, so the signal follows the restored image's own
     error there and is least where the image is best. No noise level, no ground truth, no lag: the kept
     image is the very image scored, so `delay` is 0. The rule stops `patience` iterations after the last
-    minimum. Applies to every task (the held-out pixels are observed ones).
+    minimum. Applies to every task (the held-out pixels are observed ones). In a batch each fit holds out
+    its own pixels: the bank scores each fit with its own operator.
     """
 
     name = "holdout"
@@ -270,17 +381,27 @@ class HoldoutStop(_MinimumTracker):
         super().__init__(patience, start=0, delay=0)
         if not hasattr(operator, "heldout_error"):
             raise ValueError("the holdout rule needs a fit that holds pixels out of its loss (dip.operators.HeldOut)")
-        self.operator, self.observed = operator, observed
+        self.operators, self.observed = [operator], [observed]
 
-    def update(self, iteration: int, output: torch.Tensor, keep: torch.Tensor, loss=None) -> None:
-        if self.observed.device != keep.device:  # once, on the first iteration on an accelerator
-            self.observed = self.observed.to(keep.device)
-        self._record(iteration, self.operator.heldout_error(keep.detach(), self.observed).float(), keep)
+    def join(self, others: list["HoldoutStop"]) -> None:
+        super().join(others)
+        self.operators = [r.operators[0] for r in [self, *others]]
+        self.observed = [r.observed[0] for r in [self, *others]]
 
-    # The operator and observation are the fit's, not the rule's state: backtracking and checkpoints
-    # save and restore only what the rule learnt.
-    def state_dict(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k not in ("operator", "observed")}
+    def start(self, fits, image_shape, device) -> None:
+        super().start(fits, image_shape, device)
+        self.observed = [o.to(device) for o in self.observed]
+        self.operators = [op.to(device) for op in self.operators]
+
+    def _update(self, it, output, keep, loss, live) -> None:
+        if len(self.operators) == 1:
+            value = self.operators[0].heldout_error(keep, self.observed[0])
+        else:
+            value = torch.cat([op.heldout_error(keep[b:b + 1], y) for b, (op, y)
+                               in enumerate(zip(self.operators, self.observed))])
+        value = value.float().reshape(self.fits)
+        self.signal = value
+        self._record(it, value, keep, live)
 
 
 def clipped_noise_mse(observed: torch.Tensor, sigma: float) -> float:

@@ -109,7 +109,7 @@ def test_es_emv_stops_near_the_designed_minimum():
 def test_fixed_stop_returns_iteration_n():
     rule = FixedStop(5)
     for t in range(1, 9):
-        rule.update(t, torch.zeros(1), torch.full((1,), float(t)))
+        rule.update(t, torch.zeros(1, 1), torch.full((1, 1), float(t)))
     assert rule.chosen_iteration() == 5 and rule.image.item() == 5 and rule.should_stop(5)
 
 
@@ -131,7 +131,7 @@ def test_discrepancy_stops_when_the_smoothed_loss_reaches_the_target_and_keeps_t
     for t in range(1, 2001):
         # A loss falling linearly from 0.05 by 1e-4 per iteration, with jitter the window smooths out.
         loss = torch.tensor(0.05 - 1e-4 * t) + 1e-4 * torch.randn((), generator=gen)
-        rule.update(t, torch.zeros(1), torch.full((1,), float(t)), loss)
+        rule.update(t, torch.zeros(1, 1), torch.full((1, 1), float(t)), loss)
         if rule.should_stop(t):
             break
     # The mean of the last 25 losses is 0.05 - 1e-4 (t - 12): it reaches 0.01 at t = 412.
@@ -145,7 +145,7 @@ def test_discrepancy_stops_when_the_smoothed_loss_reaches_the_target_and_keeps_t
 def test_discrepancy_that_never_crosses_keeps_the_last_image_and_does_not_stop():
     rule = DiscrepancyStop(0.001, window=5)
     for t in range(1, 50):
-        rule.update(t, torch.zeros(1), torch.full((1,), float(t)), torch.tensor(0.01))
+        rule.update(t, torch.zeros(1, 1), torch.full((1, 1), float(t)), torch.tensor(0.01))
     assert not rule.should_stop(49) and rule.chosen_iteration() == 49
     assert rule.report(49)["minimum"] is None and rule.stop_iteration() is None
 
@@ -202,7 +202,7 @@ def test_the_guard_lets_no_minimum_win_while_the_loss_still_falls_fast():
 def test_the_guarded_rule_needs_the_loss():
     rule = make_rule("es-wmv", 100, window=5)
     with pytest.raises(ValueError, match="needs the loss"):
-        rule.update(1, torch.zeros(4), torch.zeros(4))
+        rule.update(1, torch.zeros(1, 4), torch.zeros(1, 4))
 
 
 def test_holdout_keeps_the_image_that_predicts_the_held_out_pixels_best():
