@@ -261,3 +261,11 @@ def test_an_8_bit_images_poisson_observation_is_written_on_the_0_1_scale(png64, 
     clean = load_image(png64)
     counts = observed * 30
     assert torch.allclose(counts, counts.round(), atol=1e-4) and abs(observed.mean() - clean.mean()) < 0.02
+
+
+def test_deblur_seeds_fit_as_one_batch(png64, tmp_path):
+    r = run("fit", "--task", "deblur", "--blur", "motion:5,30", "--noise", "poisson", "--peak", 30, "--image", png64,
+            "--iters", 4, "--seeds", 0, 1, "--out", tmp_path / "s{seed}", "--no-progress", "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    a, b = (json.loads((tmp_path / f"s{seed}" / "summary.json").read_text()) for seed in (0, 1))
+    assert a["task_label"] == b["task_label"] == "deblur-motion5,30-poisson-p30" and a["psnr_final"] != b["psnr_final"]
