@@ -494,7 +494,7 @@ def test_a_given_jpeg_is_restored_without_quality(png64, tmp_path):
      "required by the inpaint task with --image; choose the mask with --mask FILE, --drop FRACTION, --text or --box"),
     (["degrade", "--task", "denoise", "--image", "PNG"], "--sigma: required by the denoise task with --image"),
     (["fit", "--task", "denoise", "--sigma", 25, "--image", "PNG", "--mask", "PNG"],
-     "--mask: the denoise task takes no --mask (it takes --sigma)"),
+     "--mask: the denoise task takes no --mask (it takes --sigma, --noise, --peak)"),
     (["fit", "--task", "sr", "--factor", 2, "--sigma", 25, "--image", "PNG"],
      "--sigma: the sr task takes no --sigma (it takes --factor)"),
     (["fit", "--task", "inpaint", "--box", "--quality", 10, "--image", "PNG"],
