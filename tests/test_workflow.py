@@ -216,7 +216,7 @@ def test_small_config_end_to_end_tables(finished_run):
     # Deblurring and Poisson rows, with the discrepancy rule's image (both observations are noisy).
     for task in ("deblur-gaussian1", "denoise-poisson10"):
         rows = summary[summary["task_label"] == task].set_index("method")
-        assert rows.loc["DIP (discrepancy rule)", "psnr_median"] > 0 and rows["psnr_mean"].notna().all(), task
+        assert (rows.loc[["DIP (discrepancy rule)"], "psnr_median"] > 0).all() and rows["psnr_mean"].notna().all(), task
     poisson = runs[runs["task_label"] == "denoise-poisson10"]
     assert (poisson["noise"] == "poisson").all() and (poisson["peak"] == 10).all()
     # The flash task fits the synthetic pair only, with the paired network, scored against its reference.
