@@ -30,15 +30,16 @@ from skimage import data
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dip import memory, networks
-from dip.fit import FitSettings, fit, fit_batch, pick_device
-from dip.networks import make_network
-from dip.seeds import generator as stream
+from dip.devices import pick_device
+from dip.fit import FitSettings, fit, fit_batch
 from dip.image_io import to_array, to_tensor
 from dip.inputs import noise_input
 from dip.metrics import psnr
+from dip.networks import make_network
 from dip.operators import Denoise
 from dip.presets import architecture
 from dip.provenance import device_name
+from dip.seeds import generator as stream
 from dip.speed import cpu_has_native_bf16, resolve_speed
 from dip.stopping import clipped_noise_mse, make_rule
 

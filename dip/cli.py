@@ -484,7 +484,7 @@ def _log(message: str) -> None:
 
 def _device(name: str):
     """The device --device names, checked before anything is read or written."""
-    from dip.fit import pick_device
+    from dip.devices import pick_device
 
     try:
         return pick_device(name)
@@ -493,7 +493,7 @@ def _device(name: str):
 
 
 def _fingerprint(args, task: Task, arch_name: str, rules: list[str], images: dict) -> dict:
-    """What determines this command's fit besides its settings and network seeds (dip.fit.fingerprint),
+    """What determines this command's fit besides its settings and network seeds (dip.checkpoint.fingerprint),
     by readable names: the task and its parameters, the observation seed, a content hash of every image the
     fit reads (None: not given), the network, the stopping setup, the seed scheme and the package version.
     A checkpoint in --out resumes only the fit with the same fingerprint."""
@@ -519,7 +519,7 @@ def _check_finished_fit(summary: Path, identity: dict) -> None:
     if recorded is None:
         raise InputError(f"{summary.parent}: holds the results of another fit (its summary.json records no "
                          f"fingerprint); delete them or choose another --out")
-    from dip.fit import differences, what_differs
+    from dip.checkpoint import differences, what_differs
 
     differs = differences(identity, recorded)
     if differs:
@@ -552,8 +552,8 @@ def run_fit(args) -> dict:
     arch_name, values = _settings(args, task)
 
     import torch
-    from dip.fit import (CheckpointMismatch, FitFailed, FitInterrupted, FitOutOfMemory, FitSettings,
-                         check_checkpoint, fingerprint, fit, fit_batch)
+    from dip.checkpoint import CheckpointMismatch, check_checkpoint, fingerprint
+    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, FitSettings, fit, fit_batch
 
     try:
         settings = FitSettings(**values)

@@ -10,7 +10,7 @@ Two halves, read top to bottom:
   Every per-fit quantity (iteration counter, live flag, EMA, rule state, learning rate, step count) is
   a tensor with a leading fit dimension updated by one operation for all fits, so the step never waits
   for the host and dispatches about as many operations for B fits as for one.
-- `_run` is the host loop. Every `check_every` iterations it reads the buffer once (the one sync point,
+- `_Loop` is the host loop. Every `check_every` iterations it reads the buffer once (the one sync point,
   marked "Host check") and does what needs the host, per fit: backtracking when a fit collapsed or went
   non-finite (restoring weights, optimiser, EMA, rule state and generator from real copies, with a
   lower learning rate), stopping decisions, SSIM, progress and checkpoints.
@@ -21,13 +21,12 @@ and is frozen (learning rate 0, EMA and rules held) once it has stopped or faile
 """
 from __future__ import annotations
 
-import copy
 import math
 import signal
 import sys
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +35,12 @@ import torch
 from torch import nn
 
 from dip import networks, seeds
+from dip.checkpoint import check_checkpoint, fingerprint, read_checkpoint
 from dip.image_io import atomic_write, to_array
 from dip.inputs import input_channels, make_input
 from dip.metrics import Scorer, psnr_per_image, ssim
-from dip.optim import make_optimiser
 from dip.operators import HeldOut, Operator
+from dip.optim import make_optimiser
 from dip.stopping import StoppingRule, bank, make_rule
 
 
@@ -78,13 +78,25 @@ class FitSettings:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
 
-class FitFailed(RuntimeError):
-    """The fit kept diverging after every allowed backtrack; `image` is its EMA image (raw output with the
-    EMA off) at the last verified check, so that what was computed is not lost."""
+@dataclass
+class RunOptions:
+    """How a fit (or a batch of fits) runs, apart from what it fits: `fit` and `fit_batch` take these as
+    keyword arguments. checkpoint: a file to save full state to every `checkpoint_every` iterations
+    (default: 10% of the fit) or `checkpoint_seconds`, whichever comes first, and at SIGTERM/SIGINT.
+    scorer: how the history scores against the ground truth. input_image: the network's input when
+    settings.input is "image" (flash/no-flash). fingerprint: what else determines the fit (see
+    `fingerprint`), recorded in the checkpoint: a checkpoint resumes only the fit whose fingerprint it
+    holds, and another one raises CheckpointMismatch."""
 
-    def __init__(self, message: str, image: torch.Tensor | None = None):
-        super().__init__(message)
-        self.image = image
+    device: str | torch.device = "cpu"
+    checkpoint: str | Path | None = None
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float = 60.0
+    scorer: Scorer = field(default_factory=Scorer)
+    input_image: torch.Tensor | None = None
+    progress: bool = False
+    log: object = print
+    fingerprint: dict | None = None
 
 
 @dataclass
@@ -103,97 +115,91 @@ class FitResult:
     error: str | None = None        # batched fits only: why this fit failed (a single fit raises FitFailed)
 
 
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation of each image (N, C, H, W): mean absolute vertical plus horizontal
-    difference, a tensor (N,)."""
-    return ((x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
-            + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1))
+def fit(
+    arch: dict | nn.Module,
+    operator: Operator,
+    observed: torch.Tensor,
+    settings: FitSettings | None = None,
+    *,
+    clean: torch.Tensor | None = None,
+    rules: list[StoppingRule] | None = None,
+    stop_on: str | None = None,
+    **options,
+) -> FitResult:
+    """Fit Deep Image Prior to `observed` through `operator` and return the restored image and history.
+
+    arch: an architecture spec (see `dip.presets.ARCHITECTURES`) built with weights from settings.seed,
+    or a ready nn.Module. rules: stopping rules to track; stop_on: the name of the one that ends the fit
+    (None runs the whole budget and only records where each rule would have stopped). options:
+    `RunOptions` (device, checkpoint, scorer, input_image, progress, log, fingerprint). A fit whose
+    checkpoint exists resumes from it and ends exactly as an uninterrupted fit would (a checkpoint of
+    another fit raises CheckpointMismatch); SIGTERM/SIGINT save it and raise FitInterrupted. Raises
+    FitFailed if the fit keeps diverging.
+    """
+    s = settings or FitSettings()
+    return _fits(arch, [operator], observed, s, [s.seed], clean,
+                 [_prepare_rules(rules, stop_on, s, operator, observed)], stop_on,
+                 RunOptions(**options), raise_failure=True)[0]
 
 
-def _mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+def fit_batch(
+    arch: dict,
+    operator: Operator | list[Operator],
+    observed: torch.Tensor,
+    settings: FitSettings,
+    seeds_: list[int],
+    *,
+    clean: torch.Tensor | None = None,
+    rules: list[list[StoppingRule]] | None = None,
+    stop_on: str | None = None,
+    **options,
+) -> list[FitResult]:
+    """len(seeds_) fits of one architecture and image size as one batched network, through the same loop
+    as `fit`: fit b draws its weights, z and perturbations from seeds_[b] (settings.seed is ignored) and
+    backtracks, stops, records its rules and is checkpointed on its own. observed (and clean): one image
+    (1, C, H, W) shared by all fits, or one per fit (B, C, H, W); operator: one, or one per fit (e.g. one
+    mask per image). rules: one list per fit. A fit that keeps diverging is frozen and returned with
+    `error` set; the others go on. options: as for `fit` (`RunOptions`)."""
+    n = len(seeds_)
+    if observed.shape[0] not in (1, n):
+        raise ValueError(f"observed holds {observed.shape[0]} images for {n} fits; give 1 or {n}")
+    operators = list(operator) if isinstance(operator, (list, tuple)) else [operator]
+    if len(operators) not in (1, n):
+        raise ValueError(f"{len(operators)} operators for {n} fits; give 1 or {n}")
+    rules = rules or [[] for _ in seeds_]
+    if len(rules) != n:
+        raise ValueError(f"{len(rules)} rule lists for {n} fits")
+    return _fits(arch, operators, observed, settings, list(seeds_), clean,
+                 [_prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
+                  for b, r in enumerate(rules)], stop_on, RunOptions(**options),
+                 raise_failure=False)
 
 
-def available_devices() -> list[str]:
-    """The devices this PyTorch can use here: cpu, cuda:N for each CUDA device, mps."""
-    cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return ["cpu", *cuda, *(["mps"] if _mps_available() else [])]
+def _fits(arch, operators, observed, s: FitSettings, seeds_: list[int], clean, rules, stop_on, o: RunOptions,
+          raise_failure: bool) -> list[FitResult]:
+    problem = _Problem(operators, observed, clean, o.scorer, o.input_image)
+    step = Step(arch, problem, s, seeds_, rules, torch.device(o.device))
+    tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
+    _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, o.fingerprint)).run()
+    return [_result(step, b, t, s) for b, t in enumerate(tracks)]
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """The torch device `name` names ("auto": CUDA, else MPS, else the CPU). Raises ValueError, one line
-    listing the available devices, for a name PyTorch cannot use here (no CUDA in this build or no such
-    CUDA device, no MPS, a TPU, a typo), before anything touches the device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is not None and device.index in (None, 0) and device.type == "cpu":
-        return device
-    if device is not None and device.type == "cuda" and torch.cuda.is_available() and (
-            device.index is None or device.index < torch.cuda.device_count()):
-        return device
-    if device is not None and device.type == "mps" and device.index in (None, 0) and _mps_available():
-        return device
-    if device is not None and device.type == "cuda":
-        why = ("this PyTorch is built without CUDA" if not torch.backends.cuda.is_built() else
-               "no CUDA device is visible" if not torch.cuda.is_available() else
-               f"there are {torch.cuda.device_count()} CUDA devices")
-    elif device is not None and device.type == "mps":
-        why = "MPS is not available (" + ("not built into this PyTorch" if not torch.backends.mps.is_built()
-                                          else "this machine has no usable Metal device") + ")"
-    else:
-        why = "not a device this program runs on"
-    raise ValueError(f"{why}; available here: {', '.join(available_devices())} (or auto)")
+def _prepare_rules(rules: list[StoppingRule], stop_on: str | None, s: FitSettings, operator: Operator,
+                   observed: torch.Tensor) -> list[StoppingRule]:
+    rules = list(rules or [])
+    if stop_on is not None and stop_on not in {r.name for r in rules}:
+        heldout = (operator, observed) if isinstance(operator, HeldOut) else None
+        rules.append(make_rule(stop_on, s.iterations, ema=s.ema, heldout=heldout))
+    return rules
 
 
-def differences(expected: dict, recorded: dict) -> list[str]:
-    """The fingerprint entries (dip.fit.fingerprint) whose values differ, one present on one side only too."""
-    return [k for k in dict.fromkeys([*expected, *recorded]) if expected.get(k, ...) != recorded.get(k, ...)]
+class FitFailed(RuntimeError):
+    """The fit kept diverging after every allowed backtrack; `image` is its EMA image (raw output with the
+    EMA off) at the last verified check, so that what was computed is not lost."""
 
-
-def what_differs(differs: list[str]) -> str:
-    """'lr differs', 'sigma, observation differ': the words of a refusal naming fingerprint entries."""
-    return f"{', '.join(differs)} {'differs' if len(differs) == 1 else 'differ'}"
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint file belongs to another fit: `differs` names the fingerprint entries that differ."""
-
-    def __init__(self, path: Path, differs: list[str], why: str | None = None):
-        why = why or f"belongs to another fit ({what_differs(differs)})"
-        super().__init__(f"{path}: {why}; delete it or choose another --out")
-        self.path, self.differs = path, differs
-
-
-def fingerprint(s: FitSettings, seeds_: list[int], extra: dict | None = None) -> dict:
-    """What determines a fit, as a checkpoint records it: every setting, the network seeds and `extra`
-    (what the caller knows: the task, a content hash of the observation, the architecture, ...)."""
-    return {**asdict(s), "seeds": list(seeds_), **(extra or {})}
-
-
-def _read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same answer
-        raise CheckpointMismatch(path, [], f"not a readable checkpoint ({type(err).__name__})") from None
-
-
-def check_checkpoint(path: str | Path, expected: dict) -> bool:
-    """Whether a checkpoint of this fit (fingerprint `expected`) exists at `path`; raises CheckpointMismatch
-    naming what differs if the file there belongs to another fit (or to a dip that recorded none)."""
-    path = Path(path)
-    if not path.exists():
-        return False
-    recorded = _read_checkpoint(path).get("fingerprint")
-    if recorded is None:
-        raise CheckpointMismatch(path, [], "belongs to a fit of an older dip, which recorded no fingerprint")
-    differs = differences(expected, recorded)
-    if differs:
-        raise CheckpointMismatch(path, differs)
-    return True
+    def __init__(self, message: str, image: torch.Tensor | None = None):
+        super().__init__(message)
+        self.image = image
 
 
 class FitInterrupted(Exception):
@@ -214,64 +220,28 @@ class FitOutOfMemory(RuntimeError):
         self.iteration = iteration
 
 
-def _out_of_memory(err: BaseException) -> bool:
-    """torch's out-of-memory errors: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError."""
-    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "out of memory" in str(err)))
+@dataclass
+class _Problem:
+    """What the fits are fitted to: each fit's forward operator (one shared, or one per fit), the
+    observation(s), the ground truth for the history, how it is scored, and the network's input image
+    when settings.input is "image"."""
+
+    operators: list[Operator]
+    observed: torch.Tensor
+    clean: torch.Tensor | None
+    scorer: Scorer
+    input_image: torch.Tensor | None = None
 
 
-class _Interrupted(Exception):
-    pass
-
-
-@contextmanager
-def _catch_termination():
-    """Turn SIGTERM/SIGINT into a flag that the loop checks once per iteration."""
-    flag = {"signal": None}
-
-    def handler(signum, frame):
-        flag["signal"] = signum
-
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class _Progress:
-    """A tqdm bar on a terminal; a plain line every tenth of the fit in a log file."""
-
-    def __init__(self, total: int, start: int, enabled: bool):
-        self.total, self.enabled, self.next_line = total, enabled, start
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
-
-    def update(self, iteration: int, loss: float, psnr_obs: float, psnr_gt: float | None) -> None:
-        if not self.enabled:
-            return
-        info = {"loss": f"{loss:.5f}", "psnr_obs": f"{psnr_obs:.2f}"}
-        if psnr_gt is not None and math.isfinite(psnr_gt):
-            info["psnr"] = f"{psnr_gt:.2f}"
-        if self.bar is not None:
-            self.bar.n = iteration
-            self.bar.set_postfix(info, refresh=True)
-        elif iteration >= self.next_line or iteration == self.total:
-            print(f"iteration {iteration}/{self.total} " + " ".join(f"{k} {v}" for k, v in info.items()),
-                  file=sys.stderr, flush=True)
-            self.next_line = iteration + max(1, self.total // 10)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _network_input(s: FitSettings, size: tuple[int, int], channels: int, seeds_: list[int],
+                   image: torch.Tensor | None) -> torch.Tensor:
+    """z of every fit (B, channels, H, W): drawn from each fit's own `input` stream (dip.seeds), or the
+    given input image (flash/no-flash)."""
+    if s.input == "image":
+        if image is None or tuple(image.shape[-2:]) != tuple(size):
+            raise ValueError(f"input 'image' needs an input_image of {size[0]}x{size[1]} pixels")
+        return image.expand(len(seeds_), -1, -1, -1).float()
+    return torch.cat([make_input(s.input, channels, *size, seeds.generator(seed, "input")) for seed in seeds_])
 
 
 class Step:
@@ -282,53 +252,33 @@ class Step:
 
     The host changes it only at checks: `load` (backtracking, resuming), `set_lr`, `freeze`."""
 
-    def __init__(self, arch: dict | nn.Module, operators: list[Operator], observed: torch.Tensor,
-                 clean: torch.Tensor | None, s: FitSettings, seeds_: list[int], rules: list[list[StoppingRule]],
-                 device: torch.device, scorer: Scorer, input_image: torch.Tensor | None = None):
-        self.s, self.fits, self.device, self.scorer = s, len(seeds_), device, scorer
-        self.h, self.w = operators[0].image_size(observed[:1])
-        channels = observed.shape[1]
-        zin = input_image.shape[1] if s.input == "image" and input_image is not None else \
-            input_channels(s.input, s.input_depth)
+    def __init__(self, arch: dict | nn.Module, problem: _Problem, s: FitSettings, seeds_: list[int],
+                 rules: list[list[StoppingRule]], device: torch.device):
+        self.s, self.fits, self.device, self.scorer = s, len(seeds_), device, problem.scorer
+        self.stacked = self.fits > 1
+        self.h, self.w = problem.operators[0].image_size(problem.observed[:1])
+        channels = problem.observed.shape[1]
         from dip.speed import resolve_speed  # speed switches wrap the step, they do not fork it
 
-        self.stacked = self.fits > 1
         fast = resolve_speed(device, s.channels_last and not self.stacked, s.bf16, s.flush_denormal)
-        if self.stacked:
-            if not isinstance(arch, dict):
-                raise ValueError("batched fits build their networks from an architecture spec, not a module")
-            # B networks, each with the weights `make_network` draws for its seed, run as one (channel groups).
-            net = networks.Grouped([networks.make_network(arch, zin, channels, seed) for seed in seeds_])
-            net = net.to(device).train()
-            self.forward = net
-        else:
-            # Only the activations take the fast layout (it spreads from z through every convolution); the
-            # weights, and so their gradients, stay contiguous, which every optimiser expects (LBFGS
-            # flattens gradients with .view(-1)).
-            net = arch if isinstance(arch, nn.Module) else networks.make_network(arch, zin, channels, seeds_[0])
-            net = net.to(device).train()
-            self.forward = torch.compile(net) if s.compile else net
-        zh, zw = networks.input_size(net, h=self.h, w=self.w)
-        # Each fit's own streams (dip.seeds): z and the perturbations; none of them is the observation's.
+        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
+        zin = problem.input_image.shape[1] if s.input == "image" and problem.input_image is not None else \
+            input_channels(s.input, s.input_depth)
+        net = self._network(arch, seeds_, zin, channels)
         layout = torch.channels_last if fast.channels_last else torch.contiguous_format
-        if s.input == "image":
-            if input_image is None or tuple(input_image.shape[-2:]) != (zh, zw):
-                raise ValueError(f"input 'image' needs an input_image of {zh}x{zw} pixels")
-            self.z = input_image.expand(self.fits, -1, -1, -1).float()
-        else:
-            self.z = torch.cat([make_input(s.input, zin, zh, zw, seeds.generator(seed, "input")) for seed in seeds_])
-        self.z = self.z.to(device).to(memory_format=layout)
+        self.z = _network_input(s, networks.input_size(net, h=self.h, w=self.w), zin, seeds_,
+                                problem.input_image).to(device).to(memory_format=layout)
+        # Each fit's own stream (dip.seeds) draws its perturbation into its own slice of one buffer.
         self.noise = [seeds.generator(seed, "perturbation", device) for seed in seeds_]
-        # Each fit draws its perturbation into its own slice of one buffer (views made once, here).
         self.z_noise = torch.zeros(self.z.shape, device=device)  # contiguous: the draw's order is the layout's
         self.z_noise_slices = [self.z_noise[b:b + 1] for b in range(self.fits)]
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
-        operators = [op.to(device) for op in operators]
+        operators = [op.to(device) for op in problem.operators]
         self.operators = operators * (self.fits if len(operators) == 1 else 1)
         self.shared_operator = operators[0] if len(operators) == 1 else None
-        self.observed = observed.to(device).expand(self.fits, -1, -1, -1)
+        self.observed = problem.observed.to(device).expand(self.fits, -1, -1, -1)
+        clean = problem.clean
         self.clean = None if clean is None else clean.to(device).expand(self.fits, -1, -1, -1)
-        self.scored_clean = None if clean is None else scorer.view(self.clean)  # once, not every iteration
+        self.scored_clean = None if clean is None else self.scorer.view(self.clean)  # once, not every iteration
         self.rules = _banks(rules, self.fits)
         for r in self.rules:
             r.start(self.fits, (channels, self.h, self.w), device)
@@ -344,6 +294,23 @@ class Step:
         self.ema = torch.zeros_like(self.out)
         self.iteration = torch.zeros(self.fits, dtype=torch.long, device=device)  # each fit's, on the device
         self.live = torch.ones(self.fits, dtype=torch.bool, device=device)
+
+    def _network(self, arch: dict | nn.Module, seeds_: list[int], zin: int, channels: int) -> nn.Module:
+        """The fits' network, on the device, in training mode; sets `self.forward`."""
+        if self.stacked:
+            if not isinstance(arch, dict):
+                raise ValueError("batched fits build their networks from an architecture spec, not a module")
+            # B networks, each with the weights `make_network` draws for its seed, run as one (channel groups).
+            net = networks.Grouped([networks.make_network(arch, zin, channels, seed) for seed in seeds_])
+            self.forward = net = net.to(self.device).train()
+            return net
+        # Only the activations take the fast layout (it spreads from z through every convolution); the
+        # weights, and so their gradients, stay contiguous, which every optimiser expects (LBFGS flattens
+        # gradients with .view(-1)).
+        net = arch if isinstance(arch, nn.Module) else networks.make_network(arch, zin, channels, seeds_[0])
+        net = net.to(self.device).train()
+        self.forward = torch.compile(net) if self.s.compile else net
+        return net
 
     def _data_term(self, out: torch.Tensor) -> torch.Tensor:
         """Each fit's loss (B,): one call of a shared operator, else one per fit."""
@@ -424,6 +391,13 @@ class Step:
         self.live[b] = False
 
 
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation of each image (N, C, H, W): mean absolute vertical plus horizontal
+    difference, a tensor (N,)."""
+    return ((x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+            + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1))
+
+
 def _banks(rules: list[list[StoppingRule]], fits: int) -> list[StoppingRule]:
     """The fits' rules as one rule object per rule name watching every fit (dip.stopping.bank)."""
     if len(rules) != fits or len({len(r) for r in rules}) > 1:
@@ -452,99 +426,117 @@ class _Track:
     saved: dict | None = None            # Step.save at the last good check
 
 
-def _run(step: Step, tracks: list[_Track], s: FitSettings, stop_on: str | None, ckpt: Path | None,
-         every: int, checkpoint_seconds: float, progress: bool, log, raise_failure: bool, fingerprint_: dict) -> None:
+class _Loop:
     """The host loop over `step` until every fit has ended: by its budget, its rule, or failure."""
-    resumed = ckpt is not None and check_checkpoint(ckpt, fingerprint_)
-    elapsed = 0.0
-    if resumed:
-        payload = _read_checkpoint(ckpt, step.device)
+
+    def __init__(self, step: Step, tracks: list[_Track], stop_on: str | None, o: RunOptions, raise_failure: bool,
+                 fingerprint_: dict):
+        self.step, self.tracks, self.s, self.stop_on, self.o = step, tracks, step.s, stop_on, o
+        self.raise_failure, self.fingerprint = raise_failure, fingerprint_
+        self.ckpt = Path(o.checkpoint) if o.checkpoint else None
+        self.every = o.checkpoint_every or max(self.s.check_every, self.s.iterations // 10)
+
+    def first(self) -> int:
+        return min(t.iteration for t in self.tracks)
+
+    def run(self) -> None:
+        self.t0 = time.perf_counter() - self.start()
+        self.last_ckpt = (self.first(), time.perf_counter())
+        self.bar = _Progress(self.s.iterations, self.first(), self.o.progress)
+        pos, times = 0, []
+        with _catch_termination() as interrupt:
+            try:
+                while any(t.live for t in self.tracks):
+                    if interrupt["signal"] is not None:
+                        raise _Interrupted
+                    # Device: one step of every live fit, history row `pos` (no sync).
+                    for t in self.tracks:
+                        t.iteration += t.live
+                    self.step(pos)
+                    times.append(time.perf_counter() - self.t0)
+                    pos += 1
+                    if any(t.live and (t.iteration % self.s.check_every == 0 or t.iteration == self.s.iterations)
+                           for t in self.tracks):
+                        self.host_check(pos, times)
+                        pos, times = 0, []
+            except _Interrupted:
+                self.interrupted(interrupt["signal"])
+            except (RuntimeError, MemoryError) as err:
+                if not _out_of_memory(err):
+                    raise
+                self.out_of_memory(err)
+        self.bar.close()
+
+    def start(self) -> float:
+        """Resume every fit from the checkpoint, if there is one of this fit, or save each fit's start;
+        returns the seconds already spent."""
+        step, tracks = self.step, self.tracks
+        if self.ckpt is None or not check_checkpoint(self.ckpt, self.fingerprint):
+            for b, t in enumerate(tracks):
+                t.saved = step.save(b, 0)
+            return 0.0
+        payload = read_checkpoint(self.ckpt, step.device)
         for b, (t, saved) in enumerate(zip(tracks, payload["tracks"])):
             vars(t).update(saved)
             step.load(b, t.saved)
             t.resumed_from = t.iteration
             if not t.live:
                 step.freeze(b)
-        elapsed = payload["elapsed"]
-        log(f"resuming from checkpoint {ckpt} at iteration {min(t.iteration for t in tracks)}")
-    else:
-        for b, t in enumerate(tracks):
-            t.saved = step.save(b, 0)
+        self.o.log(f"resuming from checkpoint {self.ckpt} at iteration {self.first()}")
+        return payload["elapsed"]
 
-    def save_checkpoint() -> None:
-        if ckpt is not None:
-            state = {"fingerprint": fingerprint_, "elapsed": time.perf_counter() - t0,
-                     "tracks": [vars(t) for t in tracks]}
-            atomic_write(ckpt, lambda tmp: torch.save(state, tmp))
+    def host_check(self, pos: int, times: list[float]) -> None:
+        """Host check: the one sync point of a chunk. Every live fit backtracks or keeps its chunk and may
+        stop; then progress and, when due, a checkpoint."""
+        step = self.step
+        rows = step.history[:pos].cpu().numpy().astype(np.float64)
+        ema_ok = torch.isfinite(step.ema).flatten(1).all(1).cpu().tolist()
+        for b, t in enumerate(self.tracks):
+            if t.live:
+                _check(step, b, t, rows[:, b], times, ema_ok[b], self.stop_on, self.o.log, self.raise_failure)
+        shown = next((t for t in self.tracks if t.rows), None)
+        if shown is not None:
+            last = shown.rows[-1][-1]
+            gt = step.columns.index("psnr_ema") if "psnr_ema" in step.columns else None
+            self.bar.update(max(t.iteration for t in self.tracks), last[0], last[1], last[gt] if gt else None)
+        it, (last_it, last_time) = self.first(), self.last_ckpt
+        if any(t.live for t in self.tracks) and (
+                it - last_it >= self.every or time.perf_counter() - last_time >= self.o.checkpoint_seconds):
+            self.save_checkpoint()
+            self.last_ckpt = (it, time.perf_counter())
 
-    t0 = time.perf_counter() - elapsed
-    last_ckpt_iter, last_ckpt_time = min(t.iteration for t in tracks), time.perf_counter()
-    bar = _Progress(s.iterations, min(t.iteration for t in tracks), progress)
-    pos, times = 0, []
-    gt = step.columns.index("psnr_ema") if "psnr_ema" in step.columns else None
-    with _catch_termination() as interrupt:
-        try:
-            while any(t.live for t in tracks):
-                if interrupt["signal"] is not None:
-                    raise _Interrupted
-                for t in tracks:
-                    t.iteration += t.live
-                step(pos)
-                times.append(time.perf_counter() - t0)
-                pos += 1
-                if not any(t.live and (t.iteration % s.check_every == 0 or t.iteration == s.iterations)
-                           for t in tracks):
-                    continue
-                # Host check: the one sync point of a chunk.
-                rows = step.history[:pos].cpu().numpy().astype(np.float64)
-                ema_ok = torch.isfinite(step.ema).flatten(1).all(1).cpu().tolist()
-                for b, t in enumerate(tracks):
-                    if t.live:
-                        _check(step, b, t, rows[:, b], times, ema_ok[b], s, stop_on, log, raise_failure)
-                pos, times = 0, []
-                shown = next((t for t in tracks if t.rows), None)
-                if shown is not None:
-                    last = shown.rows[-1][-1]
-                    bar.update(max(t.iteration for t in tracks), last[0], last[1], last[gt] if gt else None)
-                it = min(t.iteration for t in tracks)
-                if any(t.live for t in tracks) and (
-                        it - last_ckpt_iter >= every or time.perf_counter() - last_ckpt_time >= checkpoint_seconds):
-                    save_checkpoint()
-                    last_ckpt_iter, last_ckpt_time = it, time.perf_counter()
-        except _Interrupted:
-            # Keep only verified iterations: the checkpoint holds every fit's state at its last good check.
-            _rewind_to_verified(tracks)
-            save_checkpoint()
-            bar.close()
-            if ckpt is not None:
-                log(f"interrupted: checkpoint saved at iteration {min(t.iteration for t in tracks)}")
-            raise FitInterrupted(interrupt["signal"], min(t.iteration for t in tracks)) from None
-        except (RuntimeError, MemoryError) as err:
-            if not _out_of_memory(err):
-                raise
-            bar.close()
-            step.out = step.losses = None
-            failed_at = max(t.iteration for t in tracks)
-            verified = min(t.saved["iteration"] for t in tracks)
-            if ckpt is not None and verified:
-                _rewind_to_verified(tracks)
-                save_checkpoint()
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise FitOutOfMemory(f"ran out of memory on {step.device.type} at iteration "
-                                 f"{failed_at} ({first})", verified if ckpt else 0) from None
-    bar.close()
+    def save_checkpoint(self) -> None:
+        if self.ckpt is not None:
+            state = {"fingerprint": self.fingerprint, "elapsed": time.perf_counter() - self.t0,
+                     "tracks": [vars(t) for t in self.tracks]}
+            atomic_write(self.ckpt, lambda tmp: torch.save(state, tmp))
+
+    def interrupted(self, signum: int) -> None:
+        # Keep only verified iterations: the checkpoint holds every fit's state at its last good check.
+        _rewind_to_verified(self.tracks)
+        self.save_checkpoint()
+        self.bar.close()
+        if self.ckpt is not None:
+            self.o.log(f"interrupted: checkpoint saved at iteration {self.first()}")
+        raise FitInterrupted(signum, self.first()) from None
+
+    def out_of_memory(self, err: BaseException) -> None:
+        self.bar.close()
+        self.step.out = self.step.losses = None
+        failed_at = max(t.iteration for t in self.tracks)
+        verified = min(t.saved["iteration"] for t in self.tracks)
+        if self.ckpt is not None and verified:
+            _rewind_to_verified(self.tracks)
+            self.save_checkpoint()
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FitOutOfMemory(f"ran out of memory on {self.step.device.type} at iteration "
+                             f"{failed_at} ({first})", verified if self.ckpt else 0) from None
 
 
-def _rewind_to_verified(tracks: list[_Track]) -> None:
-    """Every running fit back to its last good check, whose state `t.saved` is what a checkpoint keeps."""
-    for t in tracks:
-        if t.live:
-            t.iteration = t.saved["iteration"]
-
-
-def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float], ema_ok: bool, s: FitSettings,
+def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float], ema_ok: bool,
            stop_on: str | None, log, raise_failure: bool) -> None:
     """Fit b's host check of the chunk it just ran: backtrack, or keep the chunk and decide whether to stop."""
+    s = step.s
     psnr_obs = chunk[:, 1]
     collapsed = s.backtrack_db is not None and (psnr_obs < t.good_psnr - s.backtrack_db).any()
     if not np.isfinite(chunk[:, 0]).all() or collapsed or not ema_ok:
@@ -595,7 +587,7 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
     history["seconds"] = t.seconds
     if step.clean is not None:
         for k, column in enumerate(("ssim", "ssim_ema")):
-            history[column] = history["iteration"].map(lambda i: t.ssim.get(i, (np.nan, np.nan))[k])
+            history[column] = history["iteration"].map(lambda i, k=k: t.ssim.get(i, (np.nan, np.nan))[k])
     rules = step.rules
     images = {r.name: r.kept_image(b) for r in rules if r.kept_image(b) is not None}
     ema = t.ema if t.ema is not None else step.ema[b:b + 1]
@@ -607,101 +599,68 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
                      rule_images={k: v.float().cpu() for k, v in images.items()}, seed=t.seed, error=t.error)
 
 
-def _prepare_rules(rules: list[StoppingRule], stop_on: str | None, s: FitSettings, operator: Operator,
-                   observed: torch.Tensor) -> list[StoppingRule]:
-    rules = list(rules or [])
-    if stop_on is not None and stop_on not in {r.name for r in rules}:
-        heldout = (operator, observed) if isinstance(operator, HeldOut) else None
-        rules.append(make_rule(stop_on, s.iterations, ema=s.ema, heldout=heldout))
-    return rules
+def _rewind_to_verified(tracks: list[_Track]) -> None:
+    """Every running fit back to its last good check, whose state `t.saved` is what a checkpoint keeps."""
+    for t in tracks:
+        if t.live:
+            t.iteration = t.saved["iteration"]
 
 
-@dataclass
-class RunOptions:
-    """How a fit (or a batch of fits) runs, apart from what it fits: `fit` and `fit_batch` take these as
-    keyword arguments. checkpoint: a file to save full state to every `checkpoint_every` iterations
-    (default: 10% of the fit) or `checkpoint_seconds`, whichever comes first, and at SIGTERM/SIGINT.
-    scorer: how the history scores against the ground truth. input_image: the network's input when
-    settings.input is "image" (flash/no-flash). fingerprint: what else determines the fit (see
-    `fingerprint`), recorded in the checkpoint: a checkpoint resumes only the fit whose fingerprint it
-    holds, and another one raises CheckpointMismatch."""
-
-    device: str | torch.device = "cpu"
-    checkpoint: str | Path | None = None
-    checkpoint_every: int | None = None
-    checkpoint_seconds: float = 60.0
-    scorer: Scorer = field(default_factory=Scorer)
-    input_image: torch.Tensor | None = None
-    progress: bool = False
-    log: object = print
-    fingerprint: dict | None = None
+def _out_of_memory(err: BaseException) -> bool:
+    """torch's out-of-memory errors: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError."""
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "out of memory" in str(err)))
 
 
-def fit(
-    arch: dict | nn.Module,
-    operator: Operator,
-    observed: torch.Tensor,
-    settings: FitSettings | None = None,
-    *,
-    clean: torch.Tensor | None = None,
-    rules: list[StoppingRule] | None = None,
-    stop_on: str | None = None,
-    **options,
-) -> FitResult:
-    """Fit Deep Image Prior to `observed` through `operator` and return the restored image and history.
-
-    arch: an architecture spec (see `dip.presets.ARCHITECTURES`) built with weights from settings.seed,
-    or a ready nn.Module. rules: stopping rules to track; stop_on: the name of the one that ends the fit
-    (None runs the whole budget and only records where each rule would have stopped). options:
-    `RunOptions` (device, checkpoint, scorer, input_image, progress, log, fingerprint). A fit whose
-    checkpoint exists resumes from it and ends exactly as an uninterrupted fit would (a checkpoint of
-    another fit raises CheckpointMismatch); SIGTERM/SIGINT save it and raise FitInterrupted. Raises
-    FitFailed if the fit keeps diverging.
-    """
-    s = settings or FitSettings()
-    return _fits(arch, [operator], observed, s, [s.seed], clean,
-                 [_prepare_rules(rules, stop_on, s, operator, observed)], stop_on,
-                 RunOptions(**options), raise_failure=True)[0]
+class _Interrupted(Exception):
+    pass
 
 
-def fit_batch(
-    arch: dict,
-    operator: Operator | list[Operator],
-    observed: torch.Tensor,
-    settings: FitSettings,
-    seeds_: list[int],
-    *,
-    clean: torch.Tensor | None = None,
-    rules: list[list[StoppingRule]] | None = None,
-    stop_on: str | None = None,
-    **options,
-) -> list[FitResult]:
-    """len(seeds_) fits of one architecture and image size as one batched network, through the same loop
-    as `fit`: fit b draws its weights, z and perturbations from seeds_[b] (settings.seed is ignored) and
-    backtracks, stops, records its rules and is checkpointed on its own. observed (and clean): one image
-    (1, C, H, W) shared by all fits, or one per fit (B, C, H, W); operator: one, or one per fit (e.g. one
-    mask per image). rules: one list per fit. A fit that keeps diverging is frozen and returned with
-    `error` set; the others go on. options: as for `fit` (`RunOptions`)."""
-    n = len(seeds_)
-    if observed.shape[0] not in (1, n):
-        raise ValueError(f"observed holds {observed.shape[0]} images for {n} fits; give 1 or {n}")
-    operators = list(operator) if isinstance(operator, (list, tuple)) else [operator]
-    if len(operators) not in (1, n):
-        raise ValueError(f"{len(operators)} operators for {n} fits; give 1 or {n}")
-    rules = rules or [[] for _ in seeds_]
-    if len(rules) != n:
-        raise ValueError(f"{len(rules)} rule lists for {n} fits")
-    return _fits(arch, operators, observed, settings, list(seeds_), clean,
-                 [_prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
-                  for b, r in enumerate(rules)], stop_on, RunOptions(**options),
-                 raise_failure=False)
+@contextmanager
+def _catch_termination():
+    """Turn SIGTERM/SIGINT into a flag that the loop checks once per iteration."""
+    flag = {"signal": None}
+
+    def handler(signum, frame):
+        flag["signal"] = signum
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
-def _fits(arch, operators, observed, s: FitSettings, seeds_: list[int], clean, rules, stop_on, o: RunOptions,
-          raise_failure: bool) -> list[FitResult]:
-    step = Step(arch, operators, observed, clean, s, seeds_, rules, torch.device(o.device), o.scorer, o.input_image)
-    tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
-    every = o.checkpoint_every or max(s.check_every, s.iterations // 10)
-    _run(step, tracks, s, stop_on, Path(o.checkpoint) if o.checkpoint else None, every, o.checkpoint_seconds,
-         o.progress, o.log, raise_failure, fingerprint(s, seeds_, o.fingerprint))
-    return [_result(step, b, t, s) for b, t in enumerate(tracks)]
+class _Progress:
+    """A tqdm bar on a terminal; a plain line every tenth of the fit in a log file."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self.total, self.enabled, self.next_line = total, enabled, start
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
+
+    def update(self, iteration: int, loss: float, psnr_obs: float, psnr_gt: float | None) -> None:
+        if not self.enabled:
+            return
+        info = {"loss": f"{loss:.5f}", "psnr_obs": f"{psnr_obs:.2f}"}
+        if psnr_gt is not None and math.isfinite(psnr_gt):
+            info["psnr"] = f"{psnr_gt:.2f}"
+        if self.bar is not None:
+            self.bar.n = iteration
+            self.bar.set_postfix(info, refresh=True)
+        elif iteration >= self.next_line or iteration == self.total:
+            print(f"iteration {iteration}/{self.total} " + " ".join(f"{k} {v}" for k, v in info.items()),
+                  file=sys.stderr, flush=True)
+            self.next_line = iteration + max(1, self.total // 10)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

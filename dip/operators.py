@@ -15,7 +15,36 @@ from dip.image_io import to_pil, from_pil
 
 
 class Operator:
-    """Identity forward operator with an unmasked MSE loss; subclasses override what differs."""
+    """A forward operator H: what the fit compares with the observation, ‖H(f_θ(z)) − y‖². The base class
+    is the identity with an MSE loss; a task (or your own inverse problem) subclasses it and overrides what
+    differs. `dip.restore` fits DIP through any subclass; the loop calls only the methods below.
+
+    `forward(x)`, the one method to write: x is a batch of images (N, C, H, W), float32, on the fit's
+    device (N fits stacked, 1 for a single fit; C the image's channels; values about [0, 1], not clipped).
+    It returns the predicted observation (N, C, H', W'), float32, on the same device: any H'×W', but the
+    same C and the shape of the observation the fit is given. It must be differentiable by autograd
+    (torch operations on x, no `.detach()`, NumPy or in-place writes to x): the loop backpropagates
+    through it, so no adjoint Hᵀ is needed. A complex result goes out as real numbers (e.g. real and
+    imaginary parts side by side along the width).
+
+    `loss(output, observed)`: the data term PER FIT, a tensor of shape (N,) (mean over every dimension but
+    the first), not one scalar. The base class: `((forward(output) − observed)²).flatten(1).mean(1)`;
+    override it for another noise model (e.g. a Poisson likelihood). The loop sums the N values for
+    backward, records each fit's in its history and feeds it to the stopping rules (the discrepancy rule
+    compares a window mean of it with the noise's σ²).
+
+    `image_size(observed)`: H×W of the image to restore from an observation; override it when that is not
+    the observation's own H'×W' (super-resolution, the masked Fourier example of the README).
+
+    `to(device)`: move every tensor the operator holds (a mask, a kernel) to `device` and return self; it is
+    called before fitting. The base class holds none.
+
+    `observe(clean, generator)`: only to simulate an observation from a clean image (1, C, H, W) for a
+    benchmark, drawing any randomness from `generator`; a fit never calls it.
+
+    `mask`: None, or (1, 1, H', W') of 0/1 where the observation has no value (inpainting); holding pixels
+    out for the holdout rule then chooses among the observed ones only.
+    """
 
     mask: torch.Tensor | None = None
 

@@ -148,6 +148,30 @@ def _ours(runs: pd.DataFrame, dataset_of: Mapping[str, str], channels: Mapping[s
     return pd.concat([per_image, means], ignore_index=True).rename(columns={"task_label": "task"})
 
 
+# Baselines our pipeline runs that the paper reports too: our method name (workflow/scripts/baselines.py)
+# -> the published table's. CBM3D comes from the optional bm3d extra (dip.cbm3d).
+SHARED_BASELINES = {"cbm3d": "CBM3D"}
+
+
+def _our_baselines(baselines: pd.DataFrame | None, dataset_of: Mapping[str, str]) -> pd.DataFrame:
+    """Per (task, dataset, image or MEAN): ours_{method} for each of SHARED_BASELINES we ran, the mean
+    over observation seeds (a dataset mean: over the images we ran it on)."""
+    keys = ["task", "dataset", "image"]
+    columns = [f"ours_{m}" for m in SHARED_BASELINES]
+    rows = None if baselines is None else baselines[baselines["method"].isin(list(SHARED_BASELINES))]
+    if rows is None or not len(rows):
+        return pd.DataFrame({c: pd.Series(dtype=str if c in keys else float) for c in [*keys, *columns]})
+    # metrics.csv's `task` is the task's kind (denoise); the table's is the label (denoise-s25).
+    rows = rows.drop(columns="task", errors="ignore").rename(columns={"task_label": "task"})
+    rows = rows.assign(dataset=rows["image"].map(dataset_of).fillna("").replace("", "-"))
+    per_image = rows.groupby([*keys, "method"])["psnr"].mean().reset_index()
+    means = per_image.groupby(["task", "dataset", "method"])["psnr"].mean().reset_index().assign(image=MEAN)
+    both = pd.concat([per_image, means], ignore_index=True)
+    wide = both.pivot_table(index=keys, columns="method", values="psnr").reset_index()
+    wide = wide.rename(columns={m: f"ours_{m}" for m in SHARED_BASELINES})
+    return wide.reindex(columns=[*keys, *columns])
+
+
 def _paper_cells(published: pd.DataFrame) -> pd.DataFrame:
     """Per (task, dataset, image or MEAN): the paper's DIP and strongest baseline of each kind, with the
     baseline's name, the paper's convention and how many images its dataset has."""
@@ -164,6 +188,10 @@ def _paper_cells(published: pd.DataFrame) -> pd.DataFrame:
         base = rows[rows["kind"] == kind].merge(best, on=["task", "dataset", "method"])
         frame = frame.merge(base[[*keys, "psnr", "method"]].rename(
             columns={"psnr": f"baseline_{kind}", "method": f"baseline_{kind}_method"}), on=keys, how="left")
+        for ours, theirs in SHARED_BASELINES.items():
+            same = rows[(rows["method"] == theirs) & (rows["kind"] == kind)]
+            frame = frame.merge(same[[*keys, "psnr"]].rename(columns={"psnr": f"paper_{ours}_{kind}"}), on=keys,
+                                how="left")
     conventions = published.groupby(["task", "dataset"])["convention"].first().rename("paper_convention")
     images = published[published["image"] != ""].groupby(["task", "dataset"])["image"].nunique()
     frame = frame.merge(conventions.reset_index(), on=["task", "dataset"], how="left")
@@ -173,21 +201,26 @@ def _paper_cells(published: pd.DataFrame) -> pd.DataFrame:
 COLUMNS = ["task", "dataset", "image", "arch", "ours_restored", "ours_restored_std", "ours_oracle", "ours_oracle_std",
            "seeds", "images", "paper_dip_published", "paper_dip_derived", "difference_published",
            "difference_derived", "baseline_published", "baseline_published_method", "baseline_derived",
-           "baseline_derived_method", "ours_convention", "paper_convention", "note"]
+           "baseline_derived_method", *(f"{who}_{m}{kind}" for m in SHARED_BASELINES
+                                        for who, kind in (("ours", ""), ("paper", "_published"), ("paper", "_derived"))),
+           "ours_convention", "paper_convention", "note"]
 
 
 def paper_vs_ours(runs: pd.DataFrame, dataset_of: Mapping[str, str], channels: Mapping[str, int],
-                  published: pd.DataFrame) -> pd.DataFrame:
+                  published: pd.DataFrame, baselines: pd.DataFrame | None = None) -> pd.DataFrame:
     """Our fits beside the paper's numbers, per image and per dataset mean (image MEAN).
 
     runs: runs.csv rows (status, task, task_label, factor, image, arch, seed, psnr_restored_png,
     oracle_psnr); dataset_of: image → dataset ("" for none: shown as "-" and joined with nothing the
     paper has unless the published table says "-"); channels: image → 1 or 3; published: a checked
-    published table. Columns `COLUMNS`: PSNR in dB; difference_{kind} = ours (restored) − the paper's DIP
-    of that kind, empty where the conventions differ (said in `note`).
+    published table; baselines: our baselines' metrics rows (task_label, image, method, psnr), of which
+    those the paper reports too (SHARED_BASELINES: CBM3D) fill ours_{method}, beside the paper's
+    paper_{method}_{kind}. Columns `COLUMNS`: PSNR in dB; difference_{kind} = ours (restored) − the
+    paper's DIP of that kind, empty where the conventions differ (said in `note`).
     """
     ours = _ours(runs, dataset_of, channels)
     table = ours.merge(_paper_cells(published), on=["task", "dataset", "image"], how="left")
+    table = table.merge(_our_baselines(baselines, dataset_of), on=["task", "dataset", "image"], how="left")
     differs = table["paper_convention"].notna() & (table["paper_convention"] != table["ours_convention"])
     notes = [[] for _ in range(len(table))]
     for i in range(len(table)):
@@ -245,7 +278,10 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame) -> str:
              "seeds). paper, published: a cell the paper prints; paper, derived: computed from the authors' own "
              "result images (data/published/README.md). The strongest other method is the paper's best non-DIP "
              "method of the dataset by its mean, per kind. Δ = ours (restored) − the paper's DIP of that kind, "
-             "only where both use the same convention. Empty: no such number.", ""]
+             "only where both use the same convention. Empty: no such number." + "".join(
+                 f" ours {name}: the bm3d package's {name} (the optional bm3d extra) on our observations, given the "
+                 f"true σ, mean over observation seeds, beside the paper's {name}."
+                 for m, name in SHARED_BASELINES.items() if table[f"ours_{m}"].notna().any()), ""]
     for task, part in table.groupby("task", sort=False):
         shown = pd.DataFrame({
             "dataset": part["dataset"], "image": part["image"], "arch": part["arch"],
@@ -258,6 +294,10 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame) -> str:
             **{f"strongest other ({kind})": [f"{m} {v:.2f}" if pd.notna(v) else ""
                                              for m, v in zip(part[f"baseline_{kind}_method"], part[f"baseline_{kind}"])]
                for kind in KINDS},
+            # A baseline the paper reports that we ran too (CBM3D, where the bm3d extra is installed).
+            **{column: part[key].map(_fmt) for m, name in SHARED_BASELINES.items() if part[f"ours_{m}"].notna().any()
+               for column, key in ((f"ours {name}", f"ours_{m}"), (f"paper {name} (published)", f"paper_{m}_published"),
+                                   (f"paper {name} (derived)", f"paper_{m}_derived"))},
             "seeds": part["seeds"], "convention": part["ours_convention"], "note": part["note"]})
         lines += [f"## {task}", "", shown.to_markdown(index=False, disable_numparse=True), ""]
         shown_datasets = set(part["dataset"])
@@ -273,9 +313,9 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame) -> str:
 
 
 def figure(table: pd.DataFrame):
-    """Per task and dataset, per image and the mean: ours (each network, ± std over seeds) against the
-    paper's DIP and its strongest other method, published (filled) and derived (open). Returns the
-    matplotlib Figure."""
+    """Per task and dataset, per image and the mean: ours (each network, ± std over seeds; our CBM3D where
+    we ran it) against the paper's DIP and its strongest other method, published (filled) and derived
+    (open). Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
 
     panels = list(table.groupby(["task", "dataset"], sort=False))
@@ -297,6 +337,10 @@ def figure(table: pd.DataFrame):
                         yerr=mine["ours_restored_std"].fillna(0), fmt="o", ms=6, capsize=3, color=f"C{j}",
                         label=f"ours, {arch} (restored, ± std over seeds)")
         paper = part.drop_duplicates("image")
+        for m, name in SHARED_BASELINES.items():  # our run of a baseline the paper has (CBM3D), on the image
+            if paper[f"ours_{m}"].notna().any():
+                ax.plot([x[i] for i in paper["image"]], paper[f"ours_{m}"], "v", color="tab:green", ms=7, ls="none",
+                        label=f"ours, {name}")
         # Published (filled) left of ours, derived (open) right of it: where both exist they stay visible.
         for kind, fill, shift in (("published", True, -0.25), ("derived", False, 0.25)):
             style = dict(ls="none", ms=8, mew=1.5)

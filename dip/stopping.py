@@ -47,7 +47,7 @@ class StoppingRule:
         """What must agree between the rules of fits watched as one bank (`bank`)."""
         return (type(self), self.name)
 
-    def join(self, others: list["StoppingRule"]) -> None:
+    def join(self, others: list[StoppingRule]) -> None:
         """Take on the fit-specific inputs of the other fits' rules (see `bank`); most rules have none."""
 
     def start(self, fits: int, image_shape: tuple[int, ...], device: torch.device | str) -> None:
@@ -175,7 +175,7 @@ class _MinimumTracker(StoppingRule):
     def config(self) -> tuple:
         return (*super().config(), self.start_at, self.delay)  # the patience may differ between fits
 
-    def join(self, others: list["StoppingRule"]) -> None:
+    def join(self, others: list[StoppingRule]) -> None:
         super().join(others)
         self.patiences = [self.patience] + [r.patience for r in others]
 
@@ -383,7 +383,7 @@ class HoldoutStop(_MinimumTracker):
             raise ValueError("the holdout rule needs a fit that holds pixels out of its loss (dip.operators.HeldOut)")
         self.operators, self.observed = [operator], [observed]
 
-    def join(self, others: list["HoldoutStop"]) -> None:
+    def join(self, others: list[HoldoutStop]) -> None:
         super().join(others)
         self.operators = [r.operators[0] for r in [self, *others]]
         self.observed = [r.observed[0] for r in [self, *others]]

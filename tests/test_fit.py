@@ -325,7 +325,7 @@ def test_a_mismatched_batch_is_refused():
 
 
 def test_a_checkpoint_of_another_fit_is_refused_naming_what_differs(clean64, tmp_path):
-    from dip.fit import CheckpointMismatch
+    from dip.checkpoint import CheckpointMismatch
     from dip.networks import make_network
 
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
@@ -338,31 +338,3 @@ def test_a_checkpoint_of_another_fit_is_refused_naming_what_differs(clean64, tmp
             fingerprint={"observation": "b"})
     assert fit(SKIP, Denoise(25), observed, small_settings(), checkpoint=ckpt, fingerprint={"observation": "a"},
                log=lambda m: None).resumed_from == 10
-
-
-@pytest.mark.parametrize("name", ["cuda", "cuda:1", "gpu", "mps", "tpu", "nonsense", "cuda:-1"])
-def test_pick_device_refuses_a_device_this_pytorch_cannot_use(name):
-    from dip.fit import pick_device
-
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
-        pytest.skip("this test is about a machine without CUDA and MPS")  # never taken on CI
-    with pytest.raises(ValueError, match=r"available here: cpu \(or auto\)$"):
-        pick_device(name)
-    assert pick_device("cpu").type == pick_device("auto").type == "cpu"
-
-
-@pytest.mark.parametrize("content, message", [
-    (b"not a checkpoint", r"not a readable checkpoint \(UnpicklingError\)"),
-    ("OLD", "belongs to a fit of an older dip, which recorded no fingerprint"),
-])
-def test_an_unreadable_or_unfingerprinted_checkpoint_is_refused(tmp_path, content, message):
-    from dip.fit import CheckpointMismatch, check_checkpoint
-
-    ckpt = tmp_path / "checkpoint.pt"
-    if content == "OLD":  # what dip wrote before checkpoints carried a fingerprint
-        torch.save({"settings": {}, "seeds": [0], "elapsed": 0.0, "tracks": []}, ckpt)
-    else:
-        ckpt.write_bytes(content)
-    with pytest.raises(CheckpointMismatch, match=f"checkpoint.pt: {message}; delete it or choose another --out"):
-        check_checkpoint(ckpt, {"iterations": 30})
-    assert not check_checkpoint(tmp_path / "none.pt", {})

@@ -18,6 +18,7 @@ import torch
 
 import dip.fit
 from dip.optim import StackedAdam, make_optimiser
+
 from golden import cases
 
 TOLERANCE = {"loss": 1e-5, "psnr": 1e-3, "signal": 1e-4, "ssim": 1e-5, "image": 1e-5}  # rel, dB, rel, abs, abs

@@ -159,3 +159,38 @@ def test_paper_vs_ours_renders_every_paper_dataset_in_full(published):
     assert (restoration_mean["paper_dip_published"], restoration_mean["baseline_published_method"]) == (
         33.48, "Papyan et al. (CSC)")
     assert "31.29 dB" in paper.markdown(table, published)
+
+
+def test_paper_vs_ours_shows_our_cbm3d_beside_the_papers_when_we_ran_it(published):
+    runs = synthetic_runs({"denoise-s25": ["F16", "baboon"], "sr-x4": ["baby"]})
+    dataset = {"F16": "denoise9", "baboon": "denoise9", "baby": "Set5"}
+    # Our CBM3D (the bm3d extra) on F16 for two observation seeds, on baboon for one; other baselines beside it.
+    baselines = pd.DataFrame([
+        {"task_label": "denoise-s25", "image": "F16", "observation_seed": 0, "method": "cbm3d", "psnr": 32.0},
+        {"task_label": "denoise-s25", "image": "F16", "observation_seed": 1, "method": "cbm3d", "psnr": 33.0},
+        {"task_label": "denoise-s25", "image": "baboon", "observation_seed": 0, "method": "cbm3d", "psnr": 26.0},
+        {"task_label": "denoise-s25", "image": "F16", "observation_seed": 0, "method": "nlm", "psnr": 29.0},
+        {"task_label": "sr-x4", "image": "baby", "observation_seed": 0, "method": "bicubic", "psnr": 30.0}])
+    baselines.insert(1, "task", baselines["task_label"].str.split("-").str[0])  # as metrics.csv has it
+    table = paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published, baselines).set_index(
+        ["task", "dataset", "image", "arch"])
+    f16 = table.loc[("denoise-s25", "denoise9", "F16", "skip")]
+    assert f16["ours_cbm3d"] == pytest.approx(32.5) and f16["paper_cbm3d_derived"] == 32.67
+    assert pd.isna(f16["paper_cbm3d_published"])  # the paper prints its mean only
+    mean = table.loc[("denoise-s25", "denoise9", paper.MEAN, "skip")]
+    assert mean["ours_cbm3d"] == pytest.approx((32.5 + 26.0) / 2) and mean["paper_cbm3d_published"] == 31.42
+    assert table.loc[("sr-x4", "Set5", "baby", "skip")][["ours_cbm3d", "paper_cbm3d_derived"]].isna().all()
+    text = paper.markdown(table.reset_index(), published)
+    denoise, sr = text.split("## sr-x4")[0], text.split("## sr-x4")[1]
+    assert "| ours CBM3D | paper CBM3D (published) | paper CBM3D (derived) |" in denoise.replace("  ", "")
+    assert "31.42" in denoise and "29.25" in denoise  # (32.5 + 26) / 2, beside the paper's
+    assert "ours CBM3D" not in sr  # no run of ours there: no column
+    fig = paper.figure(table.reset_index())
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert labels[0].count("ours, CBM3D") == 1 and "ours, CBM3D" not in labels[1]  # denoise9, then Set5
+    # Without our CBM3D (bm3d not installed) the table has the columns, empty, and the Markdown none of them.
+    plain = paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published,
+                                baselines[baselines["method"] != "cbm3d"])
+    assert plain["ours_cbm3d"].isna().all() and list(plain.columns) == paper.COLUMNS
+    assert "ours CBM3D" not in paper.markdown(plain, published)
+    assert paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published).equals(plain)

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from dip import cbm3d
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -219,6 +221,9 @@ def test_small_config_end_to_end_tables(finished_run):
         assert (rows.loc[["DIP (discrepancy rule)"], "psnr_median"] > 0).all() and rows["psnr_mean"].notna().all(), task
     poisson = runs[runs["task_label"] == "denoise-poisson10"]
     assert (poisson["noise"] == "poisson").all() and (poisson["peak"] == 10).all()
+    # CBM3D where the optional bm3d extra imports (CI installs it), and no row at all where it does not.
+    assert ("cbm3d" in set(summary["method"])) == cbm3d.available()
+    assert set(summary.loc[summary["method"] == "cbm3d", "task_label"]) <= {"denoise-s25", "denoise-s25-holdout"}
     # The flash task fits the synthetic pair only, with the paired network, scored against its reference.
     flash = runs[runs["task_label"] == "flash"]
     assert list(flash["image"]) == ["coffee-pair"] and list(flash["arch"]) == ["skip-flash"]
@@ -241,6 +246,9 @@ def test_small_config_end_to_end_paper_table(finished_run, tmp_path):
     assert len(per_image) == expected_fits(config, finished_run / config["manifest"]) // len(config["seeds"])
     paper_cells = [f"{c}_{kind}" for c in ("paper_dip", "baseline") for kind in ("published", "derived")]
     assert per_image["ours_restored"].notna().all() and table[paper_cells].isna().all().all()  # not the paper's images
+    denoising = table["task"].str.startswith("denoise")
+    assert table.loc[denoising, "ours_cbm3d"].notna().all() == cbm3d.available()
+    assert table.loc[~denoising, "ours_cbm3d"].isna().all()
     assert set(table.loc[table["task"] == "sr-x4", "ours_convention"]) == {"Y, shave 4"}
     text = (finished_run / "results" / "tables" / "paper_vs_ours.md").read_text()
     assert "paper DIP (published)" in text and "paper DIP (derived)" in text

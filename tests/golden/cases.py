@@ -19,13 +19,13 @@ import torch
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent))
 
-from conftest import natural_crop  # noqa: E402
-
 from dip.fit import FitSettings, fit, fit_batch  # noqa: E402
 from dip.image_io import to_tensor  # noqa: E402
 from dip.operators import Denoise, HeldOut, Inpaint, SuperResolve, random_drop  # noqa: E402
 from dip.seeds import generator  # noqa: E402
 from dip.stopping import clipped_noise_mse, make_rule  # noqa: E402
+
+from conftest import natural_crop  # noqa: E402
 
 ITERATIONS = 80
 

@@ -106,9 +106,12 @@ OBSERVATION_SEEDS = sorted({observation_seed(s) for s in SEEDS}, key=int)
 USE_GPU = config["device"] == "cuda" or (config["device"] == "auto" and cuda_available())
 # On a GPU a single small fit leaves most of the device idle: the network seeds of one task, architecture
 # and image (one shared observation) run as one batched job (`dip fit --seeds`). CPU runs stay one fit
-# per job, which spreads over the cores as well (config `batch_seeds` overrides either way).
+# per job, which spreads over the cores as well. Decided by the config alone (`batch_seeds`; auto: when
+# `device: cuda`), never by probing the host that reads this file, so the rules are the same wherever
+# the workflow is parsed.
 _batch = config.get("batch_seeds", "auto")
-BATCH_SEEDS = (USE_GPU if _batch == "auto" else bool(_batch)) and not VARY_OBSERVATIONS and len(SEEDS) > 1
+BATCH_SEEDS = (config["device"] == "cuda" if _batch == "auto" else bool(_batch)) and not VARY_OBSERVATIONS \
+    and len(SEEDS) > 1
 
 def check_cluster_run():
     """On a cluster run (this Snakemake submits the fits), nothing about the submitting host may silently
@@ -157,9 +160,16 @@ def get_final_output():
     ]
 
 
+def baseline_dirs():
+    """Every baseline job's folder: each task's images and observation seeds."""
+    return [f"results/baselines/{task}/{image}/obs{obs}" for task in TASKS for image in images_of(task)
+            for obs in OBSERVATION_SEEDS]
+
+
 def get_paper_table_inputs(wildcards):
-    """runs.csv, the manifest (for each image's dataset) and, if the config names one, the published table."""
-    inputs = {"runs": "results/tables/runs.csv", "manifest": config["manifest"]}
+    """runs.csv, the baselines (our CBM3D, where the optional bm3d package is installed), the manifest (for
+    each image's dataset) and, if the config names one, the published table."""
+    inputs = {"runs": "results/tables/runs.csv", "baselines": baseline_dirs(), "manifest": config["manifest"]}
     if config.get("published"):
         inputs["published"] = config["published"]
     return inputs

@@ -3,8 +3,7 @@ rule tables:
     images and seeds per task × arch × method) and stopping.md (rules against the oracle)."""
     input:
         runs=expand("results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv", zip, **grid()),
-        baselines=[f"results/baselines/{task}/{image}/obs{obs}" for task in TASKS for image in images_of(task)
-                   for obs in OBSERVATION_SEEDS],
+        baselines=baseline_dirs(),
     output:
         runs=report("results/tables/runs.csv", caption="../report/runs.rst", category="Tables"),
         summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),

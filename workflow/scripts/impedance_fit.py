@@ -4,7 +4,7 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import torch
 
-from dip.fit import pick_device
+from dip.devices import pick_device
 from dip.image_io import load_image, save_csv
 from dip.impedance import curves
 from dip.presets import architecture
