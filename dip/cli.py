@@ -23,7 +23,7 @@ from dip.presets import PAPER, architecture, preset_key
 from dip.seeds import SCHEME
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
-from dip.tasks import OPTIONS, TASK_OPTIONS, TASKS, Task, check_options
+from dip.tasks import NOISES, OPTIONS, TASK_OPTIONS, TASKS, Task, check_options
 
 
 def _takes(option: str) -> str:
@@ -54,6 +54,14 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--drop", type=float, help="drop this fraction of pixels at random" + _takes("drop"))
     m.add_argument("--text", action="store_true", help="text overlay mask" + _takes("text"))
     m.add_argument("--box", action="store_true", help="centred box mask" + _takes("box"))
+    p.add_argument("--blur", help="the known blur: gaussian:SIGMA (std in pixels) or motion:LENGTH,ANGLE (pixels, "
+                   "degrees counter-clockwise from the x axis); borders reflected" + _takes("blur"))
+    p.add_argument("--psf", help="the known blur as a point-spread function file: PNG, TIFF or NPY, one 2-D "
+                   "kernel of odd sides, non-negative (scaled to sum 1)" + _takes("psf"))
+    p.add_argument("--noise", choices=NOISES, help="noise model (default gaussian, level --sigma); poisson: "
+                   "observation = Poisson(PEAK * x) / PEAK, fitted with the Poisson deviance" + _takes("noise"))
+    p.add_argument("--peak", type=float, help="Poisson noise: the expected photon count of a pixel of value 1 "
+                   "(> 0; required with --noise poisson)" + _takes("peak"))
     p.add_argument("--seed", type=int, default=0,
                    help="network seed: initial weights, input z, per-iteration perturbations")
     p.add_argument("--observation-seed", type=int,
@@ -102,8 +110,9 @@ def _intensity_range(text: str) -> tuple[float, float]:
     return low, high  # LO < HI is Reading's check
 
 
-def _reading(args: argparse.Namespace) -> Reading:
-    return Reading(args.intensity_range, args.pages_as_channels)
+def _reading(args: argparse.Namespace, observed: bool = False) -> Reading:
+    """How input files are read; `observed`: the observation's (a Poisson one may exceed 1)."""
+    return Reading(args.intensity_range, args.pages_as_channels, above_one=observed and args.noise == "poisson")
 
 
 def _observation_seed(args: argparse.Namespace) -> int:
@@ -125,6 +134,8 @@ def _given_task_options(args: argparse.Namespace) -> dict:
 
 def _task(args: argparse.Namespace) -> Task:
     """The task the options describe, after checking them against the task (dip.tasks.OPTIONS)."""
+    if args.noise == "poisson" and args.peak is None and args.task in ("denoise", "deblur"):
+        raise InputError("--peak: required with --noise poisson (the expected count of a pixel of value 1)")
     check_options(args.task, _given_task_options(args), observed=bool(getattr(args, "observed", None)))
     mask = None
     if args.task == "inpaint":
@@ -132,7 +143,30 @@ def _task(args: argparse.Namespace) -> Task:
             "file" if args.mask else None
         if mask != "file" and args.mask and args.image:
             raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
-    return Task(args.task, sigma=args.sigma, factor=args.factor, mask=mask, drop=args.drop, quality=args.quality)
+    if args.blur and args.psf:
+        raise InputError("--psf: a PSF file and --blur exclude each other; give one")
+    task = Task(args.task, sigma=args.sigma, factor=args.factor, mask=mask, drop=args.drop, quality=args.quality,
+                blur="file" if args.psf else args.blur, noise=args.noise, peak=args.peak)
+    args.psf_kernel = _load_psf(args.psf) if args.psf else None
+    return task
+
+
+def _load_psf(path: str):
+    """--psf FILE as a normalised kernel tensor (float64), or one line naming the file."""
+    import torch
+
+    from dip.image_io import load_psf
+    from dip.operators import normalise_psf
+
+    try:
+        return normalise_psf(torch.from_numpy(load_psf(path)))
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def _operator(args, task: Task, mask=None):
+    """The task's forward operator, with --psf's kernel for a blur given as a file."""
+    return task.operator(mask, getattr(args, "psf_kernel", None))
 
 
 def _noise_sigma(value: str) -> float | str:
@@ -163,6 +197,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="output folder: observed.png [, mask.png]")
     d.add_argument("--always-mask", action="store_true",
                    help="write mask.png for every task (all pixels known except for inpainting)")
+    d.add_argument("--exact", action="store_true", help="write the observation's values also as observed.tif "
+                   "(float32, unclipped, as dip fit --observed reads it back); always done for Poisson noise, "
+                   "whose observation reaches above 1")
 
     f = sub.add_parser("fit", help="restore an image with Deep Image Prior")
     _task_arguments(f)
@@ -236,12 +273,14 @@ def _load_inputs(args, task: Task):
     if args.image:
         clean = task.crop(load_image(args.image, _reading(args)))
         task.check_size(*clean.shape[-2:], args.image)
+        _check_psf_size(args, task, *clean.shape[-2:])
     else:
-        observed = load_image(args.observed, _reading(args))
+        observed = load_image(args.observed, _reading(args, observed=True))
         if task.name == "inpaint":  # check_options made sure there is a --mask
             mask = load_mask(args.mask, observed.shape[-2:])
-        size = task.operator(mask).image_size(observed)
+        size = _operator(args, task, mask).image_size(observed)
         task.check_size(*size, args.observed)
+        _check_psf_size(args, task, *size)
         if args.clean:
             clean = task.crop(load_image(args.clean, _reading(args)))
             if tuple(clean.shape[-3:]) != (observed.shape[1], *size):
@@ -250,8 +289,18 @@ def _load_inputs(args, task: Task):
         return clean, observed, mask
     if args.mask:
         mask = load_mask(args.mask, clean.shape[-2:])
-    observed, mask = task.degrade(clean, _observation_seed(args), mask)
+    observed, mask = task.degrade(clean, _observation_seed(args), mask, getattr(args, "psf_kernel", None))
     return clean, observed, mask
+
+
+def _check_psf_size(args, task: Task, h: int, w: int) -> None:
+    """deblur: the PSF must fit in the image (its borders are reflected by the kernel's radius)."""
+    if task.name != "deblur":
+        return
+    psf = task.psf(getattr(args, "psf_kernel", None))
+    if psf.shape[0] > h or psf.shape[1] > w:
+        raise InputError(f"{args.psf or '--blur ' + args.blur}: the PSF is {psf.shape[0]}x{psf.shape[1]}, larger "
+                         f"than the {h}x{w} image")
 
 
 def _input_image(args, task: Task, observed):
@@ -308,7 +357,9 @@ def _rule_names(args, task: Task) -> list[str]:
     applies to noisy observations: denoising, or any task given --noise-sigma."""
     if args.noise_sigma not in (None, "estimate") and not args.noise_sigma > 0:
         raise InputError(f"--noise-sigma: must be > 0, got {args.noise_sigma}")
-    noisy = task.name == "denoise" or args.noise_sigma is not None
+    noisy = task.name in ("denoise", "deblur") or args.noise_sigma is not None
+    if task.poisson and args.noise_sigma is not None:
+        raise InputError("--noise-sigma: Poisson noise has no sigma; its discrepancy target comes from --peak")
     if args.stop == "discrepancy" and not noisy:
         raise InputError(f"--stop discrepancy: applies to noisy observations (denoising, or give --noise-sigma); "
                          f"the {task.name} task's observation has no noise level")
@@ -330,9 +381,9 @@ def _operators(args, task: Task, mask, observed, seeds_: list[int]) -> list:
     from dip.seeds import generator
 
     if not args.holdout:
-        return [task.operator(mask)] * len(seeds_)
+        return [_operator(args, task, mask)] * len(seeds_)
     try:
-        return [HeldOut(task.operator(mask), observed, args.holdout, generator(seed, "holdout")) for seed in seeds_]
+        return [HeldOut(_operator(args, task, mask), observed, args.holdout, generator(seed, "holdout")) for seed in seeds_]
     except ValueError as err:
         raise InputError(f"--holdout: {err}") from None
 
@@ -354,8 +405,13 @@ def _make_rules(args, names: list[str], settings, observed, operators: list) -> 
     the discrepancy rule's target came from (estimated once: the fits share the observation)."""
     from dip.stopping import clipped_noise_mse, default_patience, estimate_noise_sigma
 
+    from dip.operators import poisson_discrepancy_target
+
     target, info = None, {}
-    if "discrepancy" in names:
+    if "discrepancy" in names and args.noise == "poisson":
+        target = poisson_discrepancy_target(observed, args.peak)
+        info = {"discrepancy_target": target, "noise_model": "poisson"}
+    elif "discrepancy" in names:
         given, source = _noise_level(args)
         sigma = given / 255 if given is not None else estimate_noise_sigma(observed)
         target = clipped_noise_mse(observed, sigma)
@@ -396,7 +452,7 @@ def _dry_run(args, task: Task, arch_name: str, settings, device, plan: dict) -> 
     clean, observed, mask = _load_inputs(args, task)
     timed, warmup = 5, 2
     trial = FitSettings(**{**asdict(settings), "iterations": timed + warmup, "check_every": 1})
-    seconds = fit(architecture(arch_name)["net"], task.operator(mask), observed, trial, device=device,
+    seconds = fit(architecture(arch_name)["net"], _operator(args, task, mask), observed, trial, device=device,
                   input_image=_input_image(args, task, observed), log=_log).history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
     return {"arch": arch_name, "iterations": settings.iterations, **plan, "device": device_name(device),
@@ -448,7 +504,7 @@ def _fingerprint(args, task: Task, arch_name: str, rules: list[str], images: dic
             **{name: content_hash(image) for name, image in images.items() if image is not None},
             "arch": arch_name, "network": architecture(arch_name)["net"], "stop": args.stop,
             "stopping rules": rules, "window": args.window, "patience": args.patience, "holdout": args.holdout,
-            "noise sigma": _noise_level(args)[0], "seed scheme": SCHEME, "version": __version__}
+            "noise sigma": None if task.poisson else _noise_level(args)[0], "seed scheme": SCHEME, "version": __version__}
 
 
 def _check_finished_fit(summary: Path, identity: dict) -> None:
@@ -524,7 +580,8 @@ def run_fit(args) -> dict:
     # Whether a checkpoint in --out is this fit's is decided before anything is written there.
     checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
     identity = _fingerprint(args, task, arch_name, names, {"observation": observed, "clean image": clean,
-                                                           "mask pixels": mask, "flash image": input_image})
+                                                           "mask pixels": mask, "flash image": input_image,
+                                                           "psf": getattr(args, "psf_kernel", None)})
     whole = fingerprint(settings, [seed for seed, _ in targets], identity)
     try:
         check_checkpoint(checkpoint, whole)
@@ -554,7 +611,7 @@ def run_fit(args) -> dict:
             "source": args.image or args.observed, "device": device_name(device), "batched_fits": len(targets),
             "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
             "input_precision": source.record(), **noise, "status": "ok", "fingerprint": recorded}
-        save_image(observed, out / "observed", source)
+        save_image(observed, out / "observed", source, exact=task.poisson)
         if mask is not None:
             save_png(mask, out / "mask.png")
     start = time.perf_counter()
@@ -640,13 +697,14 @@ def run_degrade(args) -> None:
     clean = task.crop(load_image(args.image, _reading(args)))
     task.check_size(*clean.shape[-2:], args.image)
     task.check_channels(clean.shape[1], args.image)
+    _check_psf_size(args, task, *clean.shape[-2:])
     source = describe(args.image, _reading(args))
     _warn_if_made_at_8_bits(task, args.image, source)
     mask = load_mask(args.mask, clean.shape[-2:]) if args.mask else None
-    observed, mask = task.degrade(clean, _observation_seed(args), mask)
+    observed, mask = task.degrade(clean, _observation_seed(args), mask, args.psf_kernel)
     if mask is None and args.always_mask:
         mask = torch.ones(1, 1, *clean.shape[-2:])
-    save_image(observed, Path(args.out) / "observed", source)
+    save_image(observed, Path(args.out) / "observed", source, exact=task.poisson or args.exact)
     if mask is not None:
         save_png(mask, Path(args.out) / "mask.png")
 

@@ -46,10 +46,13 @@ class Reading:
         type's range for integers, [0, 1] for floats.
     pages_as_channels: read every page (frame) of a file as channels, page after page; otherwise a file
         of several pages is refused.
+    above_one: values above the one end (1, or HI of the intensity range) are read, not refused: a Poisson
+        observation (counts / peak) exceeds 1 wherever a count exceeds the peak (`--noise poisson`).
     """
 
     intensity_range: tuple[float, float] | None = None
     pages_as_channels: bool = False
+    above_one: bool = False
 
     def __post_init__(self) -> None:
         if self.intensity_range is not None and not np.isfinite(self.intensity_range).all():
@@ -343,6 +346,8 @@ def read_array(path: str | Path, reading: Reading = Reading()) -> np.ndarray:
     if not np.isfinite(x).all():
         raise InputError(f"{path}: {np.count_nonzero(~np.isfinite(x))} NaN or infinite values; dip needs finite ones")
     lowest, highest = float(x.min()), float(x.max())
+    if reading.above_one:
+        highest = min(highest, source.high)
     if reading.intensity_range is not None:
         if lowest < source.low or highest > source.high:
             raise InputError(f"{path}: values {lowest:g}..{highest:g} outside --intensity-range "
@@ -361,8 +366,10 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].float()
 
 
-def to_array(x: torch.Tensor) -> np.ndarray:
-    return x.detach().float().clamp(0, 1).cpu()[0].numpy().transpose(1, 2, 0)
+def to_array(x: torch.Tensor, clip: bool = True) -> np.ndarray:
+    """(1, C, H, W) → H×W×C float32, clipped to [0, 1] unless `clip` is False."""
+    x = x.detach().float()
+    return (x.clamp(0, 1) if clip else x).cpu()[0].numpy().transpose(1, 2, 0)
 
 
 def load_image(path: str | Path, reading: Reading = Reading()) -> torch.Tensor:
@@ -429,10 +436,11 @@ def save_png(x: torch.Tensor, path: str | Path) -> None:
     atomic_write(path, lambda tmp: to_pil(x).save(tmp, format="PNG"))
 
 
-def _stored(x: torch.Tensor, source: Source) -> np.ndarray:
-    """Image (1, C, H, W) in [0, 1] → H×W×C in the source's own units and output sample type."""
-    values = to_array(x).astype(np.float64) * (source.high - source.low) + source.low
-    dtype = source.output_type
+def _stored(x: torch.Tensor, source: Source, exact: bool = False) -> np.ndarray:
+    """Image (1, C, H, W) in [0, 1] → H×W×C in the source's own units and output sample type (float32, not
+    clipped, with `exact`)."""
+    values = to_array(x, clip=not exact).astype(np.float64) * (source.high - source.low) + source.low
+    dtype = np.dtype("float32") if exact else source.output_type
     if dtype.kind == "u":
         return np.clip(np.round(values), 0, np.iinfo(dtype).max).astype(dtype)
     return values.astype(dtype)
@@ -452,18 +460,24 @@ def _write_tiff(values: np.ndarray, source: Source, path: Path) -> None:
     tifffile.imwrite(path, values, photometric=photometric, planarconfig="contig" if per_page > 1 else None)
 
 
-def save_image(x: torch.Tensor, stem: str | Path, source: Source | None = None) -> list[str]:
+def save_image(x: torch.Tensor, stem: str | Path, source: Source | None = None, exact: bool = False) -> list[str]:
     """Write an image (1, C, H, W) in [0, 1] as `STEM.png`, the 8-bit preview the pipeline and figures read
     (the mean of the channels when C is neither 1 nor 3), and, when `source` (how the input was read) holds
     more than that, beside it the full-precision file in the input's own units and sample type:
-    `STEM-16bit.png` or `STEM.tif` (`Source.output_suffix`). Returns the file names written."""
+    `STEM-16bit.png` or `STEM.tif` (`Source.output_suffix`). `exact`: the full-precision file is always
+    written, as a float32 `STEM.tif` holding x unclipped (a Poisson observation reaches above 1) on the
+    [0, 1] scale (a float source's own units), read back exactly with `Reading(above_one=True)` (and a float
+    source's intensity range). Returns the file names written."""
     stem = Path(stem)
     preview = x if x.shape[1] in (1, 3) else x.mean(dim=1, keepdim=True)
     save_png(preview, stem.with_name(stem.name + ".png"))
-    suffix = source.output_suffix if source is not None else None
+    if exact and (source is None or np.dtype(source.sample_type).kind != "f"):
+        # A float file is read as it is (or in its intensity range): integer units would not read back.
+        source = Source(*x.shape[-2:], x.shape[1], "float32", 0.0, 1.0, 1 if source is None else source.pages)
+    suffix = ".tif" if exact else source.output_suffix if source is not None else None
     if suffix is None:
         return [stem.name + ".png"]
-    values = _stored(x, source)
+    values = _stored(x, source, exact)
     if suffix == ".tif":
         write = lambda tmp: _write_tiff(values, source, tmp)  # noqa: E731
     else:
@@ -472,6 +486,36 @@ def save_image(x: torch.Tensor, stem: str | Path, source: Source | None = None) 
         write = lambda tmp: tmp.write_bytes(imagecodecs.png_encode(values.copy()))  # noqa: E731
     atomic_write(stem.with_name(stem.name + suffix), write)
     return [stem.name + ".png", stem.name + suffix]
+
+
+def load_psf(path: str | Path) -> np.ndarray:
+    """A point-spread function file → 2-D float64 array as stored (any scale: dip.operators.normalise_psf
+    scales it to sum 1). NPY through NumPy (a 2-D array, or H×W×1); PNG, TIFF and the other image formats
+    through this module's readers, one page of one channel (or equal colour channels). Raises InputError,
+    naming the file, for anything else."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise InputError(f"{path}: file not found")
+        try:
+            kernel = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path}: not a readable NPY file ({err})") from None
+        if kernel.ndim == 3 and kernel.shape[-1] == 1:
+            kernel = kernel[..., 0]
+    else:
+        _, raw = _open(path, decode=True)
+        samples = raw.samples[..., :raw.shape[-1] - raw.alpha]
+        if samples.shape[0] > 1:
+            raise InputError(f"{path}: {samples.shape[0]} pages; a PSF is one 2-D kernel")
+        if samples.shape[-1] > 1 and np.ptp(samples, axis=-1).any():
+            raise InputError(f"{path}: {samples.shape[-1]} differing channels; a PSF is one 2-D kernel "
+                             f"(greyscale)")
+        kernel = samples[0, ..., 0]
+        kernel = kernel.max() - kernel if raw.invert else kernel
+    if kernel.dtype.kind not in "biuf":
+        raise InputError(f"{path}: a PSF holds numbers, this array holds {kernel.dtype}")
+    return np.asarray(kernel, dtype=np.float64)
 
 
 def save_json(obj: dict, path: str | Path) -> None:

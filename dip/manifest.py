@@ -67,7 +67,8 @@ def load_source(path: str, mask: bool = False) -> np.ndarray:
         loader = getattr(data, name, None)
         if loader is None:
             raise InputError(f"{path}: scikit-image has no bundled image {name!r}")
-        arr = np.asarray(loader())
+        arr = loader()
+        arr = np.asarray(arr[0] if isinstance(arr, tuple) else arr)  # stereo_motorcycle: (left, right, disparity)
         arr = arr[..., None] if arr.ndim == 2 else arr[..., :3]
         return arr.astype(np.float32) / (65535.0 if arr.dtype == np.uint16 else 255.0)
     return read_array(path)

@@ -287,3 +287,196 @@ class HeldOut(Operator):
     def heldout_error(self, image: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """MSE of H(image) to the observation over the held-out pixels only, per image (N,)."""
         return self._mse_over(image, observed, self.held.to(image.device))
+
+
+# --- Deblurring with a known blur, and Poisson noise -------------------------------------------------------
+
+def gaussian_psf(sigma: float) -> torch.Tensor:
+    """Isotropic Gaussian point-spread function, std `sigma` pixels (> 0): (2⌈3σ⌉+1)² taps, sum 1, float64."""
+    if not sigma > 0:
+        raise ValueError(f"Gaussian blur sigma must be > 0 pixels, got {sigma}")
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2 / (2 * sigma ** 2))
+    return normalise_psf(taps[:, None] * taps[None, :])
+
+
+def motion_psf(length: float, angle: float) -> torch.Tensor:
+    """Linear motion blur: a segment `length` pixels long (>= 1) at `angle` degrees (counter-clockwise from
+    the x axis, rows growing downwards), centred on the kernel's middle tap. The segment is sampled every
+    0.05 px and each sample is splatted bilinearly, so fractional lengths and any angle give a smooth
+    kernel; (2⌈length/2⌉+1)² taps, sum 1, float64."""
+    if not length >= 1:
+        raise ValueError(f"motion blur length must be >= 1 pixel, got {length}")
+    radius = math.ceil(length / 2)
+    size = 2 * radius + 1
+    kernel = np.zeros((size, size))
+    theta = math.radians(angle)
+    for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, max(2, int(round(length * 20)) + 1)):
+        x, y = radius + t * math.cos(theta), radius - t * math.sin(theta)
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        fx, fy = x - x0, y - y0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
+                    kernel[y0 + dy, x0 + dx] += wy * wx
+    return normalise_psf(torch.from_numpy(kernel))
+
+
+def normalise_psf(psf: torch.Tensor) -> torch.Tensor:
+    """A point-spread function checked and scaled to sum 1 (float64, H×W). Raises ValueError, saying what
+    is wrong, unless it is 2-D, of odd sides (so that it has a centre tap), finite, non-negative and not
+    all zero."""
+    psf = torch.as_tensor(psf, dtype=torch.float64)
+    if psf.dim() != 2:
+        raise ValueError(f"a PSF is one 2-D kernel, got an array of shape {tuple(psf.shape)}")
+    if psf.shape[0] % 2 == 0 or psf.shape[1] % 2 == 0:
+        raise ValueError(f"a PSF needs odd sides (a centre tap), got {psf.shape[0]}x{psf.shape[1]}")
+    if not torch.isfinite(psf).all() or (psf < 0).any():
+        raise ValueError("a PSF must be finite and non-negative")
+    if not psf.sum() > 0:
+        raise ValueError("a PSF must not be all zero")
+    return psf / psf.sum()
+
+
+def convolve(x: torch.Tensor, psf: torch.Tensor) -> torch.Tensor:
+    """k ⊛ x with the image's borders reflected (x: (N, C, H, W); psf: (h, w), odd sides, each < the image's
+    side): an output the size of x, each channel blurred alike. The PSF is flipped so that this is a
+    convolution (a motion kernel points the way it is drawn), not a correlation."""
+    ry, rx = psf.shape[0] // 2, psf.shape[1] // 2
+    c = x.shape[1]
+    weight = psf.flip(0, 1).to(x.dtype).to(x.device).expand(c, 1, -1, -1)
+    return F.conv2d(F.pad(x, (rx, rx, ry, ry), mode="reflect"), weight, groups=c)
+
+
+class Blur(Operator):
+    """y = clip(k ⊛ x + σ/255 · n, 0, 1), n ~ N(0, 1): deblurring with a known point-spread function k.
+
+    psf: 2-D kernel of odd sides, non-negative (normalised here to sum 1; `gaussian_psf`, `motion_psf`,
+    or a file through `dip.image_io.load_psf`). sigma: noise std on the 0–255 scale (> 0; None: unknown,
+    as for a given blurred photograph, which then fits but cannot observe; 0 is not a noise level).
+
+    Boundary: the image's borders are reflected by the kernel's radius before blurring, so the observation
+    has the image's size and the loss's forward model is exactly the one that made a simulated observation.
+    A real blurred photograph (--observed) was blurred with the scene beyond its frame instead; the
+    reflection only approximates that, within a kernel radius of the border.
+
+    >>> from dip.seeds import generator
+    >>> Blur(gaussian_psf(1.6), sigma=2).observe(torch.rand(1, 3, 32, 32), generator(0, "observation")).shape
+    torch.Size([1, 3, 32, 32])
+    """
+
+    def __init__(self, psf: torch.Tensor, sigma: float | None = None):
+        if sigma is not None and not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.psf = normalise_psf(psf).float()
+        self.sigma = None if sigma is None else float(sigma)
+
+    def to(self, device: torch.device | str) -> "Blur":
+        self.psf = self.psf.to(device)
+        return self
+
+    def check_size(self, h: int, w: int) -> None:
+        if self.psf.shape[0] > h or self.psf.shape[1] > w:
+            raise ValueError(f"the PSF ({self.psf.shape[0]}x{self.psf.shape[1]}) is larger than the image ({h}x{w})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return convolve(x, self.psf)
+
+    def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.sigma is None:
+            raise ValueError("sigma: an unknown noise level cannot make an observation")
+        self.check_size(*clean.shape[-2:])
+        noise = torch.randn(clean.shape, generator=generator)
+        return (self.forward(clean) + noise * self.sigma / 255).clamp(0, 1)
+
+
+POISSON_EPS = 1e-6  # the least rate, in counts, the deviance takes: log(0) never reaches the gradient
+
+
+def poisson_deviance(rate: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per-element Poisson deviance 2·[Y·log(Y/λ) − (Y − λ)] of counts Y at rates λ (clamped at POISSON_EPS):
+    the negative log-likelihood of λ less its value at the saturated λ = Y, times 2. It is 0 where λ = Y,
+    positive elsewhere, and its expectation at the true rate is about 1 for a large rate."""
+    rate = rate.clamp_min(POISSON_EPS)
+    return 2 * (torch.xlogy(counts, counts) - counts * rate.log() - counts + rate)
+
+
+class Poisson(Operator):
+    """y = Poisson(P · H(x)) / P: shot noise at `peak` P (the expected photon count of a pixel of value 1),
+    after the forward operator H (`operator`: default the identity, i.e. denoising; a `Blur` for
+    deblurring). y is not clipped: it reaches above 1 where a count exceeds P.
+
+    The data term is the mean Poisson deviance per fit, in counts (`poisson_deviance` of P·H(x) against
+    P·y): the negative log-likelihood up to a term that does not depend on x, so its minimiser is the
+    maximum-likelihood one, scaled so that the discrepancy rule's target, the deviance's expectation at
+    the truth (`poisson_discrepancy_target`), is about 1 wherever the rate is large.
+
+    peak: > 0 (counts).
+
+    >>> from dip.seeds import generator
+    >>> y = Poisson(10).observe(torch.full((1, 1, 8, 8), 0.5), generator(0, "observation"))
+    >>> bool((y * 10 == (y * 10).round()).all())
+    True
+    """
+
+    def __init__(self, peak: float, operator: Operator | None = None):
+        if not peak > 0 or not math.isfinite(peak):
+            raise ValueError(f"the Poisson peak must be a finite number > 0, got {peak}")
+        self.peak = float(peak)
+        self.operator = operator if operator is not None else Operator()
+
+    @property
+    def psf(self) -> torch.Tensor | None:
+        return getattr(self.operator, "psf", None)
+
+    def to(self, device: torch.device | str) -> "Poisson":
+        self.operator = self.operator.to(device)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.operator.forward(x)
+
+    def image_size(self, observed: torch.Tensor) -> tuple[int, int]:
+        return self.operator.image_size(observed)
+
+    def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Mean Poisson deviance (counts) per fit: shape (N,)."""
+        return poisson_deviance(self.peak * self.forward(output), self.peak * observed).flatten(1).mean(1)
+
+    def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if hasattr(self.operator, "check_size"):
+            self.operator.check_size(*clean.shape[-2:])
+        rate = (self.peak * self.forward(clean)).clamp_min(0).double()
+        return (torch.poisson(rate, generator=generator) / self.peak).float()
+
+
+def poisson_discrepancy_target(observed: torch.Tensor, peak: float) -> float:
+    """E[D(Y; λ)], Y ~ Poisson(λ), averaged over the image with λ = P·x: the mean deviance a fit that
+    reproduced the noise-free observation exactly would leave (the discrepancy rule's target). x is
+    unknown, so the observation smoothed by a 5×5 Gaussian (σ 1 px) stands in for it, as for Gaussian
+    noise (dip.stopping.clipped_noise_mse). The expectation is exact, a sum over the Poisson pmf, taken on
+    a grid of 512 rates (log-spaced) and interpolated between them."""
+    x = smoothed(observed).clamp_min(0)
+    rates = (peak * x).flatten().cpu().numpy()
+    low, high = max(float(rates.min()), 1e-4), max(float(rates.max()), 2e-4)
+    grid = np.geomspace(low, high, 512)
+    top = int(high + 12 * math.sqrt(high) + 30)
+    k = np.arange(top + 1, dtype=np.float64)
+    from scipy.special import gammaln, xlogy
+
+    lam = grid[:, None]
+    pmf = np.exp(xlogy(k, lam) - lam - gammaln(k + 1))
+    deviance = 2 * (xlogy(k, k) - xlogy(k, lam) - k + lam)
+    expected = (pmf * deviance).sum(1)
+    values = np.interp(np.log(np.clip(rates, low, high)), np.log(grid), expected)
+    return float(values.mean())
+
+
+def smoothed(observed: torch.Tensor) -> torch.Tensor:
+    """The observation (1, C, H, W) blurred by a 5×5 Gaussian (σ 1 px, borders replicated), float64: the
+    stand-in for the noise-free observation in the discrepancy targets."""
+    x = observed.double()
+    taps = torch.exp(-torch.arange(-2, 3, dtype=torch.float64) ** 2 / 2)
+    kernel = (taps[:, None] * taps[None, :] / taps.sum() ** 2).to(x.device)
+    c = x.shape[1]
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel.expand(c, 1, 5, 5), groups=c)

@@ -2,7 +2,8 @@
 operator for the fit, and how it is scored (SR: luminance with a border of `factor` pixels shaved)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -11,9 +12,11 @@ from dip.image_io import InputError
 from dip.metrics import Scorer
 from dip.networks import center_crop
 
-TASKS = ("denoise", "sr", "inpaint", "jpeg", "flash")
+TASKS = ("denoise", "sr", "inpaint", "jpeg", "flash", "deblur")
 PAIRED = ("flash",)  # observed as a pair the user gives (dip fit --flash; pipeline: manifest rows with `flash`)
 MASKS = ("drop", "text", "box", "file")
+NOISES = ("gaussian", "poisson")
+BLURS = ("gaussian", "motion", "file")
 MIN_SIZE = 16  # smallest side we accept: every network pads up to its own minimum from there
 
 
@@ -33,13 +36,17 @@ class TaskOptions:
 OPTIONS: dict[str, TaskOptions] = {
     # σ only makes the noise; a given noisy image is fitted without it (σ then picks the preset and is
     # the discrepancy rule's noise level).
-    "denoise": TaskOptions(("sigma",), ("sigma",), ()),
+    # With --noise poisson the noise level is --peak instead (checked in Task: --sigma and --peak exclude
+    # each other, and --peak needs --noise poisson).
+    "denoise": TaskOptions(("sigma", "noise", "peak"), ("sigma|peak",), ()),
     # The factor sizes the restored image in either mode.
     "sr": TaskOptions(("factor",), ("factor",), ("factor",)),
     # A given observation needs its mask file; --drop/--text/--box then only name its kind (the preset).
     "inpaint": TaskOptions(("mask", "drop", "text", "box"), ("mask|drop|text|box",), ("mask",)),
     "jpeg": TaskOptions(("quality",), ("quality",), ()),
     "flash": TaskOptions(("flash",), None, ("flash",)),
+    # The blur is needed in either mode; the noise level only to make an observation, as for denoising.
+    "deblur": TaskOptions(("blur", "psf", "sigma", "noise", "peak"), ("blur|psf", "sigma|peak"), ("blur|psf",)),
 }
 TASK_OPTIONS = tuple(dict.fromkeys(o for row in OPTIONS.values() for o in row.takes))
 _HOW = {
@@ -49,6 +56,8 @@ _HOW = {
     "mask": "give the known pixels with --mask FILE",
     "mask|drop|text|box": "choose the mask with --mask FILE, --drop FRACTION, --text or --box",
     "flash": "give the pair: --flash FLASH --observed NOFLASH",
+    "sigma|peak": "give the noise level with --sigma S (0-255 scale), or --noise poisson --peak P",
+    "blur|psf": "give the blur with --blur gaussian:SIGMA, --blur motion:LENGTH,ANGLE or --psf FILE",
 }
 
 
@@ -93,12 +102,28 @@ class Task:
     mask: str | None = None        # inpaint: drop | text | box | file
     drop: float | None = None      # inpaint drop fraction
     quality: int | None = None     # jpeg
+    blur: str | None = None        # deblur: gaussian:SIGMA, motion:LENGTH,ANGLE or file (the PSF given apart)
+    noise: str | None = None       # denoise, deblur: gaussian (None) or poisson
+    peak: float | None = None      # Poisson noise: the expected count of a pixel of value 1
 
     def __post_init__(self) -> None:
         if self.name not in TASKS:
             raise InputError(f"task: unknown task {self.name!r}; choose one of {', '.join(TASKS)}")
-        if self.name == "denoise" and self.sigma is not None and not self.sigma > 0:
-            raise InputError(f"sigma: must be > 0 for denoising, got {self.sigma}")
+        if self.name in ("denoise", "deblur") and self.sigma is not None and not self.sigma > 0:
+            raise InputError(f"sigma: must be > 0 for {self.name}ing, got {self.sigma}")
+        if self.noise not in (None, *NOISES):
+            raise InputError(f"noise: choose one of {', '.join(NOISES)}, got {self.noise!r}")
+        if self.peak is not None and self.noise != "poisson":
+            raise InputError(f"peak: the Poisson peak needs --noise poisson (the {self.noise or 'gaussian'} noise "
+                             f"level is --sigma)")
+        if self.noise == "poisson":
+            if self.sigma is not None:
+                raise InputError("sigma: Poisson noise has no sigma; its level is --peak P")
+            if self.peak is not None and not (0 < self.peak < float("inf")):
+                raise InputError(f"peak: the Poisson peak (expected count of a pixel of value 1) must be a "
+                                 f"finite number > 0, got {self.peak}")
+        if self.name == "deblur":
+            parse_blur(self.blur)
         if self.name == "sr" and (isinstance(self.factor, bool) or not isinstance(self.factor, int)
                                   or self.factor < ops.SuperResolve.MIN_FACTOR):
             raise InputError(f"factor: SR factor must be an integer >= {ops.SuperResolve.MIN_FACTOR}, "
@@ -114,10 +139,29 @@ class Task:
     def params(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @classmethod
+    def from_params(cls, name: str, params: dict) -> "Task":
+        """The task `name` with its parameters taken from `params` (a config's task entry, a summary.json),
+        whatever else it holds."""
+        return cls(name, **{f.name: params[f.name] for f in fields(cls) if f.name != "name" and f.name in params})
+
+    @property
+    def poisson(self) -> bool:
+        return self.noise == "poisson"
+
+    def _noise_label(self) -> str:
+        if self.poisson:
+            return "" if self.peak is None else f"-p{self.peak:g}"
+        return "" if self.sigma is None else f"-s{self.sigma:g}"
+
     def label(self) -> str:
         """Short name used in tables and file names, e.g. denoise-s25, sr-x4, inpaint-drop0.5."""
         if self.name == "denoise":
-            return "denoise" if self.sigma is None else f"denoise-s{self.sigma:g}"
+            return "denoise" + ("-poisson" if self.poisson else "") + self._noise_label()
+        if self.name == "deblur":
+            kind, values = parse_blur(self.blur)
+            blur = "psf" if kind == "file" else f"{kind}{','.join(f'{v:g}' for v in values)}"
+            return f"deblur-{blur}" + ("-poisson" if self.poisson else "") + self._noise_label()
         if self.name == "sr":
             return f"sr-x{self.factor}"
         if self.name == "jpeg":
@@ -165,7 +209,12 @@ class Task:
             raise InputError("mask: --mask FILE is needed for a file mask")
         return mask
 
-    def operator(self, mask: torch.Tensor | None = None) -> ops.Operator:
+    def operator(self, mask: torch.Tensor | None = None, psf: torch.Tensor | None = None) -> ops.Operator:
+        if self.name == "deblur":
+            blur = ops.Blur(self.psf(psf), None if self.poisson else self.sigma)
+            return ops.Poisson(self.peak, blur) if self.poisson and self.peak else blur
+        if self.name == "denoise" and self.poisson:
+            return ops.Poisson(self.peak) if self.peak else ops.Operator()
         if self.name == "denoise":
             return ops.Denoise(self.sigma)
         if self.name == "sr":
@@ -178,15 +227,54 @@ class Task:
             raise InputError("mask: inpainting needs a mask")
         return ops.Inpaint(mask)
 
-    def degrade(self, clean: torch.Tensor, observation_seed: int, mask: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def psf(self, given: torch.Tensor | None = None) -> torch.Tensor:
+        """deblur: the PSF of --blur, or `given` (from --psf FILE, dip.image_io.load_psf), normalised."""
+        kind, values = parse_blur(self.blur)
+        if kind == "gaussian":
+            return ops.gaussian_psf(*values)
+        if kind == "motion":
+            return ops.motion_psf(*values)
+        if given is None:
+            raise InputError("psf: --psf FILE is needed for a blur given as a file")
+        return ops.normalise_psf(given)
+
+    def degrade(self, clean: torch.Tensor, observation_seed: int, mask: torch.Tensor | None = None,
+                psf: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Observation (and mask for inpainting) of a clean image, reproducible from the observation
         seed alone: it draws from that seed's `observation` stream, which no network stream shares."""
-        check_options(self.name, {k: v for k, v in self.params().items() if k in TASK_OPTIONS}, observed=False)
+        given = {k: v for k, v in self.params().items() if k in TASK_OPTIONS}
+        if self.blur == "file":
+            given = {**{k: v for k, v in given.items() if k != "blur"}, "psf": "file"}
+        check_options(self.name, given, observed=False)
         generator = seeds.generator(observation_seed, "observation")
         if self.name == "inpaint":
             mask = self.make_mask(*clean.shape[-2:], generator, mask)
-        return self.operator(mask).observe(clean, generator), mask if self.name == "inpaint" else None
+        operator = self.operator(mask, psf)
+        if hasattr(operator, "psf") and operator.psf is not None:
+            kh, kw = operator.psf.shape
+            if kh > clean.shape[-2] or kw > clean.shape[-1]:
+                raise InputError(f"psf: the PSF ({kh}x{kw}) is larger than the image ({clean.shape[-2]}x"
+                                 f"{clean.shape[-1]})")
+        return operator.observe(clean, generator), mask if self.name == "inpaint" else None
+
+
+def parse_blur(spec: str | None) -> tuple[str, tuple[float, ...]]:
+    """A --blur value → (kind, numbers): "gaussian:SIGMA" (pixels, > 0) → ("gaussian", (σ,)),
+    "motion:LENGTH,ANGLE" (pixels >= 1, degrees) → ("motion", (length, angle)); "file" (a --psf FILE)
+    → ("file", ()). Raises InputError naming --blur for anything else."""
+    if spec == "file":
+        return "file", ()
+    kind, _, numbers = (spec or "").partition(":")
+    try:
+        values = tuple(float(v) for v in numbers.split(","))
+    except ValueError:
+        values = ()
+    ok = {"gaussian": len(values) == 1 and values[0] > 0,
+          "motion": len(values) == 2 and values[0] >= 1 and all(map(math.isfinite, values))}
+    if not ok.get(kind, False) or not all(map(math.isfinite, values)):
+        raise InputError(f"--blur: expected gaussian:SIGMA (pixels > 0) or motion:LENGTH,ANGLE (length >= 1 "
+                         f"pixel, angle in degrees), got {spec!r}")
+    return kind, values
 
 
 def synthetic_flash_pair(clean: torch.Tensor, observation_seed: int, noise: float = 0.05) -> dict[str, torch.Tensor]:

@@ -28,7 +28,12 @@ def test_the_readme_shows_the_table():
     ("inpaint", {"drop": 0.5}, True, "--mask: required by the inpaint task with --observed"),
     ("sr", {}, True, "--factor: required by the sr task with --observed"),
     ("flash", {"flash": "f.png"}, False, "--image: the flash task has nothing to degrade"),
-    ("denoise", {"sigma": 25, "mask": "m.png"}, False, "--mask: the denoise task takes no --mask (it takes --sigma)"),
+    ("denoise", {"sigma": 25, "mask": "m.png"}, False,
+     "--mask: the denoise task takes no --mask (it takes --sigma, --noise, --peak)"),
+    ("deblur", {"sigma": 2}, False, "--blur: required by the deblur task with --image; give the blur with --blur"),
+    ("deblur", {"psf": "k.npy"}, False, "--sigma: required by the deblur task with --image; give the noise level"),
+    ("deblur", {}, True, "--blur: required by the deblur task with --observed"),
+    ("sr", {"factor": 2, "peak": 10}, False, "--peak: the sr task takes no --peak"),
     ("sr", {"factor": 2, "sigma": 25}, True, "--sigma: the sr task takes no --sigma (it takes --factor)"),
     ("inpaint", {"box": True, "quality": 10}, False, "--quality: the inpaint task takes no --quality"),
 ])
@@ -40,6 +45,8 @@ def test_check_options_names_the_option(task, given, observed, message):
 @pytest.mark.parametrize("task, given, observed", [
     ("denoise", {}, True), ("denoise", {"sigma": 25}, True), ("jpeg", {}, True), ("sr", {"factor": 3}, False),
     ("inpaint", {"mask": "m.png"}, True), ("inpaint", {"drop": 0.5}, False), ("flash", {"flash": "f"}, True),
+    ("denoise", {"noise": "poisson", "peak": 10}, False), ("deblur", {"psf": "k.npy"}, True),
+    ("deblur", {"blur": "gaussian:1", "noise": "poisson", "peak": 10}, False),
 ])
 def test_check_options_accepts_what_the_task_takes(task, given, observed):
     check_options(task, given, observed)

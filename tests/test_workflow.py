@@ -91,7 +91,12 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
 
 @pytest.mark.parametrize("change, message", [
     ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
-    ({"tasks": {"blur": {"task": "deblur", "iterations": 5}}}, "deblur"),
+    ({"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}}, "'blur' is a required property"),
+    ({"tasks": {"p": {"task": "denoise", "noise": "poisson", "sigma": 2, "peak": 10, "iterations": 5}}},
+     "['then']['properties']['sigma']"),
+    ({"tasks": {"p": {"task": "denoise", "noise": "poisson", "peak": 0, "iterations": 5}}},
+     "0 is less than or equal to the minimum of 0"),
+    ({"tasks": {"b": {"task": "deblur", "blur": "box:3", "sigma": 2, "iterations": 5}}}, "box:3"),
     ({"archs": ["vgg"]}, "vgg"),
     ({"tasks": {"denoise-s25": {"task": "denoise", "sigma": -25, "iterations": 5}}}, "-25"),
     # A parameter the task does not take (dip.tasks.OPTIONS), and an SR factor below 2.
@@ -208,7 +213,14 @@ def test_small_config_end_to_end_tables(finished_run):
         assert runs[column].notna().all() and (runs[column].abs() < 100).all(), column
     assert runs["config_hash"].notna().all() and runs["git_commit"].notna().all()
     summary = pd.read_csv(finished_run / "results" / "tables" / "summary.csv")
-    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg", "noflash"} <= set(summary["method"])
+    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg", "noflash", "richardson_lucy",
+            "unsupervised_wiener", "blurred", "anscombe_tv", "anscombe_nlm"} <= set(summary["method"])
+    # Deblurring and Poisson rows, with the discrepancy rule's image (both observations are noisy).
+    for task in ("deblur-gaussian1", "denoise-poisson10"):
+        rows = summary[summary["task_label"] == task].set_index("method")
+        assert (rows.loc[["DIP (discrepancy rule)"], "psnr_median"] > 0).all() and rows["psnr_mean"].notna().all(), task
+    poisson = runs[runs["task_label"] == "denoise-poisson10"]
+    assert (poisson["noise"] == "poisson").all() and (poisson["peak"] == 10).all()
     # CBM3D where the optional bm3d extra imports (CI installs it), and no row at all where it does not.
     assert ("cbm3d" in set(summary["method"])) == cbm3d.available()
     assert set(summary.loc[summary["method"] == "cbm3d", "task_label"]) <= {"denoise-s25", "denoise-s25-holdout"}
@@ -465,17 +477,25 @@ def test_the_config_schema_asks_of_each_task_what_the_task_table_does():
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     task_schema = schema["properties"]["tasks"]["additionalProperties"]
-    # The config's task parameters: `mask` is the kind (drop/text/box/file), the CLI's --drop/--text/--box/--mask.
-    parameters = {"sigma", "factor", "mask", "drop", "quality"}
+    # The config's task parameters: `mask` is the kind (drop/text/box/file), the CLI's --drop/--text/--box/--mask;
+    # a PSF file (--psf) is the command line's only.
+    parameters = {"sigma", "factor", "mask", "drop", "quality", "blur", "noise", "peak"}
     assert parameters <= set(task_schema["properties"])
     as_config = {"sigma": "sigma", "factor": "factor", "quality": "quality", "mask": "mask", "drop": "drop",
-                 "text": "mask", "box": "mask", "flash": None}
+                 "text": "mask", "box": "mask", "flash": None, "blur": "blur", "psf": None, "noise": "noise",
+                 "peak": "peak"}
     conditions = {c["if"]["properties"]["task"]["const"]: c["then"] for c in task_schema["allOf"]
                   if set(c["if"]["properties"]) == {"task"}}
     for name, row in OPTIONS.items():
         then = conditions.get(name, {})
-        required = {as_config[r.split("|")[0]] for r in row.with_image or ()} - {None}
+        # A requirement met by either of two config parameters is the schema's anyOf of the two.
+        # (--mask/--drop/--text/--box all say the config's `mask`, the kind.)
+        alternatives = [{"mask"} if r.startswith("mask|") else {as_config[o] for o in r.split("|")} - {None}
+                        for r in row.with_image or ()]
+        required = {next(iter(a)) for a in alternatives if len(a) == 1}
+        either = [a for a in alternatives if len(a) > 1]
         assert set(then.get("required", [])) == required, name
+        assert ([{c["required"][0] for c in then["anyOf"]}] if "anyOf" in then else []) == either, name
         takes = {as_config[o] for o in row.takes} - {None}
         forbidden = {k for k, v in then.get("properties", {}).items() if v == {"not": {}}}
         assert forbidden == parameters - takes, name

@@ -33,7 +33,10 @@ rule prepare_mask:
 
 rule degrade:
     """Observation of a ground truth for one task from an observation seed; mask.png marks known pixels
-    (all but inpainting; a `mask: file` task degrades with the manifest's mask)."""
+    (all but inpainting; a `mask: file` task degrades with the manifest's mask). Poisson tasks: rule
+    degrade_exact."""
+    wildcard_constraints:
+        task=_alternatives([task for task in TASKS if task not in POISSON_TASKS]) or "(?!)",
     input:
         unpack(get_degrade_inputs),
     output:
@@ -49,6 +52,28 @@ rule degrade:
     shell:
         "dip degrade {params.task} {params.mask} --observation-seed {wildcards.obs} --image {input.clean} "
         "--out $(dirname {output.observed}) --always-mask 2> {log}"
+
+
+rule degrade_exact:
+    """A Poisson task's observation, which exceeds 1 where a count exceeds the peak: exact in observed.tif
+    (float32, what the fit and the baselines read), with its preview observed.png (clipped, for figures)."""
+    wildcard_constraints:
+        task=_alternatives(POISSON_TASKS) or "(?!)",
+    input:
+        unpack(get_degrade_inputs),
+    output:
+        observed="results/observations/{task}/{image}/obs{obs}/observed.tif",
+        preview="results/observations/{task}/{image}/obs{obs}/observed.png",
+        mask="results/observations/{task}/{image}/obs{obs}/mask.png",
+    params:
+        task=task_args,
+    log:
+        "logs/degrade/{task}/{image}/obs{obs}.log",
+    conda:
+        "../envs/dip.yaml"
+    shell:
+        "dip degrade {params.task} --observation-seed {wildcards.obs} --image {input.clean} "
+        "--out $(dirname {output.observed}) --always-mask --exact 2> {log}"
 
 
 rule prepare_pair:

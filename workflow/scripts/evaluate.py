@@ -34,8 +34,7 @@ if summary["status"] == "ok":
             if rec.get("minimum") is not None:
                 row[f"{rule}_minimum"] = rec["minimum"]
 if summary["status"] == "ok" and scored:
-    task = Task(**{k: summary[k] for k in ("sigma", "factor", "mask", "drop", "quality") if k in summary},
-                name=summary["task"])
+    task = Task.from_params(summary["task"], summary)
     # SR: the ground truth centre-cropped to a multiple of the factor, as the fit restored it.
     clean = to_array(task.crop(to_tensor(read_array(snakemake.input.clean))))
     restored = read_array(snakemake.input.restored)

@@ -42,7 +42,7 @@ pdfs = dict(zip(("comparison", "curves", "architectures"), snakemake.output.pdfs
 
 # Comparison grid: one row per image. The baselines that are the observation itself ("noisy", "jpeg",
 # "noflash") are not shown again: their score goes into the observation's title.
-OBSERVATION_ITSELF = {"noisy", "jpeg", "noflash"}
+OBSERVATION_ITSELF = {"noisy", "jpeg", "noflash", "blurred"}
 baseline_methods = sorted(p.stem for p in Path(snakemake.input.baseline_dirs[0]).glob("*.png")
                           if p.stem not in OBSERVATION_ITSELF)
 leading = [name for name, present in (("ground truth", truths), ("flash", flashes)) if present] + ["observation"]
