@@ -38,7 +38,11 @@ bench-gpu: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Style and the workflow's health: ruff (lint and format), snakefmt, Snakemake's own linter. CI runs it.
 lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check workflow
 	$(BIN)/snakemake --lint
 
 clean:

@@ -2,6 +2,7 @@
 
 `dip.restore` fits DIP to an observation through any forward operator (`dip.operators.Operator`).
 """
+
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"

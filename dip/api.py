@@ -7,6 +7,7 @@ batched network), so that every feature of the loop applies: output EMA, input p
 backtracking, ground-truth-free stopping, checkpoints with exact resume, batching, any device.
 What an operator must provide is in the docstring of `dip.operators.Operator`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -119,7 +120,9 @@ def restore(
     observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds)
     rules_named = _rule_names(stop, record)
     if "discrepancy" in rules_named and (noise_sigma is None or not math.isfinite(noise_sigma) or noise_sigma <= 0):
-        raise ValueError(f"noise_sigma: the discrepancy rule needs the noise's standard deviation > 0, got {noise_sigma}")
+        raise ValueError(
+            f"noise_sigma: the discrepancy rule needs the noise's standard deviation > 0, got {noise_sigma}"
+        )
     if holdout is None and "holdout" in rules_named:
         holdout = HOLDOUT
     if holdout is not None and not 0 < holdout < 0.5:
@@ -137,22 +140,55 @@ def restore(
     # One operator shared by every fit (the loop calls it once for all), or each fit's own holding out that
     # fit's entries (drawn from its seed's stream).
     try:
-        operators = ([HeldOut(operator, observed[b % len(observed)][None], holdout, generator(seed, "holdout"))
-                      for b, seed in enumerate(seed_list)] if holdout else [operator])
+        operators = (
+            [
+                HeldOut(operator, observed[b % len(observed)][None], holdout, generator(seed, "holdout"))
+                for b, seed in enumerate(seed_list)
+            ]
+            if holdout
+            else [operator]
+        )
     except ValueError as err:
         raise ValueError(f"holdout: {err}") from None
-    rules = [[make_rule(name, settings.iterations, window, patience, settings.ema,
-                        discrepancy=noise_sigma ** 2 if noise_sigma else None,
-                        heldout=(operators[b % len(operators)], observed[b % len(observed)][None]))
-              for name in rules_named] for b in range(len(seed_list))]
-    identity = {"observation": content_hash(observed), "operator": describe_operator(operator),
-                "network": spec, "stop": stop, "stopping rules": rules_named, "window": window,
-                "patience": patience, "holdout": holdout, "noise sigma": noise_sigma, "seed scheme": SCHEME,
-                "version": __version__}
+    rules = [
+        [
+            make_rule(
+                name,
+                settings.iterations,
+                window,
+                patience,
+                settings.ema,
+                discrepancy=noise_sigma**2 if noise_sigma else None,
+                heldout=(operators[b % len(operators)], observed[b % len(observed)][None]),
+            )
+            for name in rules_named
+        ]
+        for b in range(len(seed_list))
+    ]
+    identity = {
+        "observation": content_hash(observed),
+        "operator": describe_operator(operator),
+        "network": spec,
+        "stop": stop,
+        "stopping rules": rules_named,
+        "window": window,
+        "patience": patience,
+        "holdout": holdout,
+        "noise sigma": noise_sigma,
+        "seed scheme": SCHEME,
+        "version": __version__,
+    }
     if clean is not None:
         identity["clean image"] = content_hash(clean)
-    options = dict(clean=clean, stop_on=stop if stop not in (None, "fixed") else None, device=dev,
-                   checkpoint=checkpoint, progress=progress, log=log, fingerprint=identity)
+    options = dict(
+        clean=clean,
+        stop_on=stop if stop not in (None, "fixed") else None,
+        device=dev,
+        checkpoint=checkpoint,
+        progress=progress,
+        log=log,
+        fingerprint=identity,
+    )
     if stacked:
         results = fit_batch(spec, operators, observed, settings, seed_list, rules=rules, **options)
     else:
@@ -169,16 +205,22 @@ def _check(observed, operator, arch, settings, seeds) -> tuple[torch.Tensor, Fit
     if observed.dim() != 4:
         raise ValueError(f"observed: must be 4-D (N, C, H, W), got shape {tuple(observed.shape)}")
     if observed.is_complex() or not observed.is_floating_point():
-        raise ValueError(f"observed: must be a real floating-point tensor, got {observed.dtype} (put real and "
-                         "imaginary parts side by side along a dimension)")
+        raise ValueError(
+            f"observed: must be a real floating-point tensor, got {observed.dtype} (put real and "
+            "imaginary parts side by side along a dimension)"
+        )
     if not torch.isfinite(observed).all():
         raise ValueError("observed: holds NaN or infinite values")
     if not callable(getattr(operator, "forward", None)):
-        raise TypeError(f"operator: {type(operator).__name__} has no forward(x) method; subclass "
-                        "dip.operators.Operator and write forward")
+        raise TypeError(
+            f"operator: {type(operator).__name__} has no forward(x) method; subclass "
+            "dip.operators.Operator and write forward"
+        )
     if not isinstance(operator, Operator):
-        raise TypeError(f"operator: {type(operator).__name__} is not a dip.operators.Operator; subclass it, which "
-                        "gives the loss, image_size, to and mask the loop also uses")
+        raise TypeError(
+            f"operator: {type(operator).__name__} is not a dip.operators.Operator; subclass it, which "
+            "gives the loss, image_size, to and mask the loop also uses"
+        )
     if isinstance(arch, str):
         named = architecture(arch)
         spec, arch_settings = named["net"], named.get("settings", {})
@@ -195,8 +237,10 @@ def _check(observed, operator, arch, settings, seeds) -> tuple[torch.Tensor, Fit
     elif not isinstance(settings, FitSettings):
         raise TypeError(f"settings: a FitSettings or a dict of its fields, got {type(settings).__name__}")
     if settings.input == "image":
-        raise ValueError("settings: input 'image' needs an input image, which restore does not take; use "
-                         "dip.fit.fit(..., input_image=...)")
+        raise ValueError(
+            "settings: input 'image' needs an input image, which restore does not take; use "
+            "dip.fit.fit(..., input_image=...)"
+        )
     stacked = seeds is not None
     if stacked:
         seeds = list(seeds)
@@ -207,11 +251,14 @@ def _check(observed, operator, arch, settings, seeds) -> tuple[torch.Tensor, Fit
         if settings.optimizer != "adam":
             raise ValueError("seeds: batched fits use Adam; fit LBFGS seeds one at a time")
         if observed.shape[0] not in (1, len(seeds)):
-            raise ValueError(f"observed: {observed.shape[0]} observations for {len(seeds)} seeds; give 1 or "
-                             f"{len(seeds)}")
+            raise ValueError(
+                f"observed: {observed.shape[0]} observations for {len(seeds)} seeds; give 1 or {len(seeds)}"
+            )
     elif observed.shape[0] != 1:
-        raise ValueError(f"observed: {observed.shape[0]} observations for one fit; give (1, C, H, W), or one per "
-                         "seed with seeds=[...]")
+        raise ValueError(
+            f"observed: {observed.shape[0]} observations for one fit; give (1, C, H, W), or one per "
+            "seed with seeds=[...]"
+        )
     return observed.detach().float(), settings, spec, stacked
 
 
@@ -230,8 +277,12 @@ def _check_clean(clean, observed, operator, fits: int) -> torch.Tensor | None:
         return None
     h, w = (int(v) for v in operator.image_size(observed[:1]))
     want = (observed.shape[1], h, w)
-    if not isinstance(clean, torch.Tensor) or clean.dim() != 4 or tuple(clean.shape[1:]) != want \
-            or clean.shape[0] not in (1, fits):
+    if (
+        not isinstance(clean, torch.Tensor)
+        or clean.dim() != 4
+        or tuple(clean.shape[1:]) != want
+        or clean.shape[0] not in (1, fits)
+    ):
         shape = tuple(clean.shape) if isinstance(clean, torch.Tensor) else type(clean).__name__
         raise ValueError(f"clean: must be (1, {want[0]}, {h}, {w}), the image the operator observes, got {shape}")
     return clean.detach().float()
@@ -247,24 +298,32 @@ def _probe(operator: Operator, observed: torch.Tensor) -> None:
     try:
         y = operator.forward(x)
     except Exception as err:  # noqa: BLE001 - the user's code: name it, in one line
-        raise ValueError(f"operator: {name}.forward failed on a batch (2, {observed.shape[1]}, {h}, {w}) of the "
-                         f"image's size: {_first_line(err)}") from None
+        raise ValueError(
+            f"operator: {name}.forward failed on a batch (2, {observed.shape[1]}, {h}, {w}) of the "
+            f"image's size: {_first_line(err)}"
+        ) from None
     want = (2, *observed.shape[1:])
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != want:
         got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ValueError(f"operator: {name}.forward of (2, {observed.shape[1]}, {h}, {w}) returned {got}, not "
-                         f"{want} (one observation per image, the shape of observed); check image_size")
+        raise ValueError(
+            f"operator: {name}.forward of (2, {observed.shape[1]}, {h}, {w}) returned {got}, not "
+            f"{want} (one observation per image, the shape of observed); check image_size"
+        )
     if not y.requires_grad:
-        raise ValueError(f"operator: {name}.forward is not differentiable (its output carries no gradient): "
-                         "write it in torch operations, without .detach(), .numpy() or in-place writes to x")
+        raise ValueError(
+            f"operator: {name}.forward is not differentiable (its output carries no gradient): "
+            "write it in torch operations, without .detach(), .numpy() or in-place writes to x"
+        )
     try:
         loss = operator.loss(x, observed[:1].expand(2, *observed.shape[1:]))
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"operator: {name}.loss failed: {_first_line(err)}") from None
     if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (2,):
         got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise ValueError(f"operator: {name}.loss returned shape {got} for 2 fits; it must return one value per "
-                         "fit, shape (N,) (e.g. .flatten(1).mean(1), not .mean())")
+        raise ValueError(
+            f"operator: {name}.loss returned shape {got} for 2 fits; it must return one value per "
+            "fit, shape (N,) (e.g. .flatten(1).mean(1), not .mean())"
+        )
 
 
 def _first_line(err: BaseException) -> str:
@@ -279,7 +338,8 @@ def describe_operator(operator: Operator) -> dict:
     for key, value in sorted(vars(operator).items()):
         if isinstance(value, torch.Tensor):
             state[key] = content_hash(value.real if value.is_complex() else value) + (
-                content_hash(value.imag) if value.is_complex() else "")
+                content_hash(value.imag) if value.is_complex() else ""
+            )
         elif isinstance(value, (bool, int, float, str, type(None), tuple, list)):
             state[key] = hashlib.sha256(repr(value).encode()).hexdigest()[:16] if len(repr(value)) > 64 else value
         elif isinstance(value, Operator):

@@ -13,6 +13,7 @@ notebook loop's. With --batch N it also times N fits batched into one network by
 prints their throughput against N single fits and their operations per iteration against one fit's. `graph` says whether the step was replayed as a CUDA graph: not built yet (the loop is split so
 that it can be), so it is always false.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 5) ->
         torch.mm(a, b)
         _sync(device)
         times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / min(times) / 1e9
+    return 2 * n**3 / min(times) / 1e9
 
 
 def flops_per_iteration(spec: dict, depth: int, size: int, device: torch.device) -> float:
@@ -93,8 +94,9 @@ def time_fit(spec, settings, clean, observed, device, warmup) -> list[float]:
     seconds = per_iteration(result.history["seconds"], warmup)
     if device.type != "cpu":
         # Asynchronous devices only sync at the loop's host checks: spread each interval's time evenly.
-        seconds = np.concatenate([np.full(len(c), c.mean()) for c in
-                                  np.array_split(seconds, max(1, len(seconds) // settings.check_every))])
+        seconds = np.concatenate(
+            [np.full(len(c), c.mean()) for c in np.array_split(seconds, max(1, len(seconds) // settings.check_every))]
+        )
     return list(seconds)
 
 
@@ -104,12 +106,14 @@ class NotebookLoop:
     output EMA, and the notebook's three PSNRs (output to the observation and to the ground truth, EMA
     image to the ground truth) computed on the host from `.cpu().numpy()` copies every iteration."""
 
-    def __init__(self, spec: dict, settings: FitSettings, clean: torch.Tensor, observed: torch.Tensor,
-                 device: torch.device):
+    def __init__(
+        self, spec: dict, settings: FitSettings, clean: torch.Tensor, observed: torch.Tensor, device: torch.device
+    ):
         self.net = make_network(spec, settings.input_depth, clean.shape[1], settings.seed).to(device).train()
         h, w = clean.shape[-2:]
-        self.z = noise_input(settings.input_depth, *networks.input_size(self.net, h, w),
-                             stream(settings.seed, "input")).to(device)
+        self.z = noise_input(
+            settings.input_depth, *networks.input_size(self.net, h, w), stream(settings.seed, "input")
+        ).to(device)
         self.noise = torch.zeros_like(self.z)
         self.s, self.h, self.w = settings, h, w
         self.observed = observed.to(device)
@@ -159,8 +163,14 @@ def _rules(names: tuple[str, ...], settings: FitSettings, observed: torch.Tensor
     return [make_rule(n, settings.iterations, ema=settings.ema, discrepancy=target) for n in names]
 
 
-def ops_per_iteration(spec: dict, size: int, fits: int = 1, rules: tuple[str, ...] = (), iterations: int = 30,
-                      device: torch.device | str = "cpu") -> dict:
+def ops_per_iteration(
+    spec: dict,
+    size: int,
+    fits: int = 1,
+    rules: tuple[str, ...] = (),
+    iterations: int = 30,
+    device: torch.device | str = "cpu",
+) -> dict:
     """Operations dispatched per steady-state iteration: by `dip.fit`'s step for `fits` fits (stacked when
     more than one) recording `rules`, against the authors' notebook loop (`NotebookLoop`), on one
     denoising problem with ground truth. The host checks (every check_every iterations) are counted apart,
@@ -170,7 +180,7 @@ def ops_per_iteration(spec: dict, size: int, fits: int = 1, rules: tuple[str, ..
     device = torch.device(device)
     clean = test_image(size)
     observed = Denoise(25).observe(clean, stream(0, "observation"))
-    s = FitSettings(iterations=iterations, ssim_every=10 ** 9, check_every=10)
+    s = FitSettings(iterations=iterations, ssim_every=10**9, check_every=10)
     counter = OpCounter()
     calls = {"step": 0}
     step_call = loop.Step.__call__
@@ -188,8 +198,16 @@ def ops_per_iteration(spec: dict, size: int, fits: int = 1, rules: tuple[str, ..
             if fits == 1:
                 fit(spec, Denoise(25), observed, s, clean=clean, rules=_rules(rules, s, observed), device=device)
             else:
-                fit_batch(spec, Denoise(25), observed, s, list(range(fits)), clean=clean,
-                          rules=[_rules(rules, s, observed) for _ in range(fits)], device=device)
+                fit_batch(
+                    spec,
+                    Denoise(25),
+                    observed,
+                    s,
+                    list(range(fits)),
+                    clean=clean,
+                    rules=[_rules(rules, s, observed) for _ in range(fits)],
+                    device=device,
+                )
     finally:
         loop.Step.__call__ = step_call
     per_step = sum(counter.ops.values()) / (calls["step"] - s.check_every)
@@ -216,7 +234,7 @@ def time_batch(spec, settings, clean, observed, device, warmup, fits: int) -> li
 
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -240,10 +258,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--flush-denormal", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--reference", action="store_true", help="also time the plain reference loop")
-    p.add_argument("--parity", type=int, default=0,
-                   help="also fit N denoising iterations with the fast and the fp32 path and compare best EMA PSNR")
-    p.add_argument("--batch", type=int, default=0,
-                   help="also time N fits batched into one network (N seeds at once, see dip.fit.fit_batch)")
+    p.add_argument(
+        "--parity",
+        type=int,
+        default=0,
+        help="also fit N denoising iterations with the fast and the fp32 path and compare best EMA PSNR",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="also time N fits batched into one network (N seeds at once, see dip.fit.fit_batch)",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -257,13 +283,31 @@ def main(argv: list[str] | None = None) -> int:
     clean = test_image(args.size)
     observed = Denoise(25).observe(clean, stream(0, "observation"))
     total = args.warmup + args.iters
-    fast = FitSettings(iterations=total, input_depth=depth, channels_last=args.channels_last, bf16=args.bf16,
-                       compile=args.compile, flush_denormal=args.flush_denormal, ssim_every=10 ** 9)
+    fast = FitSettings(
+        iterations=total,
+        input_depth=depth,
+        channels_last=args.channels_last,
+        bf16=args.bf16,
+        compile=args.compile,
+        flush_denormal=args.flush_denormal,
+        ssim_every=10**9,
+    )
     speed = resolve_speed(device, args.channels_last, args.bf16, args.flush_denormal)
-    report = {"arch": args.arch, "size": args.size, "device": device_name(device), "threads": torch.get_num_threads(),
-              "cpu_native_bf16": cpu_has_native_bf16(), "channels_last": speed.channels_last, "bf16": speed.bf16, "compile": args.compile,
-              "graph": False, "flush_denormal": args.flush_denormal,
-              "timed_iterations": args.iters * args.rounds, "warmup_iterations": args.warmup, "rounds": args.rounds}
+    report = {
+        "arch": args.arch,
+        "size": args.size,
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "channels_last": speed.channels_last,
+        "bf16": speed.bf16,
+        "compile": args.compile,
+        "graph": False,
+        "flush_denormal": args.flush_denormal,
+        "timed_iterations": args.iters * args.rounds,
+        "warmup_iterations": args.warmup,
+        "rounds": args.rounds,
+    }
     if args.compile:
         t = time.perf_counter()
         time_fit(spec["net"], FitSettings(**{**vars(fast), "iterations": 2}), clean, observed, device, 0)
@@ -274,10 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         times += time_fit(spec["net"], fast, clean, observed, device, args.warmup)
         report.setdefault("peak_memory_mb", peak_memory_mb(device))  # the fit path's, before the others run
         # dip.memory's estimate of the same: on a CPU the process's high-water mark holds the process too.
-        need = memory.estimate(args.arch, args.size, args.size, 3, device=device.type, bf16=speed.bf16, window=100,
-                               windowed_rules=2)
-        report.setdefault("estimated_peak_memory_mb",
-                          (need.bytes + (memory.PROCESS_BYTES if device.type == "cpu" else 0)) / 2 ** 20)
+        need = memory.estimate(
+            args.arch, args.size, args.size, 3, device=device.type, bf16=speed.bf16, window=100, windowed_rules=2
+        )
+        report.setdefault(
+            "estimated_peak_memory_mb", (need.bytes + (memory.PROCESS_BYTES if device.type == "cpu" else 0)) / 2**20
+        )
         if args.reference:
             ref_times += time_reference(spec["net"], fast, clean, observed, device, args.warmup)
         if args.batch:
@@ -288,37 +334,56 @@ def main(argv: list[str] | None = None) -> int:
     stats = summarise(times)
     flops = flops_per_iteration(spec["net"], depth, args.size, device)
     peak = matmul_peak_gflops(device)
-    report.update(seconds_per_iteration=stats["median"], seconds_p10=stats["p10"], seconds_p90=stats["p90"],
-                  iterations_per_second=stats["iterations_per_second"], gflops_per_iteration=flops / 1e9,
-                  achieved_gflops=flops / 1e9 / stats["median"], matmul_peak_gflops=peak,
-                  fraction_of_matmul_peak=flops / 1e9 / stats["median"] / peak)
+    report.update(
+        seconds_per_iteration=stats["median"],
+        seconds_p10=stats["p10"],
+        seconds_p90=stats["p90"],
+        iterations_per_second=stats["iterations_per_second"],
+        gflops_per_iteration=flops / 1e9,
+        achieved_gflops=flops / 1e9 / stats["median"],
+        matmul_peak_gflops=peak,
+        fraction_of_matmul_peak=flops / 1e9 / stats["median"] / peak,
+    )
     if args.reference:
         ref = summarise(ref_times)
-        report.update(reference_seconds_per_iteration=ref["median"], reference_p10=ref["p10"],
-                      reference_p90=ref["p90"], speedup=ref["median"] / stats["median"],
-                      reference_fraction_of_matmul_peak=flops / 1e9 / ref["median"] / peak)
+        report.update(
+            reference_seconds_per_iteration=ref["median"],
+            reference_p10=ref["p10"],
+            reference_p90=ref["p90"],
+            speedup=ref["median"] / stats["median"],
+            reference_fraction_of_matmul_peak=flops / 1e9 / ref["median"] / peak,
+        )
     if args.batch:
         batch = summarise(batch_times)
         # Throughput in fit-iterations per second: B fits advance one iteration per batched step.
-        report.update(batch_fits=args.batch, batch_seconds_per_iteration=batch["median"],
-                      batch_fit_iterations_per_second=args.batch / batch["median"],
-                      batch_speedup_over_single=args.batch * stats["median"] / batch["median"])
+        report.update(
+            batch_fits=args.batch,
+            batch_seconds_per_iteration=batch["median"],
+            batch_fit_iterations_per_second=args.batch / batch["median"],
+            batch_speedup_over_single=args.batch * stats["median"] / batch["median"],
+        )
     # Operations dispatched per iteration (about one kernel launch each on a GPU), counted on a 32x32
     # problem: the count does not depend on the image size.
     ops = ops_per_iteration(spec["net"], 32, device=device)
-    report.update(ops_per_iteration=ops["fit"], reference_ops_per_iteration=ops["reference"],
-                  ops_ratio_to_reference=ops["ratio"])
+    report.update(
+        ops_per_iteration=ops["fit"], reference_ops_per_iteration=ops["reference"], ops_ratio_to_reference=ops["ratio"]
+    )
     if args.batch:
         batch_ops = ops_per_iteration(spec["net"], 32, fits=args.batch, device=device)["fit"]
         report.update(batch_ops_per_iteration=batch_ops, batch_ops_ratio_to_single=batch_ops / ops["fit"])
     if args.parity:
         best = {}
         for name, cl, bf in (("fast", args.channels_last, args.bf16), ("fp32", False, False)):
-            s = FitSettings(iterations=args.parity, input_depth=depth, channels_last=cl, bf16=bf, ssim_every=10 ** 9)
-            best[name] = float(fit(spec["net"], Denoise(25), observed, s, clean=clean, device=device)
-                               .history["psnr_ema"].max())
-        report.update(parity_iterations=args.parity, best_psnr_ema_fast=best["fast"], best_psnr_ema_fp32=best["fp32"],
-                      parity_difference_db=best["fast"] - best["fp32"])
+            s = FitSettings(iterations=args.parity, input_depth=depth, channels_last=cl, bf16=bf, ssim_every=10**9)
+            best[name] = float(
+                fit(spec["net"], Denoise(25), observed, s, clean=clean, device=device).history["psnr_ema"].max()
+            )
+        report.update(
+            parity_iterations=args.parity,
+            best_psnr_ema_fast=best["fast"],
+            best_psnr_ema_fp32=best["fp32"],
+            parity_difference_db=best["fast"] - best["fp32"],
+        )
     if args.json:
         print(json.dumps(report))
     else:

@@ -4,6 +4,7 @@ the `bm3d` package of Tampere University (Mäkinen, Azzari, Foi): an optional ex
 README). Where it is not installed, or its bundled binary does not load on this platform, `available()`
 is False and the pipeline's denoising baselines are those of scikit-image alone.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
 """A fit's checkpoint belongs to that fit: its fingerprint (every setting, the seeds, and what the caller
 knows determines the fit: the task, content hashes of the inputs, the architecture, ...) is recorded in
 the checkpoint, and a checkpoint resumes only the fit whose fingerprint it holds."""
+
 from __future__ import annotations
 
 from dataclasses import asdict

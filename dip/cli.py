@@ -1,5 +1,6 @@
 """`dip fit` and `dip degrade`: Deep Image Prior from the shell. Bad input is reported as one line
 naming the file or option, before any fitting starts and before any output is written."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,25 @@ from pathlib import Path
 import pandas as pd
 
 from dip import __version__
-from dip.image_io import (InputError, Reading, Source, describe, load_image, load_mask, peek_size, save_csv, save_image,
-                          save_json, save_png, to_array)
+from dip.image_io import (
+    InputError,
+    Reading,
+    Source,
+    describe,
+    load_image,
+    load_mask,
+    peek_size,
+    save_csv,
+    save_image,
+    save_json,
+    save_png,
+    to_array,
+)
 from dip.inputs import INPUTS
 from dip.metrics import psnr, ssim
 from dip.presets import PAPER, architecture, preset_key
-from dip.seeds import SCHEME
 from dip.provenance import config_hash, device_name, git_commit, package_versions
+from dip.seeds import SCHEME
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
 from dip.tasks import NOISES, OPTIONS, TASK_OPTIONS, TASKS, Task, check_options
 
@@ -43,41 +56,73 @@ def _takes(option: str) -> str:
 
 def _task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument("--sigma", type=float, help="noise std on the 0-255 scale; with --observed optional: it picks "
-                   "the sigma >= 50 preset (without it: the sigma 25 preset) and is the discrepancy rule's noise "
-                   "level" + _takes("sigma"))
+    p.add_argument(
+        "--sigma",
+        type=float,
+        help="noise std on the 0-255 scale; with --observed optional: it picks "
+        "the sigma >= 50 preset (without it: the sigma 25 preset) and is the discrepancy rule's noise "
+        "level" + _takes("sigma"),
+    )
     p.add_argument("--factor", type=int, help="super-resolution factor, an integer >= 2" + _takes("factor"))
     p.add_argument("--quality", type=int, help="JPEG quality 1-95" + _takes("quality"))
-    p.add_argument("--mask", help="mask image (bright = known pixel); with --observed, the mask of the "
-                   "observation (--drop/--text/--box then name its kind, which picks the preset)" + _takes("mask"))
+    p.add_argument(
+        "--mask",
+        help="mask image (bright = known pixel); with --observed, the mask of the "
+        "observation (--drop/--text/--box then name its kind, which picks the preset)" + _takes("mask"),
+    )
     m = p.add_mutually_exclusive_group()
     m.add_argument("--drop", type=float, help="drop this fraction of pixels at random" + _takes("drop"))
     m.add_argument("--text", action="store_true", help="text overlay mask" + _takes("text"))
     m.add_argument("--box", action="store_true", help="centred box mask" + _takes("box"))
-    p.add_argument("--blur", help="the known blur: gaussian:SIGMA (std in pixels) or motion:LENGTH,ANGLE (pixels, "
-                   "degrees counter-clockwise from the x axis); borders reflected" + _takes("blur"))
-    p.add_argument("--psf", help="the known blur as a point-spread function file: PNG, TIFF or NPY, one 2-D "
-                   "kernel of odd sides, non-negative (scaled to sum 1)" + _takes("psf"))
-    p.add_argument("--noise", choices=NOISES, help="noise model (default gaussian, level --sigma); poisson: "
-                   "observation = Poisson(PEAK * x) / PEAK, fitted with the Poisson deviance" + _takes("noise"))
-    p.add_argument("--peak", type=float, help="Poisson noise: the expected photon count of a pixel of value 1 "
-                   "(> 0; required with --noise poisson)" + _takes("peak"))
-    p.add_argument("--seed", type=int, default=0,
-                   help="network seed: initial weights, input z, per-iteration perturbations")
-    p.add_argument("--observation-seed", type=int,
-                   help="seed of the observation's noise or random mask (default: --seed; either way a stream "
-                   "of its own, never one the network draws from); with --observed, the seed that made it, "
-                   "recorded as provenance only")
+    p.add_argument(
+        "--blur",
+        help="the known blur: gaussian:SIGMA (std in pixels) or motion:LENGTH,ANGLE (pixels, "
+        "degrees counter-clockwise from the x axis); borders reflected" + _takes("blur"),
+    )
+    p.add_argument(
+        "--psf",
+        help="the known blur as a point-spread function file: PNG, TIFF or NPY, one 2-D "
+        "kernel of odd sides, non-negative (scaled to sum 1)" + _takes("psf"),
+    )
+    p.add_argument(
+        "--noise",
+        choices=NOISES,
+        help="noise model (default gaussian, level --sigma); poisson: "
+        "observation = Poisson(PEAK * x) / PEAK, fitted with the Poisson deviance" + _takes("noise"),
+    )
+    p.add_argument(
+        "--peak",
+        type=float,
+        help="Poisson noise: the expected photon count of a pixel of value 1 "
+        "(> 0; required with --noise poisson)" + _takes("peak"),
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="network seed: initial weights, input z, per-iteration perturbations"
+    )
+    p.add_argument(
+        "--observation-seed",
+        type=int,
+        help="seed of the observation's noise or random mask (default: --seed; either way a stream "
+        "of its own, never one the network draws from); with --observed, the seed that made it, "
+        "recorded as provenance only",
+    )
 
 
 def _reading_arguments(p: argparse.ArgumentParser) -> None:
     """How image files are read (README, "Restore your own image"); masks have their own rule."""
-    p.add_argument("--intensity-range", type=_intensity_range, metavar="LO,HI",
-                   help="the file values read as 0 and 1 (default: the sample type's range for integers, as is "
-                   "for floats, which must then lie in [0, 1]); outputs are written back in the same units")
-    p.add_argument("--pages-as-channels", action="store_true",
-                   help="read every page of a multi-page file (a z-stack, a hyperspectral cube) as channels; "
-                   "without it such a file is refused")
+    p.add_argument(
+        "--intensity-range",
+        type=_intensity_range,
+        metavar="LO,HI",
+        help="the file values read as 0 and 1 (default: the sample type's range for integers, as is "
+        "for floats, which must then lie in [0, 1]); outputs are written back in the same units",
+    )
+    p.add_argument(
+        "--pages-as-channels",
+        action="store_true",
+        help="read every page of a multi-page file (a z-stack, a hyperspectral cube) as channels; "
+        "without it such a file is refused",
+    )
 
 
 def _positive(text: str) -> int:
@@ -139,14 +184,32 @@ def _task(args: argparse.Namespace) -> Task:
     check_options(args.task, _given_task_options(args), observed=bool(getattr(args, "observed", None)))
     mask = None
     if args.task == "inpaint":
-        mask = "drop" if args.drop is not None else "text" if args.text else "box" if args.box else \
-            "file" if args.mask else None
+        mask = (
+            "drop"
+            if args.drop is not None
+            else "text"
+            if args.text
+            else "box"
+            if args.box
+            else "file"
+            if args.mask
+            else None
+        )
         if mask != "file" and args.mask and args.image:
             raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
     if args.blur and args.psf:
         raise InputError("--psf: a PSF file and --blur exclude each other; give one")
-    task = Task(args.task, sigma=args.sigma, factor=args.factor, mask=mask, drop=args.drop, quality=args.quality,
-                blur="file" if args.psf else args.blur, noise=args.noise, peak=args.peak)
+    task = Task(
+        args.task,
+        sigma=args.sigma,
+        factor=args.factor,
+        mask=mask,
+        drop=args.drop,
+        quality=args.quality,
+        blur="file" if args.psf else args.blur,
+        noise=args.noise,
+        peak=args.peak,
+    )
     args.psf_kernel = _load_psf(args.psf) if args.psf else None
     return task
 
@@ -195,11 +258,18 @@ def parser() -> argparse.ArgumentParser:
     _reading_arguments(d)
     d.add_argument("--image", required=True, help="clean image")
     d.add_argument("--out", required=True, help="output folder: observed.png [, mask.png]")
-    d.add_argument("--always-mask", action="store_true",
-                   help="write mask.png for every task (all pixels known except for inpainting)")
-    d.add_argument("--exact", action="store_true", help="write the observation's values also as observed.tif "
-                   "(float32, unclipped, as dip fit --observed reads it back); always done for Poisson noise, "
-                   "whose observation reaches above 1")
+    d.add_argument(
+        "--always-mask",
+        action="store_true",
+        help="write mask.png for every task (all pixels known except for inpainting)",
+    )
+    d.add_argument(
+        "--exact",
+        action="store_true",
+        help="write the observation's values also as observed.tif "
+        "(float32, unclipped, as dip fit --observed reads it back); always done for Poisson noise, "
+        "whose observation reaches above 1",
+    )
 
     f = sub.add_parser("fit", help="restore an image with Deep Image Prior")
     _task_arguments(f)
@@ -209,13 +279,22 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--clean", help="with --observed: ground truth used only to score")
     f.add_argument("--flash", help="flash: the flash photograph, the network's input (the no-flash one is --observed)")
     f.add_argument("--out", required=True, help="output folder (with --seeds: may hold {seed}; default OUT/seed{seed})")
-    f.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
-                   help="fit these network seeds at once, stacked into one batched network (one process, one "
-                   "device; worth it on a GPU), each with its own backtracking, stopping and outputs; the "
-                   "observation is shared (--observation-seed, default the first seed)")
+    f.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="fit these network seeds at once, stacked into one batched network (one process, one "
+        "device; worth it on a GPU), each with its own backtracking, stopping and outputs; the "
+        "observation is shared (--observation-seed, default the first seed)",
+    )
     f.add_argument("--arch", default=None, help="architecture name (default: the task's paper preset)")
-    f.add_argument("--preset", choices=["paper", "none"], default="paper",
-                   help="start from the paper's settings for the task (default) or from the library defaults")
+    f.add_argument(
+        "--preset",
+        choices=["paper", "none"],
+        default="paper",
+        help="start from the paper's settings for the task (default) or from the library defaults",
+    )
     f.add_argument("--iters", type=int, help="iterations (default: the preset's)")
     f.add_argument("--lr", type=float)
     f.add_argument("--reg-noise-std", type=_non_negative)
@@ -225,33 +304,56 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--optimizer", choices=["adam", "lbfgs"])
     f.add_argument("--tv-weight", type=_non_negative)
     f.add_argument("--ssim-every", type=int)
-    f.add_argument("--stop", choices=RULES, help="stop at this rule's decision; with the EMA on, the variance rules "
-                   "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum, "
-                   "discrepancy the same lag after the loss fell to the noise level; es-wmv-paper is ES-WMV as "
-                   "published, es-wmv the same with a guard against early minima; holdout the image with the least "
-                   "error on pixels held out of the fit (see --holdout)")
+    f.add_argument(
+        "--stop",
+        choices=RULES,
+        help="stop at this rule's decision; with the EMA on, the variance rules "
+        "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum, "
+        "discrepancy the same lag after the loss fell to the noise level; es-wmv-paper is ES-WMV as "
+        "published, es-wmv the same with a guard against early minima; holdout the image with the least "
+        "error on pixels held out of the fit (see --holdout)",
+    )
     f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
-    f.add_argument("--holdout", type=float, help="hold this fraction of the observed pixels out of the loss (drawn "
-                   "from the network seed) and validate on them: the holdout rule (default with --stop holdout: "
-                   f"{HOLDOUT}; otherwise 0, nothing held out)")
-    f.add_argument("--noise-sigma", type=_noise_sigma, help="discrepancy rule: the observation's noise std on the "
-                   "0-255 scale, or 'estimate' (skimage's estimate_sigma); default: with --observed the denoising "
-                   "task's --sigma if given, otherwise estimated. Makes any task's observation count as noisy")
+    f.add_argument(
+        "--holdout",
+        type=float,
+        help="hold this fraction of the observed pixels out of the loss (drawn "
+        "from the network seed) and validate on them: the holdout rule (default with --stop holdout: "
+        f"{HOLDOUT}; otherwise 0, nothing held out)",
+    )
+    f.add_argument(
+        "--noise-sigma",
+        type=_noise_sigma,
+        help="discrepancy rule: the observation's noise std on the "
+        "0-255 scale, or 'estimate' (skimage's estimate_sigma); default: with --observed the denoising "
+        "task's --sigma if given, otherwise estimated. Makes any task's observation count as noisy",
+    )
     f.add_argument("--window", type=_positive, default=100, help="es-wmv window W; es-emv starts checking after W")
     f.add_argument("--patience", type=_positive, help="es-wmv/es-emv patience P (default: a fifth of the budget)")
-    f.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (one this PyTorch can use "
-                   "here; anything else is refused, listing what is available)")
+    f.add_argument(
+        "--device",
+        default="auto",
+        help="auto | cpu | cuda | cuda:N | mps (one this PyTorch can use "
+        "here; anything else is refused, listing what is available)",
+    )
     f.add_argument("--threads", type=_positive, help="CPU threads")
     f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     f.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     f.add_argument("--compile", action="store_true")
-    f.add_argument("--checkpoint-every", type=_positive, help="iterations between checkpoints (default: 10%% of the fit)")
+    f.add_argument(
+        "--checkpoint-every", type=_positive, help="iterations between checkpoints (default: 10%% of the fit)"
+    )
     f.add_argument("--no-progress", action="store_true")
-    f.add_argument("--dry-run", action="store_true",
-                   help="print the memory estimate and a time estimate from a few timed iterations; fit nothing, "
-                   "write nothing")
-    f.add_argument("--failure-ok", action="store_true",
-                   help="a fit that keeps diverging writes summary.json with status 'failed' and exits 0")
+    f.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the memory estimate and a time estimate from a few timed iterations; fit nothing, write nothing",
+    )
+    f.add_argument(
+        "--failure-ok",
+        action="store_true",
+        help="a fit that keeps diverging writes summary.json with status 'failed' and exits 0",
+    )
 
     sub.add_parser("bench", help="time fit iterations against a reference loop (dip bench --help)")
     return root
@@ -261,8 +363,11 @@ def _warn_if_made_at_8_bits(task: Task, path: str, source: Source) -> None:
     """SR's observation (PIL's Lanczos resize) and JPEG's are made from an 8-bit image: say so when the
     clean image `source` holds more, since its observation then keeps less than the file."""
     if task.name in ("sr", "jpeg") and source.sample_type not in ("uint8", "bool"):
-        warnings.warn(f"{path}: the {task.name} observation is made from the image at 8 bits ({source.sample_type} "
-                      f"samples); its full-precision files hold that 8-bit observation", stacklevel=2)
+        warnings.warn(
+            f"{path}: the {task.name} observation is made from the image at 8 bits ({source.sample_type} "
+            f"samples); its full-precision files hold that 8-bit observation",
+            stacklevel=2,
+        )
 
 
 def _load_inputs(args, task: Task):
@@ -284,8 +389,10 @@ def _load_inputs(args, task: Task):
         if args.clean:
             clean = task.crop(load_image(args.clean, _reading(args)))
             if tuple(clean.shape[-3:]) != (observed.shape[1], *size):
-                raise InputError(f"{args.clean}: ground truth is {tuple(clean.shape[-3:])} (C, H, W) but the "
-                                 f"observation needs {(observed.shape[1], *size)}")
+                raise InputError(
+                    f"{args.clean}: ground truth is {tuple(clean.shape[-3:])} (C, H, W) but the "
+                    f"observation needs {(observed.shape[1], *size)}"
+                )
         return clean, observed, mask
     if args.mask:
         mask = load_mask(args.mask, clean.shape[-2:])
@@ -299,8 +406,10 @@ def _check_psf_size(args, task: Task, h: int, w: int) -> None:
         return
     psf = task.psf(getattr(args, "psf_kernel", None))
     if psf.shape[0] > h or psf.shape[1] > w:
-        raise InputError(f"{args.psf or '--blur ' + args.blur}: the PSF is {psf.shape[0]}x{psf.shape[1]}, larger "
-                         f"than the {h}x{w} image")
+        raise InputError(
+            f"{args.psf or '--blur ' + args.blur}: the PSF is {psf.shape[0]}x{psf.shape[1]}, larger "
+            f"than the {h}x{w} image"
+        )
 
 
 def _input_image(args, task: Task, observed):
@@ -310,8 +419,10 @@ def _input_image(args, task: Task, observed):
         return None
     flash = load_image(args.flash, _reading(args))
     if flash.shape[-2:] != observed.shape[-2:] or flash.shape[1] != observed.shape[1]:
-        raise InputError(f"{args.flash}: the flash image is {tuple(flash.shape[1:])} (C, H, W) but the no-flash "
-                         f"image is {tuple(observed.shape[1:])}")
+        raise InputError(
+            f"{args.flash}: the flash image is {tuple(flash.shape[1:])} (C, H, W) but the no-flash "
+            f"image is {tuple(observed.shape[1:])}"
+        )
     return flash
 
 
@@ -325,11 +436,21 @@ def _settings(args, task: Task) -> tuple[str, dict]:
         values = {**values, **architecture(arch_name).get("settings", {})}
     except ValueError as err:
         raise InputError(f"--arch: {err}") from None
-    overrides = {"iterations": args.iters, "lr": args.lr, "reg_noise_std": args.reg_noise_std,
-                 "input": args.input, "input_depth": args.input_depth, "ema": args.ema,
-                 "optimizer": args.optimizer, "tv_weight": args.tv_weight, "ssim_every": args.ssim_every,
-                 "seed": args.seed, "channels_last": args.channels_last, "bf16": args.bf16,
-                 "compile": args.compile or None}
+    overrides = {
+        "iterations": args.iters,
+        "lr": args.lr,
+        "reg_noise_std": args.reg_noise_std,
+        "input": args.input,
+        "input_depth": args.input_depth,
+        "ema": args.ema,
+        "optimizer": args.optimizer,
+        "tv_weight": args.tv_weight,
+        "ssim_every": args.ssim_every,
+        "seed": args.seed,
+        "channels_last": args.channels_last,
+        "bf16": args.bf16,
+        "compile": args.compile or None,
+    }
     values.update({k: v for k, v in overrides.items() if v is not None})
     for key_, value in values.items():
         if key_ in ("iterations", "input_depth", "ssim_every") and value <= 0:
@@ -361,8 +482,10 @@ def _rule_names(args, task: Task) -> list[str]:
     if task.poisson and args.noise_sigma is not None:
         raise InputError("--noise-sigma: Poisson noise has no sigma; its discrepancy target comes from --peak")
     if args.stop == "discrepancy" and not noisy:
-        raise InputError(f"--stop discrepancy: applies to noisy observations (denoising, or give --noise-sigma); "
-                         f"the {task.name} task's observation has no noise level")
+        raise InputError(
+            f"--stop discrepancy: applies to noisy observations (denoising, or give --noise-sigma); "
+            f"the {task.name} task's observation has no noise level"
+        )
     if args.holdout is None and args.stop == "holdout":
         args.holdout = HOLDOUT
     if args.holdout is not None and not 0 <= args.holdout < 0.5:
@@ -370,8 +493,11 @@ def _rule_names(args, task: Task) -> list[str]:
     held = bool(args.holdout)
     if args.stop == "holdout" and not held:
         raise InputError("--stop holdout: needs pixels held out (--holdout > 0)")
-    return [n for n in RULES if (args.record_stops or n == args.stop) and (n != "discrepancy" or noisy)
-            and (n != "holdout" or held)]
+    return [
+        n
+        for n in RULES
+        if (args.record_stops or n == args.stop) and (n != "discrepancy" or noisy) and (n != "holdout" or held)
+    ]
 
 
 def _operators(args, task: Task, mask, observed, seeds_: list[int]) -> list:
@@ -383,7 +509,9 @@ def _operators(args, task: Task, mask, observed, seeds_: list[int]) -> list:
     if not args.holdout:
         return [_operator(args, task, mask)] * len(seeds_)
     try:
-        return [HeldOut(_operator(args, task, mask), observed, args.holdout, generator(seed, "holdout")) for seed in seeds_]
+        return [
+            HeldOut(_operator(args, task, mask), observed, args.holdout, generator(seed, "holdout")) for seed in seeds_
+        ]
     except ValueError as err:
         raise InputError(f"--holdout: {err}") from None
 
@@ -403,9 +531,8 @@ def _noise_level(args) -> tuple[float | None, str]:
 def _make_rules(args, names: list[str], settings, observed, operators: list) -> tuple[list[list], dict]:
     """The stopping rules of each fit (their own objects: rules keep state; one fit per operator), and what
     the discrepancy rule's target came from (estimated once: the fits share the observation)."""
-    from dip.stopping import clipped_noise_mse, default_patience, estimate_noise_sigma
-
     from dip.operators import poisson_discrepancy_target
+    from dip.stopping import clipped_noise_mse, default_patience, estimate_noise_sigma
 
     target, info = None, {}
     if "discrepancy" in names and args.noise == "poisson":
@@ -418,8 +545,21 @@ def _make_rules(args, names: list[str], settings, observed, operators: list) -> 
         info = {"noise_sigma": sigma * 255, "noise_sigma_source": source, "discrepancy_target": target}
     if args.patience is None:
         args.patience = default_patience(settings.iterations)
-    rules = [[make_rule(n, settings.iterations, args.window, args.patience, settings.ema, discrepancy=target,
-                        heldout=(op, observed)) for n in names] for op in operators]
+    rules = [
+        [
+            make_rule(
+                n,
+                settings.iterations,
+                args.window,
+                args.patience,
+                settings.ema,
+                discrepancy=target,
+                heldout=(op, observed),
+            )
+            for n in names
+        ]
+        for op in operators
+    ]
     return rules, info
 
 
@@ -431,16 +571,32 @@ def _memory_plan(args, task: Task, arch_name: str, settings, device, rules: list
     h, w, channels, source = _fit_size(args, task)
     bf16 = resolve_speed(device, settings.channels_last, settings.bf16, settings.flush_denormal).bf16
     windowed = sum(name.startswith("es-wmv") for name in rules)
-    need = memory.estimate(arch_name, h, w, channels, batch=batch, device=device.type, bf16=bf16,
-                           window=args.window if windowed else None, windowed_rules=windowed)
+    need = memory.estimate(
+        arch_name,
+        h,
+        w,
+        channels,
+        batch=batch,
+        device=device.type,
+        bf16=bf16,
+        window=args.window if windowed else None,
+        windowed_rules=windowed,
+    )
     have = memory.available_bytes(device)
     if have is not None and need.bytes > have:
         fits = f"{batch} batched fits" if batch > 1 else "fit"
-        raise InputError(f"{source}: a {h}x{w} {fits} of {arch_name} needs about {need.gib:.1f} GiB on {device.type} "
-                         f"but {have / 2 ** 30:.1f} GiB is available; resize or crop the image, choose a smaller "
-                         f"architecture (--arch), or use another device (--device)")
-    return {"height": h, "width": w, "channels": channels, "estimated_peak_mb": round(need.bytes / 2 ** 20),
-            "available_mb": None if have is None else round(have / 2 ** 20)}
+        raise InputError(
+            f"{source}: a {h}x{w} {fits} of {arch_name} needs about {need.gib:.1f} GiB on {device.type} "
+            f"but {have / 2**30:.1f} GiB is available; resize or crop the image, choose a smaller "
+            f"architecture (--arch), or use another device (--device)"
+        )
+    return {
+        "height": h,
+        "width": w,
+        "channels": channels,
+        "estimated_peak_mb": round(need.bytes / 2**20),
+        "available_mb": None if have is None else round(have / 2**20),
+    }
 
 
 def _dry_run(args, task: Task, arch_name: str, settings, device, plan: dict) -> dict:
@@ -452,12 +608,24 @@ def _dry_run(args, task: Task, arch_name: str, settings, device, plan: dict) -> 
     clean, observed, mask = _load_inputs(args, task)
     timed, warmup = 5, 2
     trial = FitSettings(**{**asdict(settings), "iterations": timed + warmup, "check_every": 1})
-    seconds = fit(architecture(arch_name)["net"], _operator(args, task, mask), observed, trial, device=device,
-                  input_image=_input_image(args, task, observed), log=_log).history["seconds"]
+    seconds = fit(
+        architecture(arch_name)["net"],
+        _operator(args, task, mask),
+        observed,
+        trial,
+        device=device,
+        input_image=_input_image(args, task, observed),
+        log=_log,
+    ).history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
-    return {"arch": arch_name, "iterations": settings.iterations, **plan, "device": device_name(device),
-            "seconds_per_iteration": round(per_iteration, 4),
-            "estimated_minutes": round(per_iteration * settings.iterations / 60, 1)}
+    return {
+        "arch": arch_name,
+        "iterations": settings.iterations,
+        **plan,
+        "device": device_name(device),
+        "seconds_per_iteration": round(per_iteration, 4),
+        "estimated_minutes": round(per_iteration * settings.iterations / 60, 1),
+    }
 
 
 def _scores(image, clean, task: Task) -> dict:
@@ -499,12 +667,22 @@ def _fingerprint(args, task: Task, arch_name: str, rules: list[str], images: dic
     A checkpoint in --out resumes only the fit with the same fingerprint."""
     from dip.provenance import content_hash
 
-    return {"task": task.name, **{k: v for k, v in task.params().items() if k != "name"},
-            "observation seed": _observation_seed(args),
-            **{name: content_hash(image) for name, image in images.items() if image is not None},
-            "arch": arch_name, "network": architecture(arch_name)["net"], "stop": args.stop,
-            "stopping rules": rules, "window": args.window, "patience": args.patience, "holdout": args.holdout,
-            "noise sigma": None if task.poisson else _noise_level(args)[0], "seed scheme": SCHEME, "version": __version__}
+    return {
+        "task": task.name,
+        **{k: v for k, v in task.params().items() if k != "name"},
+        "observation seed": _observation_seed(args),
+        **{name: content_hash(image) for name, image in images.items() if image is not None},
+        "arch": arch_name,
+        "network": architecture(arch_name)["net"],
+        "stop": args.stop,
+        "stopping rules": rules,
+        "window": args.window,
+        "patience": args.patience,
+        "holdout": args.holdout,
+        "noise sigma": None if task.poisson else _noise_level(args)[0],
+        "seed scheme": SCHEME,
+        "version": __version__,
+    }
 
 
 def _check_finished_fit(summary: Path, identity: dict) -> None:
@@ -517,14 +695,18 @@ def _check_finished_fit(summary: Path, identity: dict) -> None:
     except (OSError, ValueError):
         recorded = None
     if recorded is None:
-        raise InputError(f"{summary.parent}: holds the results of another fit (its summary.json records no "
-                         f"fingerprint); delete them or choose another --out")
+        raise InputError(
+            f"{summary.parent}: holds the results of another fit (its summary.json records no "
+            f"fingerprint); delete them or choose another --out"
+        )
     from dip.checkpoint import differences, what_differs
 
     differs = differences(identity, recorded)
     if differs:
-        raise InputError(f"{summary.parent}: holds the results of another fit ({what_differs(differs)}); delete "
-                         f"them or choose another --out")
+        raise InputError(
+            f"{summary.parent}: holds the results of another fit ({what_differs(differs)}); delete "
+            f"them or choose another --out"
+        )
 
 
 class _Signalled(Exception):
@@ -552,6 +734,7 @@ def run_fit(args) -> dict:
     arch_name, values = _settings(args, task)
 
     import torch
+
     from dip.checkpoint import CheckpointMismatch, check_checkpoint, fingerprint
     from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, FitSettings, fit, fit_batch
 
@@ -579,9 +762,19 @@ def run_fit(args) -> dict:
         _warn_if_made_at_8_bits(task, args.image, source)
     # Whether a checkpoint in --out is this fit's is decided before anything is written there.
     checkpoint = targets[0][1] / ("checkpoint.pt" if not args.seeds else "checkpoint-batch.pt")
-    identity = _fingerprint(args, task, arch_name, names, {"observation": observed, "clean image": clean,
-                                                           "mask pixels": mask, "flash image": input_image,
-                                                           "psf": getattr(args, "psf_kernel", None)})
+    identity = _fingerprint(
+        args,
+        task,
+        arch_name,
+        names,
+        {
+            "observation": observed,
+            "clean image": clean,
+            "mask pixels": mask,
+            "flash image": input_image,
+            "psf": getattr(args, "psf_kernel", None),
+        },
+    )
     whole = fingerprint(settings, [seed for seed, _ in targets], identity)
     try:
         check_checkpoint(checkpoint, whole)
@@ -592,46 +785,88 @@ def run_fit(args) -> dict:
         _check_finished_fit(out / "summary.json", recorded)
         other = out / ("checkpoint-batch.pt" if not args.seeds else "checkpoint.pt")
         if other.exists():  # the other kind of run's checkpoint: never this fit's
-            raise InputError(f"{other}: belongs to another fit ({'a batch of seeds' if not args.seeds else 'one seed'}"
-                             f"); delete it or choose another --out")
+            raise InputError(
+                f"{other}: belongs to another fit ({'a batch of seeds' if not args.seeds else 'one seed'}"
+                f"); delete it or choose another --out"
+            )
     summaries = {}
     for seed, out in targets:
         seed_settings = FitSettings(**{**asdict(settings), "seed": seed})
-        config = {"task": task.params(), "arch": arch_name, "network": architecture(arch_name)["net"],
-                  "settings": asdict(seed_settings), "observation_seed": _observation_seed(args),
-                  "seed_scheme": SCHEME, "stop": args.stop, "window": args.window, "patience": args.patience,
-                  **({"holdout": args.holdout} if args.holdout else {})}
+        config = {
+            "task": task.params(),
+            "arch": arch_name,
+            "network": architecture(arch_name)["net"],
+            "settings": asdict(seed_settings),
+            "observation_seed": _observation_seed(args),
+            "seed_scheme": SCHEME,
+            "stop": args.stop,
+            "window": args.window,
+            "patience": args.patience,
+            **({"holdout": args.holdout} if args.holdout else {}),
+        }
         summaries[seed] = {
-            "task": task.name, "task_label": task.label() + (f"-holdout{args.holdout:g}" if args.holdout else ""),
-            **{k: v for k, v in task.params().items() if k != "name"}, "arch": arch_name,
-            "preset": args.preset, "seed": seed, "observation_seed": _observation_seed(args), "seed_scheme": SCHEME,
-            "iterations_budget": settings.iterations, "stop_window": args.window, "stop_patience": args.patience,
+            "task": task.name,
+            "task_label": task.label() + (f"-holdout{args.holdout:g}" if args.holdout else ""),
+            **{k: v for k, v in task.params().items() if k != "name"},
+            "arch": arch_name,
+            "preset": args.preset,
+            "seed": seed,
+            "observation_seed": _observation_seed(args),
+            "seed_scheme": SCHEME,
+            "iterations_budget": settings.iterations,
+            "stop_window": args.window,
+            "stop_patience": args.patience,
             "holdout": args.holdout or 0.0,
             "settings": asdict(seed_settings),
-            "source": args.image or args.observed, "device": device_name(device), "batched_fits": len(targets),
-            "config_hash": config_hash(config), "git_commit": git_commit(), "versions": package_versions(),
-            "input_precision": source.record(), **noise, "status": "ok", "fingerprint": recorded}
+            "source": args.image or args.observed,
+            "device": device_name(device),
+            "batched_fits": len(targets),
+            "config_hash": config_hash(config),
+            "git_commit": git_commit(),
+            "versions": package_versions(),
+            "input_precision": source.record(),
+            **noise,
+            "status": "ok",
+            "fingerprint": recorded,
+        }
         save_image(observed, out / "observed", source, exact=task.poisson)
         if mask is not None:
             save_png(mask, out / "mask.png")
     start = time.perf_counter()
-    options = dict(clean=clean, stop_on=args.stop if args.stop != "fixed" else None, device=device,
-                   checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                   log=_log, scorer=task.scorer, input_image=input_image, fingerprint=identity)
+    options = dict(
+        clean=clean,
+        stop_on=args.stop if args.stop != "fixed" else None,
+        device=device,
+        checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+        log=_log,
+        scorer=task.scorer,
+        input_image=input_image,
+        fingerprint=identity,
+    )
     try:
         if args.seeds:
-            results = fit_batch(architecture(arch_name)["net"], operators, observed, settings,
-                                [seed for seed, _ in targets], rules=rules, **options)
+            results = fit_batch(
+                architecture(arch_name)["net"],
+                operators,
+                observed,
+                settings,
+                [seed for seed, _ in targets],
+                rules=rules,
+                **options,
+            )
         else:
-            results = [fit(architecture(arch_name)["net"], operators[0], observed, settings,
-                           rules=rules[0], **options)]
+            results = [fit(architecture(arch_name)["net"], operators[0], observed, settings, rules=rules[0], **options)]
     except FitInterrupted as err:
         raise SystemExit(128 + err.signum) from None
     except FitOutOfMemory as err:
         kept = f"; the checkpoint of iteration {err.iteration} is kept in {checkpoint.parent}" if err.iteration else ""
-        raise InputError(f"{summaries[targets[0][0]]['source']}: {err} (estimated {plan['estimated_peak_mb']} MB)"
-                         f"{kept}; resize or crop the image, choose a smaller architecture (--arch), or use another "
-                         f"device") from None
+        raise InputError(
+            f"{summaries[targets[0][0]]['source']}: {err} (estimated {plan['estimated_peak_mb']} MB)"
+            f"{kept}; resize or crop the image, choose a smaller architecture (--arch), or use another "
+            f"device"
+        ) from None
     except FitFailed as err:
         results = [err]
     failures = []
@@ -657,14 +892,18 @@ def run_fit(args) -> dict:
     return summaries[targets[0][0]]
 
 
-def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task: Task, start: float,
-               source) -> None:
+def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task: Task, start: float, source) -> None:
     """One fit's outputs: history.csv, restored.png (and the full-precision restored file of a 16-bit or float
     `source`) and summary.json (scores, on the float images, when there is a ground truth)."""
     history = result.history
-    summary.update(iterations=result.iterations, seconds=float(history["seconds"].iloc[-1]),
-                   wall_seconds=time.perf_counter() - start, backtracks=result.backtracks,
-                   resumed_from=result.resumed_from, stopped_by=result.stopped_by)
+    summary.update(
+        iterations=result.iterations,
+        seconds=float(history["seconds"].iloc[-1]),
+        wall_seconds=time.perf_counter() - start,
+        backtracks=result.backtracks,
+        resumed_from=result.resumed_from,
+        stopped_by=result.stopped_by,
+    )
     # What stopping saved against the fixed budget: the iterations not run, and their time at this fit's pace.
     saved = settings.iterations - result.iterations
     summary.update(iterations_saved=saved, seconds_saved=saved * summary["seconds"] / max(result.iterations, 1))
@@ -675,8 +914,11 @@ def _write_fit(result, summary: dict, out: Path, settings, clean, observed, task
         if result.ema is not None:
             summary.update({f"{k}_ema_final": v for k, v in _scores(result.ema, clean, task).items()})
         summary.update({f"{k}_restored": v for k, v in _scores(result.image, clean, task).items()})
-        summary.update(psnr_best=float(history["psnr"].max()), psnr_best_iteration=oracle_iteration(history, "psnr"),
-                       psnr_ema_best=float(history[ema].max()))
+        summary.update(
+            psnr_best=float(history["psnr"].max()),
+            psnr_best_iteration=oracle_iteration(history, "psnr"),
+            psnr_ema_best=float(history[ema].max()),
+        )
         if task.name != "sr":
             summary.update({f"{k}_observed": v for k, v in _scores(observed, clean, task).items()})
         for name, image in result.rule_images.items():
@@ -713,6 +955,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # its own parser: python -m dip.bench --help
         from dip.bench import main as bench_main
+
         return bench_main(argv[1:])
     args = parser().parse_args(argv)
     warnings.simplefilter("default")

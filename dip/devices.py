@@ -1,4 +1,5 @@
 """The devices a fit can run on, named the way PyTorch names them."""
+
 from __future__ import annotations
 
 import torch
@@ -26,18 +27,33 @@ def pick_device(name: str = "auto") -> torch.device:
         device = None
     if device is not None and device.index in (None, 0) and device.type == "cpu":
         return device
-    if device is not None and device.type == "cuda" and torch.cuda.is_available() and (
-            device.index is None or device.index < torch.cuda.device_count()):
+    if (
+        device is not None
+        and device.type == "cuda"
+        and torch.cuda.is_available()
+        and (device.index is None or device.index < torch.cuda.device_count())
+    ):
         return device
     if device is not None and device.type == "mps" and device.index in (None, 0) and _mps_available():
         return device
     if device is not None and device.type == "cuda":
-        why = ("this PyTorch is built without CUDA" if not torch.backends.cuda.is_built() else
-               "no CUDA device is visible" if not torch.cuda.is_available() else
-               f"there are {torch.cuda.device_count()} CUDA devices")
+        why = (
+            "this PyTorch is built without CUDA"
+            if not torch.backends.cuda.is_built()
+            else "no CUDA device is visible"
+            if not torch.cuda.is_available()
+            else f"there are {torch.cuda.device_count()} CUDA devices"
+        )
     elif device is not None and device.type == "mps":
-        why = "MPS is not available (" + ("not built into this PyTorch" if not torch.backends.mps.is_built()
-                                          else "this machine has no usable Metal device") + ")"
+        why = (
+            "MPS is not available ("
+            + (
+                "not built into this PyTorch"
+                if not torch.backends.mps.is_built()
+                else "this machine has no usable Metal device"
+            )
+            + ")"
+        )
     else:
         why = "not a device this program runs on"
     raise ValueError(f"{why}; available here: {', '.join(available_devices())} (or auto)")

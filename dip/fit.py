@@ -19,6 +19,7 @@ Two halves, read top to bottom:
 as channel groups (`dip.networks.Grouped`): each fit backtracks, stops and is checkpointed on its own
 and is frozen (learning rate 0, EMA and rules held) once it has stopped or failed.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,18 +52,18 @@ class FitSettings:
     iterations: int = 3000
     lr: float = 0.01
     reg_noise_std: float = 1 / 30
-    input: str = "noise"            # noise | meshgrid | image (flash/no-flash: fit's input_image is z)
+    input: str = "noise"  # noise | meshgrid | image (flash/no-flash: fit's input_image is z)
     input_depth: int = 32
-    ema: float = 0.99                # 0 switches the output EMA off
-    optimizer: str = "adam"          # adam | lbfgs
+    ema: float = 0.99  # 0 switches the output EMA off
+    optimizer: str = "adam"  # adam | lbfgs
     tv_weight: float = 0.0
     backtrack_db: float | None = 5.0  # collapse = PSNR to the observation drops by more than this; None:
     #                                   only a non-finite loss backtracks (the flash preset, see dip.presets)
     lr_decay_on_backtrack: float = 0.5
     max_backtracks: int = 5
-    check_every: int = 25            # host check interval (history flush, backtracking, stopping)
+    check_every: int = 25  # host check interval (history flush, backtracking, stopping)
     ssim_every: int = 100
-    seed: int = 0                    # the network seed: weights, z, perturbations (see dip.seeds)
+    seed: int = 0  # the network seed: weights, z, perturbations (see dip.seeds)
     channels_last: bool | None = None  # None: the measured default, off on every device (see dip.speed)
     bf16: bool | None = None
     compile: bool = False
@@ -101,8 +102,8 @@ class RunOptions:
 
 @dataclass
 class FitResult:
-    image: torch.Tensor             # what to report: the stopping rule's image, else final EMA (or raw)
-    output: torch.Tensor            # raw network output of the last iteration
+    image: torch.Tensor  # what to report: the stopping rule's image, else final EMA (or raw)
+    output: torch.Tensor  # raw network output of the last iteration
     ema: torch.Tensor | None
     history: pd.DataFrame
     stops: dict[str, dict] = field(default_factory=dict)
@@ -112,7 +113,7 @@ class FitResult:
     resumed_from: int | None = None
     rule_images: dict[str, torch.Tensor] = field(default_factory=dict)
     seed: int = 0
-    error: str | None = None        # batched fits only: why this fit failed (a single fit raises FitFailed)
+    error: str | None = None  # batched fits only: why this fit failed (a single fit raises FitFailed)
 
 
 def fit(
@@ -137,9 +138,18 @@ def fit(
     FitFailed if the fit keeps diverging.
     """
     s = settings or FitSettings()
-    return _fits(arch, [operator], observed, s, [s.seed], clean,
-                 [_prepare_rules(rules, stop_on, s, operator, observed)], stop_on,
-                 RunOptions(**options), raise_failure=True)[0]
+    return _fits(
+        arch,
+        [operator],
+        observed,
+        s,
+        [s.seed],
+        clean,
+        [_prepare_rules(rules, stop_on, s, operator, observed)],
+        stop_on,
+        RunOptions(**options),
+        raise_failure=True,
+    )[0]
 
 
 def fit_batch(
@@ -169,14 +179,35 @@ def fit_batch(
     rules = rules or [[] for _ in seeds_]
     if len(rules) != n:
         raise ValueError(f"{len(rules)} rule lists for {n} fits")
-    return _fits(arch, operators, observed, settings, list(seeds_), clean,
-                 [_prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
-                  for b, r in enumerate(rules)], stop_on, RunOptions(**options),
-                 raise_failure=False)
+    return _fits(
+        arch,
+        operators,
+        observed,
+        settings,
+        list(seeds_),
+        clean,
+        [
+            _prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
+            for b, r in enumerate(rules)
+        ],
+        stop_on,
+        RunOptions(**options),
+        raise_failure=False,
+    )
 
 
-def _fits(arch, operators, observed, s: FitSettings, seeds_: list[int], clean, rules, stop_on, o: RunOptions,
-          raise_failure: bool) -> list[FitResult]:
+def _fits(
+    arch,
+    operators,
+    observed,
+    s: FitSettings,
+    seeds_: list[int],
+    clean,
+    rules,
+    stop_on,
+    o: RunOptions,
+    raise_failure: bool,
+) -> list[FitResult]:
     problem = _Problem(operators, observed, clean, o.scorer, o.input_image)
     step = Step(arch, problem, s, seeds_, rules, torch.device(o.device))
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
@@ -184,8 +215,9 @@ def _fits(arch, operators, observed, s: FitSettings, seeds_: list[int], clean, r
     return [_result(step, b, t, s) for b, t in enumerate(tracks)]
 
 
-def _prepare_rules(rules: list[StoppingRule], stop_on: str | None, s: FitSettings, operator: Operator,
-                   observed: torch.Tensor) -> list[StoppingRule]:
+def _prepare_rules(
+    rules: list[StoppingRule], stop_on: str | None, s: FitSettings, operator: Operator, observed: torch.Tensor
+) -> list[StoppingRule]:
     rules = list(rules or [])
     if stop_on is not None and stop_on not in {r.name for r in rules}:
         heldout = (operator, observed) if isinstance(operator, HeldOut) else None
@@ -233,8 +265,9 @@ class _Problem:
     input_image: torch.Tensor | None = None
 
 
-def _network_input(s: FitSettings, size: tuple[int, int], channels: int, seeds_: list[int],
-                   image: torch.Tensor | None) -> torch.Tensor:
+def _network_input(
+    s: FitSettings, size: tuple[int, int], channels: int, seeds_: list[int], image: torch.Tensor | None
+) -> torch.Tensor:
     """z of every fit (B, channels, H, W): drawn from each fit's own `input` stream (dip.seeds), or the
     given input image (flash/no-flash)."""
     if s.input == "image":
@@ -252,8 +285,15 @@ class Step:
 
     The host changes it only at checks: `load` (backtracking, resuming), `set_lr`, `freeze`."""
 
-    def __init__(self, arch: dict | nn.Module, problem: _Problem, s: FitSettings, seeds_: list[int],
-                 rules: list[list[StoppingRule]], device: torch.device):
+    def __init__(
+        self,
+        arch: dict | nn.Module,
+        problem: _Problem,
+        s: FitSettings,
+        seeds_: list[int],
+        rules: list[list[StoppingRule]],
+        device: torch.device,
+    ):
         self.s, self.fits, self.device, self.scorer = s, len(seeds_), device, problem.scorer
         self.stacked = self.fits > 1
         self.h, self.w = problem.operators[0].image_size(problem.observed[:1])
@@ -262,16 +302,22 @@ class Step:
 
         fast = resolve_speed(device, s.channels_last and not self.stacked, s.bf16, s.flush_denormal)
         self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if fast.bf16 else nullcontext
-        zin = problem.input_image.shape[1] if s.input == "image" and problem.input_image is not None else \
-            input_channels(s.input, s.input_depth)
+        zin = (
+            problem.input_image.shape[1]
+            if s.input == "image" and problem.input_image is not None
+            else input_channels(s.input, s.input_depth)
+        )
         net = self._network(arch, seeds_, zin, channels)
         layout = torch.channels_last if fast.channels_last else torch.contiguous_format
-        self.z = _network_input(s, networks.input_size(net, h=self.h, w=self.w), zin, seeds_,
-                                problem.input_image).to(device).to(memory_format=layout)
+        self.z = (
+            _network_input(s, networks.input_size(net, h=self.h, w=self.w), zin, seeds_, problem.input_image)
+            .to(device)
+            .to(memory_format=layout)
+        )
         # Each fit's own stream (dip.seeds) draws its perturbation into its own slice of one buffer.
         self.noise = [seeds.generator(seed, "perturbation", device) for seed in seeds_]
         self.z_noise = torch.zeros(self.z.shape, device=device)  # contiguous: the draw's order is the layout's
-        self.z_noise_slices = [self.z_noise[b:b + 1] for b in range(self.fits)]
+        self.z_noise_slices = [self.z_noise[b : b + 1] for b in range(self.fits)]
         operators = [op.to(device) for op in problem.operators]
         self.operators = operators * (self.fits if len(operators) == 1 else 1)
         self.shared_operator = operators[0] if len(operators) == 1 else None
@@ -285,10 +331,14 @@ class Step:
         self.signalled = [r for r in self.rules if r.name != "fixed"]  # fixed has no statistic
         # Each fit's weights: the parameters, or for stacked fits their (B, ...) views.
         self.params = net.per_fit() if self.stacked else list(net.parameters())
-        self.opt = make_optimiser(s.optimizer, self.params, s.lr, self.fits, device,
-                                  leaves=list(net.parameters()) if self.stacked else None)
-        self.columns = ["loss", "psnr_observed"] + (["psnr", "psnr_ema"] if clean is not None else []) + [
-            f"signal_{r.name}" for r in self.signalled]
+        self.opt = make_optimiser(
+            s.optimizer, self.params, s.lr, self.fits, device, leaves=list(net.parameters()) if self.stacked else None
+        )
+        self.columns = (
+            ["loss", "psnr_observed"]
+            + (["psnr", "psnr_ema"] if clean is not None else [])
+            + [f"signal_{r.name}" for r in self.signalled]
+        )
         self.history = torch.zeros(s.check_every, self.fits, len(self.columns), device=device)
         self.out = torch.zeros(self.fits, channels, self.h, self.w, device=device)
         self.ema = torch.zeros_like(self.out)
@@ -317,10 +367,14 @@ class Step:
         if self.shared_operator is not None:
             losses = self.shared_operator.loss(out, self.observed)
         else:
-            losses = torch.cat([op.loss(out[b:b + 1], self.observed[b:b + 1]) for b, op in enumerate(self.operators)])
+            losses = torch.cat(
+                [op.loss(out[b : b + 1], self.observed[b : b + 1]) for b, op in enumerate(self.operators)]
+            )
         if losses.shape != (self.fits,):
-            raise ValueError(f"the forward operator's loss must give one value per fit, shape ({self.fits},); "
-                             f"got {tuple(losses.shape)}")
+            raise ValueError(
+                f"the forward operator's loss must give one value per fit, shape ({self.fits},); "
+                f"got {tuple(losses.shape)}"
+            )
         return losses + self.s.tv_weight * total_variation(out) if self.s.tv_weight else losses
 
     def _closure(self) -> torch.Tensor:
@@ -350,12 +404,17 @@ class Step:
         self.ema.copy_(torch.where(live.view(-1, 1, 1, 1), torch.lerp(self.ema, out, weight), self.ema))
         for r in self.rules:
             r.update(it, out, self.ema, self.losses, live)
-        predicted = self.shared_operator(out) if self.shared_operator is not None else \
-            torch.cat([op(out[b:b + 1]) for b, op in enumerate(self.operators)])
+        predicted = (
+            self.shared_operator(out)
+            if self.shared_operator is not None
+            else torch.cat([op(out[b : b + 1]) for b, op in enumerate(self.operators)])
+        )
         row = [self.losses.float(), psnr_per_image(predicted, self.observed)]
         if self.clean is not None:
-            row += [psnr_per_image(self.scorer.view(out), self.scored_clean),
-                    psnr_per_image(self.scorer.view(self.ema), self.scored_clean)]
+            row += [
+                psnr_per_image(self.scorer.view(out), self.scored_clean),
+                psnr_per_image(self.scorer.view(self.ema), self.scored_clean),
+            ]
         row += [r.signal for r in self.signalled]
         self.history[pos] = torch.stack(row, 1)
 
@@ -368,9 +427,13 @@ class Step:
         """A real copy of fit b's state at `iteration` (no history: a rewind never goes past the last good
         check): what backtracking restores and what a checkpoint holds."""
         with torch.no_grad():
-            return {"iteration": iteration, "tensors": [t.detach().clone() for t in self._weights(b)],
-                    "optimizer": self.opt.snapshot(b), "rules": [r.snapshot(b) for r in self.rules],
-                    "generator": self.noise[b].get_state()}
+            return {
+                "iteration": iteration,
+                "tensors": [t.detach().clone() for t in self._weights(b)],
+                "optimizer": self.opt.snapshot(b),
+                "rules": [r.snapshot(b) for r in self.rules],
+                "generator": self.noise[b].get_state(),
+            }
 
     def load(self, b: int, saved: dict) -> None:
         with torch.no_grad():
@@ -394,8 +457,9 @@ class Step:
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Anisotropic total variation of each image (N, C, H, W): mean absolute vertical plus horizontal
     difference, a tensor (N,)."""
-    return ((x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
-            + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1))
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1) + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(
+        1
+    ).mean(1)
 
 
 def _banks(rules: list[list[StoppingRule]], fits: int) -> list[StoppingRule]:
@@ -421,16 +485,23 @@ class _Track:
     stopped_by: str | None = None
     error: str | None = None
     resumed_from: int | None = None
-    output: torch.Tensor | None = None   # raw output and EMA when the fit ended
+    output: torch.Tensor | None = None  # raw output and EMA when the fit ended
     ema: torch.Tensor | None = None
-    saved: dict | None = None            # Step.save at the last good check
+    saved: dict | None = None  # Step.save at the last good check
 
 
 class _Loop:
     """The host loop over `step` until every fit has ended: by its budget, its rule, or failure."""
 
-    def __init__(self, step: Step, tracks: list[_Track], stop_on: str | None, o: RunOptions, raise_failure: bool,
-                 fingerprint_: dict):
+    def __init__(
+        self,
+        step: Step,
+        tracks: list[_Track],
+        stop_on: str | None,
+        o: RunOptions,
+        raise_failure: bool,
+        fingerprint_: dict,
+    ):
         self.step, self.tracks, self.s, self.stop_on, self.o = step, tracks, step.s, stop_on, o
         self.raise_failure, self.fingerprint = raise_failure, fingerprint_
         self.ckpt = Path(o.checkpoint) if o.checkpoint else None
@@ -455,8 +526,10 @@ class _Loop:
                     self.step(pos)
                     times.append(time.perf_counter() - self.t0)
                     pos += 1
-                    if any(t.live and (t.iteration % self.s.check_every == 0 or t.iteration == self.s.iterations)
-                           for t in self.tracks):
+                    if any(
+                        t.live and (t.iteration % self.s.check_every == 0 or t.iteration == self.s.iterations)
+                        for t in self.tracks
+                    ):
                         self.host_check(pos, times)
                         pos, times = 0, []
             except _Interrupted:
@@ -501,14 +574,18 @@ class _Loop:
             self.bar.update(max(t.iteration for t in self.tracks), last[0], last[1], last[gt] if gt else None)
         it, (last_it, last_time) = self.first(), self.last_ckpt
         if any(t.live for t in self.tracks) and (
-                it - last_it >= self.every or time.perf_counter() - last_time >= self.o.checkpoint_seconds):
+            it - last_it >= self.every or time.perf_counter() - last_time >= self.o.checkpoint_seconds
+        ):
             self.save_checkpoint()
             self.last_ckpt = (it, time.perf_counter())
 
     def save_checkpoint(self) -> None:
         if self.ckpt is not None:
-            state = {"fingerprint": self.fingerprint, "elapsed": time.perf_counter() - self.t0,
-                     "tracks": [vars(t) for t in self.tracks]}
+            state = {
+                "fingerprint": self.fingerprint,
+                "elapsed": time.perf_counter() - self.t0,
+                "tracks": [vars(t) for t in self.tracks],
+            }
             atomic_write(self.ckpt, lambda tmp: torch.save(state, tmp))
 
     def interrupted(self, signum: int) -> None:
@@ -529,12 +606,23 @@ class _Loop:
             _rewind_to_verified(self.tracks)
             self.save_checkpoint()
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FitOutOfMemory(f"ran out of memory on {self.step.device.type} at iteration "
-                             f"{failed_at} ({first})", verified if self.ckpt else 0) from None
+        raise FitOutOfMemory(
+            f"ran out of memory on {self.step.device.type} at iteration {failed_at} ({first})",
+            verified if self.ckpt else 0,
+        ) from None
 
 
-def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float], ema_ok: bool,
-           stop_on: str | None, log, raise_failure: bool) -> None:
+def _check(
+    step: Step,
+    b: int,
+    t: _Track,
+    chunk: np.ndarray,
+    times: list[float],
+    ema_ok: bool,
+    stop_on: str | None,
+    log,
+    raise_failure: bool,
+) -> None:
     """Fit b's host check of the chunk it just ran: backtrack, or keep the chunk and decide whether to stop."""
     s = step.s
     psnr_obs = chunk[:, 1]
@@ -544,27 +632,33 @@ def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float],
         step.load(b, t.saved)
         failed_at, t.iteration = t.iteration, t.saved["iteration"]
         if t.backtracks > s.max_backtracks:
-            t.error = (f"fit diverged at iteration {failed_at} after {s.max_backtracks} backtracks "
-                       f"(learning rate down to {t.lr:.3g})")
+            t.error = (
+                f"fit diverged at iteration {failed_at} after {s.max_backtracks} backtracks "
+                f"(learning rate down to {t.lr:.3g})"
+            )
             if raise_failure:
-                raise FitFailed(t.error, step.ema[b:b + 1].float().cpu())
+                raise FitFailed(t.error, step.ema[b : b + 1].float().cpu())
             _end(step, b, t)
             return
         t.lr *= s.lr_decay_on_backtrack
         step.set_lr(b, t.lr)
-        log(f"{'' if step.fits == 1 else f'seed {t.seed}: '}iteration {failed_at}: loss or fit to the observation "
-            f"collapsed; restored iteration {t.iteration} and lowered the learning rate to {t.lr:.3g}")
+        log(
+            f"{'' if step.fits == 1 else f'seed {t.seed}: '}iteration {failed_at}: loss or fit to the observation "
+            f"collapsed; restored iteration {t.iteration} and lowered the learning rate to {t.lr:.3g}"
+        )
         t.saved = step.save(b, t.iteration)
         return
     t.rows.append(chunk)
     t.seconds += times
     t.good_psnr = max(t.good_psnr, float(psnr_obs.max()))
-    if step.clean is not None and (t.iteration // s.ssim_every > (t.iteration - len(chunk)) // s.ssim_every
-                                   or t.iteration == s.iterations):
+    if step.clean is not None and (
+        t.iteration // s.ssim_every > (t.iteration - len(chunk)) // s.ssim_every or t.iteration == s.iterations
+    ):
         # SSIM (scikit-image, on the host) at the check that reaches each multiple of ssim_every.
-        clean = to_array(step.clean[b:b + 1])
-        t.ssim[t.iteration] = tuple(ssim(to_array(x[b:b + 1]), clean, step.scorer.y_channel, step.scorer.shave)
-                                    for x in (step.out, step.ema))
+        clean = to_array(step.clean[b : b + 1])
+        t.ssim[t.iteration] = tuple(
+            ssim(to_array(x[b : b + 1]), clean, step.scorer.y_channel, step.scorer.shave) for x in (step.out, step.ema)
+        )
     t.saved = step.save(b, t.iteration)
     rule = next((r for r in step.rules if r.name == stop_on), None)
     if rule is not None and rule.should_stop(t.iteration, b):
@@ -576,7 +670,7 @@ def _check(step: Step, b: int, t: _Track, chunk: np.ndarray, times: list[float],
 
 def _end(step: Step, b: int, t: _Track) -> None:
     t.live = False
-    t.output, t.ema = step.out[b:b + 1].clone(), step.ema[b:b + 1].clone()
+    t.output, t.ema = step.out[b : b + 1].clone(), step.ema[b : b + 1].clone()
     step.freeze(b)
 
 
@@ -590,13 +684,22 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
             history[column] = history["iteration"].map(lambda i, k=k: t.ssim.get(i, (np.nan, np.nan))[k])
     rules = step.rules
     images = {r.name: r.kept_image(b) for r in rules if r.kept_image(b) is not None}
-    ema = t.ema if t.ema is not None else step.ema[b:b + 1]
+    ema = t.ema if t.ema is not None else step.ema[b : b + 1]
     image = images[t.stopped_by] if t.stopped_by else ema
-    return FitResult(image=image.float().cpu(), output=(t.output if t.output is not None else ema).float().cpu(),
-                     ema=ema.float().cpu() if s.ema else None, history=history,
-                     stops={r.name: r.report(t.iteration, b) for r in rules}, stopped_by=t.stopped_by,
-                     iterations=t.iteration, backtracks=t.backtracks, resumed_from=t.resumed_from,
-                     rule_images={k: v.float().cpu() for k, v in images.items()}, seed=t.seed, error=t.error)
+    return FitResult(
+        image=image.float().cpu(),
+        output=(t.output if t.output is not None else ema).float().cpu(),
+        ema=ema.float().cpu() if s.ema else None,
+        history=history,
+        stops={r.name: r.report(t.iteration, b) for r in rules},
+        stopped_by=t.stopped_by,
+        iterations=t.iteration,
+        backtracks=t.backtracks,
+        resumed_from=t.resumed_from,
+        rule_images={k: v.float().cpu() for k, v in images.items()},
+        seed=t.seed,
+        error=t.error,
+    )
 
 
 def _rewind_to_verified(tracks: list[_Track]) -> None:
@@ -609,7 +712,8 @@ def _rewind_to_verified(tracks: list[_Track]) -> None:
 def _out_of_memory(err: BaseException) -> bool:
     """torch's out-of-memory errors: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError."""
     return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "out of memory" in str(err)))
+        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err) or "out of memory" in str(err))
+    )
 
 
 class _Interrupted(Exception):
@@ -645,6 +749,7 @@ class _Progress:
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
+
             self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True)
 
     def update(self, iteration: int, loss: float, psnr_obs: float, psnr_gt: float | None) -> None:
@@ -657,8 +762,11 @@ class _Progress:
             self.bar.n = iteration
             self.bar.set_postfix(info, refresh=True)
         elif iteration >= self.next_line or iteration == self.total:
-            print(f"iteration {iteration}/{self.total} " + " ".join(f"{k} {v}" for k, v in info.items()),
-                  file=sys.stderr, flush=True)
+            print(
+                f"iteration {iteration}/{self.total} " + " ".join(f"{k} {v}" for k, v in info.items()),
+                file=sys.stderr,
+                flush=True,
+            )
             self.next_line = iteration + max(1, self.total // 10)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ animation) is refused unless `Reading.pages_as_channels` reads its pages as chan
 silently. TIFF is read with tifffile, 16-bit PNG with imagecodecs (Pillow reads colour ones at 8 bits),
 everything else with Pillow. A mask is bright = known (`MASK_RULE`), whatever its encoding.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,11 @@ from PIL import Image, UnidentifiedImageError
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MASK_RULE = ("a mask is bright = known, dark = unknown, in any encoding: pixels above the midpoint of the file's "
-             "darkest and brightest values are known; where the alpha channel varies, alpha is the mask "
-             "(transparent = unknown)")
+MASK_RULE = (
+    "a mask is bright = known, dark = unknown, in any encoding: pixels above the midpoint of the file's "
+    "darkest and brightest values are known; where the alpha channel varies, alpha is the mask "
+    "(transparent = unknown)"
+)
 PAGES_HINT = "dip reads one page, or every page as a channel with --pages-as-channels"
 
 
@@ -96,8 +99,13 @@ class Source:
 
     def record(self) -> dict:
         """For summary.json: how the input was read and its full-precision output's suffix."""
-        return {"sample_type": self.sample_type, "intensity_range": [self.low, self.high], "channels": self.channels,
-                "pages": self.pages, "full_precision_output": self.output_suffix}
+        return {
+            "sample_type": self.sample_type,
+            "intensity_range": [self.low, self.high],
+            "channels": self.channels,
+            "pages": self.pages,
+            "full_precision_output": self.output_suffix,
+        }
 
 
 @dataclass
@@ -114,16 +122,22 @@ class _Raw:
 
 def _type_range(sample_type: str) -> tuple[float, float]:
     dtype = np.dtype(sample_type)
-    if dtype == bool or dtype.kind == "f":
+    if dtype.kind in ("b", "f"):
         return 0.0, 1.0
     return 0.0, float(np.iinfo(dtype).max)
 
 
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """An EXIF/TIFF orientation applied to samples (pages, H, W, S) as Pillow's exif_transpose does."""
-    turn = {2: lambda: a[:, :, ::-1], 3: lambda: a[:, ::-1, ::-1], 4: lambda: a[:, ::-1],
-            5: lambda: a.transpose(0, 2, 1, 3), 6: lambda: np.rot90(a, -1, axes=(1, 2)),
-            7: lambda: a[:, ::-1, ::-1].transpose(0, 2, 1, 3), 8: lambda: np.rot90(a, 1, axes=(1, 2))}
+    turn = {
+        2: lambda: a[:, :, ::-1],
+        3: lambda: a[:, ::-1, ::-1],
+        4: lambda: a[:, ::-1],
+        5: lambda: a.transpose(0, 2, 1, 3),
+        6: lambda: np.rot90(a, -1, axes=(1, 2)),
+        7: lambda: a[:, ::-1, ::-1].transpose(0, 2, 1, 3),
+        8: lambda: np.rot90(a, 1, axes=(1, 2)),
+    }
     return np.ascontiguousarray(turn[orientation]()) if orientation in turn else a
 
 
@@ -135,8 +149,9 @@ def _oriented_shape(shape: tuple[int, int, int, int], orientation: int) -> tuple
 def _too_large(path: Path, pixels: int) -> None:
     """Pillow's decompression-bomb limit, for the readers that lack it."""
     if Image.MAX_IMAGE_PIXELS and pixels > 2 * Image.MAX_IMAGE_PIXELS:
-        raise InputError(f"{path}: {pixels} pixels exceed the limit of {2 * Image.MAX_IMAGE_PIXELS} "
-                         f"(a decompression bomb?)")
+        raise InputError(
+            f"{path}: {pixels} pixels exceed the limit of {2 * Image.MAX_IMAGE_PIXELS} (a decompression bomb?)"
+        )
 
 
 def _tiff(path: Path, decode: bool) -> _Raw | None:
@@ -151,29 +166,36 @@ def _tiff(path: Path, decode: bool) -> _Raw | None:
         kinds = {(s.shape, s.axes, str(s.dtype)) for s in series}
         if len(kinds) > 1:
             shapes = ", ".join(sorted({"x".join(map(str, s.shape)) + f" {s.dtype}" for s in series}))
-            raise InputError(f"{path}: {len(tif.pages)} pages of different sizes or sample types ({shapes}); "
-                             f"{PAGES_HINT} when they share a size")
+            raise InputError(
+                f"{path}: {len(tif.pages)} pages of different sizes or sample types ({shapes}); "
+                f"{PAGES_HINT} when they share a size"
+            )
         shape, axes, dtype = series[0].shape, series[0].axes, series[0].dtype
         page = series[0].keyframe
         photometric = tifffile.PHOTOMETRIC
         if page.photometric not in (photometric.MINISBLACK, photometric.MINISWHITE, photometric.RGB):
             if len(tif.pages) == 1 and page.bitspersample <= 8:
                 return None
-            raise InputError(f"{path}: TIFF of photometric {page.photometric.name} with {len(tif.pages)} pages of "
-                             f"{page.bitspersample} bits is not supported; save it as greyscale or RGB")
+            raise InputError(
+                f"{path}: TIFF of photometric {page.photometric.name} with {len(tif.pages)} pages of "
+                f"{page.bitspersample} bits is not supported; save it as greyscale or RGB"
+            )
         tag = page.tags.get(274)
         orientation = int(tag.value) if tag is not None else 1
-        alpha = any(e in (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
-                    for e in page.extrasamples)
+        alpha = any(e in (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA) for e in page.extrasamples)
         if "Y" not in axes or "X" not in axes:
             raise InputError(f"{path}: TIFF axes {axes!r} hold no image plane")
         order = [i for i, a in enumerate(axes) if a not in "YXS"] + [axes.index("Y"), axes.index("X")]
         order += [axes.index("S")] if "S" in axes else []
         h, w = shape[axes.index("Y")], shape[axes.index("X")]
         s = shape[axes.index("S")] if "S" in axes else 1
-        pages = int(np.prod([shape[i] for i in order[:-3 if "S" in axes else -2]], dtype=np.int64)) * len(series)
-        raw = _Raw(_oriented_shape((pages, h, w, s), orientation), str(dtype), alpha,
-                   page.photometric == photometric.MINISWHITE)
+        pages = int(np.prod([shape[i] for i in order[: -3 if "S" in axes else -2]], dtype=np.int64)) * len(series)
+        raw = _Raw(
+            _oriented_shape((pages, h, w, s), orientation),
+            str(dtype),
+            alpha,
+            page.photometric == photometric.MINISWHITE,
+        )
         if decode:
             _too_large(path, pages * h * w)
             stored = np.stack([x.asarray().transpose(order) for x in series]).reshape(pages, h, w, s)
@@ -204,12 +226,23 @@ def _png16(path: Path, decode: bool, orientation: int) -> _Raw | None:
 
 # Pillow mode -> (samples, alpha, stored type, mode converted to before reading).
 _PILLOW_MODES = {
-    "1": (1, False, "bool", None), "L": (1, False, "uint8", None), "LA": (2, True, "uint8", None),
-    "La": (2, True, "uint8", "LA"), "RGB": (3, False, "uint8", None), "RGBA": (4, True, "uint8", None),
-    "RGBa": (4, True, "uint8", "RGBA"), "RGBX": (3, False, "uint8", "RGB"), "CMYK": (3, False, "uint8", "RGB"),
-    "YCbCr": (3, False, "uint8", "RGB"), "LAB": (3, False, "uint8", "RGB"), "HSV": (3, False, "uint8", "RGB"),
-    "I;16": (1, False, "uint16", None), "I;16L": (1, False, "uint16", None), "I;16B": (1, False, "uint16", None),
-    "I;16N": (1, False, "uint16", None), "F": (1, False, "float32", None),
+    "1": (1, False, "bool", None),
+    "L": (1, False, "uint8", None),
+    "LA": (2, True, "uint8", None),
+    "La": (2, True, "uint8", "LA"),
+    "RGB": (3, False, "uint8", None),
+    "RGBA": (4, True, "uint8", None),
+    "RGBa": (4, True, "uint8", "RGBA"),
+    "RGBX": (3, False, "uint8", "RGB"),
+    "CMYK": (3, False, "uint8", "RGB"),
+    "YCbCr": (3, False, "uint8", "RGB"),
+    "LAB": (3, False, "uint8", "RGB"),
+    "HSV": (3, False, "uint8", "RGB"),
+    "I;16": (1, False, "uint16", None),
+    "I;16L": (1, False, "uint16", None),
+    "I;16B": (1, False, "uint16", None),
+    "I;16N": (1, False, "uint16", None),
+    "F": (1, False, "float32", None),
 }
 
 
@@ -249,8 +282,11 @@ def _pillow(path: Path, decode: bool) -> _Raw:
             frames = getattr(img, "n_frames", 1)
             if img.format == "MPO" and frames > 1:
                 if decode:  # once, when the pixels are read
-                    warnings.warn(f"{path}: the first of the {frames} images of this MPO file is read (the others "
-                                  f"are a camera's previews, depth maps or stereo views)", stacklevel=4)
+                    warnings.warn(
+                        f"{path}: the first of the {frames} images of this MPO file is read (the others "
+                        f"are a camera's previews, depth maps or stereo views)",
+                        stacklevel=4,
+                    )
                 frames = 1
             samples, alpha, sample_type, convert = _pillow_mode(img, path, frames)
             w, h = img.size
@@ -310,8 +346,10 @@ def _source(path: Path, raw: _Raw, reading: Reading) -> Source:
     if reading.intensity_range is None and dtype.kind in "iu" and dtype.itemsize > 2:
         # A 32- or 64-bit integer type's range says nothing about the data (a 12-bit image stored in int32 would
         # read as black): its units must be given.
-        raise InputError(f"{path}: {dtype.itemsize * 8}-bit integer samples; give the values that are 0 and 1 "
-                         f"with --intensity-range=LO,HI")
+        raise InputError(
+            f"{path}: {dtype.itemsize * 8}-bit integer samples; give the values that are 0 and 1 "
+            f"with --intensity-range=LO,HI"
+        )
     low, high = reading.intensity_range or _type_range(raw.sample_type)
     return Source(h, w, (samples - raw.alpha) * pages, raw.sample_type, float(low), float(high), pages)
 
@@ -350,14 +388,19 @@ def read_array(path: str | Path, reading: Reading = Reading()) -> np.ndarray:
         highest = min(highest, source.high)
     if reading.intensity_range is not None:
         if lowest < source.low or highest > source.high:
-            raise InputError(f"{path}: values {lowest:g}..{highest:g} outside --intensity-range "
-                             f"{source.low:g},{source.high:g}")
+            raise InputError(
+                f"{path}: values {lowest:g}..{highest:g} outside --intensity-range {source.low:g},{source.high:g}"
+            )
     elif np.dtype(raw.sample_type).kind == "f" and (lowest < 0 or highest > 1):
-        raise InputError(f"{path}: float values {lowest:g}..{highest:g} outside [0, 1]; give the values that "
-                         f"are 0 and 1 with --intensity-range=LO,HI (e.g. --intensity-range={lowest!r},{highest!r})")
+        raise InputError(
+            f"{path}: float values {lowest:g}..{highest:g} outside [0, 1]; give the values that "
+            f"are 0 and 1 with --intensity-range=LO,HI (e.g. --intensity-range={lowest!r},{highest!r})"
+        )
     elif lowest < 0:
-        raise InputError(f"{path}: negative values ({lowest:g}) in a signed integer image; give the values that "
-                         f"are 0 and 1 with --intensity-range=LO,HI")
+        raise InputError(
+            f"{path}: negative values ({lowest:g}) in a signed integer image; give the values that "
+            f"are 0 and 1 with --intensity-range=LO,HI"
+        )
     x = (x - source.low) / (source.high - source.low)
     return (1 - x if raw.invert else x).astype(np.float32, copy=False)
 
@@ -395,11 +438,12 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> torch.Te
     if raw.alpha and np.ptp(values[..., -1]) > 0:
         values = values[..., -1]
     else:
-        values = values[..., :samples - raw.alpha].mean(axis=-1)
+        values = values[..., : samples - raw.alpha].mean(axis=-1)
     lowest, highest = values.min(), values.max()
     if lowest == highest:
-        raise InputError(f"{path}: every pixel has the same value, so the mask has no unknown pixel or no known "
-                         f"one; {MASK_RULE}")
+        raise InputError(
+            f"{path}: every pixel has the same value, so the mask has no unknown pixel or no known one; {MASK_RULE}"
+        )
     return torch.from_numpy(values > (lowest + highest) / 2).float()[None, None]
 
 
@@ -505,12 +549,11 @@ def load_psf(path: str | Path) -> np.ndarray:
             kernel = kernel[..., 0]
     else:
         _, raw = _open(path, decode=True)
-        samples = raw.samples[..., :raw.shape[-1] - raw.alpha]
+        samples = raw.samples[..., : raw.shape[-1] - raw.alpha]
         if samples.shape[0] > 1:
             raise InputError(f"{path}: {samples.shape[0]} pages; a PSF is one 2-D kernel")
         if samples.shape[-1] > 1 and np.ptp(samples, axis=-1).any():
-            raise InputError(f"{path}: {samples.shape[-1]} differing channels; a PSF is one 2-D kernel "
-                             f"(greyscale)")
+            raise InputError(f"{path}: {samples.shape[-1]} differing channels; a PSF is one 2-D kernel (greyscale)")
         kernel = samples[0, ..., 0]
         kernel = kernel.max() - kernel if raw.invert else kernel
     if kernel.dtype.kind not in "biuf":

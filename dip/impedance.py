@@ -1,6 +1,7 @@
 """The paper's impedance experiment (Figure 2): how fast a network fits a natural image compared with
 the same image plus noise, its pixels shuffled, and uniform noise. H is the identity, the loss is the MSE
 to the target, no input perturbation and no EMA, so the history's `loss` column is the curve to plot."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,14 +21,19 @@ def targets(clean: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
     c, h, w = clean.shape[1:]
     order = torch.randperm(h * w, generator=gen)
     shuffled = clean.reshape(1, c, h * w)[..., order].reshape(1, c, h, w)
-    return {"image": clean, "image + noise": Denoise(25).observe(clean, gen), "shuffled pixels": shuffled,
-            "uniform noise": torch.rand(clean.shape, generator=gen)}
+    return {
+        "image": clean,
+        "image + noise": Denoise(25).observe(clean, gen),
+        "shuffled pixels": shuffled,
+        "uniform noise": torch.rand(clean.shape, generator=gen),
+    }
 
 
 def curves(arch: dict, clean: torch.Tensor, iterations: int, seed: int = 0, **fit_options) -> pd.DataFrame:
     """Long table: target, iteration, mse."""
-    settings = FitSettings(iterations=iterations, reg_noise_std=0.0, ema=0.0, seed=seed,
-                           **fit_options.pop("settings", {}))
+    settings = FitSettings(
+        iterations=iterations, reg_noise_std=0.0, ema=0.0, seed=seed, **fit_options.pop("settings", {})
+    )
     frames = []
     for name, target in targets(clean, seed).items():
         history = fit(arch, Operator(), target, settings, **fit_options).history

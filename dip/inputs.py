@@ -1,4 +1,5 @@
 """The fixed network input z, and its per-iteration perturbation."""
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ photograph (the observation), `flash` the flash one and `reference`, if the pair
 no-flash photograph without its noise (the ground truth a real pair has not). `dataset` names the dataset a row belongs to (as `data/published` names it). `check` opens every image before
 any job runs and reports each problem as one line naming the row and file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,9 +50,11 @@ def resolve(path: str, base: Path, data_root: str | None = None) -> str:
     other relative paths from the manifest's folder."""
     if path.startswith(DATA_ROOT):
         if not data_root:
-            raise InputError(f"{path}: the manifest reads from a data root; give it with --config data_root=DIR "
-                             f"or the environment variable {DATA_ROOT_ENV}")
-        return str(Path(data_root) / path[len(DATA_ROOT):].lstrip("/\\"))
+            raise InputError(
+                f"{path}: the manifest reads from a data root; give it with --config data_root=DIR "
+                f"or the environment variable {DATA_ROOT_ENV}"
+            )
+        return str(Path(data_root) / path[len(DATA_ROOT) :].lstrip("/\\"))
     return path if path.startswith("skimage:") or Path(path).is_absolute() else str(base / path)
 
 
@@ -78,7 +81,7 @@ def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
     """Crop (`left,top,width,height`), resize (`N` or `WxH`, Lanczos), then centre-crop to a multiple of 8."""
     if crop:
         left, top, width, height = (int(v) for v in crop.split(","))
-        arr = arr[top:top + height, left:left + width]
+        arr = arr[top : top + height, left : left + width]
     if resize:
         w, h = (int(v) for v in resize.lower().split("x")) if "x" in resize.lower() else (int(resize),) * 2
         channels = [Image.fromarray(arr[..., c]).resize((w, h), Image.LANCZOS) for c in range(arr.shape[-1])]
@@ -86,11 +89,12 @@ def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
     h, w = arr.shape[:2]
     hh, ww = h - h % SIZE_MULTIPLE, w - w % SIZE_MULTIPLE
     top, left = (h - hh) // 2, (w - ww) // 2
-    return arr[top:top + hh, left:left + ww]
+    return arr[top : top + hh, left : left + ww]
 
 
-def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, resize: str,
-          mask: bool = False) -> np.ndarray:
+def _open(
+    path: str, base: Path, data_root: str | None, where: str, crop: str, resize: str, mask: bool = False
+) -> np.ndarray:
     """One file of a manifest row, prepared as the pipeline prepares it; errors name the row and file."""
     try:
         resolved = resolve(path, base, data_root)
@@ -105,8 +109,9 @@ def _open(path: str, base: Path, data_root: str | None, where: str, crop: str, r
         raise InputError(f"{where}: crop must be left,top,width,height and resize N or WxH") from None
 
 
-def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
-          data_root: str | None = None) -> dict[str, tuple[int, int, int]]:
+def check(
+    frame: pd.DataFrame, base: Path, resize: str | None = None, data_root: str | None = None
+) -> dict[str, tuple[int, int, int]]:
     """Open every image and mask; raise InputError on the first bad row. Returns each id's prepared
     (height, width, channels); `resize` overrides every row's resize, as the pipeline's config may."""
     sizes = {}
@@ -117,19 +122,23 @@ def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
         if row.role not in ROLES:
             raise InputError(f"{where}: role must be clean or pair, got {row.role!r}")
         if (row.role == "pair") != bool(row.flash):
-            raise InputError(f"{where}: a pair row (role pair) needs its flash photograph in `flash`, and only "
-                             f"a pair row has one")
+            raise InputError(
+                f"{where}: a pair row (role pair) needs its flash photograph in `flash`, and only a pair row has one"
+            )
         if row.reference and row.role != "pair":
             raise InputError(f"{where}: `reference` is the ground truth of a pair row (role pair)")
         resize_ = str(resize) if resize else row.resize
         arr = _open(row.path, base, data_root, where, row.crop, resize_)
         h, w = arr.shape[:2]
         if arr.shape[2] not in (1, 3):
-            raise InputError(f"{where}: {row.path} has {arr.shape[2]} channels; the benchmark's images are greyscale "
-                             f"or colour (restore other images with dip fit)")
+            raise InputError(
+                f"{where}: {row.path} has {arr.shape[2]} channels; the benchmark's images are greyscale "
+                f"or colour (restore other images with dip fit)"
+            )
         if min(h, w) < MIN_SIZE:
-            raise InputError(f"{where}: {row.path} is {h}x{w} after crop/resize, smaller than the minimum "
-                             f"{MIN_SIZE}x{MIN_SIZE}")
+            raise InputError(
+                f"{where}: {row.path} is {h}x{w} after crop/resize, smaller than the minimum {MIN_SIZE}x{MIN_SIZE}"
+            )
         for column in ("mask", "flash", "reference"):
             value = getattr(row, column)
             if not value:
@@ -138,7 +147,9 @@ def check(frame: pd.DataFrame, base: Path, resize: str | None = None,
             # a mask is one channel whatever the image has; a pair's photographs match in channels too
             shape, expected = (other.shape[:2], (h, w)) if column == "mask" else (other.shape, arr.shape)
             if shape != expected:
-                raise InputError(f"{where}: {column} {value} is {'x'.join(map(str, shape))} but the image is "
-                                 f"{'x'.join(map(str, expected))}")
+                raise InputError(
+                    f"{where}: {column} {value} is {'x'.join(map(str, shape))} but the image is "
+                    f"{'x'.join(map(str, expected))}"
+                )
         sizes[row.id] = (h, w, arr.shape[2])
     return sizes

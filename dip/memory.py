@@ -23,6 +23,7 @@ Not measured, allowances only: CUDA's caching allocator rounding blocks up
 (DEVICE_FACTOR; no GPU was at hand when this was written) and bf16 autocast's extra copies
 (BF16_FACTOR).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,14 +51,14 @@ ACTIVATION_BYTES_PER_PIXEL: dict[str, float] = {
     "resnet": 10313.7,
     "deep_decoder": 2608.0,
 }
-RUNTIME_BYTES = 59 * 2 ** 20
+RUNTIME_BYTES = 59 * 2**20
 PARAMETER_COPIES = 15  # measured (refitted after the loop split); what it holds: param, grad, Adam's exp_avg and
-                       # exp_avg_sq, the backtracking copy (param, both moments) and, while a check replaces it,
-                       # the next one, plus allocator slack
-RULE_COPIES = 2        # the live ES-WMV window and its copy in the backtracking snapshot
+# exp_avg_sq, the backtracking copy (param, both moments) and, while a check replaces it,
+# the next one, plus allocator slack
+RULE_COPIES = 2  # the live ES-WMV window and its copy in the backtracking snapshot
 DEVICE_FACTOR = {"cpu": 1.0, "cuda": 1.15, "mps": 1.15}  # allowance: allocator rounding on GPUs
-BF16_FACTOR = 1.3      # allowance: autocast keeps bf16 copies of activations beside the fp32 ones
-PROCESS_BYTES = 400 * 2 ** 20  # a `dip fit` process with torch, scikit-image and pandas loaded (380 MB measured)
+BF16_FACTOR = 1.3  # allowance: autocast keeps bf16 copies of activations beside the fp32 ones
+PROCESS_BYTES = 400 * 2**20  # a `dip fit` process with torch, scikit-image and pandas loaded (380 MB measured)
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,21 @@ class Estimate:
 
     @property
     def gib(self) -> float:
-        return self.bytes / 2 ** 30
+        return self.bytes / 2**30
 
 
-def estimate(arch: str, h: int, w: int, channels: int = 3, *, batch: int = 1, device: str = "cpu",
-             bf16: bool = False, window: int | None = None, windowed_rules: int = 1) -> Estimate:
+def estimate(
+    arch: str,
+    h: int,
+    w: int,
+    channels: int = 3,
+    *,
+    batch: int = 1,
+    device: str = "cpu",
+    bf16: bool = False,
+    window: int | None = None,
+    windowed_rules: int = 1,
+) -> Estimate:
     """Estimated extra peak memory of `batch` fits of architecture `arch` on an h×w image with
     `channels` channels; `window`: ES-WMV's window when that rule is recorded (None: not recorded),
     `windowed_rules` how many such rules keep a window each (es-wmv and es-wmv-paper)."""
@@ -94,16 +105,27 @@ def estimate(arch: str, h: int, w: int, channels: int = 3, *, batch: int = 1, de
     return Estimate(RUNTIME_BYTES + param_bytes + activations + rules, params, activations, rules)
 
 
-def job_memory_mb(arch: str, h: int, w: int, channels: int = 3, *, device: str = "cpu", window: int | None = None,
-                  windowed_rules: int = 2, margin: float = 1.5, batch: int = 1) -> dict[str, int]:
+def job_memory_mb(
+    arch: str,
+    h: int,
+    w: int,
+    channels: int = 3,
+    *,
+    device: str = "cpu",
+    window: int | None = None,
+    windowed_rules: int = 2,
+    margin: float = 1.5,
+    batch: int = 1,
+) -> dict[str, int]:
     """What a pipeline job fitting this image should ask for: host memory (`mem_mb`: the process plus,
     on a CPU, the fit's estimate, times `margin`) and a GPU memory hint (`gpu_mem_mb`, 0 on a CPU).
     The pipeline records every rule, both windowed ES-WMV variants included."""
     gpu = device == "cuda" or (device == "auto" and cuda_available())
-    need = estimate(arch, h, w, channels, batch=batch, device="cuda" if gpu else "cpu", window=window,
-                    windowed_rules=windowed_rules).bytes
+    need = estimate(
+        arch, h, w, channels, batch=batch, device="cuda" if gpu else "cpu", window=window, windowed_rules=windowed_rules
+    ).bytes
     host = PROCESS_BYTES + (0 if gpu else need)
-    return {"mem_mb": int(host * margin / 2 ** 20) + 1, "gpu_mem_mb": int(need * margin / 2 ** 20) + 1 if gpu else 0}
+    return {"mem_mb": int(host * margin / 2**20) + 1, "gpu_mem_mb": int(need * margin / 2**20) + 1 if gpu else 0}
 
 
 def cuda_available() -> bool:
@@ -176,8 +198,14 @@ def _measure_here(arch: str, size: int, iterations: int, window: int | None) -> 
     torch.set_num_threads(1)
     spec = architecture(arch)
     clean = torch.rand(1, 3, size, size, generator=generator(0, "observation"))
-    settings = FitSettings(iterations=iterations, check_every=1, ssim_every=10 ** 6, bf16=False,
-                           channels_last=False, **spec.get("settings", {}))
+    settings = FitSettings(
+        iterations=iterations,
+        check_every=1,
+        ssim_every=10**6,
+        bf16=False,
+        channels_last=False,
+        **spec.get("settings", {}),
+    )
     rules = [make_rule("es-wmv", iterations, window=window)] if window else []
     _reset_peak()
     before = _resident_bytes()
@@ -187,8 +215,7 @@ def _measure_here(arch: str, size: int, iterations: int, window: int | None) -> 
 
 def measure_peak(arch: str, size: int, iterations: int = 3, window: int | None = None) -> int:
     """Extra peak memory (bytes) of a short CPU fit of `arch` at size×size, measured in a fresh process."""
-    code = (f"from dip.memory import _measure_here; print(_measure_here({arch!r}, {size}, {iterations}, "
-            f"{window!r}))")
+    code = f"from dip.memory import _measure_here; print(_measure_here({arch!r}, {size}, {iterations}, {window!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 

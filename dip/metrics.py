@@ -1,4 +1,5 @@
 """Image quality against a ground truth, through scikit-image. Images are NumPy arrays H×W×C in [0, 1]."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ class Scorer:
             weights = torch.tensor(BT601_Y, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
             x = (16 + (x.float().clamp(0, 1) * weights).sum(1, keepdim=True)) / 255
         s = self.shave
-        return x[..., s:x.shape[-2] - s, s:x.shape[-1] - s] if s else x
+        return x[..., s : x.shape[-2] - s, s : x.shape[-1] - s] if s else x
 
     def psnr(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """PSNR (data range 1) of x against ref, both in the raw image space; a 0-d device tensor."""

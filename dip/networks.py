@@ -10,6 +10,7 @@ see `DeepDecoder.input_size`.
 BatchNorm layers are meant to stay in training mode (`fit` never calls `.eval()`): the paper's
 output is always computed with the batch statistics of the single image.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,7 +38,7 @@ def _act() -> nn.Module:
 def center_crop(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Crop the last two dimensions of `x` to h×w around the centre."""
     top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-    return x[..., top:top + h, left:left + w]
+    return x[..., top : top + h, left : left + w]
 
 
 def cat_channels(tensors: list[torch.Tensor], groups: int = 1) -> torch.Tensor:
@@ -124,8 +125,9 @@ def skip(
         align = False if up[i] == "bilinear" else None
         deeper.append(nn.Upsample(scale_factor=2, mode=up[i], align_corners=align))
         if channels_skip[i]:
-            branch = nn.Sequential(_conv(cin, channels_skip[i], filter_skip, 1, pad),
-                                   nn.BatchNorm2d(channels_skip[i]), _act())
+            branch = nn.Sequential(
+                _conv(cin, channels_skip[i], filter_skip, 1, pad), nn.BatchNorm2d(channels_skip[i]), _act()
+            )
             level.append(Concat(branch, deeper))
         else:
             level.append(deeper)
@@ -139,20 +141,26 @@ def skip(
     root.extend([nn.Conv2d(channels_up[0], out_channels, 1), nn.Sigmoid()])
     # Reflection padding needs more pixels than it pads: the deepest scale must keep ≥ pad + 1 px.
     pad = (max(fd + fu) - 1) // 2
-    return AnySize(root, multiple=2 ** n, minimum=2 ** n * (pad + 1))
+    return AnySize(root, multiple=2**n, minimum=2**n * (pad + 1))
 
 
-def hourglass(in_channels: int = 32, out_channels: int = 3, scales: int = 5, channels: int = 128,
-              upsample: str = "bilinear") -> nn.Module:
+def hourglass(
+    in_channels: int = 32, out_channels: int = 3, scales: int = 5, channels: int = 128, upsample: str = "bilinear"
+) -> nn.Module:
     """The encoder-decoder without skip connections; `scales` gives the depth-limited ablation variants."""
-    return skip(in_channels, out_channels, (channels,) * scales, (channels,) * scales, (0,) * scales,
-                upsample=upsample)
+    return skip(in_channels, out_channels, (channels,) * scales, (channels,) * scales, (0,) * scales, upsample=upsample)
 
 
 class _UNetBlock(nn.Sequential):
     def __init__(self, cin: int, cout: int):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.ReLU(),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.ReLU())
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.InstanceNorm2d(cout, affine=True),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.InstanceNorm2d(cout, affine=True),
+            nn.ReLU(),
+        )
 
 
 class _UNet(nn.Module):
@@ -187,8 +195,13 @@ def unet(in_channels: int = 32, out_channels: int = 3, feature_scale: int = 8) -
 class _Residual(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.body = nn.Sequential(_conv(channels, channels, 3), nn.BatchNorm2d(channels), _act(),
-                                  _conv(channels, channels, 3), nn.BatchNorm2d(channels))
+        self.body = nn.Sequential(
+            _conv(channels, channels, 3),
+            nn.BatchNorm2d(channels),
+            _act(),
+            _conv(channels, channels, 3),
+            nn.BatchNorm2d(channels),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -196,10 +209,16 @@ class _Residual(nn.Module):
 
 def resnet(in_channels: int = 32, out_channels: int = 3, blocks: int = 8, channels: int = 32) -> nn.Module:
     """ResNet of the supplementary material: residual blocks at full resolution, reflection padding."""
-    return nn.Sequential(_conv(in_channels, channels, 3), _act(),
-                         *[_Residual(channels) for _ in range(blocks)],
-                         _conv(channels, channels, 3), nn.BatchNorm2d(channels), _act(),
-                         _conv(channels, out_channels, 3), nn.Sigmoid())
+    return nn.Sequential(
+        _conv(in_channels, channels, 3),
+        _act(),
+        *[_Residual(channels) for _ in range(blocks)],
+        _conv(channels, channels, 3),
+        nn.BatchNorm2d(channels),
+        _act(),
+        _conv(channels, out_channels, 3),
+        nn.Sigmoid(),
+    )
 
 
 class DeepDecoder(nn.Module):
@@ -212,15 +231,23 @@ class DeepDecoder(nn.Module):
         self.layers = layers
         body = []
         for _ in range(layers):
-            body += [nn.Conv2d(channels, channels, 1, bias=False),
-                     nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                     nn.ReLU(), nn.BatchNorm2d(channels)]
-        body += [nn.Conv2d(channels, channels, 1, bias=False), nn.ReLU(), nn.BatchNorm2d(channels),
-                 nn.Conv2d(channels, out_channels, 1, bias=False), nn.Sigmoid()]
+            body += [
+                nn.Conv2d(channels, channels, 1, bias=False),
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.ReLU(),
+                nn.BatchNorm2d(channels),
+            ]
+        body += [
+            nn.Conv2d(channels, channels, 1, bias=False),
+            nn.ReLU(),
+            nn.BatchNorm2d(channels),
+            nn.Conv2d(channels, out_channels, 1, bias=False),
+            nn.Sigmoid(),
+        ]
         self.body = nn.Sequential(*body)
 
     def input_size(self, h: int, w: int) -> tuple[int, int]:
-        return math.ceil(h / 2 ** self.layers), math.ceil(w / 2 ** self.layers)
+        return math.ceil(h / 2**self.layers), math.ceil(w / 2**self.layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z)
@@ -236,10 +263,18 @@ def _grouped_layer(layers: list[nn.Module]) -> nn.Module:
     first, fits = layers[0], len(layers)
     if isinstance(first, (nn.Conv2d, nn.ConvTranspose2d)):
         kind = type(first)
-        layer = kind(first.in_channels * fits, first.out_channels * fits, first.kernel_size, first.stride,
-                     first.padding, **({"output_padding": first.output_padding} if kind is nn.ConvTranspose2d else {}),
-                     groups=first.groups * fits, bias=first.bias is not None, dilation=first.dilation,
-                     padding_mode=first.padding_mode)
+        layer = kind(
+            first.in_channels * fits,
+            first.out_channels * fits,
+            first.kernel_size,
+            first.stride,
+            first.padding,
+            **({"output_padding": first.output_padding} if kind is nn.ConvTranspose2d else {}),
+            groups=first.groups * fits,
+            bias=first.bias is not None,
+            dilation=first.dilation,
+            padding_mode=first.padding_mode,
+        )
     elif isinstance(first, (nn.BatchNorm2d, nn.InstanceNorm2d)):
         # DIP never uses running statistics (the networks always train): the group layer keeps none.
         layer = type(first)(first.num_features * fits, eps=first.eps, affine=first.affine, track_running_stats=False)

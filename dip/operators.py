@@ -1,6 +1,7 @@
 """Degradations ("physics"): the forward operator H in the loss ‖H(f_θ(z)) − y‖², and how an
 observation y is made from a clean image x. Images are tensors (1, C, H, W) in [0, 1]; every random
 draw takes an explicit `torch.Generator`, so an observation is reproducible from its seed alone."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from dip.image_io import to_pil, from_pil
+from dip.image_io import from_pil, to_pil
 
 
 class Operator:
@@ -62,7 +63,7 @@ class Operator:
         (N or 1, ...), a tensor (N,)."""
         return (self.forward(output) - observed).square().flatten(1).mean(1)
 
-    def to(self, device: torch.device | str) -> "Operator":
+    def to(self, device: torch.device | str) -> Operator:
         return self
 
     def image_size(self, observed: torch.Tensor) -> tuple[int, int]:
@@ -101,8 +102,9 @@ def lanczos2_taps(factor: int) -> torch.Tensor:
     n = 4 * factor if factor % 2 == 0 else 4 * factor - 1
     x = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / factor
     safe = torch.where(x == 0, 1.0, x)
-    taps = torch.where(x == 0, 1.0,
-                       2 * torch.sin(math.pi * safe) * torch.sin(math.pi * safe / 2) / (math.pi ** 2 * safe ** 2))
+    taps = torch.where(
+        x == 0, 1.0, 2 * torch.sin(math.pi * safe) * torch.sin(math.pi * safe / 2) / (math.pi**2 * safe**2)
+    )
     return (taps / taps.sum()).float()
 
 
@@ -128,7 +130,7 @@ class SuperResolve(Operator):
         # Replication padding of (taps - factor)/2 on each side keeps the output exactly H/f × W/f.
         self.pad = (len(taps) - self.factor) // 2
 
-    def to(self, device: torch.device | str) -> "SuperResolve":
+    def to(self, device: torch.device | str) -> SuperResolve:
         self.kernel = self.kernel.to(device)
         return self
 
@@ -172,7 +174,7 @@ class Inpaint(Operator):
             raise ValueError(f"mask must have shape (1, 1, H, W), got {tuple(mask.shape)}")
         self.mask = mask.float()
 
-    def to(self, device: torch.device | str) -> "Inpaint":
+    def to(self, device: torch.device | str) -> Inpaint:
         self.mask = self.mask.to(device)
         return self
 
@@ -204,7 +206,7 @@ def box_mask(h: int, w: int, size: float = 0.25, generator: torch.Generator | No
         top = int(torch.randint(0, h - bh + 1, (1,), generator=generator))
         left = int(torch.randint(0, w - bw + 1, (1,), generator=generator))
     mask = torch.ones(1, 1, h, w)
-    mask[..., top:top + bh, left:left + bw] = 0
+    mask[..., top : top + bh, left : left + bw] = 0
     return mask
 
 
@@ -272,7 +274,7 @@ class HeldOut(Operator):
     def image_size(self, observed: torch.Tensor) -> tuple[int, int]:
         return self.operator.image_size(observed)
 
-    def to(self, device: torch.device | str) -> "HeldOut":
+    def to(self, device: torch.device | str) -> HeldOut:
         self.operator, self.held = self.operator.to(device), self.held.to(device)
         return self
 
@@ -291,12 +293,13 @@ class HeldOut(Operator):
 
 # --- Deblurring with a known blur, and Poisson noise -------------------------------------------------------
 
+
 def gaussian_psf(sigma: float) -> torch.Tensor:
     """Isotropic Gaussian point-spread function, std `sigma` pixels (> 0): (2⌈3σ⌉+1)² taps, sum 1, float64."""
     if not sigma > 0:
         raise ValueError(f"Gaussian blur sigma must be > 0 pixels, got {sigma}")
     radius = max(1, math.ceil(3 * sigma))
-    taps = torch.exp(-torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2 / (2 * sigma ** 2))
+    taps = torch.exp(-(torch.arange(-radius, radius + 1, dtype=torch.float64) ** 2) / (2 * sigma**2))
     return normalise_psf(taps[:, None] * taps[None, :])
 
 
@@ -371,7 +374,7 @@ class Blur(Operator):
         self.psf = normalise_psf(psf).float()
         self.sigma = None if sigma is None else float(sigma)
 
-    def to(self, device: torch.device | str) -> "Blur":
+    def to(self, device: torch.device | str) -> Blur:
         self.psf = self.psf.to(device)
         return self
 
@@ -429,7 +432,7 @@ class Poisson(Operator):
     def psf(self) -> torch.Tensor | None:
         return getattr(self.operator, "psf", None)
 
-    def to(self, device: torch.device | str) -> "Poisson":
+    def to(self, device: torch.device | str) -> Poisson:
         self.operator = self.operator.to(device)
         return self
 
@@ -476,7 +479,7 @@ def smoothed(observed: torch.Tensor) -> torch.Tensor:
     """The observation (1, C, H, W) blurred by a 5×5 Gaussian (σ 1 px, borders replicated), float64: the
     stand-in for the noise-free observation in the discrepancy targets."""
     x = observed.double()
-    taps = torch.exp(-torch.arange(-2, 3, dtype=torch.float64) ** 2 / 2)
+    taps = torch.exp(-(torch.arange(-2, 3, dtype=torch.float64) ** 2) / 2)
     kernel = (taps[:, None] * taps[None, :] / taps.sum() ** 2).to(x.device)
     c = x.shape[1]
     return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel.expand(c, 1, 5, 5), groups=c)

@@ -8,6 +8,7 @@ one learning rate and one step count per parameter tensor, while each stacked fi
 that backtracks lowers only its own rate and rewinds only its own step count, Adam's bias correction, and
 a stopped fit is frozen with a rate of 0 while the others go on).
 """
+
 from __future__ import annotations
 
 import copy
@@ -127,8 +128,14 @@ def fused_adam_available(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu", "mps")
 
 
-def make_optimiser(name: str, params: list[torch.Tensor], lr: float, fits: int, device: torch.device,
-                   leaves: list[torch.Tensor] | None = None):
+def make_optimiser(
+    name: str,
+    params: list[torch.Tensor],
+    lr: float,
+    fits: int,
+    device: torch.device,
+    leaves: list[torch.Tensor] | None = None,
+):
     """The optimiser of `fits` fits: "adam" (fused or foreach torch.optim.Adam for one fit, `StackedAdam`
     for stacked fits, whose `params` are (B, ...) views of `leaves`) or "lbfgs" (one fit only; one
     function evaluation per iteration). Raises ValueError for another name or LBFGS with stacked fits."""
@@ -136,8 +143,9 @@ def make_optimiser(name: str, params: list[torch.Tensor], lr: float, fits: int, 
         if fits > 1:
             return StackedAdam(params, lr, fits, leaves)
         fused = fused_adam_available(device)
-        return TorchOptimiser(torch.optim.Adam(params, lr=lr, betas=BETAS, eps=EPS, fused=fused or None,
-                                               foreach=None if fused else True))
+        return TorchOptimiser(
+            torch.optim.Adam(params, lr=lr, betas=BETAS, eps=EPS, fused=fused or None, foreach=None if fused else True)
+        )
     if name == "lbfgs":
         if fits > 1:
             raise ValueError("LBFGS runs one fit at a time; batch Adam fits only")

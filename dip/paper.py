@@ -8,6 +8,7 @@ compared with our fits), `dip-variant` (another DIP run the paper reports), `bas
 the strongest per task, dataset and kind is shown) or `observation` (the degraded input, never a
 baseline). `convention` is how the row is scored, in the words of `convention_of`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -43,8 +44,9 @@ def check_published(frame: pd.DataFrame, name: str = "published table") -> pd.Da
     for column, allowed in (("kind", KINDS), ("role", ROLES)):
         bad = frame.index[~frame[column].isin(allowed)]
         if len(bad):
-            raise InputError(f"{name}: row {line(bad[0])}: {column} {frame.at[bad[0], column]!r} is not one of "
-                             f"{', '.join(allowed)}")
+            raise InputError(
+                f"{name}: row {line(bad[0])}: {column} {frame.at[bad[0], column]!r} is not one of {', '.join(allowed)}"
+            )
     for column in ("task", "dataset", "method", "source", "convention"):
         bad = frame.index[frame[column].str.strip() == ""]
         if len(bad):
@@ -82,8 +84,11 @@ def dataset_means(published: pd.DataFrame) -> pd.DataFrame:
     keys = ["task", "dataset", "kind", "method"]
     printed = published[published["image"] == ""].assign(images=0)[[*keys, "role", "psnr", "images"]]
     cells = published[published["image"] != ""]
-    computed = (cells.groupby(keys, sort=False).agg(role=("role", "first"), psnr=("psnr", "mean"),
-                                                    images=("image", "nunique")).reset_index())
+    computed = (
+        cells.groupby(keys, sort=False)
+        .agg(role=("role", "first"), psnr=("psnr", "mean"), images=("image", "nunique"))
+        .reset_index()
+    )
     computed = computed.merge(printed[keys], on=keys, how="left", indicator=True)
     computed = computed[computed["_merge"] == "left_only"].drop(columns="_merge")
     return pd.concat([printed, computed], ignore_index=True)
@@ -120,30 +125,54 @@ def _ours(runs: pd.DataFrame, dataset_of: Mapping[str, str], channels: Mapping[s
     """Our fits per image and per dataset mean: mean and spread (std over seeds, ddof 0) of restored.png's and
     the oracle's PSNR."""
     ok = runs[runs["status"] == "ok"].reindex(
-        columns=[*runs.columns, *(c for c in ("psnr_restored_png", "oracle_psnr", "factor") if c not in runs)])
-    ok = ok.assign(dataset=ok["image"].map(dataset_of).fillna("").replace("", "-"),
-                   ours_convention=[convention_of(t, f, channels[i])
-                                    for t, f, i in zip(ok["task"], ok["factor"], ok["image"])])
+        columns=[*runs.columns, *(c for c in ("psnr_restored_png", "oracle_psnr", "factor") if c not in runs)]
+    )
+    ok = ok.assign(
+        dataset=ok["image"].map(dataset_of).fillna("").replace("", "-"),
+        ours_convention=[convention_of(t, f, channels[i]) for t, f, i in zip(ok["task"], ok["factor"], ok["image"])],
+    )
     std = lambda v: v.std(ddof=0) if v.notna().sum() > 1 else float("nan")  # noqa: E731 -- one seed: no spread
     keys = ["task_label", "dataset", "image", "arch"]
-    per_image = (ok.groupby(keys).agg(ours_restored=("psnr_restored_png", "mean"),
-                                      ours_restored_std=("psnr_restored_png", std),
-                                      ours_oracle=("oracle_psnr", "mean"), ours_oracle_std=("oracle_psnr", std),
-                                      seeds=("seed", "nunique"), ours_convention=("ours_convention", "first"))
-                 .reset_index().assign(images=1))
+    per_image = (
+        ok.groupby(keys)
+        .agg(
+            ours_restored=("psnr_restored_png", "mean"),
+            ours_restored_std=("psnr_restored_png", std),
+            ours_oracle=("oracle_psnr", "mean"),
+            ours_oracle_std=("oracle_psnr", std),
+            seeds=("seed", "nunique"),
+            ours_convention=("ours_convention", "first"),
+        )
+        .reset_index()
+        .assign(images=1)
+    )
     # A dataset mean averages the images' seed means, as the paper averages images; its spread is over the
     # seeds that fitted every image of the mean (each such seed's mean over images).
     group = ["task_label", "dataset", "arch"]
-    means = (per_image.groupby(group)
-             .agg(ours_restored=("ours_restored", "mean"), ours_oracle=("ours_oracle", "mean"),
-                  seeds=("seeds", "min"), images=("image", "nunique"),
-                  # A mean over images scored differently (RGB and grey) says so: never silently mixed.
-                  ours_convention=("ours_convention", lambda c: " + ".join(sorted(set(c))))).reset_index())
-    per_seed = ok.groupby([*group, "seed"]).agg(restored=("psnr_restored_png", "mean"),
-                                                oracle=("oracle_psnr", "mean"), n=("image", "nunique")).reset_index()
+    means = (
+        per_image.groupby(group)
+        .agg(
+            ours_restored=("ours_restored", "mean"),
+            ours_oracle=("ours_oracle", "mean"),
+            seeds=("seeds", "min"),
+            images=("image", "nunique"),
+            # A mean over images scored differently (RGB and grey) says so: never silently mixed.
+            ours_convention=("ours_convention", lambda c: " + ".join(sorted(set(c)))),
+        )
+        .reset_index()
+    )
+    per_seed = (
+        ok.groupby([*group, "seed"])
+        .agg(restored=("psnr_restored_png", "mean"), oracle=("oracle_psnr", "mean"), n=("image", "nunique"))
+        .reset_index()
+    )
     per_seed = per_seed.merge(means[[*group, "images"]], on=group)
-    spread = (per_seed[per_seed["n"] == per_seed["images"]].groupby(group)
-              .agg(ours_restored_std=("restored", std), ours_oracle_std=("oracle", std)).reset_index())
+    spread = (
+        per_seed[per_seed["n"] == per_seed["images"]]
+        .groupby(group)
+        .agg(ours_restored_std=("restored", std), ours_oracle_std=("oracle", std))
+        .reset_index()
+    )
     means = means.merge(spread, on=group, how="left").assign(image=MEAN)
     return pd.concat([per_image, means], ignore_index=True).rename(columns={"task_label": "task"})
 
@@ -186,28 +215,61 @@ def _paper_cells(published: pd.DataFrame) -> pd.DataFrame:
         best = strongest_baselines(published)
         best = best[best["kind"] == kind][["task", "dataset", "method"]]
         base = rows[rows["kind"] == kind].merge(best, on=["task", "dataset", "method"])
-        frame = frame.merge(base[[*keys, "psnr", "method"]].rename(
-            columns={"psnr": f"baseline_{kind}", "method": f"baseline_{kind}_method"}), on=keys, how="left")
+        frame = frame.merge(
+            base[[*keys, "psnr", "method"]].rename(
+                columns={"psnr": f"baseline_{kind}", "method": f"baseline_{kind}_method"}
+            ),
+            on=keys,
+            how="left",
+        )
         for ours, theirs in SHARED_BASELINES.items():
             same = rows[(rows["method"] == theirs) & (rows["kind"] == kind)]
-            frame = frame.merge(same[[*keys, "psnr"]].rename(columns={"psnr": f"paper_{ours}_{kind}"}), on=keys,
-                                how="left")
+            frame = frame.merge(
+                same[[*keys, "psnr"]].rename(columns={"psnr": f"paper_{ours}_{kind}"}), on=keys, how="left"
+            )
     conventions = published.groupby(["task", "dataset"])["convention"].first().rename("paper_convention")
     images = published[published["image"] != ""].groupby(["task", "dataset"])["image"].nunique()
     frame = frame.merge(conventions.reset_index(), on=["task", "dataset"], how="left")
     return frame.merge(images.rename("paper_images").reset_index(), on=["task", "dataset"], how="left")
 
 
-COLUMNS = ["task", "dataset", "image", "arch", "ours_restored", "ours_restored_std", "ours_oracle", "ours_oracle_std",
-           "seeds", "images", "paper_dip_published", "paper_dip_derived", "difference_published",
-           "difference_derived", "baseline_published", "baseline_published_method", "baseline_derived",
-           "baseline_derived_method", *(f"{who}_{m}{kind}" for m in SHARED_BASELINES
-                                        for who, kind in (("ours", ""), ("paper", "_published"), ("paper", "_derived"))),
-           "ours_convention", "paper_convention", "note"]
+COLUMNS = [
+    "task",
+    "dataset",
+    "image",
+    "arch",
+    "ours_restored",
+    "ours_restored_std",
+    "ours_oracle",
+    "ours_oracle_std",
+    "seeds",
+    "images",
+    "paper_dip_published",
+    "paper_dip_derived",
+    "difference_published",
+    "difference_derived",
+    "baseline_published",
+    "baseline_published_method",
+    "baseline_derived",
+    "baseline_derived_method",
+    *(
+        f"{who}_{m}{kind}"
+        for m in SHARED_BASELINES
+        for who, kind in (("ours", ""), ("paper", "_published"), ("paper", "_derived"))
+    ),
+    "ours_convention",
+    "paper_convention",
+    "note",
+]
 
 
-def paper_vs_ours(runs: pd.DataFrame, dataset_of: Mapping[str, str], channels: Mapping[str, int],
-                  published: pd.DataFrame, baselines: pd.DataFrame | None = None) -> pd.DataFrame:
+def paper_vs_ours(
+    runs: pd.DataFrame,
+    dataset_of: Mapping[str, str],
+    channels: Mapping[str, int],
+    published: pd.DataFrame,
+    baselines: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Our fits beside the paper's numbers, per image and per dataset mean (image MEAN).
 
     runs: runs.csv rows (status, task, task_label, factor, image, arch, seed, psnr_restored_png,
@@ -226,8 +288,9 @@ def paper_vs_ours(runs: pd.DataFrame, dataset_of: Mapping[str, str], channels: M
     for i in range(len(table)):
         row = table.iloc[i]
         if differs.iloc[i]:
-            notes[i].append(f"conventions differ (ours {row['ours_convention']}, paper {row['paper_convention']}): "
-                            "not compared")
+            notes[i].append(
+                f"conventions differ (ours {row['ours_convention']}, paper {row['paper_convention']}): not compared"
+            )
         elif " + " in row["ours_convention"]:
             notes[i].append("mean over images scored differently")
         if row["image"] == MEAN and pd.notna(row["paper_images"]) and row["images"] != row["paper_images"]:
@@ -247,19 +310,33 @@ def discrepancy_notes(published: pd.DataFrame, tasks_datasets: set[tuple[str, st
     for row in agreement(published).itertuples():
         if (row.task, row.dataset) not in tasks_datasets or abs(row.difference) <= MEAN_TOLERANCE_DB:
             continue
-        others = means[(means["task"] == row.task) & (means["dataset"] == row.dataset) & (means["kind"] == "published")
-                       & (means["role"] == "dip-variant")] if row.role == "dip" else means.iloc[:0]
+        others = (
+            means[
+                (means["task"] == row.task)
+                & (means["dataset"] == row.dataset)
+                & (means["kind"] == "published")
+                & (means["role"] == "dip-variant")
+            ]
+            if row.role == "dip"
+            else means.iloc[:0]
+        )
         also = "".join(f", {o.method} {o.psnr:.2f}" for o in others.itertuples())
         # The printed row's own name where the table keeps it ("DIP (EMA)"), else ours.
-        printed = published[(published["task"] == row.task) & (published["dataset"] == row.dataset)
-                            & (published["method"] == row.method) & (published["kind"] == "published")
-                            & (published["image"] == "")].get("method_in_source", pd.Series(dtype=str))
+        printed = published[
+            (published["task"] == row.task)
+            & (published["dataset"] == row.dataset)
+            & (published["method"] == row.method)
+            & (published["kind"] == "published")
+            & (published["image"] == "")
+        ].get("method_in_source", pd.Series(dtype=str))
         name = printed.iloc[0] if len(printed) and printed.iloc[0] else row.method
         notes.setdefault(row.task, []).append(
             f"{row.dataset}: the authors' {row.method} result images average {row.derived:.2f} dB (derived, "
             f"{row.images} images), the paper prints {row.published:.2f} for {name}"
-            + (f" (also {also[2:]})" if also else "") + ". Which run produced "
-            "the images is not stated, so the derived and published columns are not interchangeable here.")
+            + (f" (also {also[2:]})" if also else "")
+            + ". Which run produced "
+            "the images is not stated, so the derived and published columns are not interchangeable here."
+        )
     return notes
 
 
@@ -272,33 +349,58 @@ def _fmt(value: float, spread: float = float("nan")) -> str:
 def markdown(table: pd.DataFrame, published: pd.DataFrame) -> str:
     """The table as Markdown, one section per task, each followed by its sources and any discrepancy note."""
     notes = discrepancy_notes(published, set(zip(table["task"], table["dataset"])))
-    lines = ["# Paper vs ours", "",
-             "PSNR (dB). ours: restored.png (the EMA output at the end of the budget) and the oracle (best EMA "
-             "iterate, analysis only), mean ± std over seeds (a dataset mean: over images, its spread over "
-             "seeds). paper, published: a cell the paper prints; paper, derived: computed from the authors' own "
-             "result images (data/published/README.md). The strongest other method is the paper's best non-DIP "
-             "method of the dataset by its mean, per kind. Δ = ours (restored) − the paper's DIP of that kind, "
-             "only where both use the same convention. Empty: no such number." + "".join(
-                 f" ours {name}: the bm3d package's {name} (the optional bm3d extra) on our observations, given the "
-                 f"true σ, mean over observation seeds, beside the paper's {name}."
-                 for m, name in SHARED_BASELINES.items() if table[f"ours_{m}"].notna().any()), ""]
+    lines = [
+        "# Paper vs ours",
+        "",
+        "PSNR (dB). ours: restored.png (the EMA output at the end of the budget) and the oracle (best EMA "
+        "iterate, analysis only), mean ± std over seeds (a dataset mean: over images, its spread over "
+        "seeds). paper, published: a cell the paper prints; paper, derived: computed from the authors' own "
+        "result images (data/published/README.md). The strongest other method is the paper's best non-DIP "
+        "method of the dataset by its mean, per kind. Δ = ours (restored) − the paper's DIP of that kind, "
+        "only where both use the same convention. Empty: no such number."
+        + "".join(
+            f" ours {name}: the bm3d package's {name} (the optional bm3d extra) on our observations, given the "
+            f"true σ, mean over observation seeds, beside the paper's {name}."
+            for m, name in SHARED_BASELINES.items()
+            if table[f"ours_{m}"].notna().any()
+        ),
+        "",
+    ]
     for task, part in table.groupby("task", sort=False):
-        shown = pd.DataFrame({
-            "dataset": part["dataset"], "image": part["image"], "arch": part["arch"],
-            "ours (restored)": [_fmt(v, s) for v, s in zip(part["ours_restored"], part["ours_restored_std"])],
-            "ours (oracle)": [_fmt(v, s) for v, s in zip(part["ours_oracle"], part["ours_oracle_std"])],
-            "paper DIP (published)": part["paper_dip_published"].map(_fmt),
-            "paper DIP (derived)": part["paper_dip_derived"].map(_fmt),
-            "Δ published": part["difference_published"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}"),
-            "Δ derived": part["difference_derived"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}"),
-            **{f"strongest other ({kind})": [f"{m} {v:.2f}" if pd.notna(v) else ""
-                                             for m, v in zip(part[f"baseline_{kind}_method"], part[f"baseline_{kind}"])]
-               for kind in KINDS},
-            # A baseline the paper reports that we ran too (CBM3D, where the bm3d extra is installed).
-            **{column: part[key].map(_fmt) for m, name in SHARED_BASELINES.items() if part[f"ours_{m}"].notna().any()
-               for column, key in ((f"ours {name}", f"ours_{m}"), (f"paper {name} (published)", f"paper_{m}_published"),
-                                   (f"paper {name} (derived)", f"paper_{m}_derived"))},
-            "seeds": part["seeds"], "convention": part["ours_convention"], "note": part["note"]})
+        shown = pd.DataFrame(
+            {
+                "dataset": part["dataset"],
+                "image": part["image"],
+                "arch": part["arch"],
+                "ours (restored)": [_fmt(v, s) for v, s in zip(part["ours_restored"], part["ours_restored_std"])],
+                "ours (oracle)": [_fmt(v, s) for v, s in zip(part["ours_oracle"], part["ours_oracle_std"])],
+                "paper DIP (published)": part["paper_dip_published"].map(_fmt),
+                "paper DIP (derived)": part["paper_dip_derived"].map(_fmt),
+                "Δ published": part["difference_published"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}"),
+                "Δ derived": part["difference_derived"].map(lambda v: "" if pd.isna(v) else f"{v:+.2f}"),
+                **{
+                    f"strongest other ({kind})": [
+                        f"{m} {v:.2f}" if pd.notna(v) else ""
+                        for m, v in zip(part[f"baseline_{kind}_method"], part[f"baseline_{kind}"])
+                    ]
+                    for kind in KINDS
+                },
+                # A baseline the paper reports that we ran too (CBM3D, where the bm3d extra is installed).
+                **{
+                    column: part[key].map(_fmt)
+                    for m, name in SHARED_BASELINES.items()
+                    if part[f"ours_{m}"].notna().any()
+                    for column, key in (
+                        (f"ours {name}", f"ours_{m}"),
+                        (f"paper {name} (published)", f"paper_{m}_published"),
+                        (f"paper {name} (derived)", f"paper_{m}_derived"),
+                    )
+                },
+                "seeds": part["seeds"],
+                "convention": part["ours_convention"],
+                "note": part["note"],
+            }
+        )
         lines += [f"## {task}", "", shown.to_markdown(index=False, disable_numparse=True), ""]
         shown_datasets = set(part["dataset"])
         sources = published[(published["task"] == task) & published["dataset"].isin(shown_datasets)]
@@ -333,25 +435,53 @@ def figure(table: pd.DataFrame):
         for j, arch in enumerate(archs):
             mine = part[part["arch"] == arch]
             offset = 0.12 * (j - (len(archs) - 1) / 2)
-            ax.errorbar([x[i] + offset for i in mine["image"]], mine["ours_restored"],
-                        yerr=mine["ours_restored_std"].fillna(0), fmt="o", ms=6, capsize=3, color=f"C{j}",
-                        label=f"ours, {arch} (restored, ± std over seeds)")
+            ax.errorbar(
+                [x[i] + offset for i in mine["image"]],
+                mine["ours_restored"],
+                yerr=mine["ours_restored_std"].fillna(0),
+                fmt="o",
+                ms=6,
+                capsize=3,
+                color=f"C{j}",
+                label=f"ours, {arch} (restored, ± std over seeds)",
+            )
         paper = part.drop_duplicates("image")
         for m, name in SHARED_BASELINES.items():  # our run of a baseline the paper has (CBM3D), on the image
             if paper[f"ours_{m}"].notna().any():
-                ax.plot([x[i] for i in paper["image"]], paper[f"ours_{m}"], "v", color="tab:green", ms=7, ls="none",
-                        label=f"ours, {name}")
+                ax.plot(
+                    [x[i] for i in paper["image"]],
+                    paper[f"ours_{m}"],
+                    "v",
+                    color="tab:green",
+                    ms=7,
+                    ls="none",
+                    label=f"ours, {name}",
+                )
         # Published (filled) left of ours, derived (open) right of it: where both exist they stay visible.
         for kind, fill, shift in (("published", True, -0.25), ("derived", False, 0.25)):
             style = dict(ls="none", ms=8, mew=1.5)
             where = [x[i] + shift for i in paper["image"]]
             if paper[f"paper_dip_{kind}"].notna().any():
-                ax.plot(where, paper[f"paper_dip_{kind}"], "D", color="k", mfc="k" if fill else "none",
-                        label=f"paper DIP ({kind})", **style)
+                ax.plot(
+                    where,
+                    paper[f"paper_dip_{kind}"],
+                    "D",
+                    color="k",
+                    mfc="k" if fill else "none",
+                    label=f"paper DIP ({kind})",
+                    **style,
+                )
             if paper[f"baseline_{kind}"].notna().any():
                 name = ", ".join(paper[f"baseline_{kind}_method"].dropna().unique())
-                ax.plot(where, paper[f"baseline_{kind}"], "s", color="tab:orange", mfc="tab:orange" if fill else "none",
-                        label=f"{name} ({kind}, strongest other)", **style)
+                ax.plot(
+                    where,
+                    paper[f"baseline_{kind}"],
+                    "s",
+                    color="tab:orange",
+                    mfc="tab:orange" if fill else "none",
+                    label=f"{name} ({kind}, strongest other)",
+                    **style,
+                )
         if MEAN in x and len(images) > 1:
             ax.axvline(x[MEAN] - 0.5, color="0.7", lw=1, ls=":")
         ax.set_xticks(range(len(images)), images, rotation=30, ha="right", fontsize=8)

@@ -1,5 +1,6 @@
 """Named architectures and the paper's per-task settings, in one place, so that a table row saying
 "paper preset" means exactly these values (from the authors' notebooks; see README)."""
+
 from __future__ import annotations
 
 # name -> network spec ("kind" is a builder in dip.networks) and fit settings the network needs.
@@ -10,26 +11,41 @@ ARCHITECTURES: dict[str, dict] = {
     "hourglass": {"net": {"kind": "hourglass"}},
     # Depth-limited variants of the architecture ablation.
     "hourglass-3": {"net": {"kind": "hourglass", "scales": 3}},
-    "skip-3": {"net": {"kind": "skip", "channels_down": [128] * 3, "channels_up": [128] * 3,
-                       "channels_skip": [4] * 3}},
+    "skip-3": {"net": {"kind": "skip", "channels_down": [128] * 3, "channels_up": [128] * 3, "channels_skip": [4] * 3}},
     # JPEG artefacts notebook (snail): narrow shallow scales, skips only at the two deepest.
-    "skip-jpeg": {"net": {"kind": "skip", "channels_down": [8, 16, 32, 64, 128],
-                          "channels_up": [8, 16, 32, 64, 128], "channels_skip": [0, 0, 0, 4, 4]},
-                  "settings": {"input_depth": 3}},
+    "skip-jpeg": {
+        "net": {
+            "kind": "skip",
+            "channels_down": [8, 16, 32, 64, 128],
+            "channels_up": [8, 16, 32, 64, 128],
+            "channels_skip": [0, 0, 0, 4, 4],
+        },
+        "settings": {"input_depth": 3},
+    },
     # Text inpainting notebook (kate): 128 skip channels, nearest upsampling.
     "skip-text": {"net": {"kind": "skip", "channels_skip": [128] * 5, "upsample": "nearest"}},
     # Large-hole inpainting notebook (vase): no skips, nearest upsampling, meshgrid input.
     "hourglass-vase": {"net": {"kind": "hourglass", "upsample": "nearest"}, "settings": {"input": "meshgrid"}},
     # Library inpainting notebook: six scales, 5×5 down filters, no 1×1 up convs, 1-channel input.
-    "hourglass-library": {"net": {"kind": "skip", "channels_down": [16, 32, 64, 128, 128, 128],
-                                  "channels_up": [16, 32, 64, 128, 128, 128], "channels_skip": [0] * 6,
-                                  "filter_down": 5, "filter_up": 3, "upsample": "nearest",
-                                  "need_1x1_up": False},
-                          "settings": {"input_depth": 1, "reg_noise_std": 0.0}},
+    "hourglass-library": {
+        "net": {
+            "kind": "skip",
+            "channels_down": [16, 32, 64, 128, 128, 128],
+            "channels_up": [16, 32, 64, 128, 128, 128],
+            "channels_skip": [0] * 6,
+            "filter_down": 5,
+            "filter_up": 3,
+            "upsample": "nearest",
+            "need_1x1_up": False,
+        },
+        "settings": {"input_depth": 1, "reg_noise_std": 0.0},
+    },
     # Flash/no-flash notebook: the default skip network, nearest upsampling at the two finest scales, the
     # flash photograph as its input.
-    "skip-flash": {"net": {"kind": "skip", "upsample": ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]},
-                   "settings": {"input": "image", "input_depth": 3}},
+    "skip-flash": {
+        "net": {"kind": "skip", "upsample": ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]},
+        "settings": {"input": "image", "input_depth": 3},
+    },
     "unet": {"net": {"kind": "unet", "feature_scale": 8}},
     "resnet": {"net": {"kind": "resnet", "blocks": 8, "channels": 32}},
     # Beyond the paper: Deep Decoder with k = 64 channels and 5 upsampling layers.

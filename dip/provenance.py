@@ -1,4 +1,5 @@
 """Where a result came from: config hash, code commit, package versions, device."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,13 +26,15 @@ def content_hash(tensor) -> str:
 def git_commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
         commit = out.stdout.strip()
         if out.returncode or not commit:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(here)], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", str(here)], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"

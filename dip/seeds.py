@@ -21,6 +21,7 @@ z into the noise, and denoising lost 1-2.5 dB.)
 torch's CPU generator (a Mersenne Twister) keeps only the low 32 bits of its seed; the tests check
 that the streams of one seed differ there too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

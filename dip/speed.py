@@ -14,6 +14,7 @@ measured faster. What was measured:
 So every device defaults to fp32 and the contiguous layout; `--bf16` and `--channels-last` switch
 them on. CUDA gets cuDNN autotuning, the CPU flushes denormals.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def resolve_speed(device: torch.device, channels_last: bool | None = None, bf16: bool | None = None,
-                  flush_denormal: bool = True) -> Speed:
+def resolve_speed(
+    device: torch.device, channels_last: bool | None = None, bf16: bool | None = None, flush_denormal: bool = True
+) -> Speed:
     """Fill in the switches left as None with the measured default (off, see above) and set the
     process-wide switches (denormal flushing on the CPU, cuDNN autotuning on CUDA)."""
     if device.type == "cuda":

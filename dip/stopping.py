@@ -14,12 +14,13 @@ tensor (B,) and a `live` mask (B,): a fit that has stopped is no longer fed. The
 `stop_iterations` only at the loop's periodic checks. `snapshot(b)` / `restore(b, s)` copy one fit's
 state out and back (backtracking, checkpoints).
 """
+
 from __future__ import annotations
 
 import pandas as pd
 import torch
 
-NEVER = 2 ** 62  # "no minimum (or crossing) yet", as a device integer: no host branch needed
+NEVER = 2**62  # "no minimum (or crossing) yet", as a device integer: no host branch needed
 
 
 def _column(x: torch.Tensor | float | int, fits: int, device, dtype=None) -> torch.Tensor:
@@ -58,8 +59,14 @@ class StoppingRule:
         self.image = torch.zeros((fits, *image_shape), device=device)
         self.signal = torch.full((fits,), float("nan"), device=device)
 
-    def update(self, iteration, output: torch.Tensor, keep: torch.Tensor, loss: torch.Tensor | None = None,
-               live: torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        iteration,
+        output: torch.Tensor,
+        keep: torch.Tensor,
+        loss: torch.Tensor | None = None,
+        live: torch.Tensor | None = None,
+    ) -> None:
         """One iteration of B fits: iteration (B,) (or an int for all), raw outputs (B, ...), the images to
         return if this iteration is chosen (B, ...) (the EMA images when the fit keeps one), the losses to
         the observation (B,) and which fits are still running (B,) bool (default: all)."""
@@ -99,13 +106,16 @@ class StoppingRule:
     def report(self, last_iteration: int, b: int = 0) -> dict:
         """Where the rule stands for fit b after it ran to `last_iteration`."""
         minimum = int(self.minimum_iteration[b]) if self.fits else NEVER
-        return {"iteration": self.chosen_iteration(b), "minimum": None if minimum == NEVER else minimum,
-                "stop_at": self.stop_iteration(b) if self.fits else None,
-                "stopped": self.should_stop(last_iteration, b) if self.fits else False}
+        return {
+            "iteration": self.chosen_iteration(b),
+            "minimum": None if minimum == NEVER else minimum,
+            "stop_at": self.stop_iteration(b) if self.fits else None,
+            "stopped": self.should_stop(last_iteration, b) if self.fits else False,
+        }
 
     def kept_image(self, b: int = 0) -> torch.Tensor | None:
         """Fit b's kept image (1, ...), or None if the rule has chosen none."""
-        return None if self.chosen_iteration(b) is None else self.image[b:b + 1]
+        return None if self.chosen_iteration(b) is None else self.image[b : b + 1]
 
     def snapshot(self, b: int) -> dict:
         """A real copy of fit b's state."""
@@ -129,8 +139,9 @@ def bank(rules: list[StoppingRule]) -> StoppingRule:
     first = rules[0]
     for r in rules[1:]:
         if r.config() != first.config():
-            raise ValueError(f"batched fits need the same stopping rules with the same settings: "
-                             f"{first.name} differs between fits")
+            raise ValueError(
+                f"batched fits need the same stopping rules with the same settings: {first.name} differs between fits"
+            )
     if len(rules) > 1:
         first.join(rules[1:])
     return first
@@ -187,8 +198,14 @@ class _MinimumTracker(StoppingRule):
         self.horizons = [max(p, self.delay) for p in patiences]
         self.horizon = torch.tensor(self.horizons, device=device)
 
-    def _record(self, it: torch.Tensor, value: torch.Tensor, keep: torch.Tensor, counted: torch.Tensor,
-                accept: torch.Tensor | None = None) -> None:
+    def _record(
+        self,
+        it: torch.Tensor,
+        value: torch.Tensor,
+        keep: torch.Tensor,
+        counted: torch.Tensor,
+        accept: torch.Tensor | None = None,
+    ) -> None:
         """One value of the statistic per fit. Where `counted` is False (the fit stopped, the rule has not
         started or its window is not full) nothing changes; where `accept` is False the value cannot
         become a minimum but the kept image still follows the delay."""
@@ -397,8 +414,9 @@ class HoldoutStop(_MinimumTracker):
         if len(self.operators) == 1:
             value = self.operators[0].heldout_error(keep, self.observed[0])
         else:
-            value = torch.cat([op.heldout_error(keep[b:b + 1], y) for b, (op, y)
-                               in enumerate(zip(self.operators, self.observed))])
+            value = torch.cat(
+                [op.heldout_error(keep[b : b + 1], y) for b, (op, y) in enumerate(zip(self.operators, self.observed))]
+            )
         value = value.float().reshape(self.fits)
         self.signal = value
         self._record(it, value, keep, live)
@@ -411,18 +429,14 @@ def clipped_noise_mse(observed: torch.Tensor, sigma: float) -> float:
     σ²·[Φ(b) − Φ(a) − bφ(b) + aφ(a) + a²Φ(a) + b²(1 − Φ(b))]: the unclipped part plus the two clipped tails."""
     import math
 
-    import torch.nn.functional as F
+    from dip.operators import smoothed
 
-    x = observed.double()
-    taps = torch.exp(-torch.arange(-2, 3, dtype=torch.float64) ** 2 / 2)
-    kernel = (taps[:, None] * taps[None, :] / taps.sum() ** 2).to(x.device)
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel.expand(c, 1, 5, 5), groups=c).clamp(0, 1)
+    x = smoothed(observed).clamp(0, 1)
     a, b = -x / sigma, (1 - x) / sigma
     cdf = lambda t: 0.5 * (1 + torch.erf(t / math.sqrt(2)))  # noqa: E731
     pdf = lambda t: torch.exp(-t * t / 2) / math.sqrt(2 * math.pi)  # noqa: E731
     second_moment = cdf(b) - cdf(a) - b * pdf(b) + a * pdf(a) + a * a * cdf(a) + b * b * (1 - cdf(b))
-    return float(sigma ** 2 * second_moment.mean())
+    return float(sigma**2 * second_moment.mean())
 
 
 def estimate_noise_sigma(observed: torch.Tensor) -> float:
@@ -441,14 +455,22 @@ def ema_delay(ema: float) -> int:
 
 SETTLE = 0.05  # es-wmv's guard: chosen on config/heldout.yaml (64², σ 25) among 0.02, 0.05, 0.1 (README)
 
+
 def default_patience(iterations: int) -> int:
     """A fifth of the budget: the published 1000 iterations outlast most of a 3000-iteration fit, so that a
     rule could save nothing there; the patience scales with the budget instead."""
     return max(1, iterations // 5)
 
 
-def make_rule(name: str, iterations: int, window: int = 100, patience: int | None = None, ema: float = 0.0,
-              discrepancy: float | None = None, heldout: tuple | None = None) -> StoppingRule:
+def make_rule(
+    name: str,
+    iterations: int,
+    window: int = 100,
+    patience: int | None = None,
+    ema: float = 0.0,
+    discrepancy: float | None = None,
+    heldout: tuple | None = None,
+) -> StoppingRule:
     """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at; `patience`
     defaults to a fifth of the budget (`default_patience`); `ema` is
     the fit's output EMA weight, which sets how long after the minimum (or crossing) the kept EMA image is

@@ -1,5 +1,6 @@
 """A task = a degradation with its parameters: how to make its observation from a clean image, its
 operator for the fit, and how it is scored (SR: luminance with a border of `factor` pixels shaved)."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,8 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from dip import operators as ops, seeds
+from dip import operators as ops
+from dip import seeds
 from dip.image_io import InputError
 from dip.metrics import Scorer
 from dip.networks import center_crop
@@ -97,14 +99,14 @@ class Task:
     such a task fits, but `degrade` refuses it (see OPTIONS)."""
 
     name: str
-    sigma: float | None = None     # denoise, on the 0–255 scale
-    factor: int | None = None      # sr, an integer >= 2
-    mask: str | None = None        # inpaint: drop | text | box | file
-    drop: float | None = None      # inpaint drop fraction
-    quality: int | None = None     # jpeg
-    blur: str | None = None        # deblur: gaussian:SIGMA, motion:LENGTH,ANGLE or file (the PSF given apart)
-    noise: str | None = None       # denoise, deblur: gaussian (None) or poisson
-    peak: float | None = None      # Poisson noise: the expected count of a pixel of value 1
+    sigma: float | None = None  # denoise, on the 0–255 scale
+    factor: int | None = None  # sr, an integer >= 2
+    mask: str | None = None  # inpaint: drop | text | box | file
+    drop: float | None = None  # inpaint drop fraction
+    quality: int | None = None  # jpeg
+    blur: str | None = None  # deblur: gaussian:SIGMA, motion:LENGTH,ANGLE or file (the PSF given apart)
+    noise: str | None = None  # denoise, deblur: gaussian (None) or poisson
+    peak: float | None = None  # Poisson noise: the expected count of a pixel of value 1
 
     def __post_init__(self) -> None:
         if self.name not in TASKS:
@@ -114,20 +116,27 @@ class Task:
         if self.noise not in (None, *NOISES):
             raise InputError(f"noise: choose one of {', '.join(NOISES)}, got {self.noise!r}")
         if self.peak is not None and self.noise != "poisson":
-            raise InputError(f"peak: the Poisson peak needs --noise poisson (the {self.noise or 'gaussian'} noise "
-                             f"level is --sigma)")
+            raise InputError(
+                f"peak: the Poisson peak needs --noise poisson (the {self.noise or 'gaussian'} noise level is --sigma)"
+            )
         if self.noise == "poisson":
             if self.sigma is not None:
                 raise InputError("sigma: Poisson noise has no sigma; its level is --peak P")
             if self.peak is not None and not (0 < self.peak < float("inf")):
-                raise InputError(f"peak: the Poisson peak (expected count of a pixel of value 1) must be a "
-                                 f"finite number > 0, got {self.peak}")
+                raise InputError(
+                    f"peak: the Poisson peak (expected count of a pixel of value 1) must be a "
+                    f"finite number > 0, got {self.peak}"
+                )
         if self.name == "deblur":
             parse_blur(self.blur)
-        if self.name == "sr" and (isinstance(self.factor, bool) or not isinstance(self.factor, int)
-                                  or self.factor < ops.SuperResolve.MIN_FACTOR):
-            raise InputError(f"factor: SR factor must be an integer >= {ops.SuperResolve.MIN_FACTOR}, "
-                             f"got {self.factor}")
+        if self.name == "sr" and (
+            isinstance(self.factor, bool)
+            or not isinstance(self.factor, int)
+            or self.factor < ops.SuperResolve.MIN_FACTOR
+        ):
+            raise InputError(
+                f"factor: SR factor must be an integer >= {ops.SuperResolve.MIN_FACTOR}, got {self.factor}"
+            )
         if self.name == "inpaint":
             if self.mask not in MASKS:
                 raise InputError(f"mask: inpainting needs a mask kind among {', '.join(MASKS)}, got {self.mask!r}")
@@ -140,7 +149,7 @@ class Task:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
-    def from_params(cls, name: str, params: dict) -> "Task":
+    def from_params(cls, name: str, params: dict) -> Task:
         """The task `name` with its parameters taken from `params` (a config's task entry, a summary.json),
         whatever else it holds."""
         return cls(name, **{f.name: params[f.name] for f in fields(cls) if f.name != "name" and f.name in params})
@@ -195,8 +204,10 @@ class Task:
         """SR (the Y-channel score, PIL's Lanczos observation) and JPEG need grey or colour; the other tasks
         restore any number of channels (bands, pages)."""
         if self.name in ("sr", "jpeg") and channels not in (1, 3):
-            raise InputError(f"{source}: {self.name} needs a greyscale or colour image (1 or 3 channels), this "
-                             f"one has {channels}; denoise, inpaint and flash restore any number of channels")
+            raise InputError(
+                f"{source}: {self.name} needs a greyscale or colour image (1 or 3 channels), this "
+                f"one has {channels}; denoise, inpaint and flash restore any number of channels"
+            )
 
     def make_mask(self, h: int, w: int, generator: torch.Generator, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.mask == "drop":
@@ -238,8 +249,13 @@ class Task:
             raise InputError("psf: --psf FILE is needed for a blur given as a file")
         return ops.normalise_psf(given)
 
-    def degrade(self, clean: torch.Tensor, observation_seed: int, mask: torch.Tensor | None = None,
-                psf: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def degrade(
+        self,
+        clean: torch.Tensor,
+        observation_seed: int,
+        mask: torch.Tensor | None = None,
+        psf: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Observation (and mask for inpainting) of a clean image, reproducible from the observation
         seed alone: it draws from that seed's `observation` stream, which no network stream shares."""
         given = {k: v for k, v in self.params().items() if k in TASK_OPTIONS}
@@ -253,8 +269,9 @@ class Task:
         if hasattr(operator, "psf") and operator.psf is not None:
             kh, kw = operator.psf.shape
             if kh > clean.shape[-2] or kw > clean.shape[-1]:
-                raise InputError(f"psf: the PSF ({kh}x{kw}) is larger than the image ({clean.shape[-2]}x"
-                                 f"{clean.shape[-1]})")
+                raise InputError(
+                    f"psf: the PSF ({kh}x{kw}) is larger than the image ({clean.shape[-2]}x{clean.shape[-1]})"
+                )
         return operator.observe(clean, generator), mask if self.name == "inpaint" else None
 
 
@@ -269,11 +286,15 @@ def parse_blur(spec: str | None) -> tuple[str, tuple[float, ...]]:
         values = tuple(float(v) for v in numbers.split(","))
     except ValueError:
         values = ()
-    ok = {"gaussian": len(values) == 1 and values[0] > 0,
-          "motion": len(values) == 2 and values[0] >= 1 and all(map(math.isfinite, values))}
+    ok = {
+        "gaussian": len(values) == 1 and values[0] > 0,
+        "motion": len(values) == 2 and values[0] >= 1 and all(map(math.isfinite, values)),
+    }
     if not ok.get(kind, False) or not all(map(math.isfinite, values)):
-        raise InputError(f"--blur: expected gaussian:SIGMA (pixels > 0) or motion:LENGTH,ANGLE (length >= 1 "
-                         f"pixel, angle in degrees), got {spec!r}")
+        raise InputError(
+            f"--blur: expected gaussian:SIGMA (pixels > 0) or motion:LENGTH,ANGLE (length >= 1 "
+            f"pixel, angle in degrees), got {spec!r}"
+        )
     return kind, values
 
 

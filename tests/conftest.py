@@ -23,7 +23,7 @@ class AtCall(torch.nn.Module):
 
 def natural_crop(size: int = 64) -> np.ndarray:
     """A size×size crop of scikit-image's astronaut (face and suit), area-downsampled ×2."""
-    img = data.astronaut()[40:40 + 2 * size, 150:150 + 2 * size].astype(np.float32) / 255
+    img = data.astronaut()[40 : 40 + 2 * size, 150 : 150 + 2 * size].astype(np.float32) / 255
     return img.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
 
 

@@ -1,5 +1,6 @@
 """`dip.restore` with forward operators of the user's own: the README's example run as written, checkpoint
 resume, batched seeds, the ground-truth-free rules, and every mistake in a custom operator as one line."""
+
 import doctest
 import os
 import re
@@ -47,7 +48,7 @@ class RandomProjection(Operator):
 
     def __init__(self, h: int, w: int, m: int, seed: int = 0):
         self.h, self.w = h, w
-        self.matrix = torch.randn(m, h * w, generator=torch.Generator().manual_seed(seed)) / m ** 0.5
+        self.matrix = torch.randn(m, h * w, generator=torch.Generator().manual_seed(seed)) / m**0.5
 
     def forward(self, x):
         type(self).calls += 1
@@ -77,13 +78,24 @@ def test_a_checkpointed_fit_resumes_to_the_identical_result(projection, tmp_path
     checkpoint = tmp_path / "ckpt.pt"
     RandomProjection.calls, RandomProjection.interrupt_at = 0, 25  # mid-fit, after the check at iteration 10
     with pytest.raises(FitInterrupted) as err:
-        restore(observed, operator, arch="skip-3", settings=FAST, stop=None, device="cpu", clean=clean,
-                checkpoint=checkpoint)
+        restore(
+            observed,
+            operator,
+            arch="skip-3",
+            settings=FAST,
+            stop=None,
+            device="cpu",
+            clean=clean,
+            checkpoint=checkpoint,
+        )
     assert 0 < err.value.iteration < FAST["iterations"] and checkpoint.exists()
     RandomProjection.interrupt_at = None
-    resumed = restore(observed, operator, arch="skip-3", settings=FAST, stop=None, device="cpu", clean=clean,
-                      checkpoint=checkpoint)
-    assert resumed.resumed_from == err.value.iteration and not checkpoint.exists()  # a finished fit removes its checkpoint
+    resumed = restore(
+        observed, operator, arch="skip-3", settings=FAST, stop=None, device="cpu", clean=clean, checkpoint=checkpoint
+    )
+    assert (
+        resumed.resumed_from == err.value.iteration and not checkpoint.exists()
+    )  # a finished fit removes its checkpoint
     assert torch.equal(resumed.image, whole.image)
     columns = [c for c in whole.history if c != "seconds"]
     assert resumed.history[columns].equals(whole.history[columns])
@@ -103,13 +115,21 @@ def test_a_checkpoint_of_another_operator_is_refused(projection, tmp_path):
 
 def test_two_seeds_fit_as_one_batch_through_a_custom_operator(projection):
     clean, operator, observed = projection
-    batch = restore(observed, operator, arch="skip-3", settings=FAST, stop=None, seeds=[0, 1], device="cpu",
-                    clean=clean)
+    batch = restore(
+        observed, operator, arch="skip-3", settings=FAST, stop=None, seeds=[0, 1], device="cpu", clean=clean
+    )
     assert [r.seed for r in batch] == [0, 1] and all(r.image.shape == (1, 1, 32, 32) for r in batch)
     assert not torch.equal(batch[0].image, batch[1].image)  # own weights, own input
     for result in batch:
-        single = restore(observed, operator, arch="skip-3", settings={**FAST, "seed": result.seed}, stop=None,
-                         device="cpu", clean=clean)
+        single = restore(
+            observed,
+            operator,
+            arch="skip-3",
+            settings={**FAST, "seed": result.seed},
+            stop=None,
+            device="cpu",
+            clean=clean,
+        )
         assert result.history["loss"].iloc[0] == pytest.approx(single.history["loss"].iloc[0], rel=1e-5)
         assert result.history["loss"].iloc[-1] < result.history["loss"].iloc[0] / 2  # it fits
 
@@ -117,10 +137,19 @@ def test_two_seeds_fit_as_one_batch_through_a_custom_operator(projection):
 def test_the_ground_truth_free_rules_apply_to_a_custom_operator(projection):
     clean, operator, observed = projection
     noisy = observed + 0.05 * torch.randn(observed.shape, generator=torch.Generator().manual_seed(1))
-    result = restore(noisy, operator, arch="skip-3", settings=FAST, stop="holdout", record=["es-wmv", "discrepancy"],
-                     noise_sigma=0.05, device="cpu")
-    assert set(result.stops) == {"holdout", "es-wmv", "discrepancy"} and result.stops["discrepancy"]["target"] == \
-        pytest.approx(0.05 ** 2)
+    result = restore(
+        noisy,
+        operator,
+        arch="skip-3",
+        settings=FAST,
+        stop="holdout",
+        record=["es-wmv", "discrepancy"],
+        noise_sigma=0.05,
+        device="cpu",
+    )
+    assert set(result.stops) == {"holdout", "es-wmv", "discrepancy"} and result.stops["discrepancy"][
+        "target"
+    ] == pytest.approx(0.05**2)
     assert result.history["signal_holdout"].notna().all()
     # Batched, each seed holds out entries of its own: the same rules, fit by fit.
     batch = restore(noisy, operator, arch="skip-3", settings=FAST, stop="holdout", seeds=[0, 1], device="cpu")
@@ -161,31 +190,68 @@ class NotAnOperator:
         return x
 
 
-@pytest.mark.parametrize("observed, operator, options, error, message", [
-    (torch.rand(1, 1, 16, 8), ScalarLoss(), {}, ValueError,
-     r"^operator: ScalarLoss.loss returned shape \(\) for 2 fits; it must return one value per fit, shape \(N,\)"),
-    (torch.rand(1, 1, 16, 8), Detached(), {}, ValueError, r"^operator: Detached.forward is not differentiable"),
-    (torch.rand(1, 1, 16, 8), NoSize(), {}, ValueError, r"returned \(2, 1, 16, 4\), not \(2, 1, 16, 8\).*image_size"),
-    (torch.rand(1, 1, 16, 8), Broken(), {}, ValueError, r"^operator: Broken.forward failed.*shapes do not match"),
-    (torch.rand(1, 1, 16, 8), object(), {}, TypeError, r"^operator: object has no forward\(x\) method"),
-    (torch.rand(1, 1, 16, 8), NotAnOperator(), {}, TypeError, r"^operator: NotAnOperator is not a dip.operators"),
-    (torch.rand(16, 8), LeftHalf(), {}, ValueError, r"^observed: must be 4-D \(N, C, H, W\), got shape \(16, 8\)"),
-    (np.zeros((1, 1, 16, 8)), LeftHalf(), {}, TypeError, r"^observed: must be a torch.Tensor"),
-    (torch.zeros(1, 1, 16, 8, dtype=torch.complex64), LeftHalf(), {}, ValueError, r"^observed: must be a real"),
-    (torch.full((1, 1, 16, 8), float("nan")), LeftHalf(), {}, ValueError, r"^observed: holds NaN"),
-    (torch.rand(2, 1, 16, 8), LeftHalf(), {}, ValueError, r"^observed: 2 observations for one fit"),
-    (torch.rand(3, 1, 16, 8), LeftHalf(), {"seeds": [0, 1]}, ValueError, r"^observed: 3 observations for 2 seeds"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"seeds": [0, 0]}, ValueError, r"^seeds: each seed once"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"stop": "early"}, ValueError, r"^stop: unknown stopping rule 'early'"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"stop": "discrepancy"}, ValueError, r"^noise_sigma: the discrepancy rule"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"holdout": 0.6, "stop": "holdout"}, ValueError, r"^holdout: .*\(0, 0.5\)"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"settings": {"iters": 5}}, ValueError, r"^settings: unknown field 'iters'"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"settings": {"lr": -1}}, ValueError, r"^lr must be > 0"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"arch": "skipp"}, ValueError, r"^unknown architecture 'skipp'"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"device": "tpu"}, ValueError, r"available here: cpu"),
-    (torch.rand(1, 1, 16, 8), LeftHalf(), {"clean": torch.rand(1, 3, 16, 16)}, ValueError,
-     r"^clean: must be \(1, 1, 16, 16\)"),
-])
+@pytest.mark.parametrize(
+    "observed, operator, options, error, message",
+    [
+        (
+            torch.rand(1, 1, 16, 8),
+            ScalarLoss(),
+            {},
+            ValueError,
+            r"^operator: ScalarLoss.loss returned shape \(\) for 2 fits; it must return one value per fit, shape \(N,\)",
+        ),
+        (torch.rand(1, 1, 16, 8), Detached(), {}, ValueError, r"^operator: Detached.forward is not differentiable"),
+        (
+            torch.rand(1, 1, 16, 8),
+            NoSize(),
+            {},
+            ValueError,
+            r"returned \(2, 1, 16, 4\), not \(2, 1, 16, 8\).*image_size",
+        ),
+        (torch.rand(1, 1, 16, 8), Broken(), {}, ValueError, r"^operator: Broken.forward failed.*shapes do not match"),
+        (torch.rand(1, 1, 16, 8), object(), {}, TypeError, r"^operator: object has no forward\(x\) method"),
+        (torch.rand(1, 1, 16, 8), NotAnOperator(), {}, TypeError, r"^operator: NotAnOperator is not a dip.operators"),
+        (torch.rand(16, 8), LeftHalf(), {}, ValueError, r"^observed: must be 4-D \(N, C, H, W\), got shape \(16, 8\)"),
+        (np.zeros((1, 1, 16, 8)), LeftHalf(), {}, TypeError, r"^observed: must be a torch.Tensor"),
+        (torch.zeros(1, 1, 16, 8, dtype=torch.complex64), LeftHalf(), {}, ValueError, r"^observed: must be a real"),
+        (torch.full((1, 1, 16, 8), float("nan")), LeftHalf(), {}, ValueError, r"^observed: holds NaN"),
+        (torch.rand(2, 1, 16, 8), LeftHalf(), {}, ValueError, r"^observed: 2 observations for one fit"),
+        (torch.rand(3, 1, 16, 8), LeftHalf(), {"seeds": [0, 1]}, ValueError, r"^observed: 3 observations for 2 seeds"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"seeds": [0, 0]}, ValueError, r"^seeds: each seed once"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"stop": "early"}, ValueError, r"^stop: unknown stopping rule 'early'"),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"stop": "discrepancy"},
+            ValueError,
+            r"^noise_sigma: the discrepancy rule",
+        ),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"holdout": 0.6, "stop": "holdout"},
+            ValueError,
+            r"^holdout: .*\(0, 0.5\)",
+        ),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"settings": {"iters": 5}},
+            ValueError,
+            r"^settings: unknown field 'iters'",
+        ),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"settings": {"lr": -1}}, ValueError, r"^lr must be > 0"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"arch": "skipp"}, ValueError, r"^unknown architecture 'skipp'"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"device": "tpu"}, ValueError, r"available here: cpu"),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"clean": torch.rand(1, 3, 16, 16)},
+            ValueError,
+            r"^clean: must be \(1, 1, 16, 16\)",
+        ),
+    ],
+)
 def test_every_mistake_is_one_line_before_any_fitting(observed, operator, options, error, message, monkeypatch):
     def no_fit(*args, **kwargs):
         raise AssertionError("fitted despite the mistake")
@@ -201,6 +267,8 @@ def test_restore_is_exported_without_importing_torch_at_package_import():
     import subprocess
     import sys
 
-    code = ("import sys, dip; assert 'torch' not in sys.modules; from dip import restore; "
-            "assert restore is dip.restore and restore.__module__ == 'dip.api'")
+    code = (
+        "import sys, dip; assert 'torch' not in sys.modules; from dip import restore; "
+        "assert restore is dip.restore and restore.__module__ == 'dip.api'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -12,13 +12,42 @@ SKIP = {"kind": "skip"}
 
 
 def test_bench_prints_the_promised_json():
-    r = subprocess.run([sys.executable, "-m", "dip", "bench", "--size", "32", "--iters", "3", "--warmup", "1",
-                        "--threads", "1", "--reference", "--batch", "2", "--rounds", "2", "--json"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dip",
+            "bench",
+            "--size",
+            "32",
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--reference",
+            "--batch",
+            "2",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    for key in ("seconds_per_iteration", "reference_seconds_per_iteration", "speedup", "gflops_per_iteration",
-                "peak_memory_mb", "estimated_peak_memory_mb", "device", "matmul_peak_gflops"):
+    for key in (
+        "seconds_per_iteration",
+        "reference_seconds_per_iteration",
+        "speedup",
+        "gflops_per_iteration",
+        "peak_memory_mb",
+        "estimated_peak_memory_mb",
+        "device",
+        "matmul_peak_gflops",
+    ):
         assert key in report
     assert report["seconds_per_iteration"] > 0 and report["gflops_per_iteration"] > 0.1
     assert report["timed_iterations"] == 6 and report["batch_fits"] == 2
@@ -40,9 +69,11 @@ def test_the_step_dispatches_fewer_operations_than_the_notebook_loop_and_batches
     one = ops_per_iteration(SKIP, 32)
     four = ops_per_iteration(SKIP, 32, fits=4)
     one_all, four_all = (ops_per_iteration(SKIP, 32, fits=n, rules=ALL_RULES)["fit"] for n in (1, 4))
-    print(f"ops per iteration: notebook loop {one['reference']:.0f}; dip fit {one['fit']:.0f} "
-          f"({one['ratio']:.2f}x), 4 stacked {four['fit']:.0f} ({four['fit'] / one['fit']:.2f}x one fit); "
-          f"recording all four rules: {one_all:.0f}, 4 stacked {four_all:.0f}")
+    print(
+        f"ops per iteration: notebook loop {one['reference']:.0f}; dip fit {one['fit']:.0f} "
+        f"({one['ratio']:.2f}x), 4 stacked {four['fit']:.0f} ({four['fit'] / one['fit']:.2f}x one fit); "
+        f"recording all four rules: {one_all:.0f}, 4 stacked {four_all:.0f}"
+    )
     assert one["ratio"] <= 0.8
     assert four["fit"] <= 1.25 * one["fit"]
     assert four_all <= 1.25 * one_all  # the rules are vectorised over fits too

@@ -1,5 +1,6 @@
 """CBM3D/BM3D, the optional denoising baseline (dip.cbm3d, the `bm3d` extra), and the pipeline's baselines
 script with and without it."""
+
 import os
 import runpy
 import sys
@@ -68,8 +69,11 @@ def run_baselines(tmp_path: Path, monkeypatch) -> pd.DataFrame:
     out = tmp_path / "baselines"
     stand_in = SimpleNamespace(
         input=SimpleNamespace(clean=str(tmp_path / "clean.png"), observed=str(tmp_path / "observed.png")),
-        output=[str(out)], log=[str(tmp_path / "baselines.log")], wildcards=SimpleNamespace(obs="0"),
-        params=SimpleNamespace(spec={"task": "denoise", "sigma": SIGMA}, image="crop", task_label="denoise-s25"))
+        output=[str(out)],
+        log=[str(tmp_path / "baselines.log")],
+        wildcards=SimpleNamespace(obs="0"),
+        params=SimpleNamespace(spec={"task": "denoise", "sigma": SIGMA}, image="crop", task_label="denoise-s25"),
+    )
     monkeypatch.setattr(sys, "stderr", sys.stderr)  # the script sends stderr to its log; put it back after
     runpy.run_path(str(ROOT / "workflow" / "scripts" / "baselines.py"), init_globals={"snakemake": stand_in})
     return pd.read_csv(out / "metrics.csv").set_index("method")
@@ -94,4 +98,3 @@ def test_cbm3d_refuses_a_bad_call(bm3d_installed):
         cbm3d.denoise(np.zeros((8, 8, 3), np.float32), 0)
     with pytest.raises(ValueError, match=r"\(H, W, C\)"):
         cbm3d.denoise(np.zeros((8, 8), np.float32), 0.1)
-

@@ -5,10 +5,13 @@ from dip.checkpoint import CheckpointMismatch, check_checkpoint, differences, fi
 from dip.fit import FitSettings
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"not a checkpoint", r"not a readable checkpoint \(UnpicklingError\)"),
-    ("OLD", "belongs to a fit of an older dip, which recorded no fingerprint"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"not a checkpoint", r"not a readable checkpoint \(UnpicklingError\)"),
+        ("OLD", "belongs to a fit of an older dip, which recorded no fingerprint"),
+    ],
+)
 def test_an_unreadable_or_unfingerprinted_checkpoint_is_refused(tmp_path, content, message):
     ckpt = tmp_path / "checkpoint.pt"
     if content == "OLD":  # what dip wrote before checkpoints carried a fingerprint

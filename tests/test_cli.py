@@ -21,13 +21,38 @@ def run(*args, **kw):
 
 def test_fit_writes_the_four_files(png64, tmp_path):
     out = tmp_path / "run"
-    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 20, "--out", out,
-            "--record-stops", "--threads", 2)
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--iters",
+        20,
+        "--out",
+        out,
+        "--record-stops",
+        "--threads",
+        2,
+    )
     assert r.returncode == 0, r.stderr
     assert {"observed.png", "restored.png", "history.csv", "summary.json"} <= {p.name for p in out.iterdir()}
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("task", "arch", "seed", "iterations", "seconds", "device", "psnr_final", "psnr_best",
-                "config_hash", "git_commit", "versions"):
+    for key in (
+        "task",
+        "arch",
+        "seed",
+        "iterations",
+        "seconds",
+        "device",
+        "psnr_final",
+        "psnr_best",
+        "config_hash",
+        "git_commit",
+        "versions",
+    ):
         assert key in summary
     assert set(summary["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "oracle"}
     assert summary["stops"]["discrepancy"]["target"] == pytest.approx(summary["discrepancy_target"])
@@ -39,8 +64,23 @@ def test_fit_writes_the_four_files(png64, tmp_path):
 
 
 def test_seeds_fit_as_one_batch_and_write_what_single_fits_write(png64, tmp_path):
-    common = ["fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 20, "--record-stops",
-              "--threads", 2, "--no-bf16", "--holdout", 0.1]
+    common = [
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--iters",
+        20,
+        "--record-stops",
+        "--threads",
+        2,
+        "--no-bf16",
+        "--holdout",
+        0.1,
+    ]
     r = run(*common, "--seeds", 0, 1, "--observation-seed", 0, "--out", tmp_path / "batch" / "s{seed}")
     assert r.returncode == 0, r.stderr
     alone = run(*common, "--seed", 1, "--observation-seed", 0, "--out", tmp_path / "alone")
@@ -48,8 +88,15 @@ def test_seeds_fit_as_one_batch_and_write_what_single_fits_write(png64, tmp_path
     summaries = [json.loads((tmp_path / "batch" / f"s{seed}" / "summary.json").read_text()) for seed in (0, 1)]
     assert [s["seed"] for s in summaries] == [0, 1] and {s["batched_fits"] for s in summaries} == {2}
     assert summaries[0]["config_hash"] != summaries[1]["config_hash"]
-    assert set(summaries[1]["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout",
-                                          "oracle"}
+    assert set(summaries[1]["stops"]) == {
+        "fixed",
+        "es-wmv",
+        "es-wmv-paper",
+        "es-emv",
+        "discrepancy",
+        "holdout",
+        "oracle",
+    }
     # Each batched fit holds out its own seed's pixels, the same ones as when it runs alone.
     batched = pd.read_csv(tmp_path / "batch" / "s1" / "history.csv")
     single = pd.read_csv(tmp_path / "alone" / "history.csv")
@@ -62,8 +109,30 @@ def test_stop_ends_the_fit_and_keeps_the_emas_image_after_the_minimum(png64, tmp
     out = tmp_path / "run"
     # EMA 0.8 lags 4 iterations: the kept image is 4 iterations after the variance minimum, and the
     # short patience P = 3 is stretched to those 4. The fit asks its rule every 25 iterations.
-    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 60, "--out", out,
-            "--stop", "es-wmv", "--window", 5, "--patience", 3, "--ema", 0.8, "--threads", 2, "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--iters",
+        60,
+        "--out",
+        out,
+        "--stop",
+        "es-wmv",
+        "--window",
+        5,
+        "--patience",
+        3,
+        "--ema",
+        0.8,
+        "--threads",
+        2,
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     stop = summary["stops"]["es-wmv"]
@@ -80,8 +149,28 @@ def test_holdout_validates_on_pixels_the_fit_never_saw(png64, tmp_path):
     out = tmp_path / "run"
     # Without the EMA the held-out error of the raw outputs jitters, so a patience of 2 ends the fit at the
     # first check (25): the wiring under test, not a setting to use.
-    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 60, "--out", out,
-            "--stop", "holdout", "--patience", 2, "--ema", 0, "--threads", 2, "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--iters",
+        60,
+        "--out",
+        out,
+        "--stop",
+        "holdout",
+        "--patience",
+        2,
+        "--ema",
+        0,
+        "--threads",
+        2,
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     stop = summary["stops"]["holdout"]
@@ -96,8 +185,15 @@ def test_holdout_validates_on_pixels_the_fit_never_saw(png64, tmp_path):
     assert abs(psnr(restored, clean) - stop["psnr"]) < 0.1  # restored.png is the rule's image
 
 
-@pytest.mark.parametrize("task", [["--task", "sr", "--factor", 4], ["--task", "inpaint", "--box"],
-                                  ["--task", "inpaint", "--text"], ["--task", "jpeg", "--quality", 10]])
+@pytest.mark.parametrize(
+    "task",
+    [
+        ["--task", "sr", "--factor", 4],
+        ["--task", "inpaint", "--box"],
+        ["--task", "inpaint", "--text"],
+        ["--task", "jpeg", "--quality", 10],
+    ],
+)
 def test_every_task_runs_from_a_clean_image(png64, tmp_path, task):
     r = run("fit", *task, "--image", png64, "--iters", 3, "--out", tmp_path / "o", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -107,8 +203,20 @@ def test_every_task_runs_from_a_clean_image(png64, tmp_path, task):
 def test_restoring_a_given_observation_without_ground_truth(png64, tmp_path):
     r = run("degrade", "--task", "inpaint", "--drop", 0.5, "--image", png64, "--out", tmp_path / "d")
     assert r.returncode == 0, r.stderr
-    r = run("fit", "--task", "inpaint", "--observed", tmp_path / "d" / "observed.png",
-            "--mask", tmp_path / "d" / "mask.png", "--iters", 3, "--out", tmp_path / "f", "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "inpaint",
+        "--observed",
+        tmp_path / "d" / "observed.png",
+        "--mask",
+        tmp_path / "d" / "mask.png",
+        "--iters",
+        3,
+        "--out",
+        tmp_path / "f",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "f" / "summary.json").read_text())
     assert "psnr_final" not in summary and summary["iterations"] == 3
@@ -123,8 +231,14 @@ def bad_input_cases(tmp_path, png64):
     truncated.write_bytes(png64.read_bytes()[:200])
     base = ["fit", "--image", png64]
     return {
-        "missing file": (["fit", "--task", "denoise", "--sigma", 25, "--image", tmp_path / "nope.png"], "nope.png: file not found"),
-        "truncated": (["fit", "--task", "denoise", "--sigma", 25, "--image", truncated], "trunc.png: not a readable image"),
+        "missing file": (
+            ["fit", "--task", "denoise", "--sigma", 25, "--image", tmp_path / "nope.png"],
+            "nope.png: file not found",
+        ),
+        "truncated": (
+            ["fit", "--task", "denoise", "--sigma", 25, "--image", truncated],
+            "trunc.png: not a readable image",
+        ),
         "too small": (["fit", "--task", "denoise", "--sigma", 25, "--image", tiny], "minimum 16x16"),
         "mask size": ([*base, "--task", "inpaint", "--mask", mask], "mask is 10x10 but the image is 64x64"),
         "sigma": ([*base, "--task", "denoise", "--sigma", -3], "sigma: must be > 0"),
@@ -135,13 +249,31 @@ def bad_input_cases(tmp_path, png64):
         "seed": ([*base, "--task", "denoise", "--sigma", 25, "--seed", "1.5"], "--seed: invalid int value"),
         "task": ([*base, "--task", "deconvolve"], "invalid choice: 'deconvolve'"),
         "holdout": ([*base, "--task", "denoise", "--sigma", 25, "--holdout", 0.6], "--holdout: the fraction"),
-        "holdout off": ([*base, "--task", "denoise", "--sigma", 25, "--stop", "holdout", "--holdout", 0],
-                        "--stop holdout: needs pixels held out"),
+        "holdout off": (
+            [*base, "--task", "denoise", "--sigma", 25, "--stop", "holdout", "--holdout", 0],
+            "--stop holdout: needs pixels held out",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["missing file", "truncated", "too small", "mask size", "sigma", "factor",
-                                  "drop", "iterations", "arch", "seed", "task", "holdout", "holdout off"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing file",
+        "truncated",
+        "too small",
+        "mask size",
+        "sigma",
+        "factor",
+        "drop",
+        "iterations",
+        "arch",
+        "seed",
+        "task",
+        "holdout",
+        "holdout off",
+    ],
+)
 def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, tmp_path, png64):
     args, message = bad_input_cases(tmp_path, png64)[case]
     out = tmp_path / "out"
@@ -153,8 +285,22 @@ def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, tmp_p
 
 
 def test_a_killed_fit_resumes_and_ends_as_an_uninterrupted_one(png64, tmp_path):
-    common = ["fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 60, "--threads", 1,
-              "--checkpoint-every", 25, "--no-progress"]
+    common = [
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--iters",
+        60,
+        "--threads",
+        1,
+        "--checkpoint-every",
+        25,
+        "--no-progress",
+    ]
     assert run(*common, "--out", tmp_path / "whole").returncode == 0
     out = tmp_path / "killed"
     proc = subprocess.Popen([*DIP, *map(str, common), "--out", str(out)], stderr=subprocess.PIPE, text=True)
@@ -177,9 +323,27 @@ def test_a_killed_fit_resumes_and_ends_as_an_uninterrupted_one(png64, tmp_path):
 
 def test_sigterm_saves_a_checkpoint(png64, tmp_path):
     out = tmp_path / "term"
-    proc = subprocess.Popen([*DIP, "fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--iters",
-                             "400", "--out", str(out), "--threads", "1", "--no-progress"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *DIP,
+            "fit",
+            "--task",
+            "denoise",
+            "--sigma",
+            "25",
+            "--image",
+            str(png64),
+            "--iters",
+            "400",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # The first periodic checkpoint (10 % of the fit) shows the loop, and its signal handler, are running.
     while not (out / "checkpoint.pt").exists() and proc.poll() is None:
         time.sleep(0.05)
@@ -201,15 +365,33 @@ def flash_pair(tmp_path):
     pair = synthetic_flash_pair(clean, observation_seed=0)
     for name, image in pair.items():
         save_png(image, tmp_path / f"{name}.png")
-    return {"flash": tmp_path / "flash.png", "noflash": tmp_path / "noflash.png",
-            "noflash_clean": tmp_path / "reference.png"}
+    return {
+        "flash": tmp_path / "flash.png",
+        "noflash": tmp_path / "noflash.png",
+        "noflash_clean": tmp_path / "reference.png",
+    }
 
 
 def test_flash_no_flash_keeps_the_no_flash_light_without_its_noise(tmp_path):
     pair = flash_pair(tmp_path)
     out = tmp_path / "flash"
-    r = run("fit", "--task", "flash", "--flash", pair["flash"], "--observed", pair["noflash"], "--clean",
-            pair["noflash_clean"], "--iters", 400, "--threads", 2, "--out", out)
+    r = run(
+        "fit",
+        "--task",
+        "flash",
+        "--flash",
+        pair["flash"],
+        "--observed",
+        pair["noflash"],
+        "--clean",
+        pair["noflash_clean"],
+        "--iters",
+        400,
+        "--threads",
+        2,
+        "--out",
+        out,
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arch"] == "skip-flash" and summary["settings"]["input"] == "image"
@@ -223,10 +405,13 @@ def test_flash_no_flash_keeps_the_no_flash_light_without_its_noise(tmp_path):
     assert np.abs(mean - target.mean(axis=(0, 1))).max() < 0.02 < np.abs(mean - flash.mean(axis=(0, 1))).max()
 
 
-@pytest.mark.parametrize("extra, message", [
-    ([], "--flash: required by the flash task with --observed; give the pair: --flash FLASH --observed NOFLASH"),
-    (["--flash", "SMALL"], "the flash image is (3, 32, 32) (C, H, W) but the no-flash image is (3, 64, 64)"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "--flash: required by the flash task with --observed; give the pair: --flash FLASH --observed NOFLASH"),
+        (["--flash", "SMALL"], "the flash image is (3, 32, 32) (C, H, W) but the no-flash image is (3, 64, 64)"),
+    ],
+)
 def test_a_flash_fit_without_its_pair_is_one_line(tmp_path, png64, extra, message):
     Image.new("RGB", (32, 32)).save(tmp_path / "small.png")
     extra = [str(tmp_path / "small.png") if e == "SMALL" else e for e in extra]
@@ -258,8 +443,22 @@ def test_a_float_tiff_is_restored_into_a_float_tiff_and_scored_at_full_precision
     clean = natural_crop(32).mean(axis=-1).astype(np.float32)
     tifffile.imwrite(tmp_path / "clean.tif", clean)
     out = tmp_path / "run"
-    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", tmp_path / "clean.tif", "--iters", 10,
-            "--out", out, "--threads", 1, "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        tmp_path / "clean.tif",
+        "--iters",
+        10,
+        "--out",
+        out,
+        "--threads",
+        1,
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     assert {"observed.png", "observed.tif", "restored.png", "restored.tif"} <= {p.name for p in out.iterdir()}
     restored = tifffile.imread(out / "restored.tif")
@@ -277,8 +476,21 @@ def test_a_16_bit_input_keeps_its_12_bit_levels_in_the_16_bit_outputs(tmp_path):
     levels = np.round(natural_crop(32).mean(axis=-1) * 4095).astype(np.uint16)  # a dim signal: 12 of 16 bits
     Image.fromarray(levels).save(tmp_path / "dim.png")
     out = tmp_path / "run"
-    r = run("fit", "--task", "inpaint", "--box", "--image", tmp_path / "dim.png", "--iters", 10,
-            "--out", out, "--threads", 1, "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "inpaint",
+        "--box",
+        "--image",
+        tmp_path / "dim.png",
+        "--iters",
+        10,
+        "--out",
+        out,
+        "--threads",
+        1,
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     known = box_mask(32, 32)[0, 0].numpy().astype(bool)
     observed = np.asarray(Image.open(out / "observed-16bit.png"))
@@ -301,8 +513,23 @@ def test_pages_as_channels_restore_a_stack_with_a_0_1_mask(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", pages)
     Image.fromarray(_known().astype(np.uint8)).save(tmp_path / "mask01.png")  # 0/1, as NumPy users write it
     out = tmp_path / "run"
-    r = run("fit", "--task", "inpaint", "--mask", tmp_path / "mask01.png", "--image", tmp_path / "stack.tif",
-            "--pages-as-channels", "--iters", 10, "--out", out, "--threads", 1, "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "inpaint",
+        "--mask",
+        tmp_path / "mask01.png",
+        "--image",
+        tmp_path / "stack.tif",
+        "--pages-as-channels",
+        "--iters",
+        10,
+        "--out",
+        out,
+        "--threads",
+        1,
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     assert tifffile.imread(out / "restored.tif").shape == (5, 32, 32)
     np.testing.assert_array_equal(np.asarray(Image.open(out / "mask.png")) > 127, _known())
@@ -332,8 +559,13 @@ def test_inputs_that_cannot_be_read_on_purpose_are_one_line_before_anything_is_w
         Image.new("L", (16, 16) if case == "mask-size" else (32, 32), value).save(mask)
         extra = ["--mask", mask]
         expected = [f"{mask}: mask is 16x16"] if case == "mask-size" else [f"{mask}: every pixel", "bright = known"]
-    task = ["--task", "sr", "--factor", 2] if case == "sr-bands" else ["--task", "inpaint"] if "mask" in str(
-        extra) else ["--task", "denoise", "--sigma", 25]
+    task = (
+        ["--task", "sr", "--factor", 2]
+        if case == "sr-bands"
+        else ["--task", "inpaint"]
+        if "mask" in str(extra)
+        else ["--task", "denoise", "--sigma", 25]
+    )
     out = tmp_path / "run"
     r = run("fit", *task, "--image", image, *extra, "--iters", 10, "--out", out, "--threads", 1)
     _one_line_refusal(r, out, *expected)
@@ -358,14 +590,18 @@ sys.exit(main(sys.argv[3:]))
 
 
 def run_signalled(at: int, signum: int, *args):
-    return subprocess.run([sys.executable, "-c", SIGNAL_AT, str(at), str(int(signum)), *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT, str(at), str(int(signum)), *map(str, args)], capture_output=True, text=True
+    )
 
 
 def contents(folder):
     """Every file under `folder` with its bytes: what a refused command must leave as it was."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} \
-        if folder.exists() else None
+    return (
+        {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        if folder.exists()
+        else None
+    )
 
 
 def assert_refused(r, message, out=None, before=None):
@@ -380,8 +616,22 @@ def assert_refused(r, message, out=None, before=None):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_interrupting_a_dry_run_exits_128_plus_the_signal_and_mentions_no_checkpoint(png64, tmp_path, signum):
     out = tmp_path / "out"
-    r = run_signalled(3, signum, "fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--out", out,
-                      "--dry-run", "--threads", 1)
+    r = run_signalled(
+        3,
+        signum,
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--out",
+        out,
+        "--dry-run",
+        "--threads",
+        1,
+    )
     assert r.returncode == 128 + signum, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr and "checkpoint" not in r.stderr and "interrupted" in r.stderr, r.stderr
     assert r.stdout == "" and not out.exists()
@@ -412,16 +662,19 @@ def copy_of(folder, tmp_path):
     return Path(shutil.copytree(folder, tmp_path / "out"))
 
 
-@pytest.mark.parametrize("change, differs", [
-    (["--image", "OTHER"], "observation, clean image differ"),
-    (["--sigma", 30], "sigma, observation differ"),
-    (["--observation-seed", 1], "observation seed, observation differ"),
-    (["--iters", 40], "iterations, patience differ"),
-    (["--arch", "skip-3"], "arch, network differ"),
-    (["--seed", 1], "seed, seeds, observation seed, observation differ"),
-    (["--stop", "es-wmv"], "stop, stopping rules differ"),
-    (["--lr", 0.02], "lr differs"),
-])
+@pytest.mark.parametrize(
+    "change, differs",
+    [
+        (["--image", "OTHER"], "observation, clean image differ"),
+        (["--sigma", 30], "sigma, observation differ"),
+        (["--observation-seed", 1], "observation seed, observation differ"),
+        (["--iters", 40], "iterations, patience differ"),
+        (["--arch", "skip-3"], "arch, network differ"),
+        (["--seed", 1], "seed, seeds, observation seed, observation differ"),
+        (["--stop", "es-wmv"], "stop, stopping rules differ"),
+        (["--lr", 0.02], "lr differs"),
+    ],
+)
 def test_a_checkpoint_of_another_fit_is_refused_naming_what_differs(checkpointed, tmp_path, change, differs):
     out = copy_of(checkpointed["out"], tmp_path)
     before = contents(out)
@@ -429,8 +682,12 @@ def test_a_checkpoint_of_another_fit_is_refused_naming_what_differs(checkpointed
     options = dict(zip(BASE_FIT[1:-1:2], BASE_FIT[2:-1:2]))  # between "fit" and "--no-progress"
     options.update({"--image": checkpointed["image"], **dict(zip(change[::2], change[1::2]))})
     r = run("fit", *[x for kv in options.items() for x in kv], "--no-progress", "--out", out)
-    assert_refused(r, f"{out / 'checkpoint.pt'}: belongs to another fit ({differs}); delete it or choose "
-                      f"another --out", out, before)
+    assert_refused(
+        r,
+        f"{out / 'checkpoint.pt'}: belongs to another fit ({differs}); delete it or choose another --out",
+        out,
+        before,
+    )
 
 
 def test_the_same_command_resumes_its_own_checkpoint(checkpointed, tmp_path):
@@ -446,8 +703,19 @@ def test_a_given_noisy_image_is_restored_without_sigma(png64, tmp_path):
     r = run("degrade", "--task", "denoise", "--sigma", 25, "--image", png64, "--out", tmp_path / "d")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "f"
-    r = run("fit", "--task", "denoise", "--observed", tmp_path / "d" / "observed.png", "--iters", 3, "--out", out,
-            "--no-progress", "--record-stops")
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--observed",
+        tmp_path / "d" / "observed.png",
+        "--iters",
+        3,
+        "--out",
+        out,
+        "--no-progress",
+        "--record-stops",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task_label"] == "denoise" and "sigma" not in summary
@@ -455,16 +723,32 @@ def test_a_given_noisy_image_is_restored_without_sigma(png64, tmp_path):
     assert summary["noise_sigma_source"].startswith("estimated") and 15 < summary["noise_sigma"] < 35
 
 
-@pytest.mark.parametrize("extra, sigma, source", [
-    (["--sigma", 25], 25, "given (--sigma)"),
-    (["--sigma", 25, "--noise-sigma", 20], 20, "given (--noise-sigma)"),
-    (["--sigma", 25, "--noise-sigma", "estimate"], None, "estimated"),
-])
+@pytest.mark.parametrize(
+    "extra, sigma, source",
+    [
+        (["--sigma", 25], 25, "given (--sigma)"),
+        (["--sigma", 25, "--noise-sigma", 20], 20, "given (--noise-sigma)"),
+        (["--sigma", 25, "--noise-sigma", "estimate"], None, "estimated"),
+    ],
+)
 def test_the_discrepancy_rule_uses_the_noise_level_given_with_an_observation(png64, tmp_path, extra, sigma, source):
     run("degrade", "--task", "denoise", "--sigma", 25, "--image", png64, "--out", tmp_path / "d")
     out = tmp_path / "f"
-    r = run("fit", "--task", "denoise", "--observed", tmp_path / "d" / "observed.png", *extra, "--iters", 3,
-            "--stop", "discrepancy", "--out", out, "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--observed",
+        tmp_path / "d" / "observed.png",
+        *extra,
+        "--iters",
+        3,
+        "--stop",
+        "discrepancy",
+        "--out",
+        out,
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["noise_sigma_source"].startswith(source)
@@ -477,41 +761,80 @@ def test_the_discrepancy_rule_uses_the_noise_level_given_with_an_observation(png
 def test_a_given_jpeg_is_restored_without_quality(png64, tmp_path):
     r = run("degrade", "--task", "jpeg", "--quality", 10, "--image", png64, "--out", tmp_path / "d")
     assert r.returncode == 0, r.stderr
-    r = run("fit", "--task", "jpeg", "--observed", tmp_path / "d" / "observed.png", "--iters", 3,
-            "--out", tmp_path / "f", "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "jpeg",
+        "--observed",
+        tmp_path / "d" / "observed.png",
+        "--iters",
+        3,
+        "--out",
+        tmp_path / "f",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "f" / "summary.json").read_text())["task_label"] == "jpeg"
 
 
-@pytest.mark.parametrize("command, message", [
-    (["fit", "--task", "inpaint", "--observed", "PNG"],
-     "--mask: required by the inpaint task with --observed; give the known pixels with --mask FILE"),
-    (["fit", "--task", "inpaint", "--box", "--observed", "PNG"], "give the known pixels with --mask FILE"),
-    (["fit", "--task", "denoise", "--image", "PNG"], "--sigma: required by the denoise task with --image"),
-    (["fit", "--task", "jpeg", "--image", "PNG"], "--quality: required by the jpeg task with --image"),
-    (["fit", "--task", "sr", "--observed", "PNG"], "--factor: required by the sr task with --observed"),
-    (["fit", "--task", "inpaint", "--image", "PNG"],
-     "required by the inpaint task with --image; choose the mask with --mask FILE, --drop FRACTION, --text or --box"),
-    (["degrade", "--task", "denoise", "--image", "PNG"], "--sigma: required by the denoise task with --image"),
-    (["fit", "--task", "denoise", "--sigma", 25, "--image", "PNG", "--mask", "PNG"],
-     "--mask: the denoise task takes no --mask (it takes --sigma, --noise, --peak)"),
-    (["fit", "--task", "sr", "--factor", 2, "--sigma", 25, "--image", "PNG"],
-     "--sigma: the sr task takes no --sigma (it takes --factor)"),
-    (["fit", "--task", "inpaint", "--box", "--quality", 10, "--image", "PNG"],
-     "--quality: the inpaint task takes no --quality"),
-    (["fit", "--task", "denoise", "--sigma", 25, "--factor", 2, "--image", "PNG"],
-     "--factor: the denoise task takes no --factor"),
-    (["fit", "--task", "denoise", "--sigma", 25, "--flash", "PNG", "--observed", "PNG"],
-     "--flash: the denoise task takes no --flash"),
-    (["fit", "--task", "jpeg", "--quality", 10, "--text", "--image", "PNG"], "--text: the jpeg task takes no --text"),
-    (["fit", "--task", "sr", "--factor", 2, "--drop", 0.5, "--image", "PNG"], "--drop: the sr task takes no --drop"),
-    (["fit", "--task", "flash", "--flash", "PNG", "--observed", "PNG", "--sigma", 25],
-     "--sigma: the flash task takes no --sigma"),
-    (["degrade", "--task", "jpeg", "--quality", 10, "--sigma", 5, "--image", "PNG"],
-     "--sigma: the jpeg task takes no --sigma"),
-    (["fit", "--task", "denoise", "--sigma", 25, "--image", "PNG", "--clean", "PNG"],
-     "--clean: only with --observed"),
-])
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (
+            ["fit", "--task", "inpaint", "--observed", "PNG"],
+            "--mask: required by the inpaint task with --observed; give the known pixels with --mask FILE",
+        ),
+        (["fit", "--task", "inpaint", "--box", "--observed", "PNG"], "give the known pixels with --mask FILE"),
+        (["fit", "--task", "denoise", "--image", "PNG"], "--sigma: required by the denoise task with --image"),
+        (["fit", "--task", "jpeg", "--image", "PNG"], "--quality: required by the jpeg task with --image"),
+        (["fit", "--task", "sr", "--observed", "PNG"], "--factor: required by the sr task with --observed"),
+        (
+            ["fit", "--task", "inpaint", "--image", "PNG"],
+            "required by the inpaint task with --image; choose the mask with --mask FILE, --drop FRACTION, --text or --box",
+        ),
+        (["degrade", "--task", "denoise", "--image", "PNG"], "--sigma: required by the denoise task with --image"),
+        (
+            ["fit", "--task", "denoise", "--sigma", 25, "--image", "PNG", "--mask", "PNG"],
+            "--mask: the denoise task takes no --mask (it takes --sigma, --noise, --peak)",
+        ),
+        (
+            ["fit", "--task", "sr", "--factor", 2, "--sigma", 25, "--image", "PNG"],
+            "--sigma: the sr task takes no --sigma (it takes --factor)",
+        ),
+        (
+            ["fit", "--task", "inpaint", "--box", "--quality", 10, "--image", "PNG"],
+            "--quality: the inpaint task takes no --quality",
+        ),
+        (
+            ["fit", "--task", "denoise", "--sigma", 25, "--factor", 2, "--image", "PNG"],
+            "--factor: the denoise task takes no --factor",
+        ),
+        (
+            ["fit", "--task", "denoise", "--sigma", 25, "--flash", "PNG", "--observed", "PNG"],
+            "--flash: the denoise task takes no --flash",
+        ),
+        (
+            ["fit", "--task", "jpeg", "--quality", 10, "--text", "--image", "PNG"],
+            "--text: the jpeg task takes no --text",
+        ),
+        (
+            ["fit", "--task", "sr", "--factor", 2, "--drop", 0.5, "--image", "PNG"],
+            "--drop: the sr task takes no --drop",
+        ),
+        (
+            ["fit", "--task", "flash", "--flash", "PNG", "--observed", "PNG", "--sigma", 25],
+            "--sigma: the flash task takes no --sigma",
+        ),
+        (
+            ["degrade", "--task", "jpeg", "--quality", 10, "--sigma", 5, "--image", "PNG"],
+            "--sigma: the jpeg task takes no --sigma",
+        ),
+        (
+            ["fit", "--task", "denoise", "--sigma", 25, "--image", "PNG", "--clean", "PNG"],
+            "--clean: only with --observed",
+        ),
+    ],
+)
 def test_options_are_checked_against_the_task(png64, tmp_path, command, message):
     out = tmp_path / "out"
     iters = ["--iters", 3] if command[0] == "fit" else []  # bounded, should a refusal ever not happen
@@ -530,16 +853,29 @@ def test_a_device_pytorch_cannot_use_here_is_one_line_listing_the_available_ones
     out.mkdir()
     (out / "observed.png").write_bytes(b"a result of another run")
     before = contents(out)
-    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", out,
-            "--device", device)
+    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", out, "--device", device)
     assert_refused(r, f"--device {device}: ", out, before)
     assert r.stderr.rstrip().endswith("available here: cpu (or auto)"), r.stderr
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])
 def test_cpu_and_auto_devices_fit(png64, tmp_path, device):
-    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", tmp_path / "o",
-            "--device", device, "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--iters",
+        3,
+        "--out",
+        tmp_path / "o",
+        "--device",
+        device,
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["device"].startswith("cpu")
 
@@ -574,18 +910,42 @@ def test_a_finished_fit_takes_only_itself_again(png64, tmp_path):
     assert run(*base).returncode == 0
     before = contents(out)
     r = run(*base, "--lr", 0.02)
-    assert_refused(r, f"{out}: holds the results of another fit (lr differs); delete them or choose another "
-                      f"--out", out, before)
+    assert_refused(
+        r, f"{out}: holds the results of another fit (lr differs); delete them or choose another --out", out, before
+    )
     assert run(*base).returncode == 0  # the same fit again is its own
 
 
-@pytest.mark.parametrize("option, value", [("--window", 0), ("--patience", 0), ("--threads", -1),
-                                           ("--checkpoint-every", 0), ("--reg-noise-std", -1),
-                                           ("--tv-weight", "inf")])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--window", 0),
+        ("--patience", 0),
+        ("--threads", -1),
+        ("--checkpoint-every", 0),
+        ("--reg-noise-std", -1),
+        ("--tv-weight", "inf"),
+    ],
+)
 def test_a_number_out_of_its_range_is_one_line(png64, tmp_path, option, value):
     out = tmp_path / "out"
-    r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--stop", "es-wmv",
-            option, value, "--out", out)
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--sigma",
+        25,
+        "--image",
+        png64,
+        "--iters",
+        3,
+        "--stop",
+        "es-wmv",
+        option,
+        value,
+        "--out",
+        out,
+    )
     assert_refused(r, f"argument {option}:", out, None)
     assert not out.exists()
 
@@ -606,12 +966,18 @@ def test_the_suggested_intensity_range_reads_the_file_and_others_are_refused(tmp
     assert_refused(r, "--intensity-range=LO,HI (e.g. --intensity-range=")
     suggested = r.stderr.split("e.g. ")[1].rstrip(")\n")
     assert run(*base, "--image", tmp_path / "counts.tif", suggested, "--out", tmp_path / "b").returncode == 0
-    assert_refused(run(*base, "--image", tmp_path / "int32.tif", "--out", tmp_path / "c"),
-                   "32-bit integer samples; give the values that are 0 and 1 with --intensity-range=LO,HI")
-    assert run(*base, "--image", tmp_path / "int32.tif", "--intensity-range=0,1000", "--out",
-               tmp_path / "d").returncode == 0
-    assert_refused(run(*base, "--image", tmp_path / "counts.tif", "--intensity-range=0,inf", "--out",
-                       tmp_path / "e"), "--intensity-range: LO and HI must be finite")
+    assert_refused(
+        run(*base, "--image", tmp_path / "int32.tif", "--out", tmp_path / "c"),
+        "32-bit integer samples; give the values that are 0 and 1 with --intensity-range=LO,HI",
+    )
+    assert (
+        run(*base, "--image", tmp_path / "int32.tif", "--intensity-range=0,1000", "--out", tmp_path / "d").returncode
+        == 0
+    )
+    assert_refused(
+        run(*base, "--image", tmp_path / "counts.tif", "--intensity-range=0,inf", "--out", tmp_path / "e"),
+        "--intensity-range: LO and HI must be finite",
+    )
 
 
 def test_a_batchs_checkpoint_is_not_a_single_fits(png64, tmp_path):

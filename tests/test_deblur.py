@@ -1,5 +1,6 @@
 """Deblurring with a known blur and Poisson noise: the operators, PSF files, the Poisson data term and its
 discrepancy target, and the command line's refusals."""
+
 import json
 import math
 import subprocess
@@ -32,8 +33,17 @@ def assert_one_line(r, message, out):
 
 # --- operators -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("psf", [ops.gaussian_psf(1.6), ops.gaussian_psf(0.5), ops.motion_psf(9, 30),
-                                 ops.motion_psf(4.5, 90), ops.motion_psf(1, 0)])
+
+@pytest.mark.parametrize(
+    "psf",
+    [
+        ops.gaussian_psf(1.6),
+        ops.gaussian_psf(0.5),
+        ops.motion_psf(9, 30),
+        ops.motion_psf(4.5, 90),
+        ops.motion_psf(1, 0),
+    ],
+)
 def test_psfs_are_odd_non_negative_and_sum_to_one(psf):
     assert psf.dim() == 2 and psf.shape[0] % 2 == 1 and psf.shape[1] % 2 == 1
     assert (psf >= 0).all() and torch.isclose(psf.sum(), torch.tensor(1.0, dtype=torch.float64))
@@ -77,16 +87,23 @@ def test_blur_loss_is_per_fit():
     assert loss.shape == (3,) and loss[0] == 0 and (loss[1:] > 0).all()
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.ones(4, 5), "odd sides"), (torch.ones(3, 3, 3), "one 2-D kernel"), (-torch.ones(3, 3), "non-negative"),
-    (torch.zeros(3, 3), "all zero"), (torch.full((3, 3), float("nan")), "finite"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.ones(4, 5), "odd sides"),
+        (torch.ones(3, 3, 3), "one 2-D kernel"),
+        (-torch.ones(3, 3), "non-negative"),
+        (torch.zeros(3, 3), "all zero"),
+        (torch.full((3, 3), float("nan")), "finite"),
+    ],
+)
 def test_a_psf_that_is_not_a_kernel_is_refused(bad, message):
     with pytest.raises(ValueError, match=message):
         ops.normalise_psf(bad)
 
 
 # --- Poisson ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("peak", [3, 10, 30])
 def test_a_poisson_observation_has_the_mean_and_variance_of_its_rate(peak):
@@ -137,8 +154,9 @@ def test_the_discrepancy_target_is_the_deviance_expected_at_the_truth(peak):
     poisson = ops.Poisson(peak)
     y = poisson.observe(clean, generator(0, "observation"))
     target = ops.poisson_discrepancy_target(y, peak)
-    draws = torch.stack([poisson.loss(clean, poisson.observe(clean, generator(s, "observation")))[0]
-                         for s in range(1, 21)])
+    draws = torch.stack(
+        [poisson.loss(clean, poisson.observe(clean, generator(s, "observation")))[0] for s in range(1, 21)]
+    )
     assert abs(target - draws.mean().item()) < 0.03 * draws.mean().item() + 0.01
     assert 0.8 < target < 1.2 or peak == 2  # about 1 wherever the rate is large
 
@@ -164,6 +182,7 @@ def test_task_labels_and_operators():
 
 # --- files -----------------------------------------------------------------------------------------------
 
+
 def test_a_poisson_observation_round_trips_exactly_through_its_float_tiff(tmp_path):
     y = ops.Poisson(5).observe(torch.rand(1, 3, 20, 20) * 0.5 + 0.5, generator(0, "observation"))
     assert y.max() > 1
@@ -184,13 +203,47 @@ def test_psf_files_are_read_in_any_scale(tmp_path):
 
 
 def test_deblur_and_poisson_fit_end_to_end_and_beat_the_observation(png64, tmp_path):
-    r = run("fit", "--task", "deblur", "--blur", "gaussian:1", "--sigma", 2, "--image", png64, "--iters", 60,
-            "--out", tmp_path / "b", "--no-progress", "--record-stops", "--threads", 1)
+    r = run(
+        "fit",
+        "--task",
+        "deblur",
+        "--blur",
+        "gaussian:1",
+        "--sigma",
+        2,
+        "--image",
+        png64,
+        "--iters",
+        60,
+        "--out",
+        tmp_path / "b",
+        "--no-progress",
+        "--record-stops",
+        "--threads",
+        1,
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["task_label"] == "deblur-gaussian1-s2" and "discrepancy" in summary["stops"]
-    r = run("fit", "--task", "denoise", "--noise", "poisson", "--peak", 10, "--image", png64, "--iters", 60,
-            "--out", tmp_path / "p", "--no-progress", "--record-stops", "--threads", 1)
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--noise",
+        "poisson",
+        "--peak",
+        10,
+        "--image",
+        png64,
+        "--iters",
+        60,
+        "--out",
+        tmp_path / "p",
+        "--no-progress",
+        "--record-stops",
+        "--threads",
+        1,
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "p" / "summary.json").read_text())
     assert summary["psnr_best"] > summary["psnr_observed"] + 2
@@ -199,8 +252,22 @@ def test_deblur_and_poisson_fit_end_to_end_and_beat_the_observation(png64, tmp_p
     # The written observation is the one fitted, above 1 included, and --observed reads it back as such.
     observed = tmp_path / "p" / "observed.tif"
     assert tifffile.imread(observed).max() > 1
-    r = run("fit", "--task", "denoise", "--noise", "poisson", "--peak", 10, "--observed", observed, "--iters", 3,
-            "--out", tmp_path / "o", "--no-progress")
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--noise",
+        "poisson",
+        "--peak",
+        10,
+        "--observed",
+        observed,
+        "--iters",
+        3,
+        "--out",
+        tmp_path / "o",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -212,21 +279,24 @@ def test_a_psf_file_deblurs_as_the_same_blur_given_by_name(png64, tmp_path):
     assert (tmp_path / "file" / "observed.png").read_bytes() == (tmp_path / "named" / "observed.png").read_bytes()
 
 
-@pytest.mark.parametrize("case, message", [
-    (["--task", "deblur", "--blur", "box:3", "--sigma", 2], "--blur: expected gaussian:SIGMA"),
-    (["--task", "deblur", "--blur", "motion:9", "--sigma", 2], "--blur: expected"),
-    (["--task", "deblur", "--sigma", 2], "--blur: required by the deblur task with --image"),
-    (["--task", "deblur", "--blur", "gaussian:1"], "--sigma: required by the deblur task with --image"),
-    (["--task", "deblur", "--blur", "gaussian:1", "--psf", "K", "--sigma", 2], "--psf: a PSF file and --blur"),
-    (["--task", "deblur", "--blur", "gaussian:30", "--sigma", 2], "larger than the 64x64 image"),
-    (["--task", "denoise", "--noise", "poisson", "--peak", 0], "peak: the Poisson peak"),
-    (["--task", "denoise", "--noise", "poisson", "--peak", -5], "must be a finite number > 0, got -5"),
-    (["--task", "denoise", "--noise", "poisson"], "--peak: required with --noise poisson"),
-    (["--task", "denoise", "--peak", 10, "--sigma", 25], "peak: the Poisson peak needs --noise poisson"),
-    (["--task", "denoise", "--noise", "poisson", "--peak", 10, "--sigma", 25], "sigma: Poisson noise has no sigma"),
-    (["--task", "sr", "--factor", 2, "--noise", "poisson", "--peak", 10], "--noise: the sr task takes no --noise"),
-    (["--task", "denoise", "--sigma", 25, "--blur", "gaussian:1"], "--blur: the denoise task takes no --blur"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (["--task", "deblur", "--blur", "box:3", "--sigma", 2], "--blur: expected gaussian:SIGMA"),
+        (["--task", "deblur", "--blur", "motion:9", "--sigma", 2], "--blur: expected"),
+        (["--task", "deblur", "--sigma", 2], "--blur: required by the deblur task with --image"),
+        (["--task", "deblur", "--blur", "gaussian:1"], "--sigma: required by the deblur task with --image"),
+        (["--task", "deblur", "--blur", "gaussian:1", "--psf", "K", "--sigma", 2], "--psf: a PSF file and --blur"),
+        (["--task", "deblur", "--blur", "gaussian:30", "--sigma", 2], "larger than the 64x64 image"),
+        (["--task", "denoise", "--noise", "poisson", "--peak", 0], "peak: the Poisson peak"),
+        (["--task", "denoise", "--noise", "poisson", "--peak", -5], "must be a finite number > 0, got -5"),
+        (["--task", "denoise", "--noise", "poisson"], "--peak: required with --noise poisson"),
+        (["--task", "denoise", "--peak", 10, "--sigma", 25], "peak: the Poisson peak needs --noise poisson"),
+        (["--task", "denoise", "--noise", "poisson", "--peak", 10, "--sigma", 25], "sigma: Poisson noise has no sigma"),
+        (["--task", "sr", "--factor", 2, "--noise", "poisson", "--peak", 10], "--noise: the sr task takes no --noise"),
+        (["--task", "denoise", "--sigma", 25, "--blur", "gaussian:1"], "--blur: the denoise task takes no --blur"),
+    ],
+)
 def test_bad_deblur_and_poisson_options_are_one_line(png64, tmp_path, case, message):
     out = tmp_path / "out"
     args = [tmp_path / "k.npy" if c == "K" else c for c in case]
@@ -234,17 +304,24 @@ def test_bad_deblur_and_poisson_options_are_one_line(png64, tmp_path, case, mess
     assert_one_line(run("fit", *args, "--image", png64, "--iters", 3, "--out", out), message, out)
 
 
-@pytest.mark.parametrize("write, message", [
-    (lambda p: np.save(p.with_suffix(".npy"), np.ones((4, 5))), "odd sides"),
-    (lambda p: np.save(p.with_suffix(".npy"), -np.ones((3, 3))), "non-negative"),
-    (lambda p: np.save(p.with_suffix(".npy"), np.zeros((3, 3))), "all zero"),
-    (lambda p: np.save(p.with_suffix(".npy"), np.ones((3, 3, 3))), "one 2-D kernel"),
-    (lambda p: np.save(p.with_suffix(".npy"), np.array(["a", "b", "c"])), "a PSF holds numbers"),
-    (lambda p: p.with_suffix(".npy").write_bytes(b"not numpy"), "not a readable NPY file"),
-    (lambda p: Image.fromarray(np.dstack([np.eye(5, dtype=np.uint8) * 255, np.zeros((5, 5, 2), np.uint8)]))
-     .save(p.with_suffix(".png")), "differing channels"),
-    (lambda p: p.with_suffix(".png").write_bytes(b"\x89PNG\r\n\x1a\n broken"), "not a readable image"),
-])
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (lambda p: np.save(p.with_suffix(".npy"), np.ones((4, 5))), "odd sides"),
+        (lambda p: np.save(p.with_suffix(".npy"), -np.ones((3, 3))), "non-negative"),
+        (lambda p: np.save(p.with_suffix(".npy"), np.zeros((3, 3))), "all zero"),
+        (lambda p: np.save(p.with_suffix(".npy"), np.ones((3, 3, 3))), "one 2-D kernel"),
+        (lambda p: np.save(p.with_suffix(".npy"), np.array(["a", "b", "c"])), "a PSF holds numbers"),
+        (lambda p: p.with_suffix(".npy").write_bytes(b"not numpy"), "not a readable NPY file"),
+        (
+            lambda p: Image.fromarray(np.dstack([np.eye(5, dtype=np.uint8) * 255, np.zeros((5, 5, 2), np.uint8)])).save(
+                p.with_suffix(".png")
+            ),
+            "differing channels",
+        ),
+        (lambda p: p.with_suffix(".png").write_bytes(b"\x89PNG\r\n\x1a\n broken"), "not a readable image"),
+    ],
+)
 def test_a_psf_file_that_is_not_a_kernel_is_one_line_naming_it(png64, tmp_path, write, message):
     write(tmp_path / "psf")
     path = next(tmp_path.glob("psf.*"))
@@ -264,8 +341,29 @@ def test_an_8_bit_images_poisson_observation_is_written_on_the_0_1_scale(png64, 
 
 
 def test_deblur_seeds_fit_as_one_batch(png64, tmp_path):
-    r = run("fit", "--task", "deblur", "--blur", "motion:5,30", "--noise", "poisson", "--peak", 30, "--image", png64,
-            "--iters", 4, "--seeds", 0, 1, "--out", tmp_path / "s{seed}", "--no-progress", "--threads", 1)
+    r = run(
+        "fit",
+        "--task",
+        "deblur",
+        "--blur",
+        "motion:5,30",
+        "--noise",
+        "poisson",
+        "--peak",
+        30,
+        "--image",
+        png64,
+        "--iters",
+        4,
+        "--seeds",
+        0,
+        1,
+        "--out",
+        tmp_path / "s{seed}",
+        "--no-progress",
+        "--threads",
+        1,
+    )
     assert r.returncode == 0, r.stderr
     a, b = (json.loads((tmp_path / f"s{seed}" / "summary.json").read_text()) for seed in (0, 1))
     assert a["task_label"] == b["task_label"] == "deblur-motion5,30-poisson-p30" and a["psnr_final"] != b["psnr_final"]

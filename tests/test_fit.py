@@ -5,13 +5,13 @@ import threading
 import pytest
 import torch
 
-from conftest import AtCall
-
 from dip.fit import FitFailed, FitInterrupted, FitSettings, fit
 from dip.image_io import to_array
 from dip.metrics import Scorer, psnr
 from dip.operators import Denoise, Inpaint, SuperResolve, random_drop
 from dip.stopping import clipped_noise_mse, estimate_noise_sigma, make_rule
+
+from conftest import AtCall
 
 SKIP = {"kind": "skip"}
 
@@ -75,8 +75,14 @@ def test_a_diverging_learning_rate_recovers_or_fails_cleanly(clean64):
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
     messages = []
     try:
-        result = fit(SKIP, Denoise(25), observed, small_settings(iterations=60, lr=50.0, max_backtracks=3),
-                     clean=clean64, log=messages.append)
+        result = fit(
+            SKIP,
+            Denoise(25),
+            observed,
+            small_settings(iterations=60, lr=50.0, max_backtracks=3),
+            clean=clean64,
+            log=messages.append,
+        )
     except FitFailed as err:
         assert "diverged" in str(err) and "after 3 backtracks" in str(err)
     else:
@@ -90,9 +96,17 @@ def denoise_fit(clean64):
     """A short fit whose PSNR visibly peaks: no input perturbation, so the net starts fitting the noise."""
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
     settings = FitSettings(iterations=400, reg_noise_std=0.0, ssim_every=400)
-    rules = [make_rule(name, settings.iterations, window=100, patience=200, ema=settings.ema,
-                       discrepancy=clipped_noise_mse(observed, estimate_noise_sigma(observed)))
-             for name in ("es-wmv", "es-wmv-paper", "discrepancy")]
+    rules = [
+        make_rule(
+            name,
+            settings.iterations,
+            window=100,
+            patience=200,
+            ema=settings.ema,
+            discrepancy=clipped_noise_mse(observed, estimate_noise_sigma(observed)),
+        )
+        for name in ("es-wmv", "es-wmv-paper", "discrepancy")
+    ]
     result = fit(SKIP, Denoise(25), observed, settings, clean=clean64, rules=rules)
     return observed, result
 
@@ -146,8 +160,14 @@ def test_super_resolution_x4_beats_bicubic(clean64):
     sr = SuperResolve(4)
     low = sr.observe(clean64)
     bicubic = psnr(to_array(sr.upsample(low, "bicubic")), to_array(clean64), y_channel=True, shave=4)
-    result = fit(SKIP, sr, low, FitSettings(iterations=500, reg_noise_std=0.03, ssim_every=500), clean=clean64,
-                 scorer=Scorer(y_channel=True, shave=4))
+    result = fit(
+        SKIP,
+        sr,
+        low,
+        FitSettings(iterations=500, reg_noise_std=0.03, ssim_every=500),
+        clean=clean64,
+        scorer=Scorer(y_channel=True, shave=4),
+    )
     assert result.history["psnr_ema"].max() >= bicubic
 
 
@@ -159,7 +179,6 @@ def test_inpainting_half_the_pixels_restores_them(clean64):
     # Beats the masked observation by far, and filling the holes with the known pixels' mean colour.
     mean_fill = observed + (1 - mask) * (observed.sum((2, 3), keepdim=True) / mask.sum())
     assert result.history["psnr_ema"].max() >= psnr(to_array(mean_fill), to_array(clean64)) + 6
-
 
 
 def test_restoration_follows_the_notebook_loop_given_the_same_draws(clean64):
@@ -194,6 +213,7 @@ def test_restoration_follows_the_notebook_loop_given_the_same_draws(clean64):
     assert np.allclose(ours["loss"], notebook[:, 0], rtol=1e-4)
     assert np.allclose(ours["psnr_ema"], notebook[:, 1], atol=1e-3)
     assert ours["loss"].iloc[-1] < ours["loss"].iloc[0] / 3  # it did fit
+
 
 def send_sigterm(out):
     os.kill(os.getpid(), signal.SIGTERM)
@@ -283,11 +303,11 @@ def test_each_batched_fit_stops_by_its_own_rule(observed32):
     from dip.fit import fit_batch
 
     clean, observed = observed32
-    settings = FitSettings(iterations=300, check_every=10, ssim_every=1000, reg_noise_std=0, bf16=False,
-                           channels_last=False)
+    settings = FitSettings(
+        iterations=300, check_every=10, ssim_every=1000, reg_noise_std=0, bf16=False, channels_last=False
+    )
     rules = [[make_rule("es-wmv-paper", 300, window=20, patience=20 + 10 * b)] for b in range(2)]
-    results = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean, rules=rules,
-                        stop_on="es-wmv-paper")
+    results = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean, rules=rules, stop_on="es-wmv-paper")
     for r in results:
         stop = r.stops["es-wmv-paper"]
         assert r.stopped_by == "es-wmv-paper" and r.iterations < 300 and len(r.history) == r.iterations
@@ -306,8 +326,7 @@ def test_a_batched_fit_resumes_from_its_checkpoint_as_if_never_stopped(observed3
     with pytest.raises(FitInterrupted):
         fit_batch(NET3, ops, observed, settings, [0, 1], clean=clean, checkpoint=ckpt, log=lambda m: None)
     assert ckpt.exists()
-    resumed = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean, checkpoint=ckpt,
-                        log=lambda m: None)
+    resumed = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean, checkpoint=ckpt, log=lambda m: None)
     straight = fit_batch(NET3, Denoise(25), observed, settings, [0, 1], clean=clean)
     for a, b in zip(resumed, straight):
         assert a.resumed_from == 20
@@ -334,7 +353,23 @@ def test_a_checkpoint_of_another_fit_is_refused_naming_what_differs(clean64, tmp
     with pytest.raises(FitInterrupted):
         fit(net, Denoise(25), observed, small_settings(), checkpoint=ckpt, fingerprint={"observation": "a"})
     with pytest.raises(CheckpointMismatch, match=r"ckpt.pt: belongs to another fit \(iterations, observation differ\)"):
-        fit(SKIP, Denoise(25), observed, small_settings(iterations=40), checkpoint=ckpt,
-            fingerprint={"observation": "b"})
-    assert fit(SKIP, Denoise(25), observed, small_settings(), checkpoint=ckpt, fingerprint={"observation": "a"},
-               log=lambda m: None).resumed_from == 10
+        fit(
+            SKIP,
+            Denoise(25),
+            observed,
+            small_settings(iterations=40),
+            checkpoint=ckpt,
+            fingerprint={"observation": "b"},
+        )
+    assert (
+        fit(
+            SKIP,
+            Denoise(25),
+            observed,
+            small_settings(),
+            checkpoint=ckpt,
+            fingerprint={"observation": "a"},
+            log=lambda m: None,
+        ).resumed_from
+        == 10
+    )

@@ -10,6 +10,7 @@ which computes it exactly as before): then every number must agree to float roun
 non-feedback parts (EMA, PSNR, rule statistics) and every host decision must be identical. The
 amplification is measured in `test_fused_adam_moves_a_fit_less_than_one_rounding_of_its_input`.
 """
+
 import json
 
 import numpy as np
@@ -25,8 +26,15 @@ TOLERANCE = {"loss": 1e-5, "psnr": 1e-3, "signal": 1e-4, "ssim": 1e-5, "image": 
 
 
 def _kind(column: str) -> str:
-    return ("signal" if column.startswith("signal_") else "psnr" if column.startswith("psnr")
-            else "ssim" if column.startswith("ssim") else column)
+    return (
+        "signal"
+        if column.startswith("signal_")
+        else "psnr"
+        if column.startswith("psnr")
+        else "ssim"
+        if column.startswith("ssim")
+        else column
+    )
 
 
 def _compare(column: str, got: list, want: list) -> float:
@@ -48,10 +56,12 @@ def _compare(column: str, got: list, want: list) -> float:
 @pytest.fixture
 def golden_update(monkeypatch):
     """Single fits take the elementwise Adam update the golden fits were made with."""
+
     def make(name, params, lr, fits, device, leaves=None):
         if name == "adam":
             return StackedAdam(params, lr, fits, leaves)
         return make_optimiser(name, params, lr, fits, device, leaves)
+
     monkeypatch.setattr(dip.fit, "make_optimiser", make)
 
 
@@ -66,8 +76,9 @@ def test_the_loop_reproduces_the_golden_fits(name, golden_update):
         assert list(fit_now["history"]) == list(fit_then["history"])
         for column in fit_then["history"]:
             kind = _kind(column)
-            worst[kind] = max(worst.get(kind, 0.0), _compare(column, fit_now["history"][column],
-                                                             fit_then["history"][column]))
+            worst[kind] = max(
+                worst.get(kind, 0.0), _compare(column, fit_now["history"][column], fit_then["history"][column])
+            )
         for key in ("stops", "stopped_by", "iterations", "backtracks"):
             assert fit_now[key] == fit_then[key], f"{key} differs"
         worst["image"] = max(worst.get("image", 0.0), _compare("image", fit_now["image"], fit_then["image"]))
@@ -89,11 +100,13 @@ def one_rounding() -> float:
     moved = []
     try:
         for element in (0, 1000):
+
             def one_ulp_off(*args, element=element, **kwargs):
                 z = make_input(*args, **kwargs)
                 flat = z.view(-1)
                 flat[element] = torch.nextafter(flat[element], torch.tensor(1.0))
                 return z
+
             dip.fit.make_input = one_ulp_off
             moved.append(_deviation(cases.record(cases.case_denoise())[0]["history"], frozen))
     finally:
@@ -106,8 +119,9 @@ def test_fused_adam_moves_a_fit_less_than_one_rounding_of_its_input(one_rounding
     torch.set_num_threads(1)
     frozen = json.loads(cases.path("denoise").read_text())[0]["history"]
     fused = _deviation(cases.record(cases.case_denoise())[0]["history"], frozen)
-    print(f"EMA PSNR off the golden fit by up to {fused:.3f} dB with fused Adam, {one_rounding:.3f} dB with z "
-          f"one ulp off")
+    print(
+        f"EMA PSNR off the golden fit by up to {fused:.3f} dB with fused Adam, {one_rounding:.3f} dB with z one ulp off"
+    )
     assert 0 < fused <= one_rounding
 
 
@@ -124,8 +138,13 @@ def test_grouped_batches_start_as_the_golden_batch_and_move_less_than_one_roundi
         # ± lr whatever its gradient's size, so gradients near zero that round differently move apart at once.
         assert fit_now["history"]["loss"][0] == pytest.approx(fit_then["history"]["loss"][0], rel=1e-6)
         n = min(len(fit_now["history"]["loss"]), len(fit_then["history"]["loss"]))
-        moved.append(_deviation({k: v[:n] for k, v in fit_now["history"].items()},
-                                {k: v[:n] for k, v in fit_then["history"].items()}))
-    print(f"batched fits' EMA PSNR off the golden batch by up to {max(moved):.3f} dB; one rounding of z: "
-          f"{one_rounding:.3f} dB")
+        moved.append(
+            _deviation(
+                {k: v[:n] for k, v in fit_now["history"].items()}, {k: v[:n] for k, v in fit_then["history"].items()}
+            )
+        )
+    print(
+        f"batched fits' EMA PSNR off the golden batch by up to {max(moved):.3f} dB; one rounding of z: "
+        f"{one_rounding:.3f} dB"
+    )
     assert max(moved) <= 2 * one_rounding  # of the order of one rounding (single draws vary by 2x)

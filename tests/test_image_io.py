@@ -1,12 +1,23 @@
 """Reading images (every mode on purpose: float, 16-bit, 1-bit, multi-page and N-band), masks in every
 encoding, and outputs at the input's precision."""
+
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image, ImageOps
 
-from dip.image_io import (InputError, Reading, describe, load_image, load_mask, peek_size, read_array, save_image,
-                          save_png, to_tensor)
+from dip.image_io import (
+    InputError,
+    Reading,
+    describe,
+    load_image,
+    load_mask,
+    peek_size,
+    read_array,
+    save_image,
+    save_png,
+    to_tensor,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -31,8 +42,15 @@ def test_pillow_mode_f_image_loads_as_is(tmp_path):
     np.testing.assert_array_equal(read_array(tmp_path / "f.tif")[..., 0], values)
 
 
-@pytest.mark.parametrize("bad, what", [(3.5, r"outside \[0, 1\]"), (-0.25, r"outside \[0, 1\]"),
-                                      (np.nan, "NaN or infinite"), (np.inf, "NaN or infinite")])
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        (3.5, r"outside \[0, 1\]"),
+        (-0.25, r"outside \[0, 1\]"),
+        (np.nan, "NaN or infinite"),
+        (np.inf, "NaN or infinite"),
+    ],
+)
 def test_float_outside_unit_range_is_refused_naming_the_file_and_the_option(tmp_path, bad, what):
     values = gradient().astype(np.float32)
     values[3, 4] = bad
@@ -223,12 +241,14 @@ def _write_mask(kind: str, known: np.ndarray, folder):
     elif kind == "float-tiff":
         tifffile.imwrite(path, known.astype(np.float32))
     elif kind == "alpha":  # a photograph with holes punched in its alpha
-        rgba = np.concatenate([(RNG.random((64, 64, 3)) * 255).astype(np.uint8),
-                               known[..., None].astype(np.uint8) * 255], axis=-1)
+        rgba = np.concatenate(
+            [(RNG.random((64, 64, 3)) * 255).astype(np.uint8), known[..., None].astype(np.uint8) * 255], axis=-1
+        )
         Image.fromarray(rgba, mode="RGBA").save(path)
     elif kind == "grey-alpha":
-        Image.fromarray(np.stack([np.full((64, 64), 255, np.uint8), known.astype(np.uint8) * 255], -1),
-                        mode="LA").save(path)
+        Image.fromarray(np.stack([np.full((64, 64), 255, np.uint8), known.astype(np.uint8) * 255], -1), mode="LA").save(
+            path
+        )
     return path
 
 
@@ -264,8 +284,9 @@ def test_16_bit_input_writes_a_16_bit_png_beside_the_preview(tmp_path):
     source = describe(tmp_path / "in.png")
     written = save_image(to_tensor(read_array(tmp_path / "in.png")), tmp_path / "out" / "restored", source)
     assert written == ["restored.png", "restored-16bit.png"]
-    np.testing.assert_array_equal(read_array(tmp_path / "out" / "restored-16bit.png") * 65535,
-                                  levels.astype(np.float32))
+    np.testing.assert_array_equal(
+        read_array(tmp_path / "out" / "restored-16bit.png") * 65535, levels.astype(np.float32)
+    )
     assert np.asarray(Image.open(tmp_path / "out" / "restored.png")).dtype == np.uint8
 
 
@@ -363,5 +384,6 @@ def test_an_intensity_range_past_the_integer_type_writes_float(tmp_path):
     source = describe(tmp_path / "in.png", reading)
     assert source.output_suffix == ".tif" and source.output_type == np.float32
     save_image(to_tensor(read_array(tmp_path / "in.png", reading)), tmp_path / "restored", source)
-    np.testing.assert_allclose(tifffile.imread(tmp_path / "restored.tif"),
-                               np.arange(32 * 32).reshape(32, 32), atol=0.01)
+    np.testing.assert_allclose(
+        tifffile.imread(tmp_path / "restored.tif"), np.arange(32 * 32).reshape(32, 32), atol=0.01
+    )

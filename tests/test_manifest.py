@@ -72,7 +72,9 @@ def test_paths_under_the_data_root_resolve_against_the_users_copy(tmp_path):
     frame = read(manifest)
     assert frame.loc["baby", "dataset"] == "Set5"
     assert check(frame, tmp_path, data_root=str(tmp_path / "root")) == {"baby": (32, 40, 3)}
-    with pytest.raises(InputError, match="manifest row 'baby': .*give it with --config data_root=DIR or .*DIP_DATA_ROOT"):
+    with pytest.raises(
+        InputError, match="manifest row 'baby': .*give it with --config data_root=DIR or .*DIP_DATA_ROOT"
+    ):
         check(frame, tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"manifest row 'baby': .*empty/Set5/baby.png: file not found \(looked under"):
@@ -97,9 +99,14 @@ def test_a_pair_row_checks_its_flash_and_reference_photographs(tmp_path):
         (["p", "noflash.png", "pair", "", ""], "manifest row 'p': a pair row (role pair) needs its flash photograph"),
         (["c", "noflash.png", "clean", "flash.png", ""], "manifest row 'c': a pair row (role pair) needs"),
         (["c", "noflash.png", "", "", "flash.png"], "manifest row 'c': `reference` is the ground truth of a pair row"),
-        (["p", "noflash.png", "pair", "small.png", ""], "manifest row 'p': flash small.png is 32x32x3 but the image "
-                                                        "is 40x40x3"),
-        (["p", "noflash.png", "pair", "flash.png", "grey.png"], "reference grey.png is 40x40x1 but the image is 40x40x3"),
+        (
+            ["p", "noflash.png", "pair", "small.png", ""],
+            "manifest row 'p': flash small.png is 32x32x3 but the image is 40x40x3",
+        ),
+        (
+            ["p", "noflash.png", "pair", "flash.png", "grey.png"],
+            "reference grey.png is 40x40x1 but the image is 40x40x3",
+        ),
         (["p", "noflash.png", "pair", "ghost.png", ""], "ghost.png: file not found"),
         (["p", "noflash.png", "observed", "", ""], "role must be clean or pair, got 'observed'"),
     ]
@@ -123,8 +130,10 @@ def test_the_bundled_synthetic_pair_is_what_its_script_makes(tmp_path):
         made = np.asarray(Image.open(tmp_path / f"coffee_{name}.png"))
         shipped = np.asarray(Image.open(root / "data" / "pairs" / f"coffee_{name}.png"))
         assert np.array_equal(made, shipped), name
-    flash, noflash, reference = (np.asarray(Image.open(tmp_path / f"coffee_{n}.png"), dtype=np.float32) / 255
-                                 for n in ("flash", "noflash", "reference"))
+    flash, noflash, reference = (
+        np.asarray(Image.open(tmp_path / f"coffee_{n}.png"), dtype=np.float32) / 255
+        for n in ("flash", "noflash", "reference")
+    )
     # Bright and cold against dim and warm; the noise is the no-flash photograph's alone.
     assert flash.mean() > 1.8 * reference.mean() and reference[..., 0].mean() > reference[..., 2].mean() * 1.3
     assert 0.03 < np.std(noflash - reference) < 0.06
@@ -138,8 +147,9 @@ def test_a_mask_is_read_by_its_meaning_and_an_n_band_image_is_named(tmp_path):
     known[10:20, 10:30] = 0
     Image.fromarray(known).save(tmp_path / "mask01.png")  # 0/1: half the old reader saw no known pixel
     Image.new("L", (40, 40), 255).save(tmp_path / "full.png")
-    tifffile.imwrite(tmp_path / "bands.tif", np.zeros((40, 40, 5), np.uint8), photometric="minisblack",
-                     planarconfig="contig")
+    tifffile.imwrite(
+        tmp_path / "bands.tif", np.zeros((40, 40, 5), np.uint8), photometric="minisblack", planarconfig="contig"
+    )
     np.testing.assert_array_equal(manifest.load_source(str(tmp_path / "mask01.png"), mask=True)[..., 0], known)
     frame = manifest.read(write(tmp_path, [["x", "img.png", "clean", "mask01.png", "", "", "", ""]]))
     assert manifest.check(frame, tmp_path)["x"] == (40, 40, 3)

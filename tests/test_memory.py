@@ -6,12 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import AtCall
 from dip import memory
 from dip.cli import main
 from dip.fit import FitOutOfMemory, FitSettings, fit
 from dip.networks import make_network
 from dip.operators import Denoise
+
+from conftest import AtCall
 
 
 @pytest.mark.parametrize("size", [64, 128, 256])
@@ -20,11 +21,11 @@ def test_the_estimate_is_within_a_quarter_of_the_measured_peak(size, window):
     measured = memory.measure_peak("skip", size, window=window)
     estimated = memory.estimate("skip", size, size, 3, window=window).bytes
     if size >= 128:
-        assert abs(estimated - measured) <= 0.25 * measured, (estimated / 2 ** 20, measured / 2 ** 20)
+        assert abs(estimated - measured) <= 0.25 * measured, (estimated / 2**20, measured / 2**20)
     else:
         # At 64² the runtime's share dominates and varies from run to run (measured 141–263 MB against
         # 218 MB estimated, the allocator's doing): not far under the peak, and not above twice it.
-        assert 0.75 * measured <= estimated <= 2 * measured, (estimated / 2 ** 20, measured / 2 ** 20)
+        assert 0.75 * measured <= estimated <= 2 * measured, (estimated / 2**20, measured / 2**20)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the high-water mark is reset through Linux's /proc")
@@ -35,7 +36,7 @@ def test_the_measured_peak_starts_afresh_before_the_fit():
     del big
     peak = memory._peak_bytes()
     memory._reset_peak()
-    assert memory._peak_bytes() < peak - 300 * 2 ** 20
+    assert memory._peak_bytes() < peak - 300 * 2**20
 
 
 def test_the_estimate_grows_with_size_batch_and_the_recorded_window():
@@ -48,7 +49,7 @@ def test_the_estimate_grows_with_size_batch_and_the_recorded_window():
 
 def test_job_requests_follow_the_image_size():
     cpu = [memory.job_memory_mb("skip", s, s, 3, device="cpu", window=100)["mem_mb"] for s in (64, 512)]
-    assert cpu[1] > cpu[0] > memory.PROCESS_BYTES / 2 ** 20
+    assert cpu[1] > cpu[0] > memory.PROCESS_BYTES / 2**20
     gpu = memory.job_memory_mb("skip", 512, 512, 3, device="cuda", window=100)
     assert gpu["gpu_mem_mb"] > 0 and gpu["mem_mb"] < cpu[1]
 
@@ -67,8 +68,27 @@ def test_an_image_too_large_is_refused_before_anything_is_written(tmp_path, caps
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, png64, capsys):
     out = tmp_path / "out"
-    assert main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--arch", "skip-3",
-                 "--iters", "3000", "--dry-run", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--task",
+                "denoise",
+                "--sigma",
+                "25",
+                "--image",
+                str(png64),
+                "--arch",
+                "skip-3",
+                "--iters",
+                "3000",
+                "--dry-run",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     plan = json.loads(capsys.readouterr().out)
     assert (plan["height"], plan["width"], plan["iterations"]) == (64, 64, 3000)
     assert plan["estimated_peak_mb"] > 0 and plan["seconds_per_iteration"] > 0
@@ -78,8 +98,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, png64, capsys):
 
 def allocator_failure(out):
     """What torch's CPU allocator raises when memory runs out."""
-    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
-                       "you tried to allocate 4608000000 bytes. Error code 12 (Cannot allocate memory)")
+    raise RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+        "you tried to allocate 4608000000 bytes. Error code 12 (Cannot allocate memory)"
+    )
 
 
 def test_running_out_of_memory_keeps_the_last_good_checkpoint(clean64, tmp_path):
@@ -100,8 +122,21 @@ def test_the_cli_reports_running_out_of_memory_in_one_line(tmp_path, png64, caps
         raise FitOutOfMemory("ran out of memory on cpu at iteration 7 (DefaultCPUAllocator: can't allocate memory)", 0)
 
     monkeypatch.setattr(dip.fit, "fit", failing_fit)
-    code = main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--iters", "10",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "fit",
+            "--task",
+            "denoise",
+            "--sigma",
+            "25",
+            "--image",
+            str(png64),
+            "--iters",
+            "10",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "ran out of memory" in err and str(png64) in err
     assert "Traceback" not in err

@@ -25,7 +25,7 @@ def test_the_stacked_update_is_torch_adams_to_rounding(fused):
 def test_stacked_fits_each_follow_their_own_adam_and_learning_rate():
     starts = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(3))
     stacked = starts.clone().requires_grad_()
-    alone = [starts[b:b + 1].clone().requires_grad_() for b in range(2)]
+    alone = [starts[b : b + 1].clone().requires_grad_() for b in range(2)]
     opt = StackedAdam([stacked], lr=0.01, fits=2)
     opt.set_lr(1, 0.001)  # fit 1 has backtracked once or twice: its own, lower rate
     singles = [StackedAdam([alone[0]], lr=0.01, fits=1), StackedAdam([alone[1]], lr=0.001, fits=1)]
@@ -33,10 +33,10 @@ def test_stacked_fits_each_follow_their_own_adam_and_learning_rate():
         stacked.grad.copy_(grad)
         opt.step()
         for b in range(2):
-            alone[b].grad.copy_(grad[b:b + 1])
+            alone[b].grad.copy_(grad[b : b + 1])
             singles[b].step()
     for b in range(2):
-        torch.testing.assert_close(stacked[b:b + 1], alone[b], rtol=0, atol=0)
+        torch.testing.assert_close(stacked[b : b + 1], alone[b], rtol=0, atol=0)
 
 
 def test_a_learning_rate_of_zero_freezes_a_fit():

@@ -1,4 +1,5 @@
 """The paper's numbers (data/published) and the paper-vs-ours table (dip.paper), on synthetic runs."""
+
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "data" / "published" / "dip_cvpr2018.csv"
 # The manifest of each dataset the published table names, and the pipeline task labels run on it.
 MANIFESTS = {"Set5": "sr.tsv", "Set14": "sr.tsv", "denoise9": "denoise9.tsv", "restoration11": "restoration11.tsv"}
-TASKS = {"sr-x4": ("sr", 4), "sr-x8": ("sr", 8), "denoise-s25": ("denoise", None), "denoise-s50": ("denoise", None),
-         "inpaint-drop0.5": ("inpaint", None)}
+TASKS = {
+    "sr-x4": ("sr", 4),
+    "sr-x8": ("sr", 8),
+    "denoise-s25": ("denoise", None),
+    "denoise-s50": ("denoise", None),
+    "inpaint-drop0.5": ("inpaint", None),
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +52,30 @@ def test_every_image_of_the_published_table_is_an_id_of_its_manifest(published):
         assert set(part["image"]) == set(ids), dataset  # every row joins, and every image has numbers
     # The paper's short names map to the authors' file names explicitly, one alias per image.
     aliases = cells.loc[cells["image"] != cells["image_in_source"], ["image_in_source", "image"]].drop_duplicates()
-    assert dict(aliases.values) == {"Barbara": "barbara", "Boat": "boat", "House": "house", "Lena": "Lena512",
-                                    "Peppers": "peppers256", "C.man": "Cameraman256", "Couple": "couple",
-                                    "Finger": "fingerprint", "Hill": "hill", "Man": "man", "Montage": "montage"}
-    assert manifest_ids("denoise9") == ["F16", "baboon", "hill", "kodim01", "kodim02", "kodim03", "kodim12", "lena",
-                                        "peppers"]
+    assert dict(aliases.values) == {
+        "Barbara": "barbara",
+        "Boat": "boat",
+        "House": "house",
+        "Lena": "Lena512",
+        "Peppers": "peppers256",
+        "C.man": "Cameraman256",
+        "Couple": "couple",
+        "Finger": "fingerprint",
+        "Hill": "hill",
+        "Man": "man",
+        "Montage": "montage",
+    }
+    assert manifest_ids("denoise9") == [
+        "F16",
+        "baboon",
+        "hill",
+        "kodim01",
+        "kodim02",
+        "kodim03",
+        "kodim12",
+        "lena",
+        "peppers",
+    ]
 
 
 def test_derived_dataset_means_agree_with_the_printed_ones_but_the_denoising_dip(published):
@@ -67,21 +92,25 @@ def test_derived_dataset_means_agree_with_the_printed_ones_but_the_denoising_dip
 
 def test_derived_cells_agree_with_the_printed_cells_per_image(published):
     cells = published[(published["image"] != "") & published["role"].isin(["dip", "baseline"])]
-    both = (cells[cells["kind"] == "published"]
-            .merge(cells[cells["kind"] == "derived"], on=["task", "dataset", "image", "method"]))
+    both = cells[cells["kind"] == "published"].merge(
+        cells[cells["kind"] == "derived"], on=["task", "dataset", "image", "method"]
+    )
     assert len(both) == 22  # the restoration table: 11 images, DIP and Papyan et al.
     gap = (both["psnr_x"] - both["psnr_y"]).abs()
     # Per image the two agree to 0.16 dB at worst (House, DIP), looser than the means (README).
     assert gap.max() <= paper.IMAGE_TOLERANCE_DB + 1e-9 and gap.max() > paper.MEAN_TOLERANCE_DB
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: pd.concat([f, f.iloc[:1]]), "appears twice"),
-    (lambda f: f.assign(kind=["published"] * (len(f) - 1) + ["typed"]), "kind 'typed'"),
-    (lambda f: f.assign(source=[""] + list(f["source"][1:])), "row 2: empty source"),
-    (lambda f: f.drop(columns="kind"), "no column 'kind'"),
-    (lambda f: f.assign(psnr=["x"] + list(f["psnr"][1:])), "psnr is not a number"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f: pd.concat([f, f.iloc[:1]]), "appears twice"),
+        (lambda f: f.assign(kind=["published"] * (len(f) - 1) + ["typed"]), "kind 'typed'"),
+        (lambda f: f.assign(source=[""] + list(f["source"][1:])), "row 2: empty source"),
+        (lambda f: f.drop(columns="kind"), "no column 'kind'"),
+        (lambda f: f.assign(psnr=["x"] + list(f["psnr"][1:])), "psnr is not a number"),
+    ],
+)
 def test_a_bad_published_table_is_named(tmp_path, change, message):
     frame = pd.read_csv(PUBLISHED, dtype=str, keep_default_na=False).head(5)
     path = tmp_path / "bad.csv"
@@ -99,9 +128,19 @@ def synthetic_runs(images: dict[str, list[str]], seeds=(0, 1), archs=("skip",)) 
         for image in names:
             for arch in archs:
                 for seed in seeds:
-                    rows.append({"task": task, "task_label": label, "factor": factor, "image": image, "arch": arch,
-                                 "seed": seed, "status": "ok", "psnr_restored_png": 25 + 5 * rng.random(),
-                                 "oracle_psnr": 31 + rng.random()})
+                    rows.append(
+                        {
+                            "task": task,
+                            "task_label": label,
+                            "factor": factor,
+                            "image": image,
+                            "arch": arch,
+                            "seed": seed,
+                            "status": "ok",
+                            "psnr_restored_png": 25 + 5 * rng.random(),
+                            "oracle_psnr": 31 + rng.random(),
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -109,11 +148,13 @@ def test_paper_vs_ours_keeps_published_and_derived_apart(published):
     runs = synthetic_runs({"sr-x4": ["baby", "bird"], "sr-x8": ["baby"], "denoise-s25": ["F16", "astronaut"]})
     dataset = {"baby": "Set5", "bird": "Set5", "F16": "denoise9", "astronaut": ""}
     table = paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published).set_index(
-        ["task", "dataset", "image", "arch"])
+        ["task", "dataset", "image", "arch"]
+    )
     baby = table.loc[("sr-x4", "Set5", "baby", "skip")]
     ours = runs[(runs["image"] == "baby") & (runs["task_label"] == "sr-x4")]["psnr_restored_png"]
     assert baby["ours_restored"] == pytest.approx(ours.mean()) and baby["ours_restored_std"] == pytest.approx(
-        ours.std(ddof=0))
+        ours.std(ddof=0)
+    )
     assert baby["paper_dip_derived"] == 31.49 and pd.isna(baby["paper_dip_published"])  # no printed cell
     assert baby["difference_derived"] == pytest.approx(ours.mean() - 31.49) and pd.isna(baby["difference_published"])
     assert (baby["baseline_derived_method"], baby["baseline_derived"]) == ("SRResNet", 33.66)
@@ -140,8 +181,11 @@ def test_paper_vs_ours_keeps_published_and_derived_apart(published):
 def test_paper_vs_ours_renders_every_paper_dataset_in_full(published):
     """A stand-in run of every paper config on all its images: every cell the paper has is filled."""
     tables = []
-    for manifest, labels in (("sr.tsv", ["sr-x4", "sr-x8"]), ("denoise9.tsv", ["denoise-s25", "denoise-s50"]),
-                             ("restoration11.tsv", ["inpaint-drop0.5"])):
+    for manifest, labels in (
+        ("sr.tsv", ["sr-x4", "sr-x8"]),
+        ("denoise9.tsv", ["denoise-s25", "denoise-s50"]),
+        ("restoration11.tsv", ["inpaint-drop0.5"]),
+    ):
         frame = manifest_io.read(ROOT / "data" / "paper" / manifest)
         runs = synthetic_runs({label: list(frame.index) for label in labels}, seeds=(0, 1, 2))
         channels = {i: 1 if manifest.startswith("restoration") else 3 for i in frame.index}
@@ -149,7 +193,9 @@ def test_paper_vs_ours_renders_every_paper_dataset_in_full(published):
     table = pd.concat(tables, ignore_index=True)
     restoration = manifest_ids("restoration11")
     assert len(table) == 2 * (19 + 2) + 2 * (9 + 1) + 11 + 1
-    assert table[["ours_restored", "paper_dip_derived", "baseline_derived", "baseline_derived_method"]].notna().all().all()
+    assert (
+        table[["ours_restored", "paper_dip_derived", "baseline_derived", "baseline_derived_method"]].notna().all().all()
+    )
     assert (table["note"] != "").sum() == 19 + 2  # only x8's conventions differ
     printed = table[table["paper_dip_published"].notna()]
     assert set(zip(printed["task"], printed["image"])) >= {("inpaint-drop0.5", i) for i in restoration}
@@ -157,7 +203,9 @@ def test_paper_vs_ours_renders_every_paper_dataset_in_full(published):
     assert not printed.loc[printed["task"] == "denoise-s50"].size  # sigma 50: derived only
     restoration_mean = table[(table["task"] == "inpaint-drop0.5") & (table["image"] == paper.MEAN)].iloc[0]
     assert (restoration_mean["paper_dip_published"], restoration_mean["baseline_published_method"]) == (
-        33.48, "Papyan et al. (CSC)")
+        33.48,
+        "Papyan et al. (CSC)",
+    )
     assert "31.29 dB" in paper.markdown(table, published)
 
 
@@ -165,15 +213,19 @@ def test_paper_vs_ours_shows_our_cbm3d_beside_the_papers_when_we_ran_it(publishe
     runs = synthetic_runs({"denoise-s25": ["F16", "baboon"], "sr-x4": ["baby"]})
     dataset = {"F16": "denoise9", "baboon": "denoise9", "baby": "Set5"}
     # Our CBM3D (the bm3d extra) on F16 for two observation seeds, on baboon for one; other baselines beside it.
-    baselines = pd.DataFrame([
-        {"task_label": "denoise-s25", "image": "F16", "observation_seed": 0, "method": "cbm3d", "psnr": 32.0},
-        {"task_label": "denoise-s25", "image": "F16", "observation_seed": 1, "method": "cbm3d", "psnr": 33.0},
-        {"task_label": "denoise-s25", "image": "baboon", "observation_seed": 0, "method": "cbm3d", "psnr": 26.0},
-        {"task_label": "denoise-s25", "image": "F16", "observation_seed": 0, "method": "nlm", "psnr": 29.0},
-        {"task_label": "sr-x4", "image": "baby", "observation_seed": 0, "method": "bicubic", "psnr": 30.0}])
+    baselines = pd.DataFrame(
+        [
+            {"task_label": "denoise-s25", "image": "F16", "observation_seed": 0, "method": "cbm3d", "psnr": 32.0},
+            {"task_label": "denoise-s25", "image": "F16", "observation_seed": 1, "method": "cbm3d", "psnr": 33.0},
+            {"task_label": "denoise-s25", "image": "baboon", "observation_seed": 0, "method": "cbm3d", "psnr": 26.0},
+            {"task_label": "denoise-s25", "image": "F16", "observation_seed": 0, "method": "nlm", "psnr": 29.0},
+            {"task_label": "sr-x4", "image": "baby", "observation_seed": 0, "method": "bicubic", "psnr": 30.0},
+        ]
+    )
     baselines.insert(1, "task", baselines["task_label"].str.split("-").str[0])  # as metrics.csv has it
     table = paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published, baselines).set_index(
-        ["task", "dataset", "image", "arch"])
+        ["task", "dataset", "image", "arch"]
+    )
     f16 = table.loc[("denoise-s25", "denoise9", "F16", "skip")]
     assert f16["ours_cbm3d"] == pytest.approx(32.5) and f16["paper_cbm3d_derived"] == 32.67
     assert pd.isna(f16["paper_cbm3d_published"])  # the paper prints its mean only
@@ -189,8 +241,9 @@ def test_paper_vs_ours_shows_our_cbm3d_beside_the_papers_when_we_ran_it(publishe
     labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
     assert labels[0].count("ours, CBM3D") == 1 and "ours, CBM3D" not in labels[1]  # denoise9, then Set5
     # Without our CBM3D (bm3d not installed) the table has the columns, empty, and the Markdown none of them.
-    plain = paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published,
-                                baselines[baselines["method"] != "cbm3d"])
+    plain = paper.paper_vs_ours(
+        runs, dataset, {i: 3 for i in dataset}, published, baselines[baselines["method"] != "cbm3d"]
+    )
     assert plain["ours_cbm3d"].isna().all() and list(plain.columns) == paper.COLUMNS
     assert "ours CBM3D" not in paper.markdown(plain, published)
     assert paper.paper_vs_ours(runs, dataset, {i: 3 for i in dataset}, published).equals(plain)

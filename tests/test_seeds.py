@@ -95,21 +95,72 @@ def test_the_observation_is_the_same_for_every_network_seed(tmp_path, png64):
     observed = {}
     for seed in (0, 1, 2):
         out = tmp_path / f"seed{seed}"
-        assert main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--seed", str(seed),
-                     "--observation-seed", "7", "--iters", "1", "--arch", "skip-3", "--no-progress",
-                     "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "fit",
+                    "--task",
+                    "denoise",
+                    "--sigma",
+                    "25",
+                    "--image",
+                    str(png64),
+                    "--seed",
+                    str(seed),
+                    "--observation-seed",
+                    "7",
+                    "--iters",
+                    "1",
+                    "--arch",
+                    "skip-3",
+                    "--no-progress",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         observed[seed] = np.asarray(Image.open(out / "observed.png"))
         summary = json.loads((out / "summary.json").read_text())
         assert (summary["seed"], summary["observation_seed"], summary["seed_scheme"]) == (seed, 7, seeds.SCHEME)
     assert np.array_equal(observed[0], observed[1]) and np.array_equal(observed[0], observed[2])
     # `dip degrade` draws the very same observation from the observation seed.
-    assert main(["degrade", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--observation-seed", "7",
-                 "--out", str(tmp_path / "degraded")]) == 0
+    assert (
+        main(
+            [
+                "degrade",
+                "--task",
+                "denoise",
+                "--sigma",
+                "25",
+                "--image",
+                str(png64),
+                "--observation-seed",
+                "7",
+                "--out",
+                str(tmp_path / "degraded"),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(np.asarray(Image.open(tmp_path / "degraded" / "observed.png")), observed[0])
 
 
 def test_a_negative_seed_is_one_line_error(tmp_path, png64, capsys):
-    code = main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--observation-seed", "-1",
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "fit",
+            "--task",
+            "denoise",
+            "--sigma",
+            "25",
+            "--image",
+            str(png64),
+            "--observation-seed",
+            "-1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2 and "--observation-seed: must be >= 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -2,6 +2,7 @@
 squeue, scancel and requeue, no accounting database. CI (.ci/run) starts the cluster and exports SLURM_CONF;
 elsewhere these tests start one of their own where SLURM is installed, run as root and no other cluster is
 configured on the machine, and are skipped otherwise (never under CI=true: there they fail)."""
+
 import os
 import re
 import subprocess
@@ -20,11 +21,24 @@ pytestmark = pytest.mark.slurm
 
 # The README's command; status checks every few seconds instead of the plugin's first 40 s (squeue stays the
 # status command: the cluster's MinJobAge, 300 s, is far above 3 × 3 s).
-PROFILE = ("--profile", ROOT / "workflow" / "profiles" / "slurm", "--workflow-profile", "none",
-           "--slurm-init-seconds-before-status-checks", 3)
-SMALL = dict(images=["astronaut"], archs=["skip", "deep_decoder"], seeds=[0], threads_per_fit=1,
-             tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 12},
-                    "sr-x4": {"task": "sr", "factor": 4, "iterations": 12}})
+PROFILE = (
+    "--profile",
+    ROOT / "workflow" / "profiles" / "slurm",
+    "--workflow-profile",
+    "none",
+    "--slurm-init-seconds-before-status-checks",
+    3,
+)
+SMALL = dict(
+    images=["astronaut"],
+    archs=["skip", "deep_decoder"],
+    seeds=[0],
+    threads_per_fit=1,
+    tasks={
+        "denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 12},
+        "sr-x4": {"task": "sr", "factor": 4, "iterations": 12},
+    },
+)
 # Fits that are still running when cancelled: a checkpoint every 10 % (20 iterations) and at SIGTERM.
 LONG = dict(SMALL, archs=["skip"], tasks={name: {**spec, "iterations": 200} for name, spec in SMALL["tasks"].items()})
 # Columns of the tables that differ between two runs of the same fits: times, and where a fit resumed.
@@ -79,20 +93,27 @@ def show_job(env, jobid: str) -> dict[str, str]:
 
 def submissions(output: str) -> list[tuple[str, str]]:
     """(SLURM job id, rule and wildcards) of every job Snakemake submitted, in order."""
-    return [(m[1], m[2]) for m in re.finditer(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\S+)/\d+\.log\)",
-                                              output)]
+    return [
+        (m[1], m[2])
+        for m in re.finditer(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/(\S+)/\d+\.log\)", output)
+    ]
 
 
 def megabytes(value: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)([KMGT]?)", value).groups()
-    return float(number) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 ** 2, "": 1}[unit]
+    return float(number) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2, "": 1}[unit]
 
 
 def launch(work: Path, *args, env) -> subprocess.Popen:
     """Snakemake in the background, its output in work/snakemake.out (read when it has ended)."""
     out = open(work / "snakemake.out", "w")
-    return subprocess.Popen([str(BIN / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"), "--directory",
-                             str(work), *map(str, args)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [str(BIN / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(work), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def finish(proc: subprocess.Popen, work: Path, timeout: float = 900) -> str:
@@ -141,7 +162,9 @@ def test_the_profile_submits_each_fit_with_its_own_resources_and_runs_the_rest_h
     fits = len(SMALL["archs"]) * len(SMALL["tasks"])
     # Only the fits went through sbatch; preparing, degrading, scoring, tables and figures ran here.
     assert len(jobs) == fits and all(rule.startswith("rule_fit/") for _, rule in jobs), jobs
-    assert re.search(r"^localrule degrade:", output, flags=re.M) and re.search(r"^localrule tables:", output, flags=re.M)
+    assert re.search(r"^localrule degrade:", output, flags=re.M) and re.search(
+        r"^localrule tables:", output, flags=re.M
+    )
     config = yaml.safe_load((work / "config" / "bad.yaml").read_text())
     for jobid, rule in jobs:
         job = show_job(cluster, jobid)
@@ -183,8 +206,11 @@ def test_a_cancelled_and_a_requeued_fit_resume_from_their_checkpoints(cluster, t
     deadline = time.monotonic() + 600
     while True:  # both fits running, each past its first checkpoint
         jobs = _fit_jobs(cluster)
-        if len(jobs) == 2 and all(state == "RUNNING" for _, state in jobs.values()) and all(
-                (fit / "checkpoint.pt").exists() for fit in fits.values()):
+        if (
+            len(jobs) == 2
+            and all(state == "RUNNING" for _, state in jobs.values())
+            and all((fit / "checkpoint.pt").exists() for fit in fits.values())
+        ):
             break
         assert run.poll() is None and time.monotonic() < deadline, (work / "snakemake.out").read_text()[-3000:]
         time.sleep(0.5)
@@ -229,8 +255,17 @@ def test_a_fit_that_fails_for_good_shows_its_log_in_snakemakes_error(cluster, tm
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (work / observed).write_bytes(b"not a PNG: the file was damaged after it was written")
     # No retries: a damaged input fails every attempt alike.
-    r = snakemake("results/fits/denoise-s25/skip/astronaut/seed0/summary.json", *PROFILE, "--retries", 0,
-                  "--directory", work, "--configfile", config, env=cluster)
+    r = snakemake(
+        "results/fits/denoise-s25/skip/astronaut/seed0/summary.json",
+        *PROFILE,
+        "--retries",
+        0,
+        "--directory",
+        work,
+        "--configfile",
+        config,
+        env=cluster,
+    )
     output = r.stdout + r.stderr
     assert r.returncode != 0
     [(jobid, rule)] = submissions(output)
@@ -248,9 +283,20 @@ def test_a_node_with_several_gpus_runs_gpu_fits_side_by_side(cluster, tmp_path_f
     work = scratch(tmp_path_factory.mktemp("gpus"))
     config = write_config(work, **dict(SMALL, tasks={"denoise-s25": SMALL["tasks"]["denoise-s25"]}))
     targets = [f"results/fits/denoise-s25/{arch}/astronaut/seed0/summary.json" for arch in SMALL["archs"]]
-    r = snakemake(*targets, "--profile", ROOT / "workflow" / "profiles" / "slurm",
-                  "--slurm-init-seconds-before-status-checks", 3, "--set-resources", "fit:gpu=1",
-                  "--directory", work, "--configfile", config, env=cluster)
+    r = snakemake(
+        *targets,
+        "--profile",
+        ROOT / "workflow" / "profiles" / "slurm",
+        "--slurm-init-seconds-before-status-checks",
+        3,
+        "--set-resources",
+        "fit:gpu=1",
+        "--directory",
+        work,
+        "--configfile",
+        config,
+        env=cluster,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "workflow specific profile" in r.stderr  # workflow/profiles/default was loaded
     jobs = [show_job(cluster, jobid) for jobid, _ in submissions(r.stdout + r.stderr)]

@@ -4,8 +4,17 @@ import torch
 
 from dip.operators import Denoise, HeldOut
 from dip.seeds import generator
-from dip.stopping import (DiscrepancyStop, ExponentialVarianceStop, FixedStop, HoldoutStop, WindowedVarianceStop,
-                          clipped_noise_mse, ema_delay, estimate_noise_sigma, make_rule)
+from dip.stopping import (
+    DiscrepancyStop,
+    ExponentialVarianceStop,
+    FixedStop,
+    HoldoutStop,
+    WindowedVarianceStop,
+    clipped_noise_mse,
+    ema_delay,
+    estimate_noise_sigma,
+    make_rule,
+)
 
 
 def v_shaped_outputs(n=600, minimum=300, size=256, seed=0):
@@ -57,8 +66,7 @@ def test_with_a_delay_the_image_comes_from_after_the_minimum():
     # is stretched so that the image exists before the fit stops.
     assert rule.chosen_iteration() == found + delay == rule.image.flatten()[0].item()
     assert t == rule.stop_iteration() == found + delay
-    assert rule.report(t) == {"iteration": found + delay, "minimum": found, "stop_at": found + delay,
-                              "stopped": True}
+    assert rule.report(t) == {"iteration": found + delay, "minimum": found, "stop_at": found + delay, "stopped": True}
 
 
 def test_a_fit_ending_within_the_delay_keeps_its_last_image():
@@ -159,7 +167,7 @@ def test_clipped_noise_mse_matches_a_monte_carlo_draw(level, expected, from_obse
     observed = (flat + sigma * noise[:1]).clamp(0, 1)
     model = clipped_noise_mse(flat, sigma)
     assert model == pytest.approx(drawn, rel=0.02)
-    assert model / sigma ** 2 == pytest.approx(expected, abs=0.1)  # clipping near black removes ~40 %
+    assert model / sigma**2 == pytest.approx(expected, abs=0.1)  # clipping near black removes ~40 %
     # From the noisy observation itself (what the rule sees): near black, clipping lifts the observed mean
     # and the model overestimates by up to a fifth; at mid-grey it is exact.
     assert clipped_noise_mse(observed, sigma) == pytest.approx(drawn, rel=from_observation)
@@ -188,8 +196,10 @@ def two_trough_fit(n=900, seed=0):
 
 
 def test_the_guard_lets_no_minimum_win_while_the_loss_still_falls_fast():
-    paper, guarded = make_rule("es-wmv-paper", 900, window=40, patience=1000), make_rule("es-wmv", 900, window=40,
-                                                                                          patience=1000)
+    paper, guarded = (
+        make_rule("es-wmv-paper", 900, window=40, patience=1000),
+        make_rule("es-wmv", 900, window=40, patience=1000),
+    )
     assert (paper.name, guarded.name) == ("es-wmv-paper", "es-wmv") and paper.settle is None
     for t, x, loss in two_trough_fit():
         paper.update(t, x, x, loss)
@@ -218,8 +228,8 @@ def test_holdout_keeps_the_image_that_predicts_the_held_out_pixels_best():
     bleed = 0.1 * torch.randn(clean.shape, generator=gen)  # what fitted neighbours leak into held-out pixels
     images = {}
     for t in range(1, 1001):
-        structure = max(0.0, 1 - t / 60)          # the error the fit removes first
-        noise = max(0.0, (t - 60) / 200)          # the noise it fits later
+        structure = max(0.0, 1 - t / 60)  # the error the fit removes first
+        noise = max(0.0, (t - 60) / 200)  # the noise it fits later
         images[t] = clean + structure * blur + noise * ((observed - clean) * (1 - op.held) + bleed * op.held)
         rule.update(t, images[t], images[t])
         if rule.should_stop(t):

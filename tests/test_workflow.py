@@ -1,4 +1,5 @@
 """The Snakemake workflow: lint, dry runs, bad configs, profiles, and the small config end to end."""
+
 import os
 import re
 import shutil
@@ -19,8 +20,14 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
 def snakemake(*args, cwd=ROOT, timeout=900, env=None):
-    return subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"), *map(str, args)],
-                          cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"), *map(str, args)],
+        cwd=cwd,
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -89,20 +96,30 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
     assert "denoise-s25" not in r.stdout and "jpeg-q10" in r.stdout
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
-    ({"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}}, "'blur' is a required property"),
-    ({"tasks": {"p": {"task": "denoise", "noise": "poisson", "sigma": 2, "peak": 10, "iterations": 5}}},
-     "['then']['properties']['sigma']"),
-    ({"tasks": {"p": {"task": "denoise", "noise": "poisson", "peak": 0, "iterations": 5}}},
-     "0 is less than or equal to the minimum of 0"),
-    ({"tasks": {"b": {"task": "deblur", "blur": "box:3", "sigma": 2, "iterations": 5}}}, "box:3"),
-    ({"archs": ["vgg"]}, "vgg"),
-    ({"tasks": {"denoise-s25": {"task": "denoise", "sigma": -25, "iterations": 5}}}, "-25"),
-    # A parameter the task does not take (dip.tasks.OPTIONS), and an SR factor below 2.
-    ({"tasks": {"sr-x4": {"task": "sr", "factor": 4, "sigma": 25, "iterations": 5}}}, "['then']['properties']['sigma']"),
-    ({"tasks": {"sr-x1": {"task": "sr", "factor": 1, "iterations": 5}}}, "1 is less than the minimum of 2"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
+        ({"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}}, "'blur' is a required property"),
+        (
+            {"tasks": {"p": {"task": "denoise", "noise": "poisson", "sigma": 2, "peak": 10, "iterations": 5}}},
+            "['then']['properties']['sigma']",
+        ),
+        (
+            {"tasks": {"p": {"task": "denoise", "noise": "poisson", "peak": 0, "iterations": 5}}},
+            "0 is less than or equal to the minimum of 0",
+        ),
+        ({"tasks": {"b": {"task": "deblur", "blur": "box:3", "sigma": 2, "iterations": 5}}}, "box:3"),
+        ({"archs": ["vgg"]}, "vgg"),
+        ({"tasks": {"denoise-s25": {"task": "denoise", "sigma": -25, "iterations": 5}}}, "-25"),
+        # A parameter the task does not take (dip.tasks.OPTIONS), and an SR factor below 2.
+        (
+            {"tasks": {"sr-x4": {"task": "sr", "factor": 4, "sigma": 25, "iterations": 5}}},
+            "['then']['properties']['sigma']",
+        ),
+        ({"tasks": {"sr-x1": {"task": "sr", "factor": 1, "iterations": 5}}}, "1 is less than the minimum of 2"),
+    ],
+)
 def test_a_bad_config_fails_before_any_job_naming_the_entry(workdir, change, message):
     r = snakemake("--cores", 1, "--directory", workdir, "--configfile", write_config(workdir, **change))
     assert r.returncode != 0
@@ -120,8 +137,9 @@ def test_a_missing_manifest_image_is_named(workdir):
 @pytest.mark.parametrize("device, gpu", [("cuda", True), ("cpu", False)])
 def test_the_slurm_profile_dry_run_requests_a_gpu_for_fits_on_cuda_only(workdir, device, gpu):
     config = write_config(workdir, device=device)
-    r = snakemake("-n", "--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir,
-                  "--configfile", config)
+    r = snakemake(
+        "-n", "--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir, "--configfile", config
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     fit_blocks = [b for b in r.stdout.split("\n\n") if "rule fit:" in b]
     assert fit_blocks and all(bool(re.search(r"resources:.*\bgpu=1", b)) == gpu for b in fit_blocks)
@@ -129,7 +147,9 @@ def test_the_slurm_profile_dry_run_requests_a_gpu_for_fits_on_cuda_only(workdir,
 
 def test_on_a_gpu_the_seeds_of_a_fit_run_as_one_batched_job(workdir):
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
-    r = snakemake("-n", "-p", "--directory", workdir, "--configfile", write_config(workdir, device="cuda", seeds=[0, 1, 2]))
+    r = snakemake(
+        "-n", "-p", "--directory", workdir, "--configfile", write_config(workdir, device="cuda", seeds=[0, 1, 2])
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     counts = job_counts(r.stdout)
     assert config["seeds"] == [0]  # one batched job per task, architecture and image
@@ -144,8 +164,14 @@ def test_on_a_gpu_the_seeds_of_a_fit_run_as_one_batched_job(workdir):
 
 
 def test_a_batched_job_runs_end_to_end_and_writes_every_seed(workdir):
-    config = write_config(workdir, images=["astronaut"], archs=["skip"], seeds=[0, 1], batch_seeds=True,
-                          tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 6}})
+    config = write_config(
+        workdir,
+        images=["astronaut"],
+        archs=["skip"],
+        seeds=[0, 1],
+        batch_seeds=True,
+        tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 6}},
+    )
     targets = [f"results/fits/denoise-s25/skip/astronaut/seed{s}/summary.json" for s in (0, 1)]
     r = snakemake(*targets, "--cores", 2, "--directory", workdir, "--configfile", config)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -156,8 +182,15 @@ def test_a_batched_job_runs_end_to_end_and_writes_every_seed(workdir):
 
 
 def test_the_default_profile_dry_run_shows_fit_resources(workdir):
-    r = snakemake("-n", "--profile", ROOT / "workflow" / "profiles" / "default", "--directory", workdir,
-                  "--configfile", workdir / "config" / "test.yaml")
+    r = snakemake(
+        "-n",
+        "--profile",
+        ROOT / "workflow" / "profiles" / "default",
+        "--directory",
+        workdir,
+        "--configfile",
+        workdir / "config" / "test.yaml",
+    )
     assert r.returncode == 0, r.stderr
     fit_blocks = [b for b in r.stdout.split("\n\n") if "rule fit:" in b]
     assert fit_blocks and all(re.search(r"mem_mb=\d+", b) and "runtime=10" in b for b in fit_blocks)
@@ -177,8 +210,7 @@ def test_fit_jobs_ask_for_memory_by_image_size(workdir):
     manifest = workdir / "data" / "manifest.tsv"
     rows = manifest.read_text().splitlines()
     # Two sizes: astronaut prepared at 32×32, camera at 96×96 (no global resize in this config).
-    rows = [r.replace("\t64\t", "\t96\t") if r.startswith("camera") else r.replace("\t64\t", "\t32\t")
-            for r in rows]
+    rows = [r.replace("\t64\t", "\t96\t") if r.startswith("camera") else r.replace("\t64\t", "\t32\t") for r in rows]
     manifest.write_text("\n".join(rows) + "\n")
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
     config.pop("resize")
@@ -213,8 +245,20 @@ def test_small_config_end_to_end_tables(finished_run):
         assert runs[column].notna().all() and (runs[column].abs() < 100).all(), column
     assert runs["config_hash"].notna().all() and runs["git_commit"].notna().all()
     summary = pd.read_csv(finished_run / "results" / "tables" / "summary.csv")
-    assert {"bicubic", "nearest", "tv", "nlm", "biharmonic", "jpeg", "noflash", "richardson_lucy",
-            "unsupervised_wiener", "blurred", "anscombe_tv", "anscombe_nlm"} <= set(summary["method"])
+    assert {
+        "bicubic",
+        "nearest",
+        "tv",
+        "nlm",
+        "biharmonic",
+        "jpeg",
+        "noflash",
+        "richardson_lucy",
+        "unsupervised_wiener",
+        "blurred",
+        "anscombe_tv",
+        "anscombe_nlm",
+    } <= set(summary["method"])
     # Deblurring and Poisson rows, with the discrepancy rule's image (both observations are noisy).
     for task in ("deblur-gaussian1", "denoise-poisson10"):
         rows = summary[summary["task_label"] == task].set_index("method")
@@ -258,13 +302,26 @@ def test_small_config_end_to_end_paper_table(finished_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run, symlinks=True)
     published = run / "data" / "published_fixture.csv"
-    published.write_text("task,dataset,image,method,role,psnr,convention,kind,source\n"
-                         "denoise-s25,-,astronaut,DIP,dip,20.0,RGB,published,stand-in paper\n"
-                         "denoise-s25,-,astronaut,DIP,dip,21.0,RGB,derived,stand-in result images\n"
-                         "denoise-s25,-,astronaut,NLM,baseline,19.0,RGB,derived,stand-in result images\n"
-                         "sr-x4,-,astronaut,DIP,dip,25.0,RGB,published,stand-in paper\n")
-    r = snakemake("results/tables/paper_vs_ours.csv", "--cores", 1, "--forcerun", "paper_table", "--directory",
-                  run, "--configfile", run / "config" / "test.yaml", "--config", f"published={published}")
+    published.write_text(
+        "task,dataset,image,method,role,psnr,convention,kind,source\n"
+        "denoise-s25,-,astronaut,DIP,dip,20.0,RGB,published,stand-in paper\n"
+        "denoise-s25,-,astronaut,DIP,dip,21.0,RGB,derived,stand-in result images\n"
+        "denoise-s25,-,astronaut,NLM,baseline,19.0,RGB,derived,stand-in result images\n"
+        "sr-x4,-,astronaut,DIP,dip,25.0,RGB,published,stand-in paper\n"
+    )
+    r = snakemake(
+        "results/tables/paper_vs_ours.csv",
+        "--cores",
+        1,
+        "--forcerun",
+        "paper_table",
+        "--directory",
+        run,
+        "--configfile",
+        run / "config" / "test.yaml",
+        "--config",
+        f"published={published}",
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     table = pd.read_csv(run / "results" / "tables" / "paper_vs_ours.csv").set_index(["task", "image", "arch"])
     row = table.loc[("denoise-s25", "astronaut", "skip")]
@@ -275,18 +332,26 @@ def test_small_config_end_to_end_paper_table(finished_run, tmp_path):
     assert pd.isna(sr["difference_published"]) and sr["note"].startswith("conventions differ")
     # A published table without a kind is named before any job.
     published.write_text("task,dataset,image,method,role,psnr,convention,source\n")
-    r = snakemake("-n", "--directory", run, "--configfile", run / "config" / "test.yaml", "--config",
-                  f"published={published}")
+    r = snakemake(
+        "-n", "--directory", run, "--configfile", run / "config" / "test.yaml", "--config", f"published={published}"
+    )
     assert r.returncode != 0 and "no column 'kind'" in r.stdout + r.stderr
 
 
 def test_a_paper_config_names_a_missing_data_root_before_any_job(workdir):
-    r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "paper.yaml", env={
-        k: v for k, v in ENV.items() if k != "DIP_DATA_ROOT"})
+    r = snakemake(
+        "-n",
+        "--directory",
+        workdir,
+        "--configfile",
+        workdir / "config" / "paper.yaml",
+        env={k: v for k, v in ENV.items() if k != "DIP_DATA_ROOT"},
+    )
     assert r.returncode != 0 and "manifest row 'baby'" in r.stdout + r.stderr and "data_root" in r.stdout + r.stderr
     root = workdir / "datasets"
-    r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "paper.yaml", "--config",
-                  f"data_root={root}")
+    r = snakemake(
+        "-n", "--directory", workdir, "--configfile", workdir / "config" / "paper.yaml", "--config", f"data_root={root}"
+    )
     assert r.returncode != 0 and "no such folder" in r.stdout + r.stderr
     # With every file present, the whole paper grid plans: 19 images × 2 factors × 3 seeds.
     from PIL import Image
@@ -295,24 +360,35 @@ def test_a_paper_config_names_a_missing_data_root_before_any_job(workdir):
         path = root / line.split("\t")[1].replace("{data_root}/", "")
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (64, 64)).save(path)
-    r = snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "paper.yaml", "--config",
-                  f"data_root={root}", "device=cpu")
+    r = snakemake(
+        "-n",
+        "--directory",
+        workdir,
+        "--configfile",
+        workdir / "config" / "paper.yaml",
+        "--config",
+        f"data_root={root}",
+        "device=cpu",
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert job_counts(r.stdout)["fit"] == 19 * 2 * 3 and job_counts(r.stdout)["paper_table"] == 1
 
 
-@pytest.mark.parametrize("name, fits", [("paper_denoise", 9 * 2 * 3), ("paper_restoration", 11 * 3),
-                                        ("paper_flash", 1 * 3)])
+@pytest.mark.parametrize(
+    "name, fits", [("paper_denoise", 9 * 2 * 3), ("paper_restoration", 11 * 3), ("paper_flash", 1 * 3)]
+)
 def test_every_paper_config_plans_its_fits_from_the_users_copy(workdir, name, fits):
     from PIL import Image
 
     config = workdir / "config" / f"{name}.yaml"
-    r = snakemake("-n", "--directory", workdir, "--configfile", config, env={
-        k: v for k, v in ENV.items() if k != "DIP_DATA_ROOT"})
+    r = snakemake(
+        "-n", "--directory", workdir, "--configfile", config, env={k: v for k, v in ENV.items() if k != "DIP_DATA_ROOT"}
+    )
     assert r.returncode != 0 and "data_root" in r.stdout + r.stderr
     root = workdir / "datasets"
-    manifest = pd.read_csv(workdir / yaml.safe_load(config.read_text())["manifest"], sep="\t", comment="#",
-                           dtype=str).fillna("")
+    manifest = pd.read_csv(
+        workdir / yaml.safe_load(config.read_text())["manifest"], sep="\t", comment="#", dtype=str
+    ).fillna("")
     for column in ("path", "flash"):
         for value in manifest.get(column, []):
             if value:
@@ -331,8 +407,14 @@ def test_small_config_end_to_end_figures_and_report(finished_run):
         for kind in ("comparison", "curves", "architectures"):
             assert (figures / f"{kind}_{task}.png").stat().st_size > 1000
             assert (figures / f"{task}_{kind}.pdf").exists()
-    r = snakemake("--directory", finished_run, "--configfile", finished_run / "config" / "test.yaml",
-                  "--report", finished_run / "results" / "report.html")
+    r = snakemake(
+        "--directory",
+        finished_run,
+        "--configfile",
+        finished_run / "config" / "test.yaml",
+        "--report",
+        finished_run / "results" / "report.html",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (finished_run / "results" / "report.html").stat().st_size > 10_000
 
@@ -340,10 +422,14 @@ def test_small_config_end_to_end_figures_and_report(finished_run):
 def test_a_real_flash_pair_without_ground_truth_is_fitted_shown_and_left_unscored(workdir):
     # The bundled pair without its reference, as a real pair comes: no ground truth anywhere.
     pairs = workdir / "data" / "real_pairs.tsv"
-    pairs.write_text("id\tpath\trole\tflash\n"
-                     "cup\tpairs/coffee_noflash.png\tpair\tpairs/coffee_flash.png\n")
-    config = write_config(workdir, manifest=str(pairs), images=["cup"], published=None,
-                          tasks={"flash": {"task": "flash", "iterations": 8}})
+    pairs.write_text("id\tpath\trole\tflash\ncup\tpairs/coffee_noflash.png\tpair\tpairs/coffee_flash.png\n")
+    config = write_config(
+        workdir,
+        manifest=str(pairs),
+        images=["cup"],
+        published=None,
+        tasks={"flash": {"task": "flash", "iterations": 8}},
+    )
     text = yaml.safe_load(config.read_text())
     config.write_text(yaml.safe_dump({k: v for k, v in text.items() if v is not None and k != "impedance"}))
     r = snakemake("--cores", 2, "--directory", workdir, "--configfile", config)
@@ -367,12 +453,20 @@ def test_a_manifest_mask_is_a_declared_input_of_the_jobs_that_use_it(workdir):
     manifest = workdir / "data" / "masked.tsv"
     manifest.write_text("id\tpath\tmask\nastro\tskimage:astronaut\thole.png\ncam\tskimage:camera\t\n")
     task = {"inpaint-file": {"task": "inpaint", "mask": "file", "iterations": 4}}
-    config = write_config(workdir, manifest=str(manifest), images=["astro"], archs=["skip"], tasks=task,
-                          impedance={"image": "astro", "iterations": 5, "archs": ["skip"], "thresholds": [0.1]})
+    config = write_config(
+        workdir,
+        manifest=str(manifest),
+        images=["astro"],
+        archs=["skip"],
+        tasks=task,
+        impedance={"image": "astro", "iterations": 5, "archs": ["skip"], "thresholds": [0.1]},
+    )
     r = snakemake("--cores", 2, "--directory", workdir, "--configfile", config)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     prepared = np.asarray(Image.open(workdir / "results" / "images" / "astro" / "mask.png"))
-    observed = np.asarray(Image.open(workdir / "results" / "observations" / "inpaint-file" / "astro" / "obs0" / "mask.png"))
+    observed = np.asarray(
+        Image.open(workdir / "results" / "observations" / "inpaint-file" / "astro" / "obs0" / "mask.png")
+    )
     # The degradation binarises the resized mask (bright = known).
     assert prepared.shape == (32, 32) and np.array_equal(prepared > 127, observed > 127)
     assert 0.05 < (observed == 0).mean() < 0.5
@@ -384,8 +478,13 @@ def test_a_manifest_mask_is_a_declared_input_of_the_jobs_that_use_it(workdir):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert {"prepare_mask", "degrade", "fit"} <= set(job_counts(r.stdout)) and "prepare" not in job_counts(r.stdout)
     # An image without a mask in such a task is named before any job.
-    r = snakemake("-n", "--directory", workdir, "--configfile", write_config(workdir, manifest=str(manifest),
-                  images=["astro", "cam"], archs=["skip"], tasks=task))
+    r = snakemake(
+        "-n",
+        "--directory",
+        workdir,
+        "--configfile",
+        write_config(workdir, manifest=str(manifest), images=["astro", "cam"], archs=["skip"], tasks=task),
+    )
     assert r.returncode != 0 and "manifest row 'cam' has no mask" in r.stdout + r.stderr
 
 
@@ -401,8 +500,9 @@ def test_rerunning_a_finished_run_has_nothing_to_do(finished_run):
 
 
 def test_impedance_target(finished_run):
-    r = snakemake("impedance", "--cores", 2, "--directory", finished_run, "--configfile",
-                  finished_run / "config" / "test.yaml")
+    r = snakemake(
+        "impedance", "--cores", 2, "--directory", finished_run, "--configfile", finished_run / "config" / "test.yaml"
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     table = (finished_run / "results" / "tables" / "impedance.md").read_text()
     assert "shuffled pixels" in table and (finished_run / "results" / "figures" / "impedance.png").exists()
@@ -412,7 +512,11 @@ def fake_slurm(tmp_path) -> tuple[dict, Path]:
     """The environment that puts the stand-in SLURM commands (tests/fake_slurm/) first, and their state folder."""
     state = tmp_path / "slurm"
     state.mkdir()
-    return {**ENV, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{ENV['PATH']}", "FAKE_SLURM_DIR": str(state)}, state
+    return {
+        **ENV,
+        "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{ENV['PATH']}",
+        "FAKE_SLURM_DIR": str(state),
+    }, state
 
 
 def test_the_slurm_profile_submits_only_fits_to_stand_in_slurm_commands(workdir, tmp_path):
@@ -421,11 +525,27 @@ def test_the_slurm_profile_submits_only_fits_to_stand_in_slurm_commands(workdir,
     # on a real cluster.
     env, state = fake_slurm(tmp_path)
     threads = os.cpu_count() + 1
-    config = write_config(workdir, images=["astronaut"], archs=["skip"], seeds=[0], threads_per_fit=threads,
-                          tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 3}})
+    config = write_config(
+        workdir,
+        images=["astronaut"],
+        archs=["skip"],
+        seeds=[0],
+        threads_per_fit=threads,
+        tasks={"denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 3}},
+    )
     target = "results/fits/denoise-s25/skip/astronaut/seed0/summary.json"
-    r = snakemake(target, "--profile", ROOT / "workflow" / "profiles" / "slurm", "--workflow-profile", "none",
-                  "--directory", workdir, "--configfile", config, env=env)
+    r = snakemake(
+        target,
+        "--profile",
+        ROOT / "workflow" / "profiles" / "slurm",
+        "--workflow-profile",
+        "none",
+        "--directory",
+        workdir,
+        "--configfile",
+        config,
+        env=env,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert (workdir / target).exists()
     submissions = (state / "sbatch.log").read_text().splitlines()
@@ -444,15 +564,25 @@ def test_the_slurm_profile_submits_only_fits_to_stand_in_slurm_commands(workdir,
     assert int(re.search(r"--mem[ =](\d+)", fit)[1]) == expected
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"device": "auto"}, "device: auto is decided on this submitting host"),
-    ({"threads_per_fit": os.cpu_count() + 1}, "caps every job's threads; add --workflow-profile none"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"device": "auto"}, "device: auto is decided on this submitting host"),
+        ({"threads_per_fit": os.cpu_count() + 1}, "caps every job's threads; add --workflow-profile none"),
+    ],
+)
 def test_a_cluster_run_refuses_what_this_host_would_decide_for_its_jobs(workdir, tmp_path, change, message):
     # Without --workflow-profile none, workflow/profiles/default's `cores: all` (this host's cores) is loaded.
     env, state = fake_slurm(tmp_path)
-    r = snakemake("--profile", ROOT / "workflow" / "profiles" / "slurm", "--directory", workdir, "--configfile",
-                  write_config(workdir, **change), env=env)
+    r = snakemake(
+        "--profile",
+        ROOT / "workflow" / "profiles" / "slurm",
+        "--directory",
+        workdir,
+        "--configfile",
+        write_config(workdir, **change),
+        env=env,
+    )
     assert r.returncode != 0 and message in r.stdout + r.stderr
     assert not (workdir / "results").exists() and not (state / "sbatch.log").exists()
 
@@ -481,17 +611,33 @@ def test_the_config_schema_asks_of_each_task_what_the_task_table_does():
     # a PSF file (--psf) is the command line's only.
     parameters = {"sigma", "factor", "mask", "drop", "quality", "blur", "noise", "peak"}
     assert parameters <= set(task_schema["properties"])
-    as_config = {"sigma": "sigma", "factor": "factor", "quality": "quality", "mask": "mask", "drop": "drop",
-                 "text": "mask", "box": "mask", "flash": None, "blur": "blur", "psf": None, "noise": "noise",
-                 "peak": "peak"}
-    conditions = {c["if"]["properties"]["task"]["const"]: c["then"] for c in task_schema["allOf"]
-                  if set(c["if"]["properties"]) == {"task"}}
+    as_config = {
+        "sigma": "sigma",
+        "factor": "factor",
+        "quality": "quality",
+        "mask": "mask",
+        "drop": "drop",
+        "text": "mask",
+        "box": "mask",
+        "flash": None,
+        "blur": "blur",
+        "psf": None,
+        "noise": "noise",
+        "peak": "peak",
+    }
+    conditions = {
+        c["if"]["properties"]["task"]["const"]: c["then"]
+        for c in task_schema["allOf"]
+        if set(c["if"]["properties"]) == {"task"}
+    }
     for name, row in OPTIONS.items():
         then = conditions.get(name, {})
         # A requirement met by either of two config parameters is the schema's anyOf of the two.
         # (--mask/--drop/--text/--box all say the config's `mask`, the kind.)
-        alternatives = [{"mask"} if r.startswith("mask|") else {as_config[o] for o in r.split("|")} - {None}
-                        for r in row.with_image or ()]
+        alternatives = [
+            {"mask"} if r.startswith("mask|") else {as_config[o] for o in r.split("|")} - {None}
+            for r in row.with_image or ()
+        ]
         required = {next(iter(a)) for a in alternatives if len(a) == 1}
         either = [a for a in alternatives if len(a) > 1]
         assert set(then.get("required", [])) == required, name

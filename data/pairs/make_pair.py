@@ -2,6 +2,7 @@
 coffee_reference.png) from scikit-image's coffee photograph, 128×128, observation seed 0:
     python data/pairs/make_pair.py
 See dip.tasks.synthetic_flash_pair for how the pair is made."""
+
 from pathlib import Path
 
 from dip import manifest

@@ -1,6 +1,7 @@
 """Stand-ins for SLURM's commands, enough for snakemake-executor-plugin-slurm to submit and finish jobs
 on this machine: sbatch runs the job at once (synchronously) and records its flags; sacct and squeue report states.
 State lives in $FAKE_SLURM_DIR: sbatch.log (one line of flags per submission) and jobs.tsv."""
+
 import os
 import shlex
 import subprocess
@@ -35,8 +36,13 @@ def sbatch(args: list[str]) -> int:
         script = sys.stdin.read()
     output = (option(args, "--output", "-o") or str(STATE / "slurm-%j.out")).replace("%j", jobid)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SLURM_JOB_ID": jobid, "SLURM_JOBID": jobid, "SLURM_CPUS_PER_TASK":
-           option(args, "--cpus-per-task", "-c") or "1", "SLURM_JOB_NAME": name}
+    env = {
+        **os.environ,
+        "SLURM_JOB_ID": jobid,
+        "SLURM_JOBID": jobid,
+        "SLURM_CPUS_PER_TASK": option(args, "--cpus-per-task", "-c") or "1",
+        "SLURM_JOB_NAME": name,
+    }
     with open(output, "w") as out:
         rc = subprocess.run(["sh", "-c", script], env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     with open(JOBS, "a") as table:

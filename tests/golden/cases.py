@@ -7,6 +7,7 @@ Each case is a whole fit (the library path, `fit` or `fit_batch`) of a 32×32 cr
 ground truth and the stopping rules recorded, so that every per-iteration quantity the loop computes
 (loss, PSNRs, rule signals, SSIM, EMA) and every host decision (stops, chosen iterations) is covered.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,11 +36,14 @@ def _settings(**kw) -> FitSettings:
 
 
 def _rules(s: FitSettings, observed: torch.Tensor, sigma: float | None = 25) -> list:
-    rules = [make_rule("es-wmv", s.iterations, window=10, patience=15, ema=s.ema),
-             make_rule("es-emv", s.iterations, window=10, patience=15, ema=s.ema)]
+    rules = [
+        make_rule("es-wmv", s.iterations, window=10, patience=15, ema=s.ema),
+        make_rule("es-emv", s.iterations, window=10, patience=15, ema=s.ema),
+    ]
     if sigma is not None:
-        rules.append(make_rule("discrepancy", s.iterations, ema=s.ema,
-                               discrepancy=clipped_noise_mse(observed, sigma / 255)))
+        rules.append(
+            make_rule("discrepancy", s.iterations, ema=s.ema, discrepancy=clipped_noise_mse(observed, sigma / 255))
+        )
     return rules
 
 
@@ -58,8 +62,16 @@ def case_denoise_batch() -> list:
     clean = _clean()
     observed = Denoise(25).observe(clean, generator(0, "observation"))
     s = _settings()
-    return fit_batch({"kind": "skip"}, Denoise(25), observed, s, [0, 1, 2], clean=clean,
-                     rules=[_rules(s, observed) for _ in range(3)], stop_on="es-wmv")
+    return fit_batch(
+        {"kind": "skip"},
+        Denoise(25),
+        observed,
+        s,
+        [0, 1, 2],
+        clean=clean,
+        rules=[_rules(s, observed) for _ in range(3)],
+        stop_on="es-wmv",
+    )
 
 
 def case_inpaint_holdout() -> list:
@@ -78,8 +90,12 @@ def case_sr() -> list:
     return [fit({"kind": "skip"}, SuperResolve(2), observed, s, clean=clean, rules=_rules(s, observed, None))]
 
 
-CASES = {"denoise": case_denoise, "denoise_batch": case_denoise_batch, "inpaint_holdout": case_inpaint_holdout,
-         "sr": case_sr}
+CASES = {
+    "denoise": case_denoise,
+    "denoise_batch": case_denoise_batch,
+    "inpaint_holdout": case_inpaint_holdout,
+    "sr": case_sr,
+}
 
 
 def record(results: list) -> list[dict]:
@@ -87,11 +103,17 @@ def record(results: list) -> list[dict]:
     out = []
     for r in results:
         history = r.history.drop(columns="seconds")
-        out.append({"history": {c: [None if not np.isfinite(v) else float(v) for v in history[c]]
-                                for c in history.columns},
-                    "stops": r.stops, "stopped_by": r.stopped_by, "iterations": r.iterations,
-                    "backtracks": r.backtracks, "image_mean": float(r.image.mean()),
-                    "image": [float(v) for v in r.image.flatten()[::37]]})
+        out.append(
+            {
+                "history": {c: [None if not np.isfinite(v) else float(v) for v in history[c]] for c in history.columns},
+                "stops": r.stops,
+                "stopped_by": r.stopped_by,
+                "iterations": r.iterations,
+                "backtracks": r.backtracks,
+                "image_mean": float(r.image.mean()),
+                "image": [float(v) for v in r.image.flatten()[::37]],
+            }
+        )
     return out
 
 

@@ -10,6 +10,7 @@ parameter count as the original's). No backtracking: on a CPU the notebook's nev
 
 prints one JSON line: the best and last PSNR of the EMA image and of the raw output.
 """
+
 import argparse
 import json
 
@@ -39,7 +40,7 @@ z = torch.rand(1, 32, *img.shape[1:]) * 0.1
 noise = z.clone()
 opt = torch.optim.Adam(net.parameters(), lr=0.01)
 out_avg, best_ema, best_raw = None, -1.0, -1.0
-for i in range(args.iters):
+for _ in range(args.iters):
     opt.zero_grad()
     out = net(z + noise.normal_() * (1 / 30))
     out_avg = out.detach() if out_avg is None else out_avg * 0.99 + out.detach() * 0.01
@@ -49,6 +50,16 @@ for i in range(args.iters):
     psnr_ema = peak_signal_noise_ratio(img, out_avg.numpy()[0], data_range=1)
     best_raw, best_ema = max(best_raw, psnr_raw), max(best_ema, psnr_ema)
     opt.step()
-print(json.dumps({"seed": args.seed, "iters": args.iters, "psnr_ema_best": best_ema, "psnr_ema_last": psnr_ema,
-                  "psnr_best": best_raw, "psnr_last": psnr_raw,
-                  "psnr_noisy": peak_signal_noise_ratio(img, noisy, data_range=1)}))
+print(
+    json.dumps(
+        {
+            "seed": args.seed,
+            "iters": args.iters,
+            "psnr_ema_best": best_ema,
+            "psnr_ema_last": psnr_ema,
+            "psnr_best": best_raw,
+            "psnr_last": psnr_raw,
+            "psnr_noisy": peak_signal_noise_ratio(img, noisy, data_range=1),
+        }
+    )
+)

@@ -15,6 +15,7 @@ can be compared on the very same mask.
 
 prints one JSON line: the best and last PSNR of the EMA image and of the raw output, and the backtracks.
 """
+
 import argparse
 import json
 
@@ -73,6 +74,19 @@ for i in range(args.iters):
             last_net = [x.detach().clone() for x in net.parameters()]
             psnr_masked_last = psnr_masked
     opt.step()
-print(json.dumps({"seed": args.seed, "iters": args.iters, "lr": args.lr, "mask": args.mask,
-                  "known": float(mask.mean()), "psnr_ema_best": best_ema, "psnr_ema_last": psnr_ema,
-                  "psnr_best": best_raw, "psnr_last": psnr_raw, "backtracks": backtracks}))
+print(
+    json.dumps(
+        {
+            "seed": args.seed,
+            "iters": args.iters,
+            "lr": args.lr,
+            "mask": args.mask,
+            "known": float(mask.mean()),
+            "psnr_ema_best": best_ema,
+            "psnr_ema_last": psnr_ema,
+            "psnr_best": best_raw,
+            "psnr_last": psnr_raw,
+            "backtracks": backtracks,
+        }
+    )
+)

@@ -12,6 +12,7 @@ that `--gpus` jobs are scheduled on a machine without one), a fresh munge key, t
 jobs, stops the daemons by their recorded PIDs and removes the link. Standard library only: CI runs it with
 the system's python3 before any virtual environment exists.
 """
+
 import argparse
 import os
 import shutil
@@ -72,7 +73,9 @@ def write_config(state: Path, gpus: int) -> Path:
                 os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
             except OSError:
                 device.touch()
-        (state / "gres.conf").write_text(f"AutoDetect=off\nNodeName={name} Name=gpu File={state}/gpu/gpu[0-{gpus - 1}]\n")
+        (state / "gres.conf").write_text(
+            f"AutoDetect=off\nNodeName={name} Name=gpu File={state}/gpu/gpu[0-{gpus - 1}]\n"
+        )
         gres = f" Gres=gpu:{gpus}"
     conf = state / "slurm.conf"
     conf.write_text(f"""\
@@ -124,8 +127,9 @@ def _logs(state: Path) -> str:
 def _spawn(state: Path, name: str, args: list[str], env: dict) -> int:
     """Starts a daemon in the foreground of a session of its own (it outlives this script) and records its PID."""
     out = open(state / f"{name}.out", "w")
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     with open(state / "pids", "a") as pids:
         pids.write(f"{name} {proc.pid}\n")
     return proc.pid
@@ -151,8 +155,9 @@ def start(state: Path, gpus: int = 4, timeout: float = 60) -> dict[str, str]:
     :raises ClusterError: a command is missing, not root, or a daemon did not come up (with its log's tail).
     """
     if missing := missing_commands():
-        raise ClusterError(f"SLURM cluster: {', '.join(missing)} not installed (apt-get install "
-                           "slurmctld slurmd slurm-client munge)")
+        raise ClusterError(
+            f"SLURM cluster: {', '.join(missing)} not installed (apt-get install slurmctld slurmd slurm-client munge)"
+        )
     if os.geteuid() != 0:
         raise ClusterError("SLURM cluster: must run as root (the daemons and the jobs run as root)")
     state = state.resolve()
@@ -167,16 +172,30 @@ def start(state: Path, gpus: int = 4, timeout: float = 60) -> dict[str, str]:
     key.write_bytes(os.urandom(1024))
     key.chmod(0o600)
     if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
-        raise ClusterError(f"SLURM cluster: {SYSTEM_CONF} exists (-> {SYSTEM_CONF.resolve()}): another cluster "
-                           "runs on this machine, or one was not stopped (cluster.py stop ITS_STATE_DIR)")
+        raise ClusterError(
+            f"SLURM cluster: {SYSTEM_CONF} exists (-> {SYSTEM_CONF.resolve()}): another cluster "
+            "runs on this machine, or one was not stopped (cluster.py stop ITS_STATE_DIR)"
+        )
     conf = write_config(state, gpus)
     SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
     SYSTEM_CONF.symlink_to(conf)
     env = {**os.environ, "SLURM_CONF": str(conf)}
     munge = state / "munge"
-    _spawn(state, "munged", ["munged", "--foreground", "--force", f"--key-file={key}",
-                             f"--socket={munge}/munge.socket", f"--pid-file={munge}/munged.pid",
-                             f"--log-file={state}/munged.log", f"--seed-file={munge}/munged.seed"], env)
+    _spawn(
+        state,
+        "munged",
+        [
+            "munged",
+            "--foreground",
+            "--force",
+            f"--key-file={key}",
+            f"--socket={munge}/munge.socket",
+            f"--pid-file={munge}/munged.pid",
+            f"--log-file={state}/munged.log",
+            f"--seed-file={munge}/munged.seed",
+        ],
+        env,
+    )
     _wait("munged's socket", (munge / "munge.socket").exists, timeout, state)
     _spawn(state, "slurmctld", ["slurmctld", "-D", "-f", str(conf)], env)
     _wait("slurmctld answering", lambda: _run(["scontrol", "ping"], env).stdout.count("UP") >= 1, timeout, state)
@@ -221,8 +240,12 @@ def stop(state: Path, timeout: float = 30) -> None:
             if jobs:
                 _run(["scancel", *jobs], env)
                 deadline = time.monotonic() + timeout
-                while _run(["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING,SUSPENDED,CONFIGURING",
-                            "-o", "%i"], env).stdout.split() and time.monotonic() < deadline:
+                while (
+                    _run(
+                        ["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING,SUSPENDED,CONFIGURING", "-o", "%i"], env
+                    ).stdout.split()
+                    and time.monotonic() < deadline
+                ):
                     time.sleep(1)
         except (subprocess.SubprocessError, OSError) as err:
             print(f"stop: could not cancel the cluster's jobs: {err}", file=sys.stderr)

@@ -12,7 +12,6 @@ from dip.memory import cuda_available, job_memory_mb
 from dip.presets import PAIRED_ARCHITECTURES
 from dip.tasks import OPTIONS as TASK_OPTIONS_OF, PAIRED, TASK_OPTIONS
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
@@ -24,7 +23,9 @@ MANIFEST_DIR = Path(config["manifest"]).parent
 if config.get("images"):
     unknown = sorted(set(config["images"]) - set(MANIFEST.index))
     if unknown:
-        raise WorkflowError(f"images: {unknown[0]!r} is not an id of {config['manifest']}")
+        raise WorkflowError(
+            f"images: {unknown[0]!r} is not an id of {config['manifest']}"
+        )
     MANIFEST = MANIFEST.loc[config["images"]]
 # Manifests of the paper's datasets read from the user's copy: {data_root}/Set5/baby.png and so on.
 DATA_ROOT = config.get("data_root") or os.environ.get(manifest_io.DATA_ROOT_ENV)
@@ -77,18 +78,28 @@ def has_ground_truth(image):
 
 for _task in TASKS:
     if not images_of(_task):
-        raise WorkflowError(f"tasks: {_task!r} has no images: the manifest has no "
-                            f"{'flash/no-flash pairs (rows of role pair)' if is_paired(_task) else 'clean images'}")
+        raise WorkflowError(
+            f"tasks: {_task!r} has no images: the manifest has no "
+            f"{'flash/no-flash pairs (rows of role pair)' if is_paired(_task) else 'clean images'}"
+        )
     if config["tasks"][_task].get("mask") == "file":
         for _image in images_of(_task):
             if not MANIFEST.loc[_image, "mask"]:
-                raise WorkflowError(f"tasks: {_task!r} inpaints with each image's mask file, but manifest row "
-                                    f"{_image!r} has no mask")
+                raise WorkflowError(
+                    f"tasks: {_task!r} inpaints with each image's mask file, but manifest row "
+                    f"{_image!r} has no mask"
+                )
 
 
 def grid():
     """Every (task, arch, image, seed) the config fits, as keywords of expand(..., zip, **grid())."""
-    combos = [(t, a, i, s) for t in TASKS for a in archs_of(t) for i in images_of(t) for s in SEEDS]
+    combos = [
+        (t, a, i, s)
+        for t in TASKS
+        for a in archs_of(t)
+        for i in images_of(t)
+        for s in SEEDS
+    ]
     return dict(zip(("task", "arch", "image", "seed"), map(list, zip(*combos))))
 
 
@@ -103,31 +114,42 @@ def observation_seed(seed):
 
 
 OBSERVATION_SEEDS = sorted({observation_seed(s) for s in SEEDS}, key=int)
-USE_GPU = config["device"] == "cuda" or (config["device"] == "auto" and cuda_available())
+USE_GPU = config["device"] == "cuda" or (
+    config["device"] == "auto" and cuda_available()
+)
 # On a GPU a single small fit leaves most of the device idle: the network seeds of one task, architecture
 # and image (one shared observation) run as one batched job (`dip fit --seeds`). CPU runs stay one fit
 # per job, which spreads over the cores as well. Decided by the config alone (`batch_seeds`; auto: when
 # `device: cuda`), never by probing the host that reads this file, so the rules are the same wherever
 # the workflow is parsed.
 _batch = config.get("batch_seeds", "auto")
-BATCH_SEEDS = (config["device"] == "cuda" if _batch == "auto" else bool(_batch)) and not VARY_OBSERVATIONS \
+BATCH_SEEDS = (
+    (config["device"] == "cuda" if _batch == "auto" else bool(_batch))
+    and not VARY_OBSERVATIONS
     and len(SEEDS) > 1
+)
+
 
 def check_cluster_run():
     """On a cluster run (this Snakemake submits the fits), nothing about the submitting host may silently
     shape the jobs: `device: auto` would be decided here, and --cores (workflow/profiles/default's
     `cores: all`) caps every job's threads at this host's cores. Checked when the run starts (the executor
-    is not known while the Snakefile is read); dry runs and the jobs themselves skip it."""
+    is not known while the Snakefile is read); dry runs and the jobs themselves skip it.
+    """
     if workflow.local_exec:
         return
     if config["device"] == "auto":
-        raise WorkflowError("device: auto is decided on this submitting host, not on the nodes: set device: cuda "
-                            "(each fit asks the cluster for a GPU) or cpu, e.g. --config device=cuda")
+        raise WorkflowError(
+            "device: auto is decided on this submitting host, not on the nodes: set device: cuda "
+            "(each fit asks the cluster for a GPU) or cpu, e.g. --config device=cuda"
+        )
     cores = workflow.resource_settings.cores
     if cores is not None and cores < config["threads_per_fit"]:
-        raise WorkflowError(f"threads_per_fit: {config['threads_per_fit']} would be cut to {cores}: --cores {cores} "
-                            "(workflow/profiles/default's `cores: all`: this host's cores) caps every job's threads; "
-                            "add --workflow-profile none")
+        raise WorkflowError(
+            f"threads_per_fit: {config['threads_per_fit']} would be cut to {cores}: --cores {cores} "
+            "(workflow/profiles/default's `cores: all`: this host's cores) caps every job's threads; "
+            "add --workflow-profile none"
+        )
 
 
 onstart:
@@ -141,7 +163,10 @@ def _alternatives(names):
 wildcard_constraints:
     image=_alternatives(IMAGES),
     task=_alternatives(TASKS),
-    arch=_alternatives({a for t in TASKS for a in archs_of(t)} | set(config.get("impedance", {}).get("archs", []))),
+    arch=_alternatives(
+        {a for t in TASKS for a in archs_of(t)}
+        | set(config.get("impedance", {}).get("archs", []))
+    ),
     seed=r"\d+",
     obs=r"\d+",
 
@@ -162,14 +187,22 @@ def get_final_output():
 
 def baseline_dirs():
     """Every baseline job's folder: each task's images and observation seeds."""
-    return [f"results/baselines/{task}/{image}/obs{obs}" for task in TASKS for image in images_of(task)
-            for obs in OBSERVATION_SEEDS]
+    return [
+        f"results/baselines/{task}/{image}/obs{obs}"
+        for task in TASKS
+        for image in images_of(task)
+        for obs in OBSERVATION_SEEDS
+    ]
 
 
 def get_paper_table_inputs(wildcards):
     """runs.csv, the baselines (our CBM3D, where the optional bm3d package is installed), the manifest (for
     each image's dataset) and, if the config names one, the published table."""
-    inputs = {"runs": "results/tables/runs.csv", "baselines": baseline_dirs(), "manifest": config["manifest"]}
+    inputs = {
+        "runs": "results/tables/runs.csv",
+        "baselines": baseline_dirs(),
+        "manifest": config["manifest"],
+    }
     if config.get("published"):
         inputs["published"] = config["published"]
     return inputs
@@ -182,7 +215,11 @@ def _truth_path(image):
 
 
 def _local(path):
-    return [] if path.startswith("skimage:") else manifest_io.resolve(path, MANIFEST_DIR, DATA_ROOT)
+    return (
+        []
+        if path.startswith("skimage:")
+        else manifest_io.resolve(path, MANIFEST_DIR, DATA_ROOT)
+    )
 
 
 def _resize(row):
@@ -196,8 +233,13 @@ def get_source(wildcards):
 
 def get_prepare_params(wildcards):
     row = MANIFEST.loc[wildcards.image]
-    return {"path": manifest_io.resolve(_truth_path(wildcards.image), MANIFEST_DIR, DATA_ROOT), "crop": row["crop"],
-            "resize": _resize(row)}
+    return {
+        "path": manifest_io.resolve(
+            _truth_path(wildcards.image), MANIFEST_DIR, DATA_ROOT
+        ),
+        "crop": row["crop"],
+        "resize": _resize(row),
+    }
 
 
 def get_pair_sources(wildcards):
@@ -225,41 +267,66 @@ def get_degrade_inputs(wildcards):
 
 def observation_files(task, image, obs):
     """What a fit of `task` on `image` observes: the degraded image and its mask (mask.png marks known
-    pixels), or for a paired task the no-flash photograph and the flash one (the network's input)."""
+    pixels), or for a paired task the no-flash photograph and the flash one (the network's input).
+    """
     if is_paired(task):
-        return {"observed": f"results/pairs/{image}/noflash.png", "flash": f"results/pairs/{image}/flash.png"}
+        return {
+            "observed": f"results/pairs/{image}/noflash.png",
+            "flash": f"results/pairs/{image}/flash.png",
+        }
     folder = f"results/observations/{task}/{image}/obs{obs}"
-    return {"observed": f"{folder}/observed.{'tif' if is_poisson(task) else 'png'}", "mask": f"{folder}/mask.png",
-            "preview": f"{folder}/observed.png"}
+    return {
+        "observed": f"{folder}/observed.{'tif' if is_poisson(task) else 'png'}",
+        "mask": f"{folder}/mask.png",
+        "preview": f"{folder}/observed.png",
+    }
 
 
 def _truth(image):
-    return {"clean": f"results/images/{image}/clean.png"} if has_ground_truth(image) else {}
+    return (
+        {"clean": f"results/images/{image}/clean.png"}
+        if has_ground_truth(image)
+        else {}
+    )
 
 
 def get_fit_inputs(wildcards):
     """A fit's observation (the one of its network seed's observation seed; a batched job's seeds share
     one), its mask or flash photograph, and the ground truth if there is one."""
     seed = getattr(wildcards, "seed", SEEDS[0])
-    return {**observation_files(wildcards.task, wildcards.image, observation_seed(seed)), **_truth(wildcards.image)}
+    return {
+        **observation_files(wildcards.task, wildcards.image, observation_seed(seed)),
+        **_truth(wildcards.image),
+    }
 
 
 def get_baseline_inputs(wildcards):
-    return {**observation_files(wildcards.task, wildcards.image, wildcards.obs), **_truth(wildcards.image)}
+    return {
+        **observation_files(wildcards.task, wildcards.image, wildcards.obs),
+        **_truth(wildcards.image),
+    }
 
 
 def get_evaluate_inputs(wildcards):
     fit = f"results/fits/{wildcards.task}/{wildcards.arch}/{wildcards.image}/seed{wildcards.seed}"
-    return {"summary": f"{fit}/summary.json", "history": f"{fit}/history.csv", "restored": f"{fit}/restored.png",
-            **_truth(wildcards.image)}
+    return {
+        "summary": f"{fit}/summary.json",
+        "history": f"{fit}/history.csv",
+        "restored": f"{fit}/restored.png",
+        **_truth(wildcards.image),
+    }
 
 
 def fit_files(wildcards, input):
     """The `dip fit` file options of a fit's declared inputs, each task option only for a task that takes
-    it (dip.tasks.OPTIONS: every observation has a mask.png, only inpainting reads it)."""
+    it (dip.tasks.OPTIONS: every observation has a mask.png, only inpainting reads it).
+    """
     takes = TASK_OPTIONS_OF[config["tasks"][wildcards.task]["task"]].takes
-    return " ".join(f"--{name} {getattr(input, name)}" for name in ("observed", "mask", "flash", "clean")
-                    if hasattr(input, name) and (name not in TASK_OPTIONS or name in takes))
+    return " ".join(
+        f"--{name} {getattr(input, name)}"
+        for name in ("observed", "mask", "flash", "clean")
+        if hasattr(input, name) and (name not in TASK_OPTIONS or name in takes)
+    )
 
 
 def get_task_spec(wildcards):
@@ -284,11 +351,16 @@ def fit_args(wildcards):
     spec = config["tasks"][wildcards.task]
     seed = getattr(wildcards, "seed", None)  # None: a batched job of every seed
     seeds = f"--seed {seed}" if seed is not None else "--seeds " + " ".join(SEEDS)
-    args = [task_args(wildcards),
-            f"--arch {wildcards.arch}", f"--iters {spec['iterations']}", seeds,
-            f"--observation-seed {observation_seed(seed if seed is not None else SEEDS[0])}",
-            f"--device {config['device']}", f"--ssim-every {config['ssim_every']}",
-            f"--window {config['stopping']['window']}"]
+    args = [
+        task_args(wildcards),
+        f"--arch {wildcards.arch}",
+        f"--iters {spec['iterations']}",
+        seeds,
+        f"--observation-seed {observation_seed(seed if seed is not None else SEEDS[0])}",
+        f"--device {config['device']}",
+        f"--ssim-every {config['ssim_every']}",
+        f"--window {config['stopping']['window']}",
+    ]
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
     for key in ("lr", "reg_noise_std", "tv_weight", "holdout"):
@@ -304,7 +376,9 @@ def fit_args(wildcards):
 
 def fit_seeds_out(wildcards):
     """The output folder pattern of a batched job, `{seed}` left for `dip fit --seeds` to fill per seed."""
-    return f"results/fits/{wildcards.task}/{wildcards.arch}/{wildcards.image}/seed{{seed}}"
+    return (
+        f"results/fits/{wildcards.task}/{wildcards.arch}/{wildcards.image}/seed{{seed}}"
+    )
 
 
 def get_fit_resources():
@@ -315,14 +389,26 @@ def get_fit_resources():
 def _job_memory(wildcards, arch):
     h, w, channels = SIZES[wildcards.image]
     fits = 1 if hasattr(wildcards, "seed") else len(SEEDS)
-    return job_memory_mb(arch, h, w, channels, device=config["device"], window=config["stopping"]["window"],
-                         margin=config["resources"]["memory_margin"], batch=fits)
+    return job_memory_mb(
+        arch,
+        h,
+        w,
+        channels,
+        device=config["device"],
+        window=config["stopping"]["window"],
+        margin=config["resources"]["memory_margin"],
+        batch=fits,
+    )
 
 
 def get_fit_mem_mb(wildcards):
     """Host memory of one fit job: `resources.mem_mb` if the config sets it, else the library's estimate
-    for this image's size, architecture and number of batched fits (dip.memory) with the configured margin."""
-    return config["resources"].get("mem_mb") or _job_memory(wildcards, wildcards.arch)["mem_mb"]
+    for this image's size, architecture and number of batched fits (dip.memory) with the configured margin.
+    """
+    return (
+        config["resources"].get("mem_mb")
+        or _job_memory(wildcards, wildcards.arch)["mem_mb"]
+    )
 
 
 def get_fit_gpu_mem_mb(wildcards):
@@ -340,7 +426,8 @@ def get_impedance_image(wildcards):
 
 def get_figure_inputs(wildcards):
     """Everything one task's figures show: images of the first seed, every history, the tables. Ground
-    truths of the images that have one (figures.params: which), flash photographs of a paired task."""
+    truths of the images that have one (figures.params: which), flash photographs of a paired task.
+    """
     task, first, obs = wildcards.task, SEEDS[0], observation_seed(SEEDS[0])
     images, archs = images_of(task), archs_of(task)
     seen = [observation_files(task, image, obs) for image in images]
@@ -348,17 +435,36 @@ def get_figure_inputs(wildcards):
     return {
         "runs": "results/tables/runs.csv",
         "baselines": "results/tables/summary.csv",
-        "clean": [f"results/images/{image}/clean.png" for image in images if has_ground_truth(image)],
+        "clean": [
+            f"results/images/{image}/clean.png"
+            for image in images
+            if has_ground_truth(image)
+        ],
         "observed": [files.get("preview", files["observed"]) for files in seen],
         "flash": [files["flash"] for files in seen if "flash" in files],
-        "baseline_dirs": expand("results/baselines/{task}/{image}/obs{obs}", task=task, image=images, obs=obs),
-        "summaries": expand(fits + "summary.json", task=task, arch=archs, image=images, seed=first),
-        "restored": expand(fits + "restored.png", task=task, arch=archs, image=images, seed=first),
-        "histories": expand(fits + "history.csv", task=task, arch=archs, image=images, seed=SEEDS),
+        "baseline_dirs": expand(
+            "results/baselines/{task}/{image}/obs{obs}",
+            task=task,
+            image=images,
+            obs=obs,
+        ),
+        "summaries": expand(
+            fits + "summary.json", task=task, arch=archs, image=images, seed=first
+        ),
+        "restored": expand(
+            fits + "restored.png", task=task, arch=archs, image=images, seed=first
+        ),
+        "histories": expand(
+            fits + "history.csv", task=task, arch=archs, image=images, seed=SEEDS
+        ),
     }
 
 
 def get_figure_params(wildcards):
     images = images_of(wildcards.task)
-    return {"images": images, "archs": archs_of(wildcards.task), "seeds": SEEDS,
-            "ground_truth": [has_ground_truth(image) for image in images]}
+    return {
+        "images": images,
+        "archs": archs_of(wildcards.task),
+        "seeds": SEEDS,
+        "ground_truth": [has_ground_truth(image) for image in images],
+    }

@@ -1,18 +1,19 @@
 rule evaluate:
     """Score one fit from its files: the restored PNG against the ground truth (SR: luminance,
     border shaved), the final and EMA outputs, the oracle iteration, and every stopping rule. A real
-    flash/no-flash pair has no ground truth: its row keeps the fit's provenance and stops, unscored."""
+    flash/no-flash pair has no ground truth: its row keeps the fit's provenance and stops, unscored.
+    """
     input:
         unpack(get_evaluate_inputs),
     output:
         "results/fits/{task}/{arch}/{image}/seed{seed}/metrics.csv",
-    params:
-        image="{image}",
-        task_label="{task}",
     log:
         "logs/evaluate/{task}/{arch}/{image}/seed{seed}.log",
     conda:
         "../envs/dip.yaml"
+    params:
+        image="{image}",
+        task_label="{task}",
     script:
         "../scripts/evaluate.py"
 
@@ -25,13 +26,13 @@ rule baselines:
         unpack(get_baseline_inputs),
     output:
         directory("results/baselines/{task}/{image}/obs{obs}"),
-    params:
-        spec=get_task_spec,
-        image="{image}",
-        task_label="{task}",
     log:
         "logs/baselines/{task}/{image}/obs{obs}.log",
     conda:
         "../envs/dip.yaml"
+    params:
+        spec=get_task_spec,
+        image="{image}",
+        task_label="{task}",
     script:
         "../scripts/baselines.py"

@@ -3,19 +3,36 @@ rule figures:
     input:
         unpack(get_figure_inputs),
     output:
-        comparison=report("results/figures/comparison_{task}.png", caption="../report/comparison.rst",
-                          category="Figures", subcategory="{task}"),
-        curves=report("results/figures/curves_{task}.png", caption="../report/curves.rst",
-                      category="Figures", subcategory="{task}"),
-        bars=report("results/figures/architectures_{task}.png", caption="../report/architectures.rst",
-                    category="Figures", subcategory="{task}"),
-        pdfs=multiext("results/figures/{task}", "_comparison.pdf", "_curves.pdf", "_architectures.pdf"),
-    params:
-        shown=get_figure_params,
+        comparison=report(
+            "results/figures/comparison_{task}.png",
+            caption="../report/comparison.rst",
+            category="Figures",
+            subcategory="{task}",
+        ),
+        curves=report(
+            "results/figures/curves_{task}.png",
+            caption="../report/curves.rst",
+            category="Figures",
+            subcategory="{task}",
+        ),
+        bars=report(
+            "results/figures/architectures_{task}.png",
+            caption="../report/architectures.rst",
+            category="Figures",
+            subcategory="{task}",
+        ),
+        pdfs=multiext(
+            "results/figures/{task}",
+            "_comparison.pdf",
+            "_curves.pdf",
+            "_architectures.pdf",
+        ),
     log:
         "logs/figures/{task}.log",
     conda:
         "../envs/dip.yaml"
+    params:
+        shown=get_figure_params,
     script:
         "../scripts/figures.py"
 
@@ -25,7 +42,11 @@ rule detection_gaps:
     input:
         "results/tables/runs.csv",
     output:
-        png=report("results/figures/detection_gaps.png", caption="../report/gaps.rst", category="Figures"),
+        png=report(
+            "results/figures/detection_gaps.png",
+            caption="../report/gaps.rst",
+            category="Figures",
+        ),
         pdf="results/figures/detection_gaps.pdf",
     log:
         "logs/figures/detection_gaps.log",

@@ -3,7 +3,8 @@ if not BATCH_SEEDS:
     rule fit:
         """One Deep Image Prior fit: full budget, every stopping rule recorded, checkpointed so that a
         killed or pre-empted job resumes where it was (rerun with --rerun-incomplete). A fit that keeps
-        diverging ends with status 'failed' in summary.json, which the tables list as failed."""
+        diverging ends with status 'failed' in summary.json, which the tables list as failed.
+        """
         input:
             unpack(get_fit_inputs),
         output:
@@ -12,20 +13,20 @@ if not BATCH_SEEDS:
             summary="results/fits/{task}/{arch}/{image}/seed{seed}/summary.json",
             history="results/fits/{task}/{arch}/{image}/seed{seed}/history.csv",
             restored="results/fits/{task}/{arch}/{image}/seed{seed}/restored.png",
-        params:
-            args=fit_args,
-            files=fit_files,
-        threads: config["threads_per_fit"]
-        resources:
-            **get_fit_resources(),
-            mem_mb=get_fit_mem_mb,
-            gpu_mem_mb=get_fit_gpu_mem_mb,
         log:
             "logs/fit/{task}/{arch}/{image}/seed{seed}.log",
         benchmark:
             "benchmarks/fit/{task}/{arch}/{image}/seed{seed}.tsv"
         conda:
             "../envs/dip.yaml"
+        threads: config["threads_per_fit"]
+        resources:
+            **get_fit_resources(),
+            mem_mb=get_fit_mem_mb,
+            gpu_mem_mb=get_fit_gpu_mem_mb,
+        params:
+            args=fit_args,
+            files=fit_files,
         shell:
             "dip fit {params.args} {params.files} "
             "--record-stops --failure-ok --threads {threads} --out $(dirname {output.summary}) 2> {log}"
@@ -39,24 +40,33 @@ else:
         input:
             unpack(get_fit_inputs),
         output:
-            summaries=expand("results/fits/{{task}}/{{arch}}/{{image}}/seed{seed}/summary.json", seed=SEEDS),
-            histories=expand("results/fits/{{task}}/{{arch}}/{{image}}/seed{seed}/history.csv", seed=SEEDS),
-            restored=expand("results/fits/{{task}}/{{arch}}/{{image}}/seed{seed}/restored.png", seed=SEEDS),
-        params:
-            args=fit_args,
-            files=fit_files,
-            out=fit_seeds_out,
-        threads: config["threads_per_fit"]
-        resources:
-            **get_fit_resources(),
-            mem_mb=get_fit_mem_mb,
-            gpu_mem_mb=get_fit_gpu_mem_mb,
+            summaries=expand(
+                "results/fits/{{task}}/{{arch}}/{{image}}/seed{seed}/summary.json",
+                seed=SEEDS,
+            ),
+            histories=expand(
+                "results/fits/{{task}}/{{arch}}/{{image}}/seed{seed}/history.csv",
+                seed=SEEDS,
+            ),
+            restored=expand(
+                "results/fits/{{task}}/{{arch}}/{{image}}/seed{seed}/restored.png",
+                seed=SEEDS,
+            ),
         log:
             "logs/fit/{task}/{arch}/{image}/seeds.log",
         benchmark:
             "benchmarks/fit/{task}/{arch}/{image}/seeds.tsv"
         conda:
             "../envs/dip.yaml"
+        threads: config["threads_per_fit"]
+        resources:
+            **get_fit_resources(),
+            mem_mb=get_fit_mem_mb,
+            gpu_mem_mb=get_fit_gpu_mem_mb,
+        params:
+            args=fit_args,
+            files=fit_files,
+            out=fit_seeds_out,
         shell:
             "dip fit {params.args} {params.files} "
             "--record-stops --failure-ok --threads {threads} --out '{params.out}' 2> {log}"

@@ -4,18 +4,18 @@ rule impedance_fit:
         get_impedance_image,
     output:
         "results/impedance/{arch}.csv",
-    params:
-        iterations=IMPEDANCE.get("iterations"),
-        device=config["device"],
-    threads: config["threads_per_fit"]
-    resources:
-        **get_fit_resources(),
     log:
         "logs/impedance/{arch}.log",
     benchmark:
         "benchmarks/impedance/{arch}.tsv"
     conda:
         "../envs/dip.yaml"
+    threads: config["threads_per_fit"]
+    resources:
+        **get_fit_resources(),
+    params:
+        iterations=IMPEDANCE.get("iterations"),
+        device=config["device"],
     script:
         "../scripts/impedance_fit.py"
 
@@ -25,15 +25,19 @@ rule impedance:
     input:
         expand("results/impedance/{arch}.csv", arch=IMPEDANCE.get("archs", [])),
     output:
-        png=report("results/figures/impedance.png", caption="../report/impedance.rst", category="Impedance"),
+        png=report(
+            "results/figures/impedance.png",
+            caption="../report/impedance.rst",
+            category="Impedance",
+        ),
         pdf="results/figures/impedance.pdf",
         table="results/tables/impedance.md",
-    params:
-        archs=IMPEDANCE.get("archs", []),
-        thresholds=IMPEDANCE.get("thresholds", [0.01, 0.002]),
     log:
         "logs/impedance/figure.log",
     conda:
         "../envs/dip.yaml"
+    params:
+        archs=IMPEDANCE.get("archs", []),
+        thresholds=IMPEDANCE.get("thresholds", [0.01, 0.002]),
     script:
         "../scripts/impedance_figure.py"

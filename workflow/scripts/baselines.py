@@ -1,4 +1,5 @@
 """Classical baselines for one image × task × observation, each scored as DIP is; images saved for the figures."""
+
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -7,8 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.restoration import (denoise_nl_means, denoise_tv_chambolle, estimate_sigma, inpaint_biharmonic,
-                                 richardson_lucy, unsupervised_wiener)
+from skimage.restoration import (
+    denoise_nl_means,
+    denoise_tv_chambolle,
+    estimate_sigma,
+    inpaint_biharmonic,
+    richardson_lucy,
+    unsupervised_wiener,
+)
 
 from dip import cbm3d
 from dip.image_io import Reading, atomic_write, read_array, save_png, to_array, to_tensor
@@ -35,8 +42,17 @@ def unsqueeze(x):
 
 def nlm(sigma):
     """Non-local means at noise level `sigma` (0–1 scale), with scikit-image's usual strengths."""
-    return unsqueeze(denoise_nl_means(squeeze(observed), h=0.8 * sigma, sigma=sigma, fast_mode=True,
-                                      patch_size=5, patch_distance=6, channel_axis=channel_axis))
+    return unsqueeze(
+        denoise_nl_means(
+            squeeze(observed),
+            h=0.8 * sigma,
+            sigma=sigma,
+            fast_mode=True,
+            patch_size=5,
+            patch_distance=6,
+            channel_axis=channel_axis,
+        )
+    )
 
 
 def per_channel(restore, image):
@@ -61,8 +77,7 @@ def deconvolve(method, psf, iterations=None):
 # Makitalo & Foi (2011): the closed-form approximation of the exact unbiased inverse of the Anscombe transform.
 def inverse_anscombe(d):
     d = np.maximum(d, 0.8)  # the approximation holds above the transform of a zero count (2·sqrt(3/8) ≈ 1.22)
-    return np.maximum(d ** 2 / 4 + np.sqrt(1.5) / (4 * d) - 11 / (8 * d ** 2) + 5 * np.sqrt(1.5) / (8 * d ** 3) - 1 / 8,
-                      0)
+    return np.maximum(d**2 / 4 + np.sqrt(1.5) / (4 * d) - 11 / (8 * d**2) + 5 * np.sqrt(1.5) / (8 * d**3) - 1 / 8, 0)
 
 
 def anscombe(denoise):
@@ -76,16 +91,27 @@ def anscombe(denoise):
 
 if task.name == "deblur":
     psf = task.psf().numpy()
-    methods = {"richardson_lucy": deconvolve("richardson_lucy", psf, 50),
-               "richardson_lucy_10": deconvolve("richardson_lucy", psf, 10), "blurred": observed}
+    methods = {
+        "richardson_lucy": deconvolve("richardson_lucy", psf, 50),
+        "richardson_lucy_10": deconvolve("richardson_lucy", psf, 10),
+        "blurred": observed,
+    }
     if not task.poisson:
         methods["unsupervised_wiener"] = deconvolve("unsupervised_wiener", psf)
 elif task.name == "denoise" and task.poisson:
     methods = {
         "anscombe_tv": anscombe(lambda z, s: denoise_tv_chambolle(squeeze(z), weight=s, channel_axis=channel_axis)),
-        "anscombe_nlm": anscombe(lambda z, s: denoise_nl_means(squeeze(z), h=0.8 * s, sigma=s, fast_mode=True,
-                                                               patch_size=5, patch_distance=6,
-                                                               channel_axis=channel_axis)),
+        "anscombe_nlm": anscombe(
+            lambda z, s: denoise_nl_means(
+                squeeze(z),
+                h=0.8 * s,
+                sigma=s,
+                fast_mode=True,
+                patch_size=5,
+                patch_distance=6,
+                channel_axis=channel_axis,
+            )
+        ),
         "noisy": observed,
     }
 elif task.name == "sr":
@@ -104,8 +130,10 @@ elif task.name == "denoise":
         methods["cbm3d"] = cbm3d.denoise(observed, sigma)
 elif task.name == "flash":
     # The no-flash photograph's noise level is unknown: scikit-image's wavelet estimate stands in for sigma.
-    methods = {"nlm": nlm(float(np.mean(estimate_sigma(squeeze(observed), channel_axis=channel_axis)))),
-               "noflash": observed}
+    methods = {
+        "nlm": nlm(float(np.mean(estimate_sigma(squeeze(observed), channel_axis=channel_axis)))),
+        "noflash": observed,
+    }
 elif task.name == "inpaint":
     mask = read_array(snakemake.input.mask)[..., 0] > 0.5
     methods = {"biharmonic": unsqueeze(inpaint_biharmonic(squeeze(observed), ~mask, channel_axis=channel_axis))}
@@ -118,8 +146,15 @@ rows = []
 for method, image in methods.items():
     image = np.clip(image, 0, 1).astype(np.float32)
     save_png(to_tensor(image), out / f"{method}.png")
-    rows.append({"image": snakemake.params.image, "task_label": snakemake.params.task_label, "task": task.name,
-                 "observation_seed": int(snakemake.wildcards.obs), "method": method,
-                 "psnr": psnr(image, clean, **task.convention) if clean is not None else np.nan,
-                 "ssim": ssim(image, clean, **task.convention) if clean is not None else np.nan})
+    rows.append(
+        {
+            "image": snakemake.params.image,
+            "task_label": snakemake.params.task_label,
+            "task": task.name,
+            "observation_seed": int(snakemake.wildcards.obs),
+            "method": method,
+            "psnr": psnr(image, clean, **task.convention) if clean is not None else np.nan,
+            "ssim": ssim(image, clean, **task.convention) if clean is not None else np.nan,
+        }
+    )
 atomic_write(out / "metrics.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))

@@ -1,4 +1,5 @@
 """Histogram of the detection gap (oracle PSNR − rule PSNR) of each stopping rule over all fits."""
+
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")

@@ -1,5 +1,6 @@
 """One fit's files → one row of runs.csv: every config value, provenance, metrics, and per stopping rule
 the chosen iteration, its PSNR/SSIM, the detection gap to the oracle and the iterations it saves."""
+
 import json
 import sys
 

@@ -1,4 +1,5 @@
 """One task's figures: comparison grid, learning curves (seeds as a band, stops marked), architecture bars."""
+
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -43,12 +44,14 @@ pdfs = dict(zip(("comparison", "curves", "architectures"), snakemake.output.pdfs
 # Comparison grid: one row per image. The baselines that are the observation itself ("noisy", "jpeg",
 # "noflash") are not shown again: their score goes into the observation's title.
 OBSERVATION_ITSELF = {"noisy", "jpeg", "noflash", "blurred"}
-baseline_methods = sorted(p.stem for p in Path(snakemake.input.baseline_dirs[0]).glob("*.png")
-                          if p.stem not in OBSERVATION_ITSELF)
+baseline_methods = sorted(
+    p.stem for p in Path(snakemake.input.baseline_dirs[0]).glob("*.png") if p.stem not in OBSERVATION_ITSELF
+)
 leading = [name for name, present in (("ground truth", truths), ("flash", flashes)) if present] + ["observation"]
 cols = len(leading) + len(baseline_methods) + len(archs)
-fig, axes = plt.subplots(len(images), cols, figsize=(1.6 * cols, 2.0 * len(images)), squeeze=False,
-                         layout="constrained")
+fig, axes = plt.subplots(
+    len(images), cols, figsize=(1.6 * cols, 2.0 * len(images)), squeeze=False, layout="constrained"
+)
 
 
 def db(value):
@@ -59,10 +62,17 @@ for i, image in enumerate(images):
     bdir = Path(snakemake.input.baseline_dirs[i])
     bmetrics = pd.read_csv(bdir / "metrics.csv").set_index("method")
     itself = [m for m in OBSERVATION_ITSELF if m in bmetrics.index]
-    panels = {"ground truth": (truths.get(image), f"{image}: ground truth" if image in truths else f"{image}: no ground truth"),
-              "flash": (flashes.get(image), f"{image}: flash (input)"),
-              "observation": (snakemake.input.observed[i],
-                              "observation" + (db(bmetrics.loc[itself[0], "psnr"]) if itself else ""))}
+    panels = {
+        "ground truth": (
+            truths.get(image),
+            f"{image}: ground truth" if image in truths else f"{image}: no ground truth",
+        ),
+        "flash": (flashes.get(image), f"{image}: flash (input)"),
+        "observation": (
+            snakemake.input.observed[i],
+            "observation" + (db(bmetrics.loc[itself[0], "psnr"]) if itself else ""),
+        ),
+    }
     for j, name in enumerate(leading):
         path, title = panels[name]
         if path:
@@ -81,8 +91,7 @@ for i, image in enumerate(images):
         else:
             ax.axis("off")
             ax.set_title(f"DIP {arch}: failed", fontsize=7)
-fig.suptitle(f"{task}: PSNR against the ground truth" if truths else f"{task}: no ground truth, not scored",
-             fontsize=9)
+fig.suptitle(f"{task}: PSNR against the ground truth" if truths else f"{task}: no ground truth, not scored", fontsize=9)
 save(fig, snakemake.output.comparison, pdfs["comparison"])
 
 # Learning curves, one panel per image (first seed): the EMA output and the raw output against the
@@ -113,11 +122,19 @@ for ax, image in zip(axes.flat, images):
             column = f"{rule}_iteration"
             if len(row) and column in row and pd.notna(row[column].iloc[0]):
                 it = int(row[column].iloc[0])
-                ax.scatter([it], [h.loc[it, curve]], marker=marker, color=color, edgecolor="k", s=36, zorder=3,
-                           label=f"{rule}{' (analysis)' if rule == 'oracle' else ''}")
+                ax.scatter(
+                    [it],
+                    [h.loc[it, curve]],
+                    marker=marker,
+                    color=color,
+                    edgecolor="k",
+                    s=36,
+                    zorder=3,
+                    label=f"{rule}{' (analysis)' if rule == 'oracle' else ''}",
+                )
     ax.set_title(image if image in truths else f"{image} (no ground truth)", fontsize=8)
     ax.tick_params(labelsize=6)
-for ax in axes.flat[len(images):]:
+for ax in axes.flat[len(images) :]:
     ax.axis("off")
 for ax in axes[-1]:
     ax.set_xlabel("iteration", fontsize=7)
@@ -126,10 +143,10 @@ for ax in axes[:, 0]:
 handles, labels = axes.flat[0].get_legend_handles_labels()
 unique = dict(zip(labels, handles))
 # The legend goes under the panels, where it cannot run into the title however many rules there are.
-fig.legend(unique.values(), unique.keys(), fontsize=6, ncol=min(6, len(unique)), loc="upper center",
-           bbox_to_anchor=(0.5, 0.0))
-fig.suptitle(f"{task}: PSNR per iteration (seed {first_seed}); markers: the image each rule keeps", fontsize=9,
-             y=1.03)
+fig.legend(
+    unique.values(), unique.keys(), fontsize=6, ncol=min(6, len(unique)), loc="upper center", bbox_to_anchor=(0.5, 0.0)
+)
+fig.suptitle(f"{task}: PSNR per iteration (seed {first_seed}); markers: the image each rule keeps", fontsize=9, y=1.03)
 save(fig, snakemake.output.curves, pdfs["curves"])
 
 # Architecture bars: DIP restored PSNR per architecture, with the best baseline as a line.

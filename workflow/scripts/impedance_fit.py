@@ -11,6 +11,11 @@ from dip.presets import architecture
 
 torch.set_num_threads(snakemake.threads)
 spec = architecture(snakemake.wildcards.arch)
-table = curves(spec["net"], load_image(snakemake.input[0]), snakemake.params.iterations,
-               device=pick_device(snakemake.params.device), settings=spec.get("settings", {}))
+table = curves(
+    spec["net"],
+    load_image(snakemake.input[0]),
+    snakemake.params.iterations,
+    device=pick_device(snakemake.params.device),
+    settings=spec.get("settings", {}),
+)
 save_csv(table.assign(arch=snakemake.wildcards.arch), snakemake.output[0])

@@ -1,5 +1,6 @@
 """paper_vs_ours.csv/.md/.png: our fits (and our CBM3D, where the bm3d extra is installed) beside the paper's
 numbers (data/published), per image and per dataset mean, published and derived kept apart (dip.paper)."""
+
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -17,8 +18,11 @@ from dip.image_io import atomic_write, save_csv, save_text
 
 runs = pd.read_csv(snakemake.input.runs)
 dataset = manifest_io.read(snakemake.input.manifest)["dataset"].to_dict()  # "" where the manifest names none
-published = (paper.read_published(snakemake.input.published) if snakemake.input.get("published")
-             else paper.check_published(pd.DataFrame(columns=list(paper.REQUIRED))))
+published = (
+    paper.read_published(snakemake.input.published)
+    if snakemake.input.get("published")
+    else paper.check_published(pd.DataFrame(columns=list(paper.REQUIRED)))
+)
 
 baselines = pd.concat([pd.read_csv(Path(p) / "metrics.csv") for p in snakemake.input.baselines], ignore_index=True)
 table = paper.paper_vs_ours(runs, dataset, snakemake.params.channels, published, baselines)

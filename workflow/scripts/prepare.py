@@ -1,4 +1,5 @@
 """Manifest row → ground-truth PNG (cropped, resized, sides a multiple of 8)."""
+
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")

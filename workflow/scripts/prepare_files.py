@@ -1,6 +1,7 @@
 """Files of one manifest row (a pair's two photographs, or an inpainting mask) → PNGs cropped and resized
 as the row says (sides a multiple of 8, as its ground truth's), each output named as its input; a mask is
 read by its meaning (dip.image_io.load_mask: bright or opaque = known) and written as 0/255."""
+
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
