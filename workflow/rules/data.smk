@@ -32,6 +32,9 @@ rule prepare_mask:
 
 
 rule degrade:
+    """Observation of a ground truth for one task from an observation seed; mask.png marks known pixels
+    (all but inpainting; a `mask: file` task degrades with the manifest's mask). Poisson tasks: rule
+    degrade_exact."""
     input:
         unpack(get_degrade_inputs),
     output:
@@ -39,9 +42,6 @@ rule degrade:
         mask="results/observations/{task}/{image}/obs{obs}/mask.png",
     log:
         "logs/degrade/{task}/{image}/obs{obs}.log",
-    """Observation of a ground truth for one task from an observation seed; mask.png marks known pixels
-    (all but inpainting; a `mask: file` task degrades with the manifest's mask). Poisson tasks: rule
-    degrade_exact."""
     wildcard_constraints:
         task=_alternatives([task for task in TASKS if task not in POISSON_TASKS])
         or "(?!)",
@@ -58,6 +58,9 @@ rule degrade:
 
 
 rule degrade_exact:
+    """A Poisson task's observation, which exceeds 1 where a count exceeds the peak: exact in observed.tif
+    (float32, what the fit and the baselines read), with its preview observed.png (clipped, for figures).
+    """
     input:
         unpack(get_degrade_inputs),
     output:
@@ -66,9 +69,6 @@ rule degrade_exact:
         mask="results/observations/{task}/{image}/obs{obs}/mask.png",
     log:
         "logs/degrade/{task}/{image}/obs{obs}.log",
-    """A Poisson task's observation, which exceeds 1 where a count exceeds the peak: exact in observed.tif
-    (float32, what the fit and the baselines read), with its preview observed.png (clipped, for figures).
-    """
     wildcard_constraints:
         task=_alternatives(POISSON_TASKS) or "(?!)",
     conda:
