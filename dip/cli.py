@@ -404,12 +404,13 @@ def _check_psf_size(args, task: Task, h: int, w: int) -> None:
     """deblur: the PSF must fit in the image (its borders are reflected by the kernel's radius)."""
     if task.name != "deblur":
         return
-    psf = task.psf(getattr(args, "psf_kernel", None))
-    if psf.shape[0] > h or psf.shape[1] > w:
-        raise InputError(
-            f"{args.psf or '--blur ' + args.blur}: the PSF is {psf.shape[0]}x{psf.shape[1]}, larger "
-            f"than the {h}x{w} image"
-        )
+    from dip.tasks import parse_blur, psf_side
+
+    kind, values = parse_blur(task.blur)
+    given = getattr(args, "psf_kernel", None)
+    kh, kw = (psf_side(kind, values),) * 2 if given is None else given.shape[-2:]  # sized before it is built
+    if kh > h or kw > w:
+        raise InputError(f"{args.psf or '--blur ' + args.blur}: the PSF is {kh}x{kw}, larger than the {h}x{w} image")
 
 
 def _input_image(args, task: Task, observed):

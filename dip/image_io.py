@@ -80,10 +80,12 @@ class Source:
 
     @property
     def output_type(self) -> np.dtype:
-        """Sample type of the full-precision output: 8- and 16-bit integers stay (unless the intensity range
-        reaches past them), the rest is float32."""
+        """Sample type of the full-precision output: 8- and 16-bit integers stay, unless the intensity range
+        reaches past them or spans fewer than 256 stored values (counts 0..10: whole numbers would keep fewer
+        levels than the 8-bit preview); the rest is float32."""
         dtype = np.dtype({"bool": "uint8", "uint8": "uint8", "uint16": "uint16"}.get(self.sample_type, "float32"))
-        if dtype.kind == "u" and not 0 <= self.low < self.high <= np.iinfo(dtype).max:
+        narrow = self.high - self.low < 255 and (self.low, self.high) != _type_range(self.sample_type)
+        if dtype.kind == "u" and (narrow or not 0 <= self.low < self.high <= np.iinfo(dtype).max):
             return np.dtype("float32")
         return dtype
 
@@ -510,14 +512,19 @@ def save_image(x: torch.Tensor, stem: str | Path, source: Source | None = None, 
     more than that, beside it the full-precision file in the input's own units and sample type:
     `STEM-16bit.png` or `STEM.tif` (`Source.output_suffix`). `exact`: the full-precision file is always
     written, as a float32 `STEM.tif` holding x unclipped (a Poisson observation reaches above 1) on the
-    [0, 1] scale (a float source's own units), read back exactly with `Reading(above_one=True)` (and a float
-    source's intensity range). Returns the file names written."""
+    [0, 1] scale, or in the source's units where those were declared (a float source, or an integer one read
+    with an intensity range), read back exactly with `Reading(above_one=True)` and the same intensity range.
+    Returns the file names written."""
     stem = Path(stem)
     preview = x if x.shape[1] in (1, 3) else x.mean(dim=1, keepdim=True)
     save_png(preview, stem.with_name(stem.name + ".png"))
     if exact and (source is None or np.dtype(source.sample_type).kind != "f"):
-        # A float file is read as it is (or in its intensity range): integer units would not read back.
-        source = Source(*x.shape[-2:], x.shape[1], "float32", 0.0, 1.0, 1 if source is None else source.pages)
+        # A float file is read as it is (or in its intensity range): integer units would not read back. Integers
+        # read in units of the user's (--intensity-range) are written in those units, so that the same option
+        # reads the file back; integers read by their type's range go on the [0, 1] scale.
+        declared = source is not None and (source.low, source.high) != _type_range(source.sample_type)
+        low, high = (source.low, source.high) if declared else (0.0, 1.0)
+        source = Source(*x.shape[-2:], x.shape[1], "float32", low, high, 1 if source is None else source.pages)
     suffix = ".tif" if exact else source.output_suffix if source is not None else None
     if suffix is None:
         return [stem.name + ".png"]

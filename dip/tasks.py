@@ -295,7 +295,22 @@ def parse_blur(spec: str | None) -> tuple[str, tuple[float, ...]]:
             f"--blur: expected gaussian:SIGMA (pixels > 0) or motion:LENGTH,ANGLE (length >= 1 "
             f"pixel, angle in degrees), got {spec!r}"
         )
+    side = psf_side(kind, values)
+    if side > MAX_PSF_SIDE:  # refused before a kernel of that size is built
+        raise InputError(
+            f"--blur: the PSF would be wider than {MAX_PSF_SIDE} pixels, larger than any image; got {spec!r}"
+        )
     return kind, values
+
+
+MAX_PSF_SIDE = 8191  # wider than the largest image dip fits (36 megapixels are refused before fitting)
+
+
+def psf_side(kind: str, values: tuple[float, ...]) -> int:
+    """The side of the kernel `dip.operators.gaussian_psf` / `motion_psf` build for a parsed --blur."""
+    if kind == "gaussian":
+        return 2 * max(1, math.ceil(3 * values[0])) + 1
+    return 2 * math.ceil(values[0] / 2) + 1
 
 
 def synthetic_flash_pair(clean: torch.Tensor, observation_seed: int, noise: float = 0.05) -> dict[str, torch.Tensor]:

@@ -288,6 +288,9 @@ def test_a_psf_file_deblurs_as_the_same_blur_given_by_name(png64, tmp_path):
         (["--task", "deblur", "--blur", "gaussian:1"], "--sigma: required by the deblur task with --image"),
         (["--task", "deblur", "--blur", "gaussian:1", "--psf", "K", "--sigma", 2], "--psf: a PSF file and --blur"),
         (["--task", "deblur", "--blur", "gaussian:30", "--sigma", 2], "larger than the 64x64 image"),
+        (["--task", "deblur", "--blur", "motion:1e6,0", "--sigma", 2], "the PSF would be wider than 8191 pixels"),
+        (["--task", "deblur", "--blur", "gaussian:1e300", "--sigma", 2], "the PSF would be wider than 8191 pixels"),
+        (["--task", "deblur", "--blur", "motion:100,0", "--sigma", 2], "the PSF is 101x101, larger than the 64x64"),
         (["--task", "denoise", "--noise", "poisson", "--peak", 0], "peak: the Poisson peak"),
         (["--task", "denoise", "--noise", "poisson", "--peak", -5], "must be a finite number > 0, got -5"),
         (["--task", "denoise", "--noise", "poisson"], "--peak: required with --noise poisson"),
@@ -367,3 +370,48 @@ def test_deblur_seeds_fit_as_one_batch(png64, tmp_path):
     assert r.returncode == 0, r.stderr
     a, b = (json.loads((tmp_path / f"s{seed}" / "summary.json").read_text()) for seed in (0, 1))
     assert a["task_label"] == b["task_label"] == "deblur-motion5,30-poisson-p30" and a["psnr_final"] != b["psnr_final"]
+
+
+def test_a_poisson_observation_of_counts_read_in_their_units_is_written_and_read_back_in_them(tmp_path):
+    """A 16-bit image read with --intensity-range: its exact observation is in the same units, so that the
+    same option reads it back (found by a new-user trial: it was on the [0, 1] scale and read back black)."""
+    counts = (np.arange(64 * 64).reshape(64, 64) % 4000).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "cam12.tif", counts)
+    out, fitted = tmp_path / "deg", tmp_path / "fit"
+    r = run(
+        "degrade",
+        "--task",
+        "denoise",
+        "--noise",
+        "poisson",
+        "--peak",
+        10,
+        "--image",
+        tmp_path / "cam12.tif",
+        "--intensity-range=0,4095",
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    written = tifffile.imread(out / "observed.tif")
+    assert written.dtype == np.float32 and abs(written.mean() / counts.mean() - 1) < 0.05  # the counts' units
+    r = run(
+        "fit",
+        "--task",
+        "denoise",
+        "--noise",
+        "poisson",
+        "--peak",
+        10,
+        "--observed",
+        out / "observed.tif",
+        "--intensity-range=0,4095",
+        "--iters",
+        2,
+        "--threads",
+        1,
+        "--out",
+        fitted,
+    )
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(tifffile.imread(fitted / "observed.tif"), written, rtol=1e-6)

@@ -378,6 +378,14 @@ def test_save_png_is_atomic_and_leaves_no_temporary(tmp_path, clean64):
     assert (tmp_path / "out.png").stat().st_mode & 0o044  # readable by others like any ordinary output
 
 
+def test_a_narrow_intensity_range_writes_float_not_whole_counts(tmp_path):
+    """Counts 0..10 in a 16-bit file: whole numbers would keep 11 levels, fewer than the 8-bit preview."""
+    tifffile.imwrite(tmp_path / "counts.tif", (np.arange(32 * 32).reshape(32, 32) % 11).astype(np.uint16))
+    source = describe(tmp_path / "counts.tif", Reading(intensity_range=(0, 10)))
+    assert source.output_suffix == ".tif" and source.output_type == np.float32
+    assert describe(tmp_path / "counts.tif").output_type == np.uint16  # the type's own range: stays 16-bit
+
+
 def test_an_intensity_range_past_the_integer_type_writes_float(tmp_path):
     Image.fromarray(np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)).save(tmp_path / "in.png")
     reading = Reading(intensity_range=(-1000, 70000))
