@@ -168,7 +168,7 @@ def ops_per_iteration(
     size: int,
     fits: int = 1,
     rules: tuple[str, ...] = (),
-    iterations: int = 30,
+    iterations: int = 20,
     device: torch.device | str = "cpu",
 ) -> dict:
     """Operations dispatched per steady-state iteration: by `dip.fit`'s step for `fits` fits (stacked when
