@@ -130,7 +130,15 @@ def assert_same_tables(run: Path, reference: Path) -> None:
         if name.endswith(".csv"):
             a, b = pd.read_csv(ours), pd.read_csv(theirs)
             keep = [c for c in b.columns if not VOLATILE.search(c)]
-            pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=True, obj=name)
+            # The bm3d library's CBM3D is not bit-reproducible from one run to the next (1e-6 relative
+            # measured on one image): its numbers are compared to that; everything else exactly.
+            bm3d_rows = b["method"].eq("cbm3d") if "method" in b else pd.Series(False, index=b.index)
+            bm3d_cols = [c for c in keep if "cbm3d" in c]
+            exact = [c for c in keep if c not in bm3d_cols]
+            pd.testing.assert_frame_equal(
+                a.loc[~bm3d_rows, exact], b.loc[~bm3d_rows, exact], check_exact=True, obj=name
+            )
+            pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=False, rtol=1e-5, obj=name)
         else:
             assert ours.read_text() == theirs.read_text(), name
 
