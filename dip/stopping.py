@@ -352,11 +352,6 @@ class DiscrepancyStop(StoppingRule):
         self.count = torch.zeros(fits, dtype=torch.long, device=device)
         self.fit_index = torch.arange(fits, device=device)
 
-    @property
-    def crossed(self) -> torch.Tensor:
-        """Per fit, the iteration at which the window mean first reached the target (NEVER: not yet)."""
-        return self.minimum_iteration
-
     def _update(self, it, output, keep, loss, live) -> None:
         if loss is None:
             raise ValueError("the discrepancy rule needs the loss of every iteration")
