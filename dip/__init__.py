@@ -1,21 +1,25 @@
 """Deep Image Prior (Ulyanov, Vedaldi, Lempitsky, CVPR 2018) as a tested library and command line.
 
-`dip.restore` fits DIP to an observation through any forward operator (`dip.operators.Operator`).
+`dip.restore` fits DIP to an observation through any forward operator (`dip.operators.Operator`);
+`dip.run_fit(dip.FitRequest(...))` is `dip fit` as one Python call (`dip.request`).
 """
 
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["restore"]
+__all__ = ["restore", "FitRequest", "run_fit"]
 
-if TYPE_CHECKING:  # type checkers and editors see the function; at run time it is imported on first use
+if TYPE_CHECKING:  # type checkers and editors see the names; at run time each is imported on first use
     from dip.api import restore
+    from dip.request import FitRequest, run_fit
+
+_LAZY = {"restore": "dip.api", "FitRequest": "dip.request", "run_fit": "dip.request"}
 
 
 def __getattr__(name: str):
     # Imported on first use: `import dip` (and so the command line's start) stays free of torch.
-    if name == "restore":
-        from dip.api import restore
+    if name in _LAZY:
+        import importlib
 
-        return restore
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'dip' has no attribute {name!r}")

@@ -138,18 +138,10 @@ def fit(
     FitFailed if the fit keeps diverging.
     """
     s = settings or FitSettings()
-    return _fits(
-        arch,
-        [operator],
-        observed,
-        s,
-        [s.seed],
-        clean,
-        [_prepare_rules(rules, stop_on, s, operator, observed)],
-        stop_on,
-        RunOptions(**options),
-        raise_failure=True,
-    )[0]
+    o = RunOptions(**options)
+    problem = _Problem([operator], observed, clean, o.scorer, o.input_image)
+    rules_ = [_prepare_rules(rules, stop_on, s, operator, observed)]
+    return _fits(arch, problem, s, [s.seed], rules_, stop_on, o, raise_failure=True)[0]
 
 
 def fit_batch(
@@ -179,36 +171,19 @@ def fit_batch(
     rules = rules or [[] for _ in seeds_]
     if len(rules) != n:
         raise ValueError(f"{len(rules)} rule lists for {n} fits")
-    return _fits(
-        arch,
-        operators,
-        observed,
-        settings,
-        list(seeds_),
-        clean,
-        [
-            _prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
-            for b, r in enumerate(rules)
-        ],
-        stop_on,
-        RunOptions(**options),
-        raise_failure=False,
-    )
+    o = RunOptions(**options)
+    problem = _Problem(operators, observed, clean, o.scorer, o.input_image)
+    rules = [
+        _prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
+        for b, r in enumerate(rules)
+    ]
+    return _fits(arch, problem, settings, list(seeds_), rules, stop_on, o, raise_failure=False)
 
 
 def _fits(
-    arch,
-    operators,
-    observed,
-    s: FitSettings,
-    seeds_: list[int],
-    clean,
-    rules,
-    stop_on,
-    o: RunOptions,
-    raise_failure: bool,
+    arch, problem: _Problem, s: FitSettings, seeds_: list[int], rules, stop_on, o: RunOptions, raise_failure: bool
 ) -> list[FitResult]:
-    problem = _Problem(operators, observed, clean, o.scorer, o.input_image)
+    """Build the step of len(seeds_) fits and run the loop until each has ended; one FitResult per fit."""
     step = Step(arch, problem, s, seeds_, rules, torch.device(o.device))
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
     _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, o.fingerprint)).run()
@@ -308,23 +283,8 @@ class Step:
             else input_channels(s.input, s.input_depth)
         )
         net = self._network(arch, seeds_, zin, channels)
-        layout = torch.channels_last if fast.channels_last else torch.contiguous_format
-        self.z = (
-            _network_input(s, networks.input_size(net, h=self.h, w=self.w), zin, seeds_, problem.input_image)
-            .to(device)
-            .to(memory_format=layout)
-        )
-        # Each fit's own stream (dip.seeds) draws its perturbation into its own slice of one buffer.
-        self.noise = [seeds.generator(seed, "perturbation", device) for seed in seeds_]
-        self.z_noise = torch.zeros(self.z.shape, device=device)  # contiguous: the draw's order is the layout's
-        self.z_noise_slices = [self.z_noise[b : b + 1] for b in range(self.fits)]
-        operators = [op.to(device) for op in problem.operators]
-        self.operators = operators * (self.fits if len(operators) == 1 else 1)
-        self.shared_operator = operators[0] if len(operators) == 1 else None
-        self.observed = problem.observed.to(device).expand(self.fits, -1, -1, -1)
-        clean = problem.clean
-        self.clean = None if clean is None else clean.to(device).expand(self.fits, -1, -1, -1)
-        self.scored_clean = None if clean is None else self.scorer.view(self.clean)  # once, not every iteration
+        self._inputs(net, problem, seeds_, zin, torch.channels_last if fast.channels_last else torch.contiguous_format)
+        self._targets(problem)
         self.rules = _banks(rules, self.fits)
         for r in self.rules:
             r.start(self.fits, (channels, self.h, self.w), device)
@@ -334,12 +294,36 @@ class Step:
         self.opt = make_optimiser(
             s.optimizer, self.params, s.lr, self.fits, device, leaves=list(net.parameters()) if self.stacked else None
         )
+        self._buffers(channels)
+
+    def _inputs(self, net: nn.Module, problem: _Problem, seeds_: list[int], zin: int, layout) -> None:
+        """z, and the buffer each fit's own stream (dip.seeds) draws its perturbation into, in its own slice."""
+        size = networks.input_size(net, h=self.h, w=self.w)
+        self.z = _network_input(self.s, size, zin, seeds_, problem.input_image).to(self.device).to(memory_format=layout)
+        self.noise = [seeds.generator(seed, "perturbation", self.device) for seed in seeds_]
+        self.z_noise = torch.zeros(self.z.shape, device=self.device)  # contiguous: the draw's order is the layout's
+        self.z_noise_slices = [self.z_noise[b : b + 1] for b in range(self.fits)]
+
+    def _targets(self, problem: _Problem) -> None:
+        """The operators (one per fit), the observation and the ground truth on the device."""
+        operators = [op.to(self.device) for op in problem.operators]
+        self.operators = operators * (self.fits if len(operators) == 1 else 1)
+        self.shared_operator = operators[0] if len(operators) == 1 else None
+        self.observed = problem.observed.to(self.device).expand(self.fits, -1, -1, -1)
+        clean = problem.clean
+        self.clean = None if clean is None else clean.to(self.device).expand(self.fits, -1, -1, -1)
+        self.scored_clean = None if clean is None else self.scorer.view(self.clean)  # once, not every iteration
+
+    def _buffers(self, channels: int) -> None:
+        """What the step writes in place: the history rows of a chunk, the output, the EMA, each fit's
+        iteration counter and whether it is live."""
         self.columns = (
             ["loss", "psnr_observed"]
-            + (["psnr", "psnr_ema"] if clean is not None else [])
+            + (["psnr", "psnr_ema"] if self.clean is not None else [])
             + [f"signal_{r.name}" for r in self.signalled]
         )
-        self.history = torch.zeros(s.check_every, self.fits, len(self.columns), device=device)
+        device = self.device
+        self.history = torch.zeros(self.s.check_every, self.fits, len(self.columns), device=device)
         self.out = torch.zeros(self.fits, channels, self.h, self.w, device=device)
         self.ema = torch.zeros_like(self.out)
         self.iteration = torch.zeros(self.fits, dtype=torch.long, device=device)  # each fit's, on the device
@@ -565,8 +549,14 @@ class _Loop:
         rows = step.history[:pos].cpu().numpy().astype(np.float64)
         ema_ok = torch.isfinite(step.ema).flatten(1).all(1).cpu().tolist()
         for b, t in enumerate(self.tracks):
-            if t.live:
-                _check(step, b, t, rows[:, b], times, ema_ok[b], self.stop_on, self.o.log, self.raise_failure)
+            if not t.live:
+                continue
+            chunk = rows[:, b]
+            collapsed = self.s.backtrack_db is not None and (chunk[:, 1] < t.good_psnr - self.s.backtrack_db).any()
+            if not np.isfinite(chunk[:, 0]).all() or collapsed or not ema_ok[b]:
+                self.backtrack(b, t)
+            else:
+                self.keep(b, t, chunk, times)
         shown = next((t for t in self.tracks if t.rows), None)
         if shown is not None:
             last = shown.rows[-1][-1]
@@ -578,6 +568,54 @@ class _Loop:
         ):
             self.save_checkpoint()
             self.last_ckpt = (it, time.perf_counter())
+
+    def backtrack(self, b: int, t: _Track) -> None:
+        """Fit b's chunk diverged (loss not finite, fit to the observation collapsed, EMA not finite): back to
+        its last good check with a lower learning rate, or, past max_backtracks, the fit fails."""
+        step, s = self.step, self.s
+        t.backtracks += 1
+        step.load(b, t.saved)
+        failed_at, t.iteration = t.iteration, t.saved["iteration"]
+        if t.backtracks > s.max_backtracks:
+            t.error = (
+                f"fit diverged at iteration {failed_at} after {s.max_backtracks} backtracks "
+                f"(learning rate down to {t.lr:.3g})"
+            )
+            if self.raise_failure:
+                raise FitFailed(t.error, step.ema[b : b + 1].float().cpu())
+            _end(step, b, t)
+            return
+        t.lr *= s.lr_decay_on_backtrack
+        step.set_lr(b, t.lr)
+        self.o.log(
+            f"{'' if step.fits == 1 else f'seed {t.seed}: '}iteration {failed_at}: loss or fit to the observation "
+            f"collapsed; restored iteration {t.iteration} and lowered the learning rate to {t.lr:.3g}"
+        )
+        t.saved = step.save(b, t.iteration)
+
+    def keep(self, b: int, t: _Track, chunk: np.ndarray, times: list[float]) -> None:
+        """Fit b's chunk is good: keep its rows, score SSIM when due, save the state, and end the fit if its
+        rule says stop or its budget is spent."""
+        step, s = self.step, self.s
+        t.rows.append(chunk)
+        t.seconds += times
+        t.good_psnr = max(t.good_psnr, float(chunk[:, 1].max()))
+        if step.clean is not None and (
+            t.iteration // s.ssim_every > (t.iteration - len(chunk)) // s.ssim_every or t.iteration == s.iterations
+        ):
+            # SSIM (scikit-image, on the host) at the check that reaches each multiple of ssim_every.
+            clean = to_array(step.clean[b : b + 1])
+            t.ssim[t.iteration] = tuple(
+                ssim(to_array(x[b : b + 1]), clean, step.scorer.y_channel, step.scorer.shave)
+                for x in (step.out, step.ema)
+            )
+        t.saved = step.save(b, t.iteration)
+        rule = next((r for r in step.rules if r.name == self.stop_on), None)
+        if rule is not None and rule.should_stop(t.iteration, b):
+            t.stopped_by = self.stop_on
+            _end(step, b, t)
+        elif t.iteration >= s.iterations:
+            _end(step, b, t)
 
     def save_checkpoint(self) -> None:
         if self.ckpt is not None:
@@ -610,62 +648,6 @@ class _Loop:
             f"ran out of memory on {self.step.device.type} at iteration {failed_at} ({first})",
             verified if self.ckpt else 0,
         ) from None
-
-
-def _check(
-    step: Step,
-    b: int,
-    t: _Track,
-    chunk: np.ndarray,
-    times: list[float],
-    ema_ok: bool,
-    stop_on: str | None,
-    log,
-    raise_failure: bool,
-) -> None:
-    """Fit b's host check of the chunk it just ran: backtrack, or keep the chunk and decide whether to stop."""
-    s = step.s
-    psnr_obs = chunk[:, 1]
-    collapsed = s.backtrack_db is not None and (psnr_obs < t.good_psnr - s.backtrack_db).any()
-    if not np.isfinite(chunk[:, 0]).all() or collapsed or not ema_ok:
-        t.backtracks += 1
-        step.load(b, t.saved)
-        failed_at, t.iteration = t.iteration, t.saved["iteration"]
-        if t.backtracks > s.max_backtracks:
-            t.error = (
-                f"fit diverged at iteration {failed_at} after {s.max_backtracks} backtracks "
-                f"(learning rate down to {t.lr:.3g})"
-            )
-            if raise_failure:
-                raise FitFailed(t.error, step.ema[b : b + 1].float().cpu())
-            _end(step, b, t)
-            return
-        t.lr *= s.lr_decay_on_backtrack
-        step.set_lr(b, t.lr)
-        log(
-            f"{'' if step.fits == 1 else f'seed {t.seed}: '}iteration {failed_at}: loss or fit to the observation "
-            f"collapsed; restored iteration {t.iteration} and lowered the learning rate to {t.lr:.3g}"
-        )
-        t.saved = step.save(b, t.iteration)
-        return
-    t.rows.append(chunk)
-    t.seconds += times
-    t.good_psnr = max(t.good_psnr, float(psnr_obs.max()))
-    if step.clean is not None and (
-        t.iteration // s.ssim_every > (t.iteration - len(chunk)) // s.ssim_every or t.iteration == s.iterations
-    ):
-        # SSIM (scikit-image, on the host) at the check that reaches each multiple of ssim_every.
-        clean = to_array(step.clean[b : b + 1])
-        t.ssim[t.iteration] = tuple(
-            ssim(to_array(x[b : b + 1]), clean, step.scorer.y_channel, step.scorer.shave) for x in (step.out, step.ema)
-        )
-    t.saved = step.save(b, t.iteration)
-    rule = next((r for r in step.rules if r.name == stop_on), None)
-    if rule is not None and rule.should_stop(t.iteration, b):
-        t.stopped_by = stop_on
-        _end(step, b, t)
-    elif t.iteration >= s.iterations:
-        _end(step, b, t)
 
 
 def _end(step: Step, b: int, t: _Track) -> None:

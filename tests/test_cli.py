@@ -244,7 +244,7 @@ def bad_input_cases(tmp_path, png64):
         "sigma": ([*base, "--task", "denoise", "--sigma", -3], "sigma: must be > 0"),
         "factor": ([*base, "--task", "sr", "--factor", 1], "factor: SR factor must be an integer >= 2, got 1"),
         "drop": ([*base, "--task", "inpaint", "--drop", 1.5], "drop: fraction must be in (0, 1)"),
-        "iterations": ([*base, "--task", "denoise", "--sigma", 25, "--iters", 0], "--iterations: must be > 0"),
+        "iterations": ([*base, "--task", "denoise", "--sigma", 25, "--iters", 0], "--iters: must be an integer > 0"),
         "arch": ([*base, "--task", "denoise", "--sigma", 25, "--arch", "vgg"], "unknown architecture 'vgg'"),
         "seed": ([*base, "--task", "denoise", "--sigma", 25, "--seed", "1.5"], "--seed: invalid int value"),
         "task": ([*base, "--task", "deconvolve"], "invalid choice: 'deconvolve'"),

@@ -1,0 +1,873 @@
+"""`dip fit` and `dip degrade` as Python calls: an immutable request, checked whole before anything is read
+fitted or written, run into the same files and the same `FitRecord` the command line writes.
+
+Example (the command line's ``dip fit --task denoise --sigma 25 --image clean.png --out out``)::
+
+    from dip.request import FitRequest, run_fit
+
+    [record] = run_fit(FitRequest(task="denoise", sigma=25, image="clean.png", out="out"))
+    print(record.psnr_restored)      # out/summary.json holds the same record (dip.record.read)
+
+Bad input raises `dip.image_io.InputError` (a ValueError) with one line naming the file or option, before
+any fitting and before any output is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dip import __version__
+from dip.image_io import (
+    InputError,
+    Reading,
+    Source,
+    describe,
+    load_image,
+    load_mask,
+    peek_size,
+    save_csv,
+    save_image,
+    save_png,
+    to_array,
+)
+from dip.inputs import INPUTS
+from dip.metrics import psnr, ssim
+from dip.presets import PAPER, architecture, preset_key
+from dip.provenance import config_hash, device_name, git_commit, package_versions
+from dip.record import FitRecord, StopRecord, write
+from dip.seeds import SCHEME
+from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
+from dip.tasks import NOISES, TASK_OPTIONS, TASKS, Task, check_options
+
+PRESETS = ("paper", "none")
+OPTIMISERS = ("adam", "lbfgs")
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """The task and how input files are read: what `dip fit` and `dip degrade` share. Field names are the
+    command line's option names with ``_`` for ``-`` (`--observation-seed` is `observation_seed`); the
+    README's "Restore your own image" and `dip fit --help` describe each."""
+
+    task: str
+    out: str
+    image: str | None = None
+    sigma: float | None = None  # Gaussian noise std, 0-255 scale
+    factor: int | None = None
+    quality: int | None = None
+    mask: str | None = None
+    drop: float | None = None
+    text: bool = False
+    box: bool = False
+    blur: str | None = None
+    psf: str | None = None
+    noise: str | None = None
+    peak: float | None = None  # Poisson: expected count of a pixel of value 1
+    seed: int = 0
+    observation_seed: int | None = None
+    intensity_range: tuple[float, float] | None = None
+    pages_as_channels: bool = False
+
+    def __post_init__(self) -> None:
+        _as_floats(self, ("sigma", "drop", "peak"))
+        _choice("task", self.task, TASKS)
+        _choice("noise", self.noise, NOISES)
+        for name in ("seed", "observation_seed"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InputError(f"--{name.replace('_', '-')}: must be >= 0, got {value}")
+        if self.drop is not None and (self.text or self.box) or (self.text and self.box):
+            raise InputError("--drop/--text/--box: give at most one mask kind")
+
+    @classmethod
+    def from_namespace(cls, args: Any) -> TaskRequest:
+        """The request an argparse Namespace holds (options not given, None, take the field's default)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
+
+    @property
+    def reading(self) -> Reading:
+        return Reading(self.intensity_range, self.pages_as_channels)
+
+    @property
+    def the_observation_seed(self) -> int:
+        return self.seed if self.observation_seed is None else self.observation_seed
+
+
+@dataclass(frozen=True)
+class DegradeRequest(TaskRequest):
+    """`dip degrade`: a seeded observation (and mask) of the clean `image`, written to `out`."""
+
+    always_mask: bool = False
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class FitRequest(TaskRequest):
+    """`dip fit`: restore `observed` (or a seeded observation of the clean `image`) with Deep Image Prior.
+
+    Settings left None take the task's paper preset (`preset="paper"`) or the library's defaults
+    (`preset="none"`); `seeds` fits several network seeds at once, stacked, each into ``out/seed{seed}``
+    (or `out` with ``{seed}`` in it). Raises InputError (one line naming the option) for a value out of
+    range; files are checked when the request runs.
+    """
+
+    observed: str | None = None
+    clean: str | None = None
+    flash: str | None = None
+    seeds: tuple[int, ...] | None = None
+    arch: str | None = None
+    preset: str = "paper"
+    iters: int | None = None
+    lr: float | None = None
+    reg_noise_std: float | None = None
+    input: str | None = None
+    input_depth: int | None = None
+    ema: float | None = None
+    optimizer: str | None = None
+    tv_weight: float | None = None
+    ssim_every: int | None = None
+    stop: str | None = None
+    record_stops: bool = False
+    holdout: float | None = None
+    noise_sigma: float | str | None = None  # 0-255 scale, or "estimate"
+    window: int = 100
+    patience: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    channels_last: bool | None = None
+    bf16: bool | None = None
+    compile: bool = False
+    checkpoint_every: int | None = None
+    progress: bool = True
+    failure_ok: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _as_floats(self, ("lr", "reg_noise_std", "ema", "tv_weight", "holdout"))
+        if not isinstance(self.noise_sigma, str):
+            _as_floats(self, ("noise_sigma",))
+        if self.seeds is not None:
+            object.__setattr__(self, "seeds", tuple(self.seeds))
+        _choice("preset", self.preset, PRESETS)
+        _choice("input", self.input, INPUTS)
+        _choice("optimizer", self.optimizer, OPTIMISERS)
+        _choice("stop", self.stop, RULES)
+        for name in ("window", "patience", "threads", "checkpoint_every", "iters", "input_depth", "ssim_every"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value > 0):
+                raise InputError(f"--{name.replace('_', '-')}: must be an integer > 0, got {value}")
+        for name in ("reg_noise_std", "tv_weight"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < math.inf:
+                raise InputError(f"--{name.replace('_', '-')}: must be a finite number >= 0, got {value}")
+        if isinstance(self.noise_sigma, str) and self.noise_sigma != "estimate":
+            raise InputError(f"--noise-sigma: a noise level (0-255 scale) or 'estimate', got {self.noise_sigma!r}")
+        if self.seeds is not None and (len(set(self.seeds)) != len(self.seeds) or min(self.seeds, default=0) < 0):
+            raise InputError(f"--seeds: must be distinct and >= 0, got {list(self.seeds)}")
+
+    @classmethod
+    def from_namespace(cls, args: Any) -> FitRequest:
+        request = super().from_namespace(args)
+        return replace(request, progress=not getattr(args, "no_progress", False))
+
+    def outputs(self) -> list[tuple[int, Path]]:
+        """(network seed, output folder) of each fit the request runs."""
+        if not self.seeds:
+            return [(self.seed, Path(self.out))]
+        if "{seed}" in self.out:
+            return [(seed, Path(self.out.format(seed=seed))) for seed in self.seeds]
+        return [(seed, Path(self.out) / f"seed{seed}") for seed in self.seeds]
+
+
+def _as_floats(request: TaskRequest, names: tuple[str, ...]) -> None:
+    """Numbers given as ints (sigma=25) become the floats the command line parses (25.0): the same request,
+    the same record and config hash."""
+    for name in names:
+        value = getattr(request, name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(request, name, float(value))
+
+
+def _choice(option: str, value: Any, choices: tuple) -> None:
+    if value is not None and value not in choices:
+        raise InputError(f"--{option.replace('_', '-')}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+def log_line(message: str) -> None:
+    """The default log: one plain line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The task and its inputs (shared by dip fit and dip degrade)
+
+
+def _given_task_options(request: TaskRequest) -> dict:
+    """The task options (dip.tasks.TASK_OPTIONS) the request gives."""
+    values = {name: getattr(request, name, None) for name in TASK_OPTIONS}
+    return {name: value for name, value in values.items() if value is not None and value is not False}
+
+
+def _task(request: TaskRequest) -> Task:
+    """The task the request describes, after checking its options against the task (dip.tasks.OPTIONS)."""
+    r = request
+    if r.noise == "poisson" and r.peak is None and r.task in ("denoise", "deblur"):
+        raise InputError("--peak: required with --noise poisson (the expected count of a pixel of value 1)")
+    check_options(r.task, _given_task_options(r), observed=bool(getattr(r, "observed", None)))
+    mask = None
+    if r.task == "inpaint":
+        kinds = [kind for kind, given in (("drop", r.drop is not None), ("text", r.text), ("box", r.box)) if given]
+        mask = kinds[0] if kinds else "file" if r.mask else None
+        if mask != "file" and r.mask and r.image:
+            raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
+    if r.blur and r.psf:
+        raise InputError("--psf: a PSF file and --blur exclude each other; give one")
+    blur = "file" if r.psf else r.blur
+    return Task(r.task, sigma=r.sigma, factor=r.factor, mask=mask, drop=r.drop, quality=r.quality, blur=blur,
+                noise=r.noise, peak=r.peak)  # fmt: skip
+
+
+def _load_psf(path: str | None):
+    """--psf FILE as a normalised kernel tensor (float64), None without one, or one line naming the file."""
+    if not path:
+        return None
+    import torch
+
+    from dip.image_io import load_psf
+    from dip.operators import normalise_psf
+
+    try:
+        return normalise_psf(torch.from_numpy(load_psf(path)))
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def _check_psf_size(request: TaskRequest, task: Task, psf, h: int, w: int) -> None:
+    """deblur: the PSF must fit in the image (its borders are reflected by the kernel's radius)."""
+    if task.name != "deblur":
+        return
+    from dip.tasks import parse_blur, psf_side
+
+    kind, values = parse_blur(task.blur)
+    kh, kw = (psf_side(kind, values),) * 2 if psf is None else psf.shape[-2:]  # sized before it is built
+    if kh > h or kw > w:
+        given = request.psf or f"--blur {request.blur}"
+        raise InputError(f"{given}: the PSF is {kh}x{kw}, larger than the {h}x{w} image")
+
+
+def _warn_if_made_at_8_bits(task: Task, path: str, source: Source) -> None:
+    """SR's observation (PIL's Lanczos resize) and JPEG's are made from an 8-bit image: say so when the
+    clean image `source` holds more, since its observation then keeps less than the file."""
+    if task.name in ("sr", "jpeg") and source.sample_type not in ("uint8", "bool"):
+        warnings.warn(
+            f"{path}: the {task.name} observation is made from the image at 8 bits ({source.sample_type} "
+            f"samples); its full-precision files hold that 8-bit observation",
+            stacklevel=2,
+        )
+
+
+def run_degrade(request: DegradeRequest) -> None:
+    """Write `request.out`/observed.png (and mask.png, and the exact observation as observed.tif where
+    asked or where Poisson noise makes it exceed 1)."""
+    import torch
+
+    r = request
+    task = _task(r)
+    psf = _load_psf(r.psf)
+    clean = task.crop(load_image(r.image, r.reading))
+    task.check_size(*clean.shape[-2:], r.image)
+    task.check_channels(clean.shape[1], r.image)
+    _check_psf_size(r, task, psf, *clean.shape[-2:])
+    source = describe(r.image, r.reading)
+    _warn_if_made_at_8_bits(task, r.image, source)
+    mask = load_mask(r.mask, clean.shape[-2:]) if r.mask else None
+    observed, mask = task.degrade(clean, r.the_observation_seed, mask, psf)
+    if mask is None and r.always_mask:
+        mask = torch.ones(1, 1, *clean.shape[-2:])
+    save_image(observed, Path(r.out) / "observed", source, exact=task.poisson or r.exact)
+    if mask is not None:
+        save_png(mask, Path(r.out) / "mask.png")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dip fit: a request is resolved and checked into a _Job (nothing written), then run, then recorded.
+
+
+@dataclass
+class _Job:
+    """Everything one `dip fit` decided before fitting: the resolved request and what it implies."""
+
+    request: FitRequest
+    task: Task
+    psf: Any
+    device: Any
+    targets: list[tuple[int, Path]]  # (network seed, output folder) per fit
+    arch: str
+    settings: Any  # dip.fit.FitSettings
+    rule_names: list[str]
+    plan: dict  # memory plan
+    log: Callable[[str], None] = log_line
+    clean: Any = None
+    observed: Any = None
+    mask: Any = None
+    input_image: Any = None
+    source: Source | None = None
+
+    @property
+    def seeds(self) -> list[int]:
+        return [seed for seed, _ in self.targets]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.targets[0][1] / ("checkpoint-batch.pt" if self.request.seeds else "checkpoint.pt")
+
+
+def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict:
+    """`dip fit --dry-run`: the memory estimate and a time estimate from a few timed iterations on the real
+    observation. Fits nothing, writes nothing."""
+    import statistics
+
+    from dip.fit import FitSettings, fit
+
+    job = _resolve(request, log)
+    _read_inputs(job)
+    timed, warmup = 5, 2
+    trial = FitSettings(**{**asdict(job.settings), "iterations": timed + warmup, "check_every": 1})
+    seconds = fit(
+        architecture(job.arch)["net"],
+        job.task.operator(job.mask, job.psf),
+        job.observed,
+        trial,
+        device=job.device,
+        input_image=job.input_image,
+        log=log,
+    ).history["seconds"]
+    per_iteration = statistics.median(seconds.diff().iloc[warmup:])
+    return {
+        "arch": job.arch,
+        "iterations": job.settings.iterations,
+        **job.plan,
+        "device": device_name(job.device),
+        "seconds_per_iteration": round(per_iteration, 4),
+        "estimated_minutes": round(per_iteration * job.settings.iterations / 60, 1),
+    }
+
+
+def run_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> list[FitRecord]:
+    """Run `request` as `dip fit` does: check everything, fit, and write each fit's observed, restored and
+    history files and its summary.json. Returns the records written, one per network seed.
+
+    :raises InputError: bad input (one line, before anything is written), a fit that keeps diverging
+        (unless `failure_ok`; its summary.json then says so), or too little memory.
+    :raises SystemExit: 128 + the signal after SIGTERM/SIGINT (the checkpoint is saved first).
+    """
+    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, fit, fit_batch
+
+    job = _resolve(request, log)
+    _read_inputs(job)
+    operators, rules, noise = _rules(job)
+    identity = _check_out(job)
+    records = {seed: _record(job, seed, noise, identity) for seed in job.seeds}
+    for _, out in job.targets:
+        save_image(job.observed, out / "observed", job.source, exact=job.task.poisson)
+        if job.mask is not None:
+            save_png(job.mask, out / "mask.png")
+    options = _run_options(job, identity)
+    net = architecture(job.arch)["net"]
+    start = time.perf_counter()
+    try:
+        if request.seeds:
+            results = fit_batch(net, operators, job.observed, job.settings, job.seeds, rules=rules, **options)
+        else:
+            results = [fit(net, operators[0], job.observed, job.settings, rules=rules[0], **options)]
+    except FitInterrupted as err:
+        raise SystemExit(128 + err.signum) from None
+    except FitOutOfMemory as err:
+        kept = (
+            f"; the checkpoint of iteration {err.iteration} is kept in {job.checkpoint.parent}" if err.iteration else ""
+        )
+        raise InputError(
+            f"{request.image or request.observed}: {err} (estimated {job.plan['estimated_peak_mb']} MB){kept}; resize or crop the "
+            f"image, choose a smaller architecture (--arch), or use another device"
+        ) from None
+    except FitFailed as err:
+        results = [err]
+    return _finish(job, records, results, start)
+
+
+def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
+    """The request with every default decided (seeds, holdout, patience), its task, settings, rules and
+    memory plan, all checked; reads only file headers."""
+    r = request
+    if bool(r.image) == bool(r.observed):
+        raise InputError("give exactly one of --image (clean, degraded here) or --observed (already degraded)")
+    device = _device(r.device)
+    task = _task(r)
+    psf = _load_psf(r.psf)
+    targets = _seed_outputs(r)
+    observation_seed = r.seeds[0] if r.seeds and r.observation_seed is None else r.observation_seed
+    holdout = HOLDOUT if r.holdout is None and r.stop == "holdout" else r.holdout
+    r = replace(r, seed=targets[0][0], observation_seed=observation_seed, holdout=holdout)
+    arch_name, settings = _settings(r, task)
+    if r.seeds and settings.optimizer != "adam":
+        raise InputError("--seeds: batched fits use Adam; fit LBFGS seeds one at a time")
+    if r.patience is None:
+        from dip.stopping import default_patience
+
+        r = replace(r, patience=default_patience(settings.iterations))
+    if r.threads:
+        import torch
+
+        torch.set_num_threads(r.threads)
+    names = _rule_names(r, task)
+    job = _Job(r, task, psf, device, targets, arch_name, settings, names, plan={}, log=log)
+    job.plan = _memory_plan(job)
+    return job
+
+
+def _seed_outputs(r: FitRequest) -> list[tuple[int, Path]]:
+    """FitRequest.outputs, checked: a folder may not be a file."""
+    if Path(r.out.replace("{seed}", "0")).is_file() or Path(r.out).is_file():
+        raise InputError(f"--out {r.out}: is a file; give a folder")
+    return r.outputs()
+
+
+def _device(name: str):
+    """The device `name` names, checked before anything is read or written."""
+    from dip.devices import pick_device
+
+    try:
+        return pick_device(name)
+    except ValueError as err:
+        raise InputError(f"--device {name}: {err}") from None
+
+
+def _settings(r: FitRequest, task: Task):
+    """The architecture's name and the FitSettings: the preset's, the architecture's own, then the request's."""
+    from dip.fit import FitSettings
+
+    key = preset_key(task.name, task.sigma, task.factor, task.mask)
+    arch_name, values = PAPER[key] if r.preset == "paper" else ("skip", {})
+    arch_name = r.arch or arch_name
+    try:
+        values = {**values, **architecture(arch_name).get("settings", {})}
+    except ValueError as err:
+        raise InputError(f"--arch: {err}") from None
+    overrides = {
+        "iterations": r.iters,
+        "lr": r.lr,
+        "reg_noise_std": r.reg_noise_std,
+        "input": r.input,
+        "input_depth": r.input_depth,
+        "ema": r.ema,
+        "optimizer": r.optimizer,
+        "tv_weight": r.tv_weight,
+        "ssim_every": r.ssim_every,
+        "seed": r.seed,
+        "channels_last": r.channels_last,
+        "bf16": r.bf16,
+        "compile": r.compile or None,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(FitSettings)}
+    try:
+        return arch_name, FitSettings(**{k: v for k, v in values.items() if k in known})
+    except ValueError as err:
+        raise InputError(str(err)) from None
+
+
+def _rule_names(r: FitRequest, task: Task) -> list[str]:
+    """The rules to run: `stop`'s, or every applicable one with `record_stops`. The discrepancy rule
+    applies to noisy observations: denoising, or any task given a noise sigma."""
+    if r.noise_sigma not in (None, "estimate") and not r.noise_sigma > 0:
+        raise InputError(f"--noise-sigma: must be > 0, got {r.noise_sigma}")
+    noisy = task.name in ("denoise", "deblur") or r.noise_sigma is not None
+    if task.poisson and r.noise_sigma is not None:
+        raise InputError("--noise-sigma: Poisson noise has no sigma; its discrepancy target comes from --peak")
+    if r.stop == "discrepancy" and not noisy:
+        raise InputError(
+            f"--stop discrepancy: applies to noisy observations (denoising, or give --noise-sigma); "
+            f"the {task.name} task's observation has no noise level"
+        )
+    if r.holdout is not None and not 0 <= r.holdout < 0.5:
+        raise InputError(f"--holdout: the fraction of pixels to hold out must be in [0, 0.5), got {r.holdout}")
+    held = bool(r.holdout)
+    if r.stop == "holdout" and not held:
+        raise InputError("--stop holdout: needs pixels held out (--holdout > 0)")
+    return [
+        n
+        for n in RULES
+        if (r.record_stops or n == r.stop) and (n != "discrepancy" or noisy) and (n != "holdout" or held)
+    ]
+
+
+def _fit_size(r: FitRequest, task: Task) -> tuple[int, int, int, str]:
+    """(H, W, channels) of the image the fit restores, and the file it comes from, read from the file's
+    header only: a fit too large for the machine is refused before any pixel is decoded."""
+    source = r.image or r.observed
+    h, w, channels = peek_size(source, r.reading)
+    task.check_channels(channels, source)
+    if r.image:
+        factor = task.factor or 1
+        return h - h % factor, w - w % factor, channels, source
+    if task.name == "sr":
+        return h * task.factor, w * task.factor, channels, source
+    return h, w, channels, source
+
+
+def _memory_plan(job: _Job) -> dict:
+    """The fit's estimated peak memory against what the device has; one line if it cannot fit."""
+    from dip import memory
+    from dip.speed import resolve_speed
+
+    r, s = job.request, job.settings
+    h, w, channels, source = _fit_size(r, job.task)
+    batch = len(job.targets)
+    bf16 = resolve_speed(job.device, s.channels_last, s.bf16, s.flush_denormal).bf16
+    windowed = sum(name.startswith("es-wmv") for name in job.rule_names)
+    need = memory.estimate(
+        job.arch,
+        h,
+        w,
+        channels,
+        batch=batch,
+        device=job.device.type,
+        bf16=bf16,
+        window=r.window if windowed else None,
+        windowed_rules=windowed,
+    )
+    have = memory.available_bytes(job.device)
+    if have is not None and need.bytes > have:
+        fits = f"{batch} batched fits" if batch > 1 else "fit"
+        raise InputError(
+            f"{source}: a {h}x{w} {fits} of {job.arch} needs about {need.gib:.1f} GiB on {job.device.type} "
+            f"but {have / 2**30:.1f} GiB is available; resize or crop the image, choose a smaller "
+            f"architecture (--arch), or use another device (--device)"
+        )
+    return {
+        "height": h,
+        "width": w,
+        "channels": channels,
+        "estimated_peak_mb": round(need.bytes / 2**20),
+        "available_mb": None if have is None else round(have / 2**20),
+    }
+
+
+def _read_inputs(job: _Job) -> None:
+    """Read and check every input file (job.clean, observed, mask, input_image, source) before anything is
+    fitted or written."""
+    r, task = job.request, job.task
+    if r.image and r.clean:
+        raise InputError("--clean: only with --observed (with --image the image itself is the ground truth)")
+    reading = r.reading
+    observed_reading = Reading(r.intensity_range, r.pages_as_channels, above_one=r.noise == "poisson")
+    if r.image:
+        job.clean = task.crop(load_image(r.image, reading))
+        task.check_size(*job.clean.shape[-2:], r.image)
+        _check_psf_size(r, task, job.psf, *job.clean.shape[-2:])
+        mask = load_mask(r.mask, job.clean.shape[-2:]) if r.mask else None
+        job.observed, job.mask = task.degrade(job.clean, r.the_observation_seed, mask, job.psf)
+    else:
+        job.observed = load_image(r.observed, observed_reading)
+        if task.name == "inpaint":  # check_options made sure there is a --mask
+            job.mask = load_mask(r.mask, job.observed.shape[-2:])
+        size = task.operator(job.mask, job.psf).image_size(job.observed)
+        task.check_size(*size, r.observed)
+        _check_psf_size(r, task, job.psf, *size)
+        if r.clean:
+            job.clean = task.crop(load_image(r.clean, reading))
+            if tuple(job.clean.shape[-3:]) != (job.observed.shape[1], *size):
+                raise InputError(
+                    f"{r.clean}: ground truth is {tuple(job.clean.shape[-3:])} (C, H, W) but the "
+                    f"observation needs {(job.observed.shape[1], *size)}"
+                )
+    job.input_image = _flash_image(r, task, job.observed)
+    job.source = describe(r.image or r.observed, reading)
+    if r.image:
+        _warn_if_made_at_8_bits(task, r.image, job.source)
+
+
+def _flash_image(r: FitRequest, task: Task, observed):
+    """flash: the flash photograph (the network's input), the same size as the no-flash observation
+    (check_options has made sure that the pair was given, and that no other task has one)."""
+    if task.name != "flash":
+        return None
+    flash = load_image(r.flash, r.reading)
+    if flash.shape[-2:] != observed.shape[-2:] or flash.shape[1] != observed.shape[1]:
+        raise InputError(
+            f"{r.flash}: the flash image is {tuple(flash.shape[1:])} (C, H, W) but the no-flash "
+            f"image is {tuple(observed.shape[1:])}"
+        )
+    return flash
+
+
+def _noise_level(r: FitRequest) -> tuple[float | None, str]:
+    """The discrepancy rule's noise level (0-255 scale; None: estimate it from the observation) and where
+    it comes from: `noise_sigma` (a number, or 'estimate'); else with `observed` the denoising task's
+    `sigma`, the user's own statement of the noise; else (with `image`, the benchmark's case of a user who
+    does not know σ) the estimate."""
+    if r.noise_sigma not in (None, "estimate"):
+        return r.noise_sigma, "given (--noise-sigma)"
+    if r.noise_sigma is None and r.observed and r.sigma is not None:
+        return r.sigma, "given (--sigma)"
+    return None, "estimated (skimage.restoration.estimate_sigma)"
+
+
+def _rules(job: _Job) -> tuple[list, list[list], dict]:
+    """Each fit's forward operator and stopping rules (their own objects: rules keep state), and what the
+    discrepancy rule's target came from (estimated once: the fits share the observation). With a holdout
+    each fit holds out its own pixels, drawn from its network seed's `holdout` stream."""
+    from dip.operators import HeldOut, poisson_discrepancy_target
+    from dip.seeds import generator
+    from dip.stopping import clipped_noise_mse, estimate_noise_sigma
+
+    r, s, observed = job.request, job.settings, job.observed
+    operator = job.task.operator(job.mask, job.psf)
+    try:
+        operators = [
+            HeldOut(operator, observed, r.holdout, generator(seed, "holdout")) if r.holdout else operator
+            for seed in job.seeds
+        ]
+    except ValueError as err:
+        raise InputError(f"--holdout: {err}") from None
+    target, info = None, {}
+    if "discrepancy" in job.rule_names and job.task.poisson:
+        target = poisson_discrepancy_target(observed, r.peak)
+        info = {"discrepancy_target": target, "noise_model": "poisson"}
+    elif "discrepancy" in job.rule_names:
+        given, source = _noise_level(r)
+        sigma = given / 255 if given is not None else estimate_noise_sigma(observed)
+        target = clipped_noise_mse(observed, sigma)
+        info = {"noise_sigma": sigma * 255, "noise_sigma_source": source, "discrepancy_target": target}
+    rules = [
+        [
+            make_rule(n, s.iterations, r.window, r.patience, s.ema, discrepancy=target, heldout=(op, observed))
+            for n in job.rule_names
+        ]
+        for op in operators
+    ]
+    return operators, rules, info
+
+
+def _identity(job: _Job) -> dict:
+    """What determines this request's fit besides its settings and network seeds (dip.checkpoint.fingerprint),
+    by readable names: the task and its parameters, the observation seed, a content hash of every image the
+    fit reads (absent: not given), the network, the stopping setup, the seed scheme and the package version.
+    A checkpoint in the output folder resumes only the fit with the same fingerprint."""
+    from dip.provenance import content_hash
+
+    r, task = job.request, job.task
+    images = {
+        "observation": job.observed,
+        "clean image": job.clean,
+        "mask pixels": job.mask,
+        "flash image": job.input_image,
+        "psf": job.psf,
+    }
+    return {
+        "task": task.name,
+        **{k: v for k, v in task.params().items() if k != "name"},
+        "observation seed": r.the_observation_seed,
+        **{name: content_hash(image) for name, image in images.items() if image is not None},
+        "arch": job.arch,
+        "network": architecture(job.arch)["net"],
+        "stop": r.stop,
+        "stopping rules": job.rule_names,
+        "window": r.window,
+        "patience": r.patience,
+        "holdout": r.holdout,
+        "noise sigma": None if task.poisson else _noise_level(r)[0],
+        "seed scheme": SCHEME,
+        "version": __version__,
+    }
+
+
+def _check_out(job: _Job) -> dict:
+    """Refuse output folders holding another fit's checkpoint or results (one line naming what differs),
+    before anything is written. Returns the fit's identity (see _identity)."""
+    from dip.checkpoint import CheckpointMismatch, check_checkpoint, fingerprint
+
+    identity = _identity(job)
+    whole = fingerprint(job.settings, job.seeds, identity)
+    try:
+        check_checkpoint(job.checkpoint, whole)
+    except CheckpointMismatch as err:
+        raise InputError(str(err)) from None
+    recorded = json.loads(json.dumps(whole, default=str))  # as summary.json holds it
+    for _, out in job.targets:
+        _check_finished_fit(out / "summary.json", recorded)
+        other = out / ("checkpoint-batch.pt" if not job.request.seeds else "checkpoint.pt")
+        if other.exists():  # the other kind of run's checkpoint: never this fit's
+            kind = "a batch of seeds" if not job.request.seeds else "one seed"
+            raise InputError(f"{other}: belongs to another fit ({kind}); delete it or choose another --out")
+    return identity
+
+
+def _check_finished_fit(summary: Path, recorded: dict) -> None:
+    """A folder holding a finished fit's results takes only that fit again (the same fingerprint, as a
+    checkpoint records it): another fit there is one line naming what differs, before anything is written."""
+    if not summary.exists():
+        return
+    from dip.checkpoint import differences, what_differs
+    from dip.record import read
+
+    try:
+        theirs = read(summary).fingerprint or None
+    except (OSError, ValueError):
+        theirs = None
+    if theirs is None:
+        raise InputError(
+            f"{summary.parent}: holds the results of another fit (its summary.json records no "
+            f"fingerprint); delete them or choose another --out"
+        )
+    differs = differences(recorded, theirs)
+    if differs:
+        raise InputError(
+            f"{summary.parent}: holds the results of another fit ({what_differs(differs)}); delete "
+            f"them or choose another --out"
+        )
+
+
+def _record(job: _Job, seed: int, noise: dict, identity: dict) -> FitRecord:
+    """Fit `seed`'s record as far as it is known before fitting: what is fitted and where it came from."""
+    from dip.checkpoint import fingerprint
+
+    r, task = job.request, job.task
+    settings = asdict(replace(job.settings, seed=seed))
+    config = {
+        "task": task.params(),
+        "arch": job.arch,
+        "network": architecture(job.arch)["net"],
+        "settings": settings,
+        "observation_seed": r.the_observation_seed,
+        "seed_scheme": SCHEME,
+        "stop": r.stop,
+        "window": r.window,
+        "patience": r.patience,
+        **({"holdout": r.holdout} if r.holdout else {}),
+    }
+    return FitRecord(
+        task=task.name,
+        task_label=task.label() + (f"-holdout{r.holdout:g}" if r.holdout else ""),
+        task_params={k: v for k, v in task.params().items() if k != "name"},
+        arch=job.arch,
+        preset=r.preset,
+        seed=seed,
+        observation_seed=r.the_observation_seed,
+        seed_scheme=SCHEME,
+        iterations_budget=job.settings.iterations,
+        stop_window=r.window,
+        stop_patience=r.patience,
+        holdout=r.holdout or 0.0,
+        settings=settings,
+        source=r.image or r.observed,
+        device=device_name(job.device),
+        batched_fits=len(job.targets),
+        config_hash=config_hash(config),
+        git_commit=git_commit(),
+        versions=package_versions(),
+        input_precision=job.source.record(),
+        fingerprint=json.loads(json.dumps(fingerprint(job.settings, job.seeds, identity), default=str)),
+        **noise,
+    )
+
+
+def _run_options(job: _Job, identity: dict) -> dict:
+    """dip.fit.RunOptions of the request."""
+    r = job.request
+    return dict(
+        clean=job.clean,
+        stop_on=r.stop if r.stop != "fixed" else None,
+        device=job.device,
+        checkpoint=job.checkpoint,
+        checkpoint_every=r.checkpoint_every,
+        progress=r.progress,
+        log=job.log,
+        scorer=job.task.scorer,
+        input_image=job.input_image,
+        fingerprint=identity,
+    )
+
+
+def _finish(job: _Job, records: dict[int, FitRecord], results: list, start: float) -> list[FitRecord]:
+    """Write each fit's files and record; a failed fit's record says why (and keeps its last verified
+    image, which is not a result). Raises InputError naming the failures unless `failure_ok`."""
+    from dip.fit import FitFailed
+
+    failures = []
+    for (seed, out), result in zip(job.targets, results):
+        record = records[seed]
+        error = str(result) if isinstance(result, FitFailed) else result.error
+        if error:
+            record.status, record.error, record.seconds = "failed", error, time.perf_counter() - start
+            save_csv(_empty_history(), out / "history.csv")
+            if result.image is not None:
+                save_image(result.image, out / "restored", job.source)
+            write(record, out / "summary.json")
+            failures.append(f"{out}: {error}")
+            continue
+        _complete(record, result, job, start)
+        save_csv(result.history, out / "history.csv")
+        save_image(result.image, out / "restored", job.source)
+        write(record, out / "summary.json")
+    job.checkpoint.unlink(missing_ok=True)
+    if failures and not job.request.failure_ok:
+        raise InputError("; ".join(failures))
+    for failure in failures:
+        job.log(f"dip fit: {failure}")
+    return [records[seed] for seed in job.seeds]
+
+
+def _empty_history():
+    import pandas as pd
+
+    return pd.DataFrame(columns=["iteration", "loss", "psnr_observed", "seconds"])
+
+
+def _complete(record: FitRecord, result, job: _Job, start: float) -> None:
+    """Fill `record` from a finished fit: how it ran, and (with a ground truth) its scores on the float
+    images, each rule's image and the oracle."""
+    history, s, task = result.history, job.settings, job.task
+    record.iterations = result.iterations
+    record.seconds = float(history["seconds"].iloc[-1])
+    record.wall_seconds = time.perf_counter() - start
+    record.backtracks, record.resumed_from, record.stopped_by = (
+        result.backtracks,
+        result.resumed_from,
+        result.stopped_by,
+    )
+    # What stopping saved against the fixed budget: the iterations not run, and their time at this fit's pace.
+    record.iterations_saved = s.iterations - result.iterations
+    record.seconds_saved = record.iterations_saved * record.seconds / max(result.iterations, 1)
+    record.stops = {name: StopRecord.from_json(rec) for name, rec in result.stops.items()}
+    if job.clean is None:
+        return
+    clean = job.clean
+
+    def scores(image) -> dict:
+        a, b = to_array(image), to_array(clean)
+        return {"psnr": psnr(a, b, **task.convention), "ssim": ssim(a, b, **task.convention)}
+
+    ema = "psnr_ema" if s.ema else "psnr"
+    record.set_scores("final", scores(result.output))
+    if result.ema is not None:
+        record.set_scores("ema_final", scores(result.ema))
+    record.set_scores("restored", scores(result.image))
+    record.psnr_best = float(history["psnr"].max())
+    record.psnr_best_iteration = oracle_iteration(history, "psnr")
+    record.psnr_ema_best = float(history[ema].max())
+    if task.name != "sr":
+        record.set_scores("observed", scores(job.observed))
+    for name, image in result.rule_images.items():
+        rule = scores(image)
+        record.stops[name].psnr, record.stops[name].ssim = rule["psnr"], rule["ssim"]
+    best = oracle_iteration(history, ema)
+    record.stops["oracle"] = StopRecord(best, psnr=float(history.loc[best - 1, ema]), analysis_only=True)
