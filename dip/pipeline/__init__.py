@@ -12,5 +12,5 @@ the outputs atomically (`dip.image_io`). Wildcards reach the scripts as params; 
 | `results/tables/paper_vs_ours.*` | `paper_table.py` | `dip.paper.paper_vs_ours`, `markdown`, `figure` |
 | `results/figures/{comparison,curves,architectures}_{task}.png` | `figures.py` | `dip.pipeline.figures.task_figures` |
 | `results/figures/detection_gaps.png` | `detection_gaps.py` | `dip.pipeline.figures.detection_gaps` |
-| `results/figures/impedance.png`, `results/tables/impedance.md` | `impedance_figure.py` | `dip.impedance.figure`, `reach_table` |
+| `results/figures/impedance.png`, `results/tables/impedance.md` | `impedance_figure.py` | `dip.impedance` |
 """

@@ -1,6 +1,6 @@
-"""The benchmark's figures (rules `figures` and `detection_gaps`), as matplotlib Figures to be saved by the
-caller (`dip.image_io.save_figure`); built without pyplot, so no backend or global figure state is involved. How a stopping rule is drawn (marker, colour, label) is the rule's
-registry entry's (`dip.stopping.drawing`).
+"""The benchmark's figures (rules `figures` and `detection_gaps`), as matplotlib Figures for the caller to
+save (`dip.image_io.save_figure`); built without pyplot, so no backend or global figure state is involved.
+How a stopping rule is drawn (marker, colour, label) is its registry entry's (`dip.stopping.drawing`).
 
 One task's figures take what they show as explicit records (the workflow's `get_figure_params`):
 `images`, one dict per image in display order with its files: `image` (id), `clean` (ground truth, or
