@@ -21,11 +21,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -578,3 +582,11 @@ def save_csv(frame: pd.DataFrame, path: str | Path) -> None:
 
 def save_text(text: str, path: str | Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> None:
+    """A matplotlib Figure as PNG (`dpi` dots per inch) or PDF, by the path's suffix, cropped to what is
+    drawn (bbox_inches="tight"), atomically."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    resolution = dpi if fmt == "png" else "figure"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=resolution, bbox_inches="tight"))

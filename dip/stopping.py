@@ -17,6 +17,8 @@ state out and back (backtracking, checkpoints).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import torch
 
@@ -489,7 +491,44 @@ def make_rule(
     raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
 
 
-RULES = ("fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout")
+@dataclass(frozen=True)
+class Drawing:
+    """How the pipeline's figures draw a rule (`dip.pipeline.figures`): `marker` (a matplotlib marker) on
+    a learning curve at the iteration the rule keeps, None where that is the curve's end (the fixed
+    budget); `color` of its detection-gap histogram; `label` in legends."""
+
+    marker: str | None
+    color: str
+    label: str
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """A stopping rule by name: the class `make_rule` builds and how figures draw it."""
+
+    rule: type[StoppingRule]
+    drawing: Drawing
+
+
+# Every rule `dip fit --stop` accepts and `--record-stops` records, in the order tables and figures list them.
+RULE_REGISTRY: dict[str, RuleEntry] = {
+    "fixed": RuleEntry(FixedStop, Drawing(None, "tab:gray", "fixed")),
+    "es-wmv": RuleEntry(WindowedVarianceStop, Drawing("v", "tab:blue", "es-wmv")),
+    "es-wmv-paper": RuleEntry(WindowedVarianceStop, Drawing("<", "tab:orange", "es-wmv-paper")),
+    "es-emv": RuleEntry(ExponentialVarianceStop, Drawing("^", "tab:green", "es-emv")),
+    "discrepancy": RuleEntry(DiscrepancyStop, Drawing("D", "tab:red", "discrepancy")),
+    "holdout": RuleEntry(HoldoutStop, Drawing("s", "tab:purple", "holdout")),
+}
+RULES = tuple(RULE_REGISTRY)
+# The oracle is drawn beside the rules but is none: it needs the ground truth (`oracle_iteration`).
+ORACLE_DRAWING = Drawing("*", "black", "oracle (analysis)")
+
+
+def drawing(name: str) -> Drawing:
+    """How figures draw rule `name`, or the oracle ("oracle"); KeyError for another name."""
+    return ORACLE_DRAWING if name == "oracle" else RULE_REGISTRY[name].drawing
+
+
 HOLDOUT = 0.05  # the fraction of observed pixels `--stop holdout` holds out unless told (README: how it was chosen)
 
 

@@ -1,3 +1,5 @@
+import argparse
+
 import numpy as np
 import pytest
 import torch
@@ -5,12 +7,15 @@ import torch
 from dip.operators import Denoise, HeldOut
 from dip.seeds import generator
 from dip.stopping import (
+    RULE_REGISTRY,
+    RULES,
     DiscrepancyStop,
     ExponentialVarianceStop,
     FixedStop,
     HoldoutStop,
     WindowedVarianceStop,
     clipped_noise_mse,
+    drawing,
     ema_delay,
     estimate_noise_sigma,
     make_rule,
@@ -244,3 +249,29 @@ def test_the_holdout_rule_needs_held_out_pixels():
         make_rule("holdout", 100)
     with pytest.raises(ValueError, match="holds pixels out"):
         HoldoutStop(Denoise(25), torch.zeros(1, 1, 8, 8))
+
+
+def test_every_rule_the_cli_accepts_is_registered_with_its_class_and_how_figures_draw_it():
+    from matplotlib.colors import to_rgba
+    from matplotlib.markers import MarkerStyle
+
+    from dip.cli import parser
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    stop = next(a for a in sub.choices["fit"]._actions if a.dest == "stop")
+    assert set(stop.choices) == set(RULE_REGISTRY) and RULES == tuple(RULE_REGISTRY)
+    observed = torch.rand(1, 3, 16, 16, generator=generator(0, "observation"))
+    heldout = (HeldOut(Denoise(25), observed, 0.1, generator(0, "holdout")), observed)
+    for name in stop.choices:
+        rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout)
+        assert type(rule) is RULE_REGISTRY[name].rule and rule.name == name
+        style = drawing(name)
+        assert style.label == name and to_rgba(style.color)
+        assert style.marker is None or MarkerStyle(style.marker).get_path().vertices.size
+    # Told apart in a figure: no two rules (nor the oracle) share a marker, a colour or a label.
+    styles = [drawing(name) for name in ("oracle", *RULES)]
+    markers = [s.marker for s in styles if s.marker is not None]
+    assert len(set(markers)) == len(markers) and len({s.color for s in styles}) == len(styles)
+    assert len({s.label for s in styles}) == len(styles) and drawing("oracle").label == "oracle (analysis)"
+    with pytest.raises(KeyError):
+        drawing("never")

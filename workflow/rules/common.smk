@@ -424,47 +424,53 @@ def get_impedance_image(wildcards):
     return f"results/images/{IMPEDANCE['image']}/clean.png"
 
 
-def get_figure_inputs(wildcards):
-    """Everything one task's figures show: images of the first seed, every history, the tables. Ground
-    truths of the images that have one (figures.params: which), flash photographs of a paired task.
+def figure_layout(task):
+    """What one task's figures show (dip.pipeline.figures), each file beside its keys: per image its
+    ground truth (None without one), flash photograph (None but for a paired task), observation preview
+    and baseline folder; per architecture and image the history and restored image of the first network
+    seed, the one the figures show.
     """
-    task, first, obs = wildcards.task, SEEDS[0], observation_seed(SEEDS[0])
-    images, archs = images_of(task), archs_of(task)
-    seen = [observation_files(task, image, obs) for image in images]
-    fits = "results/fits/{task}/{arch}/{image}/seed{seed}/"
+    first, obs = SEEDS[0], observation_seed(SEEDS[0])
+    images = []
+    for image in images_of(task):
+        seen = observation_files(task, image, obs)
+        images.append(
+            {
+                "image": image,
+                "clean": _truth(image).get("clean"),
+                "flash": seen.get("flash"),
+                "observed": seen.get("preview", seen["observed"]),
+                "baselines": f"results/baselines/{task}/{image}/obs{obs}",
+            }
+        )
+    fits = [
+        {
+            "arch": arch,
+            "image": image,
+            "history": f"results/fits/{task}/{arch}/{image}/seed{first}/history.csv",
+            "restored": f"results/fits/{task}/{arch}/{image}/seed{first}/restored.png",
+        }
+        for arch in archs_of(task)
+        for image in images_of(task)
+    ]
+    return {"seed": int(first), "archs": archs_of(task), "images": images, "fits": fits}
+
+
+def get_figure_inputs(wildcards):
+    """Every file of the task's figure_layout, and the tables the figures score from."""
+    shown = figure_layout(wildcards.task)
+    images, fits = shown["images"], shown["fits"]
     return {
         "runs": "results/tables/runs.csv",
-        "baselines": "results/tables/summary.csv",
-        "clean": [
-            f"results/images/{image}/clean.png"
-            for image in images
-            if has_ground_truth(image)
-        ],
-        "observed": [files.get("preview", files["observed"]) for files in seen],
-        "flash": [files["flash"] for files in seen if "flash" in files],
-        "baseline_dirs": expand(
-            "results/baselines/{task}/{image}/obs{obs}",
-            task=task,
-            image=images,
-            obs=obs,
-        ),
-        "summaries": expand(
-            fits + "summary.json", task=task, arch=archs, image=images, seed=first
-        ),
-        "restored": expand(
-            fits + "restored.png", task=task, arch=archs, image=images, seed=first
-        ),
-        "histories": expand(
-            fits + "history.csv", task=task, arch=archs, image=images, seed=SEEDS
-        ),
+        "summary": "results/tables/summary.csv",
+        "clean": [i["clean"] for i in images if i["clean"]],
+        "flash": [i["flash"] for i in images if i["flash"]],
+        "observed": [i["observed"] for i in images],
+        "baseline_dirs": [i["baselines"] for i in images],
+        "histories": [f["history"] for f in fits],
+        "restored": [f["restored"] for f in fits],
     }
 
 
 def get_figure_params(wildcards):
-    images = images_of(wildcards.task)
-    return {
-        "images": images,
-        "archs": archs_of(wildcards.task),
-        "seeds": SEEDS,
-        "ground_truth": [has_ground_truth(image) for image in images],
-    }
+    return figure_layout(wildcards.task)

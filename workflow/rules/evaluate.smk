@@ -34,5 +34,6 @@ rule baselines:
         spec=get_task_spec,
         image="{image}",
         task_label="{task}",
+        observation_seed="{obs}",
     script:
         "../scripts/baselines.py"

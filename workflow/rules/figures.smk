@@ -15,23 +15,21 @@ rule figures:
             category="Figures",
             subcategory="{task}",
         ),
-        bars=report(
+        architectures=report(
             "results/figures/architectures_{task}.png",
             caption="../report/architectures.rst",
             category="Figures",
             subcategory="{task}",
         ),
-        pdfs=multiext(
-            "results/figures/{task}",
-            "_comparison.pdf",
-            "_curves.pdf",
-            "_architectures.pdf",
-        ),
+        comparison_pdf="results/figures/{task}_comparison.pdf",
+        curves_pdf="results/figures/{task}_curves.pdf",
+        architectures_pdf="results/figures/{task}_architectures.pdf",
     log:
         "logs/figures/{task}.log",
     conda:
         "../envs/dip.yaml"
     params:
+        task="{task}",
         shown=get_figure_params,
     script:
         "../scripts/figures.py"
@@ -40,7 +38,7 @@ rule figures:
 rule detection_gaps:
     """Histogram of each stopping rule's detection gap over every fit of the benchmark."""
     input:
-        "results/tables/runs.csv",
+        runs="results/tables/runs.csv",
     output:
         png=report(
             "results/figures/detection_gaps.png",

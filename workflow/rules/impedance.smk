@@ -1,9 +1,9 @@
 rule impedance_fit:
     """Fit one architecture to the image, image + noise, shuffled pixels and uniform noise."""
     input:
-        get_impedance_image,
+        image=get_impedance_image,
     output:
-        "results/impedance/{arch}.csv",
+        curves="results/impedance/{arch}.csv",
     log:
         "logs/impedance/{arch}.log",
     benchmark:
@@ -14,6 +14,7 @@ rule impedance_fit:
     resources:
         **get_fit_resources(),
     params:
+        arch="{arch}",
         iterations=IMPEDANCE.get("iterations"),
         device=config["device"],
     script:
@@ -23,7 +24,7 @@ rule impedance_fit:
 rule impedance:
     """Target of its own (`snakemake impedance`): loss curves on a log axis and iterations to reach each MSE."""
     input:
-        expand("results/impedance/{arch}.csv", arch=IMPEDANCE.get("archs", [])),
+        curves=expand("results/impedance/{arch}.csv", arch=IMPEDANCE.get("archs", [])),
     output:
         png=report(
             "results/figures/impedance.png",

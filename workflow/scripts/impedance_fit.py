@@ -1,3 +1,6 @@
+"""One architecture's impedance curves (dip.impedance.curves): its MSE to the image, the image plus
+noise, shuffled pixels and uniform noise per iteration, as a long table with the architecture's name."""
+
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -10,12 +13,13 @@ from dip.impedance import curves
 from dip.presets import architecture
 
 torch.set_num_threads(snakemake.threads)
-spec = architecture(snakemake.wildcards.arch)
+arch = snakemake.params.arch
+spec = architecture(arch)
 table = curves(
     spec["net"],
-    load_image(snakemake.input[0]),
+    load_image(snakemake.input.image),
     snakemake.params.iterations,
     device=pick_device(snakemake.params.device),
     settings=spec.get("settings", {}),
 )
-save_csv(table.assign(arch=snakemake.wildcards.arch), snakemake.output[0])
+save_csv(table.assign(arch=arch), snakemake.output.curves)
