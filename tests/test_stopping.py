@@ -12,6 +12,7 @@ from dip.stopping import (
     WindowedVarianceStop,
     clipped_noise_mse,
     ema_delay,
+    RULES,
     estimate_noise_sigma,
     make_rule,
 )
@@ -121,9 +122,15 @@ def test_fixed_stop_returns_iteration_n():
     assert rule.chosen_iteration() == 5 and rule.image.item() == 5 and rule.should_stop(5)
 
 
-@pytest.mark.parametrize("name", ["fixed", "es-wmv", "es-emv", "discrepancy"])
-def test_rules_are_built_by_name(name):
-    assert make_rule(name, 100, discrepancy=0.01).name == name
+def test_every_registered_rule_is_built_by_its_name_as_its_class():
+    observed = torch.rand(1, 1, 16, 16)
+    heldout = (HeldOut(Denoise(25), observed, 0.1, generator(0, "holdout")), observed)
+    assert set(RULES) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout"}
+    for name, spec in RULES.items():
+        rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout)
+        assert type(rule) is spec.cls and rule.name == name, name
+    # The two ES-WMV variants differ by the guard only.
+    assert make_rule("es-wmv", 100).settle is not None and make_rule("es-wmv-paper", 100).settle is None
 
 
 def test_the_discrepancy_rule_needs_a_noise_level():
