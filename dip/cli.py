@@ -32,7 +32,7 @@ from dip.image_io import (
 )
 from dip.inputs import INPUTS
 from dip.metrics import psnr, ssim
-from dip.presets import PAPER, architecture, preset_key
+from dip.presets import ARCHITECTURES, PAPER, architecture, preset_key
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.seeds import SCHEME
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
@@ -288,7 +288,12 @@ def parser() -> argparse.ArgumentParser:
         "device; worth it on a GPU), each with its own backtracking, stopping and outputs; the "
         "observation is shared (--observation-seed, default the first seed)",
     )
-    f.add_argument("--arch", default=None, help="architecture name (default: the task's paper preset)")
+    f.add_argument(
+        "--arch",
+        default=None,
+        help=f"architecture name, one of dip.presets.ARCHITECTURES: {', '.join(ARCHITECTURES)} (default: the "
+        "task's paper preset)",
+    )
     f.add_argument(
         "--preset",
         choices=["paper", "none"],
