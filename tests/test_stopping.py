@@ -5,6 +5,7 @@ import torch
 from dip.operators import Denoise, HeldOut
 from dip.seeds import generator
 from dip.stopping import (
+    RULES,
     DiscrepancyStop,
     ExponentialVarianceStop,
     FixedStop,
@@ -12,7 +13,6 @@ from dip.stopping import (
     WindowedVarianceStop,
     clipped_noise_mse,
     ema_delay,
-    RULES,
     estimate_noise_sigma,
     make_rule,
 )
