@@ -36,7 +36,7 @@ from dip.presets import ARCHITECTURES, PAPER, architecture, preset_key
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.seeds import SCHEME
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
-from dip.tasks import NOISES, OPTIONS, TASK_OPTIONS, TASKS, Task, check_options
+from dip.tasks import NOISES, OPTIONS, TASK_OPTIONS, TASKS, Task
 
 
 def _takes(option: str) -> str:
@@ -178,38 +178,9 @@ def _given_task_options(args: argparse.Namespace) -> dict:
 
 
 def _task(args: argparse.Namespace) -> Task:
-    """The task the options describe, after checking them against the task (dip.tasks.OPTIONS)."""
-    if args.noise == "poisson" and args.peak is None and args.task in ("denoise", "deblur"):
-        raise InputError("--peak: required with --noise poisson (the expected count of a pixel of value 1)")
-    check_options(args.task, _given_task_options(args), observed=bool(getattr(args, "observed", None)))
-    mask = None
-    if args.task == "inpaint":
-        mask = (
-            "drop"
-            if args.drop is not None
-            else "text"
-            if args.text
-            else "box"
-            if args.box
-            else "file"
-            if args.mask
-            else None
-        )
-        if mask != "file" and args.mask and args.image:
-            raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
-    if args.blur and args.psf:
-        raise InputError("--psf: a PSF file and --blur exclude each other; give one")
-    task = Task(
-        args.task,
-        sigma=args.sigma,
-        factor=args.factor,
-        mask=mask,
-        drop=args.drop,
-        quality=args.quality,
-        blur="file" if args.psf else args.blur,
-        noise=args.noise,
-        peak=args.peak,
-    )
+    """The task the options describe, checked against the task (dip.tasks.Task.from_options); a --psf file
+    is read here, into args.psf_kernel."""
+    task = Task.from_options(args.task, _given_task_options(args), observed=bool(getattr(args, "observed", None)))
     args.psf_kernel = _load_psf(args.psf) if args.psf else None
     return task
 
@@ -435,7 +406,7 @@ def _input_image(args, task: Task, observed):
 def _settings(args, task: Task) -> tuple[str, dict]:
     from dip.fit import FitSettings
 
-    key = preset_key(task.name, task.sigma, task.factor, task.mask)
+    key = preset_key(task)
     arch_name, values = PAPER[key] if args.preset == "paper" else ("skip", {})
     arch_name = args.arch or arch_name
     try:

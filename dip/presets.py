@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dip.tasks import Task
+
 # The architectures by name (`dip fit --arch NAME`, a pipeline config's `archs`): the one list of them. Each:
 # "net", the network spec ("kind" is a builder in dip.networks); "settings", fit settings the network needs
 # (optional); "activation_bytes_per_pixel", its memory coefficient for dip.memory's estimate: bytes of peak
@@ -105,17 +110,18 @@ PAPER: dict[str, tuple[str, dict]] = {
 }
 
 
-def preset_key(task: str, sigma: float | None = None, factor: int | None = None, mask: str | None = None) -> str:
-    """The PAPER key for a task and its parameter: denoise σ >= 50 has its own reg noise (no σ, as for a
+def preset_key(task: Task) -> str:
+    """The PAPER key for a task (dip.tasks.Task): denoise σ >= 50 has its own reg noise (no σ, as for a
     given noisy photograph: the σ = 25 preset); SR ×2, ×4, ×8 are the paper's, and another factor takes
     the nearest published one above it (×3 → ×4's settings, ×5 and more → ×8's)."""
-    if task == "denoise":
-        return "denoise-sigma50" if sigma is not None and sigma >= 50 else "denoise"
-    if task == "sr":
+    if task.name == "denoise":
+        return "denoise-sigma50" if task.sigma is not None and task.sigma >= 50 else "denoise"
+    if task.name == "sr":
+        factor = task.factor
         return f"sr-x{factor}" if factor in (2, 4, 8) else "sr-x4" if factor <= 4 else "sr-x8"
-    if task == "inpaint":
-        return f"inpaint-{mask}"
-    return task
+    if task.name == "inpaint":
+        return f"inpaint-{task.mask}"
+    return task.name
 
 
 def architecture(name: str) -> dict:
