@@ -208,3 +208,23 @@ def test_the_registry_gives_the_tasks_and_the_paired_ones():
     # Every spec key is a parameter of Task, and every parameter is some task's.
     assert set(PARAMETERS) == {f.name for f in fields(Task)} - {"name"}
     assert set(PARAMETERS) == {k for name in TASKS for k in _spec_keys(name)}
+
+
+def test_every_task_option_is_an_argument_of_both_commands():
+    # dip.cli reads the given options by TASK_OPTIONS' names: one missing from a parser would read as not given.
+    from dip.cli import parser
+    from dip.tasks import TASK_OPTIONS
+
+    commands = parser()._subparsers._group_actions[0].choices
+    # dip degrade: the options of the tasks that have something to degrade (a flash pair has not).
+    degradable = {o for name, row in OPTIONS.items() if row.with_image is not None for o in row.takes}
+    for command, options in (("fit", set(TASK_OPTIONS)), ("degrade", degradable)):
+        assert options <= {action.dest for action in commands[command]._actions}, command
+
+
+def test_every_task_has_the_papers_settings():
+    from dip.presets import PAPER, preset_key
+
+    configured = [Task.from_spec(spec) for _, _, spec in CONFIG_TASKS]
+    assert {task.name for task in configured} == set(TASKS)
+    assert all(preset_key(task) in PAPER for task in configured)
