@@ -616,6 +616,21 @@ def test_the_config_schema_lists_what_the_package_has():
     assert all(ARCHITECTURES[a]["settings"]["input"] == "image" for a in PAIRED_ARCHITECTURES)
 
 
+def test_the_config_readme_lists_the_registries_names():
+    from dip.presets import ARCHITECTURES, PAIRED_ARCHITECTURES
+    from dip.tasks import TASKS
+
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2]
+        for line in (ROOT / "config" / "README.md").read_text().splitlines()
+        if line.startswith("| `")
+    }
+    archs = re.findall(r"`([^`]+)`", rows["`archs`"])
+    assert archs == ["dip.presets.ARCHITECTURES", *(a for a in ARCHITECTURES if a not in PAIRED_ARCHITECTURES)]
+    tasks = re.search(r"`task` \(([^)]*)\)", rows["`tasks.<label>`"])[1]
+    assert re.findall(r"`([^`]+)`", tasks) == list(TASKS)
+
+
 def test_the_config_schema_asks_of_each_task_what_the_task_table_does():
     """A configured task degrades a clean image (or fits a flash pair): the schema requires what
     dip.tasks.OPTIONS requires with --image and forbids ({not: {}}) the parameters the task does not take."""
