@@ -221,8 +221,8 @@ class Task:
 
     def options(self) -> dict:
         """The task's parameters as `dip fit` options (TASK_OPTIONS names → value): an inpainting mask's kind
-        is its switch (--text, --box: True) or --drop; a mask or PSF given as a file is "file" under --mask /
-        --psf (the path is the caller's)."""
+        is its switch (--text, --box: True) or --drop; a mask or PSF given as a file, and a paired task's
+        flash photograph, are "file" under --mask / --psf / --flash (the path is the caller's)."""
         given = {}
         for key, value in self.params().items():
             if key == "mask":
@@ -232,7 +232,7 @@ class Task:
                 given["psf"] = "file"
             elif key != "name":
                 given[key] = value
-        return given
+        return {**given, "flash": "file"} if self.name in PAIRED else given
 
     def cli_args(self) -> list[str]:
         """The `dip fit` / `dip degrade` arguments of this task, e.g. ['--task', 'sr', '--factor', '4'] (what

@@ -118,7 +118,7 @@ CONFIG_TASKS = [
 def test_a_configured_task_reads_back_from_the_command_line_the_pipeline_gives_it(config, key, spec):
     from dip.cli import _task, parser
 
-    task = Task.from_spec(spec, observed=None if spec["task"] in PAIRED else False)
+    task = Task.from_spec(spec, observed=spec["task"] in PAIRED)
     assert task.spec() == {k: v for k, v in spec.items() if k in ("task", *PARAMETERS)}
     files = ["--observed", "o.png", "--flash", "f.png"] if task.name in PAIRED else ["--image", "c.png"]
     files += ["--mask", "m.png"] if task.mask == "file" else []
@@ -145,7 +145,7 @@ def test_a_task_gives_its_command_line_and_its_options_read_back_into_it(spec, c
     task = Task.from_spec(spec)
     assert " ".join(task.cli_args()) == cli
     # The files: a mask or PSF file where the task has one, a paired task's flash photograph.
-    files = {o: "file.png" for o in FILE_OPTIONS if o in task.options() or (o == "flash" and task.name in PAIRED)}
+    files = {o: "file.png" for o in FILE_OPTIONS if o in task.options()}
     assert Task.from_options(task.name, {**task.options(), **files}, observed=task.name in PAIRED) == task
 
 
@@ -170,6 +170,7 @@ def test_a_summary_gives_back_its_task_whatever_else_it_holds():
         ({"task": "deblur", "blur": "motion:0,30", "sigma": 2}, None, "--blur: expected gaussian:SIGMA"),
         ({"task": "denoise"}, False, "--sigma: required by the denoise task with --image"),
         ({"task": "flash"}, False, "--image: the flash task has nothing to degrade"),
+        ({"task": "sr"}, True, "factor: SR factor must be an integer >= 2, got None"),
         (
             {"task": "inpaint", "mask": "drop", "drop": 0.5},
             True,

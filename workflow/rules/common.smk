@@ -47,10 +47,10 @@ TASKS = list(config["tasks"])
 
 def _parse_task(key, spec):
     """A configured task, parsed once (dip.tasks.Task.from_spec): it degrades a clean image, or a paired
-    task fits the manifest's pairs as given. A bad entry fails here, before any job, naming it.
+    task fits the manifest's pairs as observed. A bad entry fails here, before any job, naming it.
     """
     try:
-        return Task.from_spec(spec, observed=None if spec["task"] in PAIRED else False)
+        return Task.from_spec(spec, observed=spec["task"] in PAIRED)
     except InputError as err:
         raise WorkflowError(f"tasks: {key!r}: {err}")
 
