@@ -13,6 +13,7 @@ import warnings
 from dip import __version__
 from dip.image_io import InputError
 from dip.inputs import INPUTS
+from dip.presets import ARCHITECTURES
 from dip.request import OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
 from dip.stopping import HOLDOUT, RULES
 from dip.tasks import NOISES, OPTIONS, TASKS
@@ -190,7 +191,12 @@ def parser() -> argparse.ArgumentParser:
         "device; worth it on a GPU), each with its own backtracking, stopping and outputs; the "
         "observation is shared (--observation-seed, default the first seed)",
     )
-    f.add_argument("--arch", default=None, help="architecture name (default: the task's paper preset)")
+    f.add_argument(
+        "--arch",
+        default=None,
+        help=f"architecture name, one of dip.presets.ARCHITECTURES: {', '.join(ARCHITECTURES)} (default: the "
+        "task's paper preset)",
+    )
     f.add_argument(
         "--preset",
         choices=PRESETS,

@@ -6,13 +6,14 @@ A fit's extra memory (beyond the Python process with torch loaded) is modelled a
                                                                 oneDNN and autograd workspaces)
           + P · 4 B · PARAMETER_COPIES                          (weights, their gradients, Adam's two moments,
                                                                 and the copies kept for backtracking and checkpoints)
-          + H·W · B · activation_bytes_per_pixel[arch]          (everything the forward and backward pass keep,
+          + H·W · B · activation_bytes_per_pixel                (everything the forward and backward pass keep,
                                                                 z and its perturbation included; B fits at once)
           + H·W · B · C · 4 B · (W_es + 2) · RULE_COPIES         (ES-WMV's window of the last W_es outputs and its
                                                                 running sums, live and in the backtracking copy;
                                                                 only when the rule is recorded)
 
-The activation coefficients were measured once per architecture, fp32 on a CPU, as the growth of the
+The activation coefficient is each architecture's own, in its entry of dip.presets.ARCHITECTURES (the
+registry of architectures), measured once per architecture, fp32 on a CPU, as the growth of the
 peak resident memory of short fits between 128×128 and 256×256 (`python -m dip.memory`, which prints
 them with the two peaks they come from); RUNTIME_BYTES and PARAMETER_COPIES are the least-squares line
 through the eleven architectures' remaining peak at 128² against their parameter bytes (residuals
@@ -36,21 +37,6 @@ from pathlib import Path
 
 import torch
 
-# Measured with `python -m dip.memory` (fp32, 2-core Xeon with AVX-512, torch 2.13, 1 thread, no ES rule,
-# 3 iterations): bytes of peak memory per image pixel of one fit, per name of dip.presets.ARCHITECTURES.
-ACTIVATION_BYTES_PER_PIXEL: dict[str, float] = {
-    "skip": 8308.0,
-    "hourglass": 8010.4,
-    "hourglass-3": 9066.8,
-    "skip-3": 9088.5,
-    "skip-jpeg": 1474.8,
-    "skip-text": 12012.4,
-    "hourglass-vase": 8224.8,
-    "hourglass-library": 1171.7,
-    "unet": 1936.5,
-    "resnet": 10313.7,
-    "deep_decoder": 2608.0,
-}
 RUNTIME_BYTES = 59 * 2**20
 PARAMETER_COPIES = 15  # measured (refitted after the loop split); what it holds: param, grad, Adam's exp_avg and
 # exp_avg_sq, the backtracking copy (param, both moments) and, while a check replaces it,
@@ -97,7 +83,7 @@ def estimate(
     zin = input_channels(settings.get("input", "noise"), settings.get("input_depth", 32))
     with torch.device("meta"):
         params = count_parameters(make_network(spec["net"], zin, channels, 0))
-    per_pixel = ACTIVATION_BYTES_PER_PIXEL.get(arch, max(ACTIVATION_BYTES_PER_PIXEL.values()))
+    per_pixel = spec["activation_bytes_per_pixel"]
     factor = DEVICE_FACTOR.get(torch.device(device).type, 1.0) * (BF16_FACTOR if bf16 else 1.0)
     activations = int(h * w * batch * per_pixel * factor)
     rules = int(h * w * batch * channels * 4 * (window + 2) * RULE_COPIES * windowed_rules) if window else 0

@@ -3,15 +3,29 @@
 
 from __future__ import annotations
 
-# name -> network spec ("kind" is a builder in dip.networks) and fit settings the network needs.
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dip.tasks import Task
+
+# The architectures by name (`dip fit --arch NAME`, a pipeline config's `archs`): the one list of them. Each:
+# "net", the network spec ("kind" is a builder in dip.networks); "settings", fit settings the network needs
+# (optional); "activation_bytes_per_pixel", its memory coefficient for dip.memory's estimate: bytes of peak
+# memory per image pixel of one fit, measured with `python -m dip.memory` (fp32, 2-core Xeon with AVX-512,
+# torch 2.13, 1 thread, no ES rule, 3 iterations). Adding an architecture: one entry here (measure its
+# coefficient with `python -m dip.memory NAME`) and its name in workflow/schemas/config.schema.yaml's `archs`
+# (tests/test_workflow.py checks the two agree).
 ARCHITECTURES: dict[str, dict] = {
     # The paper's default: 5 scales, 128 channels down/up, 4 skip channels, bilinear upsampling.
-    "skip": {"net": {"kind": "skip"}},
+    "skip": {"net": {"kind": "skip"}, "activation_bytes_per_pixel": 8308.0},
     # No skip connections: the paper's best choice for large holes.
-    "hourglass": {"net": {"kind": "hourglass"}},
+    "hourglass": {"net": {"kind": "hourglass"}, "activation_bytes_per_pixel": 8010.4},
     # Depth-limited variants of the architecture ablation.
-    "hourglass-3": {"net": {"kind": "hourglass", "scales": 3}},
-    "skip-3": {"net": {"kind": "skip", "channels_down": [128] * 3, "channels_up": [128] * 3, "channels_skip": [4] * 3}},
+    "hourglass-3": {"net": {"kind": "hourglass", "scales": 3}, "activation_bytes_per_pixel": 9066.8},
+    "skip-3": {
+        "net": {"kind": "skip", "channels_down": [128] * 3, "channels_up": [128] * 3, "channels_skip": [4] * 3},
+        "activation_bytes_per_pixel": 9088.5,
+    },
     # JPEG artefacts notebook (snail): narrow shallow scales, skips only at the two deepest.
     "skip-jpeg": {
         "net": {
@@ -21,11 +35,19 @@ ARCHITECTURES: dict[str, dict] = {
             "channels_skip": [0, 0, 0, 4, 4],
         },
         "settings": {"input_depth": 3},
+        "activation_bytes_per_pixel": 1474.8,
     },
     # Text inpainting notebook (kate): 128 skip channels, nearest upsampling.
-    "skip-text": {"net": {"kind": "skip", "channels_skip": [128] * 5, "upsample": "nearest"}},
+    "skip-text": {
+        "net": {"kind": "skip", "channels_skip": [128] * 5, "upsample": "nearest"},
+        "activation_bytes_per_pixel": 12012.4,
+    },
     # Large-hole inpainting notebook (vase): no skips, nearest upsampling, meshgrid input.
-    "hourglass-vase": {"net": {"kind": "hourglass", "upsample": "nearest"}, "settings": {"input": "meshgrid"}},
+    "hourglass-vase": {
+        "net": {"kind": "hourglass", "upsample": "nearest"},
+        "settings": {"input": "meshgrid"},
+        "activation_bytes_per_pixel": 8224.8,
+    },
     # Library inpainting notebook: six scales, 5×5 down filters, no 1×1 up convs, 1-channel input.
     "hourglass-library": {
         "net": {
@@ -39,17 +61,24 @@ ARCHITECTURES: dict[str, dict] = {
             "need_1x1_up": False,
         },
         "settings": {"input_depth": 1, "reg_noise_std": 0.0},
+        "activation_bytes_per_pixel": 1171.7,
     },
     # Flash/no-flash notebook: the default skip network, nearest upsampling at the two finest scales, the
-    # flash photograph as its input.
+    # flash photograph as its input. Its coefficient is not measured (dip.memory's calibration fits noise
+    # inputs): the largest measured one, skip-text's, as an allowance.
     "skip-flash": {
         "net": {"kind": "skip", "upsample": ["nearest", "nearest", "bilinear", "bilinear", "bilinear"]},
         "settings": {"input": "image", "input_depth": 3},
+        "activation_bytes_per_pixel": 12012.4,
     },
-    "unet": {"net": {"kind": "unet", "feature_scale": 8}},
-    "resnet": {"net": {"kind": "resnet", "blocks": 8, "channels": 32}},
+    "unet": {"net": {"kind": "unet", "feature_scale": 8}, "activation_bytes_per_pixel": 1936.5},
+    "resnet": {"net": {"kind": "resnet", "blocks": 8, "channels": 32}, "activation_bytes_per_pixel": 10313.7},
     # Beyond the paper: Deep Decoder with k = 64 channels and 5 upsampling layers.
-    "deep_decoder": {"net": {"kind": "deep_decoder", "layers": 5}, "settings": {"input_depth": 64}},
+    "deep_decoder": {
+        "net": {"kind": "deep_decoder", "layers": 5},
+        "settings": {"input_depth": 64},
+        "activation_bytes_per_pixel": 2608.0,
+    },
 }
 
 # Networks whose input is an image of the user's (the flash photograph): the paired tasks' networks.
@@ -81,17 +110,18 @@ PAPER: dict[str, tuple[str, dict]] = {
 }
 
 
-def preset_key(task: str, sigma: float | None = None, factor: int | None = None, mask: str | None = None) -> str:
-    """The PAPER key for a task and its parameter: denoise σ >= 50 has its own reg noise (no σ, as for a
+def preset_key(task: Task) -> str:
+    """The PAPER key for a task (dip.tasks.Task): denoise σ >= 50 has its own reg noise (no σ, as for a
     given noisy photograph: the σ = 25 preset); SR ×2, ×4, ×8 are the paper's, and another factor takes
     the nearest published one above it (×3 → ×4's settings, ×5 and more → ×8's)."""
-    if task == "denoise":
-        return "denoise-sigma50" if sigma is not None and sigma >= 50 else "denoise"
-    if task == "sr":
+    if task.name == "denoise":
+        return "denoise-sigma50" if task.sigma is not None and task.sigma >= 50 else "denoise"
+    if task.name == "sr":
+        factor = task.factor
         return f"sr-x{factor}" if factor in (2, 4, 8) else "sr-x4" if factor <= 4 else "sr-x8"
-    if task == "inpaint":
-        return f"inpaint-{mask}"
-    return task
+    if task.name == "inpaint":
+        return f"inpaint-{task.mask}"
+    return task.name
 
 
 def architecture(name: str) -> dict:

@@ -45,7 +45,7 @@ from dip.provenance import config_hash, device_name, git_commit, package_version
 from dip.record import FitRecord, StopRecord, write
 from dip.seeds import SCHEME
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
-from dip.tasks import NOISES, TASK_OPTIONS, TASKS, Task, check_options
+from dip.tasks import NOISES, TASK_OPTIONS, TASKS, Task
 
 PRESETS = ("paper", "none")
 OPTIMISERS = ("adam", "lbfgs")
@@ -217,22 +217,10 @@ def _given_task_options(request: TaskRequest) -> dict:
 
 
 def _task(request: TaskRequest) -> Task:
-    """The task the request describes, after checking its options against the task (dip.tasks.OPTIONS)."""
-    r = request
-    if r.noise == "poisson" and r.peak is None and r.task in ("denoise", "deblur"):
-        raise InputError("--peak: required with --noise poisson (the expected count of a pixel of value 1)")
-    check_options(r.task, _given_task_options(r), observed=bool(getattr(r, "observed", None)))
-    mask = None
-    if r.task == "inpaint":
-        kinds = [kind for kind, given in (("drop", r.drop is not None), ("text", r.text), ("box", r.box)) if given]
-        mask = kinds[0] if kinds else "file" if r.mask else None
-        if mask != "file" and r.mask and r.image:
-            raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
-    if r.blur and r.psf:
-        raise InputError("--psf: a PSF file and --blur exclude each other; give one")
-    blur = "file" if r.psf else r.blur
-    return Task(r.task, sigma=r.sigma, factor=r.factor, mask=mask, drop=r.drop, quality=r.quality, blur=blur,
-                noise=r.noise, peak=r.peak)  # fmt: skip
+    """The task the request describes, checked against the task's options (dip.tasks.Task.from_options)."""
+    return Task.from_options(
+        request.task, _given_task_options(request), observed=bool(getattr(request, "observed", None))
+    )
 
 
 def _load_psf(path: str | None):
@@ -454,7 +442,7 @@ def _settings(r: FitRequest, task: Task):
     """The architecture's name and the FitSettings: the preset's, the architecture's own, then the request's."""
     from dip.fit import FitSettings
 
-    key = preset_key(task.name, task.sigma, task.factor, task.mask)
+    key = preset_key(task)
     arch_name, values = PAPER[key] if r.preset == "paper" else ("skip", {})
     arch_name = r.arch or arch_name
     try:

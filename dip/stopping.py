@@ -17,6 +17,7 @@ state out and back (backtracking, checkpoints).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -459,36 +460,30 @@ def default_patience(iterations: int) -> int:
     return max(1, iterations // 5)
 
 
-def make_rule(
-    name: str,
-    iterations: int,
-    window: int = 100,
-    patience: int | None = None,
-    ema: float = 0.0,
-    discrepancy: float | None = None,
-    heldout: tuple | None = None,
-) -> StoppingRule:
-    """A rule by name; `window` is ES-WMV's window and the iteration ES-EMV starts checking at; `patience`
-    defaults to a fifth of the budget (`default_patience`); `ema` is
-    the fit's output EMA weight, which sets how long after the minimum (or crossing) the kept EMA image is
-    taken; `discrepancy`: the discrepancy rule's target loss (`clipped_noise_mse`); `heldout`: the holdout
-    rule's (HeldOut operator, observation)."""
-    if name == "discrepancy":
-        if discrepancy is None:
-            raise ValueError("the discrepancy rule needs a noise level: it applies to noisy observations only")
-        return DiscrepancyStop(discrepancy, delay=ema_delay(ema))
-    patience = default_patience(iterations) if patience is None else patience
-    if name == "holdout":
-        if heldout is None:
-            raise ValueError("the holdout rule needs a fit that holds pixels out of its loss (--holdout)")
-        return HoldoutStop(*heldout, patience=patience)
-    if name == "fixed":
-        return FixedStop(iterations)
-    if name in ("es-wmv", "es-wmv-paper"):
-        return WindowedVarianceStop(window, patience, ema_delay(ema), settle=SETTLE if name == "es-wmv" else None)
-    if name == "es-emv":
-        return ExponentialVarianceStop(patience=patience, start=window, delay=ema_delay(ema))
-    raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
+@dataclass(frozen=True)
+class RuleRequest:
+    """What `make_rule` was asked for, as each registry entry's `build` takes it: the fit's budget, ES-WMV's
+    window (and ES-EMV's start), the variance rules' patience, the kept image's lag behind the minimum
+    (`ema_delay`), the discrepancy rule's target loss and the holdout rule's (HeldOut operator, observation)."""
+
+    iterations: int
+    window: int
+    patience: int
+    delay: int
+    discrepancy: float | None
+    heldout: tuple | None
+
+
+def _discrepancy(r: RuleRequest) -> StoppingRule:
+    if r.discrepancy is None:
+        raise ValueError("the discrepancy rule needs a noise level: it applies to noisy observations only")
+    return DiscrepancyStop(r.discrepancy, delay=r.delay)
+
+
+def _holdout(r: RuleRequest) -> StoppingRule:
+    if r.heldout is None:
+        raise ValueError("the holdout rule needs a fit that holds pixels out of its loss (--holdout)")
+    return HoldoutStop(*r.heldout, patience=r.patience)
 
 
 @dataclass(frozen=True)
@@ -503,30 +498,64 @@ class Drawing:
 
 
 @dataclass(frozen=True)
-class RuleEntry:
-    """A stopping rule by name: the class `make_rule` builds and how figures draw it."""
+class RuleSpec:
+    """One stopping rule of the registry `RULES`: its class, how `make_rule` builds it from a request, and
+    how figures draw it."""
 
-    rule: type[StoppingRule]
+    cls: type[StoppingRule]
+    build: Callable[[RuleRequest], StoppingRule]
     drawing: Drawing
 
 
-# Every rule `dip fit --stop` accepts and `--record-stops` records, in the order tables and figures list them.
-RULE_REGISTRY: dict[str, RuleEntry] = {
-    "fixed": RuleEntry(FixedStop, Drawing(None, "tab:gray", "fixed")),
-    "es-wmv": RuleEntry(WindowedVarianceStop, Drawing("v", "tab:blue", "es-wmv")),
-    "es-wmv-paper": RuleEntry(WindowedVarianceStop, Drawing("<", "tab:orange", "es-wmv-paper")),
-    "es-emv": RuleEntry(ExponentialVarianceStop, Drawing("^", "tab:green", "es-emv")),
-    "discrepancy": RuleEntry(DiscrepancyStop, Drawing("D", "tab:red", "discrepancy")),
-    "holdout": RuleEntry(HoldoutStop, Drawing("s", "tab:purple", "holdout")),
+# The stopping rules by name (`dip fit --stop NAME`, `dip.restore(stop=NAME)`, summary.json's `stops`): the one
+# list of them. Adding a rule: its class above and one entry here.
+RULES: dict[str, RuleSpec] = {
+    "fixed": RuleSpec(FixedStop, lambda r: FixedStop(r.iterations), Drawing(None, "tab:gray", "fixed")),
+    "es-wmv": RuleSpec(
+        WindowedVarianceStop,
+        lambda r: WindowedVarianceStop(r.window, r.patience, r.delay, settle=SETTLE),
+        Drawing("v", "tab:blue", "es-wmv"),
+    ),
+    "es-wmv-paper": RuleSpec(
+        WindowedVarianceStop,
+        lambda r: WindowedVarianceStop(r.window, r.patience, r.delay, settle=None),
+        Drawing("<", "tab:orange", "es-wmv-paper"),
+    ),
+    "es-emv": RuleSpec(
+        ExponentialVarianceStop,
+        lambda r: ExponentialVarianceStop(patience=r.patience, start=r.window, delay=r.delay),
+        Drawing("^", "tab:green", "es-emv"),
+    ),
+    "discrepancy": RuleSpec(DiscrepancyStop, _discrepancy, Drawing("D", "tab:red", "discrepancy")),
+    "holdout": RuleSpec(HoldoutStop, _holdout, Drawing("s", "tab:purple", "holdout")),
 }
-RULES = tuple(RULE_REGISTRY)
 # The oracle is drawn beside the rules but is none: it needs the ground truth (`oracle_iteration`).
 ORACLE_DRAWING = Drawing("*", "black", "oracle (analysis)")
 
 
 def drawing(name: str) -> Drawing:
     """How figures draw rule `name`, or the oracle ("oracle"); KeyError for another name."""
-    return ORACLE_DRAWING if name == "oracle" else RULE_REGISTRY[name].drawing
+    return ORACLE_DRAWING if name == "oracle" else RULES[name].drawing
+
+
+def make_rule(
+    name: str,
+    iterations: int,
+    window: int = 100,
+    patience: int | None = None,
+    ema: float = 0.0,
+    discrepancy: float | None = None,
+    heldout: tuple | None = None,
+) -> StoppingRule:
+    """The rule `name` of `RULES`; `window` is ES-WMV's window and the iteration ES-EMV starts checking at;
+    `patience` defaults to a fifth of the budget (`default_patience`); `ema` is the fit's output EMA weight,
+    which sets how long after the minimum (or crossing) the kept EMA image is taken; `discrepancy`: the
+    discrepancy rule's target loss (`clipped_noise_mse`); `heldout`: the holdout rule's (HeldOut operator,
+    observation). Raises ValueError for an unknown name or a rule missing what it needs."""
+    if name not in RULES:
+        raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
+    patience = default_patience(iterations) if patience is None else patience
+    return RULES[name].build(RuleRequest(iterations, window, patience, ema_delay(ema), discrepancy, heldout))
 
 
 HOLDOUT = 0.05  # the fraction of observed pixels `--stop holdout` holds out unless told (README: how it was chosen)

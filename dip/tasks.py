@@ -4,7 +4,9 @@ operator for the fit, and how it is scored (SR: luminance with a border of `fact
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from typing import get_type_hints
 
 import torch
 
@@ -14,8 +16,6 @@ from dip.image_io import InputError
 from dip.metrics import Scorer
 from dip.networks import center_crop
 
-TASKS = ("denoise", "sr", "inpaint", "jpeg", "flash", "deblur")
-PAIRED = ("flash",)  # observed as a pair the user gives (dip fit --flash; pipeline: manifest rows with `flash`)
 MASKS = ("drop", "text", "box", "file")
 NOISES = ("gaussian", "poisson")
 BLURS = ("gaussian", "motion", "file")
@@ -35,6 +35,9 @@ class TaskOptions:
     with_observed: tuple[str, ...]
 
 
+# The tasks by name (`dip fit --task NAME`, a pipeline config's `task:`) and the options each takes: the one
+# list of them. Adding a task: a row here, its parameters (if new) as fields of Task and in its methods below,
+# and its name in workflow/schemas/config.schema.yaml (tests/test_workflow.py checks the schema against this).
 OPTIONS: dict[str, TaskOptions] = {
     # σ only makes the noise; a given noisy image is fitted without it (σ then picks the preset and is
     # the discrepancy rule's noise level).
@@ -50,7 +53,12 @@ OPTIONS: dict[str, TaskOptions] = {
     # The blur is needed in either mode; the noise level only to make an observation, as for denoising.
     "deblur": TaskOptions(("blur", "psf", "sigma", "noise", "peak"), ("blur|psf", "sigma|peak"), ("blur|psf",)),
 }
+TASKS = tuple(OPTIONS)
+# Observed as a pair the user gives, nothing to degrade (dip fit --flash; pipeline: manifest rows of role pair).
+PAIRED = tuple(name for name, row in OPTIONS.items() if row.with_image is None)
 TASK_OPTIONS = tuple(dict.fromkeys(o for row in OPTIONS.values() for o in row.takes))
+# Options that name a file, given apart from a task's parameters (a task records a file mask or PSF as "file").
+FILE_OPTIONS = ("mask", "psf", "flash")
 _HOW = {
     "sigma": "give the noise level with --sigma S (0-255 scale)",
     "factor": "give the factor with --factor K (an integer >= 2)",
@@ -67,14 +75,17 @@ def _flags(options) -> str:
     return ", ".join(" or ".join(f"--{o}" for o in option.split("|")) for option in options) or "none"
 
 
-def check_options(task: str, given: dict, observed: bool) -> None:
+def check_options(task: str, given: Mapping, observed: bool | None) -> None:
     """Refuse, in one line naming the option, a task option the task does not take, and a missing one it
-    needs in this mode (observed: restoring a given observation, else degrading a clean image). given:
-    option name (as in TASK_OPTIONS) -> value, for the options the user gave."""
+    needs in this mode (observed: restoring a given observation, False: degrading a clean image, None:
+    no mode, only what it takes is checked). given: option name (as in TASK_OPTIONS) -> value, for the
+    options the user gave."""
     row = OPTIONS[task]
     for name in given:
         if name not in row.takes:
             raise InputError(f"--{name}: the {task} task takes no --{name} (it takes {_flags(row.takes)})")
+    if observed is None:
+        return
     needed = row.with_observed if observed else row.with_image
     if needed is None:
         raise InputError(f"--image: the {task} task has nothing to degrade; {_HOW[row.with_observed[0]]}")
@@ -146,17 +157,101 @@ class Task:
             raise InputError(f"quality: JPEG quality must be in 1..95, got {self.quality}")
 
     def params(self) -> dict:
+        """The name and the parameters that are set (summary.json's config hash reads this)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    def spec(self) -> dict:
+        """The task as a spec, the form `from_spec` reads: {"task": name, parameter: value, ...} (a pipeline
+        config's task entry, summary.json's task keys)."""
+        return {"task": self.name, **{k: v for k, v in self.params().items() if k != "name"}}
+
     @classmethod
-    def from_params(cls, name: str, params: dict) -> Task:
+    def from_spec(cls, spec: Mapping, observed: bool | None = None) -> Task:
+        """The one parser of a task: the task a spec describes (a pipeline config's task entry, summary.json,
+        `dip fit`'s options through `from_options`), checked. spec: "task" (a name of OPTIONS) and its
+        parameters, the fields of Task under their names (mask: its kind; blur: "file" for a PSF given as
+        a file); other keys (a config's iterations, a summary's results) are not the task's and are left.
+        observed: also check that the parameters suffice to restore a given observation (True) or to
+        degrade a clean image (False); None: only that the task takes them. Raises InputError, one line
+        naming the key: a missing or unknown task, a value of the wrong type or out of range, a parameter
+        the task does not take."""
+        name = spec.get("task")
+        if name not in OPTIONS:
+            what = "missing" if name is None else f"unknown task {name!r}"
+            raise InputError(f"task: {what}; choose one of {', '.join(TASKS)}")
+        values = {k: _typed(k, spec[k]) for k in PARAMETERS if spec.get(k) is not None}
+        takes = _spec_keys(name)
+        for key in values:
+            if key not in takes:
+                raise InputError(f"{key}: the {name} task takes no {key} (it takes {', '.join(takes) or 'none'})")
+        if "drop" in values and values.get("mask") != "drop":
+            raise InputError(f"drop: a fraction of pixels to drop needs mask: drop, got mask: {values.get('mask')}")
+        task = cls(name, **values)
+        if observed is not None:
+            check_options(name, task.options(), observed)
+        return task
+
+    @classmethod
+    def from_params(cls, name: str, params: Mapping) -> Task:
         """The task `name` with its parameters taken from `params` (a config's task entry, a summary.json),
-        whatever else it holds."""
-        return cls(name, **{f.name: params[f.name] for f in fields(cls) if f.name != "name" and f.name in params})
+        whatever else it holds: `from_spec` with `name` as the task."""
+        return cls.from_spec({**params, "task": name})
+
+    @classmethod
+    def from_options(cls, name: str, given: Mapping, observed: bool) -> Task:
+        """The task that `dip fit` / `dip degrade` options describe, checked against the task (OPTIONS) in
+        its mode (observed: --observed, else --image). given: option name (TASK_OPTIONS) -> value for the
+        options the user gave (a switch: True; --mask/--psf/--flash: the file). Raises InputError naming
+        the option. The inverse of `options`."""
+        if given.get("noise") == "poisson" and "peak" not in given and "peak" in OPTIONS[name].takes:
+            raise InputError("--peak: required with --noise poisson (the expected count of a pixel of value 1)")
+        check_options(name, given, observed)
+        spec = {"task": name, **{k: v for k, v in given.items() if k in PARAMETERS and k not in FILE_OPTIONS}}
+        if name == "inpaint":
+            # A mask file with --drop/--text/--box: with --observed, the file is the observation's mask and
+            # the switch names its kind (the preset); a clean image is masked by one or the other.
+            spec["mask"] = next((kind for kind in MASKS if kind in given and kind != "file"), "file")
+            if spec["mask"] != "file" and "mask" in given and not observed:
+                raise InputError("--mask: a mask file and --drop/--text/--box exclude each other with --image")
+        if "blur" in given and "psf" in given:
+            raise InputError("--psf: a PSF file and --blur exclude each other; give one")
+        if "psf" in given:
+            spec["blur"] = "file"
+        return cls.from_spec(spec)
+
+    def options(self) -> dict:
+        """The task's parameters as `dip fit` options (TASK_OPTIONS names → value): an inpainting mask's kind
+        is its switch (--text, --box: True) or --drop; a mask or PSF given as a file, and a paired task's
+        flash photograph, are "file" under --mask / --psf / --flash (the path is the caller's)."""
+        given = {}
+        for key, value in self.params().items():
+            if key == "mask":
+                given.update({"text": True} if value == "text" else {"box": True} if value == "box" else {})
+                given.update({"mask": "file"} if value == "file" else {})
+            elif key == "blur" and value == "file":
+                given["psf"] = "file"
+            elif key != "name":
+                given[key] = value
+        return {**given, "flash": "file"} if self.name in PAIRED else given
+
+    def cli_args(self) -> list[str]:
+        """The `dip fit` / `dip degrade` arguments of this task, e.g. ['--task', 'sr', '--factor', '4'] (what
+        the pipeline passes; `from_options` reads them back into this task). Files (--mask, --psf, --flash)
+        are the caller's to add."""
+        args = ["--task", self.name]
+        for option, value in self.options().items():
+            if option not in FILE_OPTIONS:
+                args += [f"--{option}"] if value is True else [f"--{option}", str(value)]
+        return args
 
     @property
     def poisson(self) -> bool:
         return self.noise == "poisson"
+
+    @property
+    def gaussian_noise(self) -> bool:
+        """Whether the observation is noisy with Gaussian noise of level σ (denoise, deblur; not Poisson)."""
+        return "noise" in OPTIONS[self.name].takes and not self.poisson
 
     def _noise_label(self) -> str:
         if self.poisson:
@@ -258,10 +353,7 @@ class Task:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Observation (and mask for inpainting) of a clean image, reproducible from the observation
         seed alone: it draws from that seed's `observation` stream, which no network stream shares."""
-        given = {k: v for k, v in self.params().items() if k in TASK_OPTIONS}
-        if self.blur == "file":
-            given = {**{k: v for k, v in given.items() if k != "blur"}, "psf": "file"}
-        check_options(self.name, given, observed=False)
+        check_options(self.name, self.options(), observed=False)
         generator = seeds.generator(observation_seed, "observation")
         if self.name == "inpaint":
             mask = self.make_mask(*clean.shape[-2:], generator, mask)
@@ -273,6 +365,28 @@ class Task:
                     f"psf: the PSF ({kh}x{kw}) is larger than the image ({clean.shape[-2]}x{clean.shape[-1]})"
                 )
         return operator.observe(clean, generator), mask if self.name == "inpaint" else None
+
+
+PARAMETERS = tuple(f.name for f in fields(Task) if f.name != "name")  # a spec's keys besides "task"
+_TYPES = {name: hint.__args__[0] for name, hint in get_type_hints(Task).items() if name in PARAMETERS}
+
+
+def _spec_keys(task: str) -> tuple[str, ...]:
+    """The spec keys (PARAMETERS) a task takes: its options (OPTIONS) as parameters, --text/--box/--mask being
+    the mask's kind and --psf the blur's ("file"); --flash names a file only."""
+    as_key = {"text": "mask", "box": "mask", "psf": "blur", "flash": None}
+    return tuple(k for k in dict.fromkeys(as_key.get(o, o) for o in OPTIONS[task].takes) if k)
+
+
+def _typed(key: str, value):
+    """A spec's `value` of parameter `key` if it has the field's type (an int is a number; a bool is
+    neither), else InputError naming the key."""
+    kind = _TYPES[key]
+    ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
+    if not ok:
+        what = {float: "a number", int: "an integer", str: "a string"}[kind]
+        raise InputError(f"{key}: expected {what}, got {value!r}")
+    return value
 
 
 def parse_blur(spec: str | None) -> tuple[str, tuple[float, ...]]:

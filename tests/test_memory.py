@@ -47,6 +47,14 @@ def test_the_estimate_grows_with_size_batch_and_the_recorded_window():
     assert memory.estimate("skip", 64, 64, window=100).rule_bytes > 0 == small.rule_bytes
 
 
+def test_every_architecture_carries_the_memory_coefficient_the_estimate_uses():
+    from dip.presets import ARCHITECTURES
+
+    for name, spec in ARCHITECTURES.items():
+        assert spec["activation_bytes_per_pixel"] > 0, name
+        assert memory.estimate(name, 40, 30).activation_bytes == int(40 * 30 * spec["activation_bytes_per_pixel"])
+
+
 def test_job_requests_follow_the_image_size():
     cpu = [memory.job_memory_mb("skip", s, s, 3, device="cpu", window=100)["mem_mb"] for s in (64, 512)]
     assert cpu[1] > cpu[0] > memory.PROCESS_BYTES / 2**20

@@ -7,7 +7,6 @@ import torch
 from dip.operators import Denoise, HeldOut
 from dip.seeds import generator
 from dip.stopping import (
-    RULE_REGISTRY,
     RULES,
     DiscrepancyStop,
     ExponentialVarianceStop,
@@ -126,9 +125,15 @@ def test_fixed_stop_returns_iteration_n():
     assert rule.chosen_iteration() == 5 and rule.image.item() == 5 and rule.should_stop(5)
 
 
-@pytest.mark.parametrize("name", ["fixed", "es-wmv", "es-emv", "discrepancy"])
-def test_rules_are_built_by_name(name):
-    assert make_rule(name, 100, discrepancy=0.01).name == name
+def test_every_registered_rule_is_built_by_its_name_as_its_class():
+    observed = torch.rand(1, 1, 16, 16)
+    heldout = (HeldOut(Denoise(25), observed, 0.1, generator(0, "holdout")), observed)
+    assert set(RULES) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout"}
+    for name, spec in RULES.items():
+        rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout)
+        assert type(rule) is spec.cls and rule.name == name, name
+    # The two ES-WMV variants differ by the guard only.
+    assert make_rule("es-wmv", 100).settle is not None and make_rule("es-wmv-paper", 100).settle is None
 
 
 def test_the_discrepancy_rule_needs_a_noise_level():
@@ -259,12 +264,12 @@ def test_every_rule_the_cli_accepts_is_registered_with_its_class_and_how_figures
 
     sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
     stop = next(a for a in sub.choices["fit"]._actions if a.dest == "stop")
-    assert set(stop.choices) == set(RULE_REGISTRY) and RULES == tuple(RULE_REGISTRY)
+    assert list(stop.choices) == list(RULES)
     observed = torch.rand(1, 3, 16, 16, generator=generator(0, "observation"))
     heldout = (HeldOut(Denoise(25), observed, 0.1, generator(0, "holdout")), observed)
     for name in stop.choices:
         rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout)
-        assert type(rule) is RULE_REGISTRY[name].rule and rule.name == name
+        assert type(rule) is RULES[name].cls and rule.name == name
         style = drawing(name)
         assert style.label == name and to_rgba(style.color)
         assert style.marker is None or MarkerStyle(style.marker).get_path().vertices.size

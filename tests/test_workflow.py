@@ -118,6 +118,15 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
             "['then']['properties']['sigma']",
         ),
         ({"tasks": {"sr-x1": {"task": "sr", "factor": 1, "iterations": 5}}}, "1 is less than the minimum of 2"),
+        # What the schema lets through and the task's parser (dip.tasks.Task.from_spec) refuses.
+        (
+            {"tasks": {"text": {"task": "inpaint", "mask": "text", "drop": 0.5, "iterations": 5}}},
+            "tasks: 'text': drop: a fraction of pixels to drop needs mask: drop, got mask: text",
+        ),
+        (
+            {"tasks": {"b": {"task": "deblur", "blur": "motion:0,30", "sigma": 2, "iterations": 5}}},
+            "tasks: 'b': --blur: expected gaussian:SIGMA",
+        ),
     ],
 )
 def test_a_bad_config_fails_before_any_job_naming_the_entry(workdir, change, message):
@@ -589,16 +598,37 @@ def test_a_cluster_run_refuses_what_this_host_would_decide_for_its_jobs(workdir,
 
 
 def test_the_config_schema_lists_what_the_package_has():
+    """The schema's lists equal the registries' names, both ways: a task, mask kind, noise model or
+    architecture added to the package and not to the schema (or the other way) fails here."""
     from dip.presets import ARCHITECTURES, PAIRED_ARCHITECTURES
-    from dip.tasks import PAIRED, TASKS
+    from dip.tasks import MASKS, NOISES, PAIRED, PARAMETERS, TASKS
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    task = schema["properties"]["tasks"]["additionalProperties"]["properties"]["task"]["enum"]
-    assert set(task) == set(TASKS) and set(PAIRED) <= set(TASKS)
+    properties = schema["properties"]["tasks"]["additionalProperties"]["properties"]
+    task = properties["task"]["enum"]
+    assert task == list(TASKS) and set(PAIRED) <= set(TASKS)
+    assert properties["mask"]["enum"] == list(MASKS) and properties["noise"]["enum"] == list(NOISES)
+    # Every task parameter is a config key (dip.tasks.Task.from_spec reads the entry).
+    assert set(PARAMETERS) <= set(properties)
     archs = schema["properties"]["archs"]["items"]["enum"]
     # Networks fed an image of the user's (flash/no-flash) belong to the paired tasks, not to the grid.
     assert set(archs) == set(ARCHITECTURES) - set(PAIRED_ARCHITECTURES) and PAIRED_ARCHITECTURES
     assert all(ARCHITECTURES[a]["settings"]["input"] == "image" for a in PAIRED_ARCHITECTURES)
+
+
+def test_the_config_readme_lists_the_registries_names():
+    from dip.presets import ARCHITECTURES, PAIRED_ARCHITECTURES
+    from dip.tasks import TASKS
+
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2]
+        for line in (ROOT / "config" / "README.md").read_text().splitlines()
+        if line.startswith("| `")
+    }
+    archs = re.findall(r"`([^`]+)`", rows["`archs`"])
+    assert archs == ["dip.presets.ARCHITECTURES", *(a for a in ARCHITECTURES if a not in PAIRED_ARCHITECTURES)]
+    tasks = re.search(r"`task` \(([^)]*)\)", rows["`tasks.<label>`"])[1]
+    assert re.findall(r"`([^`]+)`", tasks) == list(TASKS)
 
 
 def test_the_config_schema_asks_of_each_task_what_the_task_table_does():

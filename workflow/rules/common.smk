@@ -10,7 +10,7 @@ from dip import paper
 from dip.image_io import InputError
 from dip.memory import cuda_available, job_memory_mb
 from dip.presets import PAIRED_ARCHITECTURES
-from dip.tasks import OPTIONS as TASK_OPTIONS_OF, PAIRED, TASK_OPTIONS
+from dip.tasks import OPTIONS as TASK_OPTIONS_OF, PAIRED, TASK_OPTIONS, Task
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -43,6 +43,19 @@ if config.get("published"):
 
 IMAGES = list(MANIFEST.index)
 TASKS = list(config["tasks"])
+
+
+def _parse_task(key, spec):
+    """A configured task, parsed once (dip.tasks.Task.from_spec): it degrades a clean image, or a paired
+    task fits the manifest's pairs as observed. A bad entry fails here, before any job, naming it.
+    """
+    try:
+        return Task.from_spec(spec, observed=spec["task"] in PAIRED)
+    except InputError as err:
+        raise WorkflowError(f"tasks: {key!r}: {err}")
+
+
+TASK_OF = {key: _parse_task(key, spec) for key, spec in config["tasks"].items()}
 ARCHS = list(config["archs"])
 SEEDS = [str(s) for s in config["seeds"]]
 # Flash/no-flash pairs (role pair) are the paired tasks' images; every other task degrades the clean images.
@@ -50,13 +63,13 @@ PAIRS = [image for image in IMAGES if MANIFEST.loc[image, "role"] == "pair"]
 
 
 def is_paired(task):
-    return config["tasks"][task]["task"] in PAIRED
+    return TASK_OF[task].name in PAIRED
 
 
 def is_poisson(task):
     """A Poisson observation exceeds 1 where a count exceeds the peak: it travels as a float TIFF
     (observed.tif, exact), beside its 8-bit preview observed.png."""
-    return config["tasks"][task].get("noise") == "poisson"
+    return TASK_OF[task].poisson
 
 
 POISSON_TASKS = [task for task in TASKS if is_poisson(task)]
@@ -82,7 +95,7 @@ for _task in TASKS:
             f"tasks: {_task!r} has no images: the manifest has no "
             f"{'flash/no-flash pairs (rows of role pair)' if is_paired(_task) else 'clean images'}"
         )
-    if config["tasks"][_task].get("mask") == "file":
+    if TASK_OF[_task].mask == "file":
         for _image in images_of(_task):
             if not MANIFEST.loc[_image, "mask"]:
                 raise WorkflowError(
@@ -260,7 +273,7 @@ def get_row_geometry(wildcards):
 def get_degrade_inputs(wildcards):
     """The ground truth, and for a `mask: file` task the manifest's mask, prepared."""
     inputs = {"clean": f"results/images/{wildcards.image}/clean.png"}
-    if config["tasks"][wildcards.task].get("mask") == "file":
+    if TASK_OF[wildcards.task].mask == "file":
         inputs["mask"] = f"results/images/{wildcards.image}/mask.png"
     return inputs
 
@@ -321,7 +334,7 @@ def fit_files(wildcards, input):
     """The `dip fit` file options of a fit's declared inputs, each task option only for a task that takes
     it (dip.tasks.OPTIONS: every observation has a mask.png, only inpainting reads it).
     """
-    takes = TASK_OPTIONS_OF[config["tasks"][wildcards.task]["task"]].takes
+    takes = TASK_OPTIONS_OF[TASK_OF[wildcards.task].name].takes
     return " ".join(
         f"--{name} {getattr(input, name)}"
         for name in ("observed", "mask", "flash", "clean")
@@ -330,21 +343,15 @@ def fit_files(wildcards, input):
 
 
 def get_task_spec(wildcards):
+    """A configured task's entry (parsed and checked as TASK_OF); the baselines read it."""
     return config["tasks"][wildcards.task]
 
 
 def task_args(wildcards):
-    """The `dip` task options of a configured task, e.g. '--task sr --factor 4'."""
-    spec = config["tasks"][wildcards.task]
-    args = ["--task", spec["task"]]
-    for key in ("sigma", "factor", "quality", "drop", "blur", "noise", "peak"):
-        if key in spec:
-            args += [f"--{key}", str(spec[key])]
-    if spec.get("mask") in ("text", "box"):
-        args.append(f"--{spec['mask']}")
-    # A `mask: file` task's mask is a declared input: of `degrade` (the manifest's) and of the fit (the
-    # observation's mask.png, see observation_files).
-    return " ".join(args)
+    """The `dip` task options of a configured task, e.g. '--task sr --factor 4' (dip.tasks.Task.cli_args).
+    A `mask: file` task's mask is a declared input: of `degrade` (the manifest's) and of the fit (the
+    observation's mask.png, see observation_files)."""
+    return " ".join(TASK_OF[wildcards.task].cli_args())
 
 
 def fit_args(wildcards):
@@ -366,7 +373,7 @@ def fit_args(wildcards):
     for key in ("lr", "reg_noise_std", "tv_weight", "holdout"):
         if key in spec:
             args.append(f"--{key.replace('_', '-')} {spec[key]}")
-    if spec["task"] in ("denoise", "deblur") and not is_poisson(wildcards.task):
+    if TASK_OF[wildcards.task].gaussian_noise:
         # The fit is given its observation and σ (for the preset); the benchmark judges the discrepancy rule
         # as a user who does not know σ runs it, from σ estimated on the observation. (Poisson noise is
         # known from its peak, which the model needs anyway.)
