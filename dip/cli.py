@@ -77,7 +77,7 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
         "(> 0; required with --noise poisson)" + _takes("peak"),
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="network seed: initial weights, input z, per-iteration perturbations"
+        "--seed", type=int, help="network seed: initial weights, input z, per-iteration perturbations (default 0)"
     )
     p.add_argument(
         "--observation-seed",

@@ -176,10 +176,14 @@ def write(record: FitRecord, path: str | Path) -> None:
 def read(path: str | Path) -> FitRecord:
     """The record in `path`.
 
-    :raises ValueError: naming the file, if it is not a fit's summary.json.
+    :raises ValueError: one line naming the file, if it cannot be read or is not a fit's summary.json.
     """
     try:
-        return FitRecord.from_json(json.loads(Path(path).read_text()))
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read it ({err.strerror or err})") from None
+    try:
+        return FitRecord.from_json(json.loads(text))
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a dip fit summary ({err})") from None
 

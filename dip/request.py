@@ -71,13 +71,16 @@ class TaskRequest:
     psf: str | None = None
     noise: str | None = None
     peak: float | None = None  # Poisson: expected count of a pixel of value 1
-    seed: int = 0
+    seed: int | None = None  # None: 0, or with `seeds` the first of them
     observation_seed: int | None = None
     intensity_range: tuple[float, float] | None = None
     pages_as_channels: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _as_floats(self, ("sigma", "drop", "peak"))
+        if self.intensity_range is not None:
+            object.__setattr__(self, "intensity_range", tuple(float(v) for v in self.intensity_range))
         _choice("task", self.task, TASKS)
         _choice("noise", self.noise, NOISES)
         for name in ("seed", "observation_seed"):
@@ -98,7 +101,7 @@ class TaskRequest:
 
     @property
     def the_observation_seed(self) -> int:
-        return self.seed if self.observation_seed is None else self.observation_seed
+        return (self.seed or 0) if self.observation_seed is None else self.observation_seed
 
 
 @dataclass(frozen=True)
@@ -168,10 +171,12 @@ class FitRequest(TaskRequest):
             value = getattr(self, name)
             if value is not None and not 0 <= value < math.inf:
                 raise InputError(f"--{name.replace('_', '-')}: must be a finite number >= 0, got {value}")
-        if isinstance(self.noise_sigma, str) and self.noise_sigma != "estimate":
-            raise InputError(f"--noise-sigma: a noise level (0-255 scale) or 'estimate', got {self.noise_sigma!r}")
-        if self.seeds is not None and (len(set(self.seeds)) != len(self.seeds) or min(self.seeds, default=0) < 0):
-            raise InputError(f"--seeds: must be distinct and >= 0, got {list(self.seeds)}")
+        if self.seeds is not None and (
+            not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0
+        ):
+            raise InputError(f"--seeds: must be one or more distinct integers >= 0, got {list(self.seeds)}")
+        if self.seeds is not None and self.seed is not None:
+            raise InputError("--seed: give one network seed (--seed) or several (--seeds), not both")
 
     @classmethod
     def from_namespace(cls, args: Any) -> FitRequest:
@@ -181,10 +186,47 @@ class FitRequest(TaskRequest):
     def outputs(self) -> list[tuple[int, Path]]:
         """(network seed, output folder) of each fit the request runs."""
         if not self.seeds:
-            return [(self.seed, Path(self.out))]
+            return [(self.seed or 0, Path(self.out))]
         if "{seed}" in self.out:
             return [(seed, Path(self.out.format(seed=seed))) for seed in self.seeds]
         return [(seed, Path(self.out) / f"seed{seed}") for seed in self.seeds]
+
+
+# The type each field takes, checked when a request is made (Python callers have no argparse in front).
+_INTEGERS = ("seed", "observation_seed", "factor", "quality", "iters", "input_depth", "ssim_every", "window",
+             "patience", "threads", "checkpoint_every")  # fmt: skip
+_NUMBERS = ("sigma", "drop", "peak", "lr", "reg_noise_std", "ema", "tv_weight", "holdout")
+_TEXTS = ("task", "out", "image", "observed", "clean", "flash", "mask", "blur", "psf", "noise", "arch", "preset",
+          "input", "optimizer", "stop", "device")  # fmt: skip
+
+
+def _check_types(request: TaskRequest) -> None:
+    """One line naming the option whose value is of the wrong type (a bool is no number here)."""
+
+    def integer(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for names, ok, what in (
+        (_INTEGERS, integer, "an integer"),
+        (_NUMBERS, number, "a number"),
+        (_TEXTS, lambda v: isinstance(v, str), "a string"),
+    ):
+        for name in names:
+            value = getattr(request, name, None)
+            if value is not None and not ok(value):
+                raise InputError(f"--{name.replace('_', '-')}: expected {what}, got {value!r}")
+    seeds = getattr(request, "seeds", None)
+    if seeds is not None and (isinstance(seeds, (str, bytes)) or not all(integer(v) for v in seeds)):
+        raise InputError(f"--seeds: expected integers, got {seeds!r}")
+    pair = request.intensity_range
+    if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(number(v) for v in pair)):
+        raise InputError(f"--intensity-range: expected two numbers (LO, HI), got {pair!r}")
+    noise_sigma = getattr(request, "noise_sigma", None)
+    if noise_sigma is not None and not (number(noise_sigma) or noise_sigma == "estimate"):
+        raise InputError(f"--noise-sigma: a noise level (0-255 scale) or 'estimate', got {noise_sigma!r}")
 
 
 def _as_floats(request: TaskRequest, names: tuple[str, ...]) -> None:
@@ -323,25 +365,24 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
     observation. Fits nothing, writes nothing."""
     import statistics
 
-    from dip.fit import FitSettings, fit
+    from dip.fit import FitSettings, fit, fit_batch
 
     job = _resolve(request, log)
     _read_inputs(job)
     timed, warmup = 5, 2
     trial = FitSettings(**{**asdict(job.settings), "iterations": timed + warmup, "check_every": 1})
-    seconds = fit(
-        architecture(job.arch)["net"],
-        job.task.operator(job.mask, job.psf),
-        job.observed,
-        trial,
-        device=job.device,
-        input_image=job.input_image,
-        log=log,
-    ).history["seconds"]
+    net, operator = architecture(job.arch)["net"], job.task.operator(job.mask, job.psf)
+    options = dict(device=job.device, input_image=job.input_image, log=log)
+    if job.request.seeds:  # the batch as it will run: one network of every seed's fit
+        result = fit_batch(net, operator, job.observed, trial, job.seeds, **options)[0]
+    else:
+        result = fit(net, operator, job.observed, trial, **options)
+    seconds = result.history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
     return {
         "arch": job.arch,
         "iterations": job.settings.iterations,
+        "fits": len(job.targets),  # with several seeds, timed as the batch they run in
         **job.plan,
         "device": device_name(job.device),
         "seconds_per_iteration": round(per_iteration, 4),
@@ -403,8 +444,8 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
     targets = _seed_outputs(r)
     observation_seed = r.seeds[0] if r.seeds and r.observation_seed is None else r.observation_seed
     holdout = HOLDOUT if r.holdout is None and r.stop == "holdout" else r.holdout
-    r = replace(r, seed=targets[0][0], observation_seed=observation_seed, holdout=holdout)
-    arch_name, settings = _settings(r, task)
+    r = replace(r, observation_seed=observation_seed, holdout=holdout)
+    arch_name, settings = _settings(r, task, seed=targets[0][0])
     if r.seeds and settings.optimizer != "adam":
         raise InputError("--seeds: batched fits use Adam; fit LBFGS seeds one at a time")
     if r.patience is None:
@@ -438,7 +479,7 @@ def _device(name: str):
         raise InputError(f"--device {name}: {err}") from None
 
 
-def _settings(r: FitRequest, task: Task):
+def _settings(r: FitRequest, task: Task, seed: int):
     """The architecture's name and the FitSettings: the preset's, the architecture's own, then the request's."""
     from dip.fit import FitSettings
 
@@ -459,7 +500,7 @@ def _settings(r: FitRequest, task: Task):
         "optimizer": r.optimizer,
         "tv_weight": r.tv_weight,
         "ssim_every": r.ssim_every,
-        "seed": r.seed,
+        "seed": seed,
         "channels_last": r.channels_last,
         "bf16": r.bf16,
         "compile": r.compile or None,

@@ -123,7 +123,7 @@ class Task:
         if self.name not in TASKS:
             raise InputError(f"task: unknown task {self.name!r}; choose one of {', '.join(TASKS)}")
         if self.name in ("denoise", "deblur") and self.sigma is not None and not self.sigma > 0:
-            raise InputError(f"sigma: must be > 0 for {self.name}ing, got {self.sigma}")
+            raise InputError(f"sigma: must be > 0 for the {self.name} task, got {self.sigma}")
         if self.noise not in (None, *NOISES):
             raise InputError(f"noise: choose one of {', '.join(NOISES)}, got {self.noise!r}")
         if self.peak is not None and self.noise != "poisson":

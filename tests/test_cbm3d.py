@@ -72,7 +72,9 @@ def run_baselines(tmp_path: Path, monkeypatch) -> pd.DataFrame:
         output=[str(out)],
         log=[str(tmp_path / "baselines.log")],
         wildcards=SimpleNamespace(obs="0"),
-        params=SimpleNamespace(spec={"task": "denoise", "sigma": SIGMA}, image="crop", task_label="denoise-s25"),
+        params=SimpleNamespace(
+            spec={"task": "denoise", "sigma": SIGMA}, image="crop", task_label="denoise-s25", observation_seed="0"
+        ),
     )
     monkeypatch.setattr(sys, "stderr", sys.stderr)  # the script sends stderr to its log; put it back after
     runpy.run_path(str(ROOT / "workflow" / "scripts" / "baselines.py"), init_globals={"snakemake": stand_in})

@@ -52,13 +52,22 @@ def test_a_request_is_immutable_and_lists_its_outputs():
     "changes, message",
     [
         ({"window": 0}, "--window: must be an integer > 0"),
-        ({"patience": 2.5}, "--patience: must be an integer > 0"),
+        ({"patience": 2.5}, "--patience: expected an integer, got 2.5"),
         ({"tv_weight": -1.0}, "--tv-weight: must be a finite number >= 0"),
         ({"stop": "early"}, "--stop: 'early' is not one of"),
         ({"noise_sigma": "guess"}, "--noise-sigma: a noise level"),
-        ({"seeds": (1, 1)}, "--seeds: must be distinct"),
+        ({"seeds": (1, 1)}, "--seeds: must be one or more distinct integers"),
         ({"task": "colourise"}, "--task: 'colourise' is not one of"),
         ({"seed": -1}, "--seed: must be >= 0"),
+        # Python callers have no argparse in front: a value of the wrong type is refused, not rounded.
+        ({"seed": 1.5}, "--seed: expected an integer, got 1.5"),
+        ({"seed": True}, "--seed: expected an integer, got True"),
+        ({"iters": "20"}, "--iters: expected an integer, got '20'"),
+        ({"sigma": "abc"}, "--sigma: expected a number, got 'abc'"),
+        ({"seeds": (0.5, 1)}, "--seeds: expected integers"),
+        ({"seeds": ()}, "--seeds: must be one or more distinct integers"),
+        ({"seed": 2, "seeds": (0, 1)}, "--seed: give one network seed"),
+        ({"intensity_range": "0,255"}, "--intensity-range: expected two numbers"),
     ],
 )
 def test_a_bad_value_is_refused_when_the_request_is_made(changes, message):
@@ -71,3 +80,10 @@ def test_files_are_checked_before_anything_is_written(tmp_path):
     with pytest.raises(InputError, match="missing.png"):
         run_fit(FitRequest(task="denoise", sigma=25, image=str(tmp_path / "missing.png"), out=str(out)))
     assert not out.exists()
+
+
+def test_the_command_line_refuses_a_seed_beside_seeds(png64, tmp_path, capsys):
+    argv = ["fit", *COMMON, "--image", str(png64), "--seed", "2", "--seeds", "0", "1", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "--seed: give one network seed (--seed) or several (--seeds), not both" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -116,14 +116,15 @@ CONFIG_TASKS = [
 
 @pytest.mark.parametrize("config, key, spec", CONFIG_TASKS, ids=[f"{c}:{k}" for c, k, _ in CONFIG_TASKS])
 def test_a_configured_task_reads_back_from_the_command_line_the_pipeline_gives_it(config, key, spec):
-    from dip.cli import _task, parser
+    from dip.cli import parser
+    from dip.request import FitRequest, _task
 
     task = Task.from_spec(spec, observed=spec["task"] in PAIRED)
     assert task.spec() == {k: v for k, v in spec.items() if k in ("task", *PARAMETERS)}
     files = ["--observed", "o.png", "--flash", "f.png"] if task.name in PAIRED else ["--image", "c.png"]
     files += ["--mask", "m.png"] if task.mask == "file" else []
     args = parser().parse_args(["fit", *task.cli_args(), *files, "--out", "out"])
-    assert _task(args) == task
+    assert _task(FitRequest.from_namespace(args)) == task
 
 
 @pytest.mark.parametrize(
@@ -212,7 +213,7 @@ def test_the_registry_gives_the_tasks_and_the_paired_ones():
 
 
 def test_every_task_option_is_an_argument_of_both_commands():
-    # dip.cli reads the given options by TASK_OPTIONS' names: one missing from a parser would read as not given.
+    # dip.request reads the given options by TASK_OPTIONS' names: one missing from a parser would read as not given.
     from dip.cli import parser
     from dip.tasks import TASK_OPTIONS
 
@@ -221,6 +222,13 @@ def test_every_task_option_is_an_argument_of_both_commands():
     degradable = {o for name, row in OPTIONS.items() if row.with_image is not None for o in row.takes}
     for command, options in (("fit", set(TASK_OPTIONS)), ("degrade", degradable)):
         assert options <= {action.dest for action in commands[command]._actions}, command
+    # ... and the requests they parse into carry each one as a field of that name.
+    from dataclasses import fields as fields_of
+
+    from dip.request import DegradeRequest, FitRequest
+
+    assert set(TASK_OPTIONS) <= {f.name for f in fields_of(FitRequest)}
+    assert degradable <= {f.name for f in fields_of(DegradeRequest)}
 
 
 def test_every_task_has_the_papers_settings():
