@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also fit N denoising iterations with the fast and the fp32 path and compare best EMA PSNR",
     )
     p.add_argument(
+        "--seed", type=int, default=0, help="--parity: the fits' network seed (the observation stays seed 0's)"
+    )
+    p.add_argument(
         "--batch",
         type=int,
         default=0,
@@ -374,12 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.parity:
         best = {}
         for name, cl, bf in (("fast", args.channels_last, args.bf16), ("fp32", False, False)):
-            s = FitSettings(iterations=args.parity, input_depth=depth, channels_last=cl, bf16=bf, ssim_every=10**9)
+            s = FitSettings(
+                iterations=args.parity, input_depth=depth, channels_last=cl, bf16=bf, ssim_every=10**9, seed=args.seed
+            )
             best[name] = float(
                 fit(spec["net"], Denoise(25), observed, s, clean=clean, device=device).history["psnr_ema"].max()
             )
         report.update(
             parity_iterations=args.parity,
+            parity_seed=args.seed,
             best_psnr_ema_fast=best["fast"],
             best_psnr_ema_fp32=best["fp32"],
             parity_difference_db=best["fast"] - best["fp32"],
