@@ -153,11 +153,10 @@ class FitRecord:
         values["stops"] = {name: StopRecord.from_json(stop) for name, stop in data.get("stops", {}).items()}
         return cls(**values)
 
-    def scores(self, kind: str) -> dict[str, float | None]:
-        """PSNR and SSIM of one of the SCORE_KINDS."""
-        return {"psnr": getattr(self, f"psnr_{kind}"), "ssim": getattr(self, f"ssim_{kind}")}
-
     def set_scores(self, kind: str, scores: dict[str, float]) -> None:
+        """Set the PSNR and SSIM of one of the SCORE_KINDS from {"psnr": ..., "ssim": ...}."""
+        if kind not in SCORE_KINDS:
+            raise ValueError(f"unknown score kind {kind!r}; one of {', '.join(SCORE_KINDS)}")
         setattr(self, f"psnr_{kind}", scores["psnr"])
         setattr(self, f"ssim_{kind}", scores["ssim"])
 
@@ -231,16 +230,12 @@ def runs_row(
 def _scored(record: FitRecord, history, restored, clean) -> dict[str, Any]:
     """The ground-truth columns of a runs.csv row (see runs_row)."""
     from dip.image_io import to_array, to_tensor
-    from dip.metrics import psnr, ssim
     from dip.tasks import Task
 
     task = Task.from_params(record.task, record.task_params)
     # SR: the ground truth centre-cropped to a multiple of the factor, as the fit restored it.
     clean = to_array(task.crop(to_tensor(clean)))
-    row: dict[str, Any] = {
-        "psnr_restored_png": psnr(restored, clean, **task.convention),
-        "ssim_restored_png": ssim(restored, clean, **task.convention),
-    }
+    row: dict[str, Any] = {f"{k}_restored_png": v for k, v in task.score(restored, clean).items()}
     # The same rules judged on raw outputs (the ES-WMV paper's setting): raw PSNR at each rule's minimum.
     raw = history.set_index("iteration")["psnr"]
     row["oracle_psnr_raw"] = raw.max()

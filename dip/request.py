@@ -39,7 +39,6 @@ from dip.image_io import (
     to_array,
 )
 from dip.inputs import INPUTS
-from dip.metrics import psnr, ssim
 from dip.presets import PAPER, architecture, preset_key
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.record import FitRecord, StopRecord, write
@@ -403,8 +402,8 @@ def run_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> list[
     job = _resolve(request, log)
     _read_inputs(job)
     operators, rules, noise = _rules(job)
-    identity = _check_out(job)
-    records = {seed: _record(job, seed, noise, identity) for seed in job.seeds}
+    identity, recorded = _check_out(job)
+    records = {seed: _record(job, seed, noise, recorded) for seed in job.seeds}
     for _, out in job.targets:
         save_image(job.observed, out / "observed", job.source, exact=job.task.poisson)
         if job.mask is not None:
@@ -719,9 +718,10 @@ def _identity(job: _Job) -> dict:
     }
 
 
-def _check_out(job: _Job) -> dict:
+def _check_out(job: _Job) -> tuple[dict, dict]:
     """Refuse output folders holding another fit's checkpoint or results (one line naming what differs),
-    before anything is written. Returns the fit's identity (see _identity)."""
+    before anything is written. Returns the fit's identity (see _identity) and its whole fingerprint as
+    summary.json records it."""
     from dip.checkpoint import CheckpointMismatch, check_checkpoint, fingerprint
 
     identity = _identity(job)
@@ -737,7 +737,7 @@ def _check_out(job: _Job) -> dict:
         if other.exists():  # the other kind of run's checkpoint: never this fit's
             kind = "a batch of seeds" if not job.request.seeds else "one seed"
             raise InputError(f"{other}: belongs to another fit ({kind}); delete it or choose another --out")
-    return identity
+    return identity, recorded
 
 
 def _check_finished_fit(summary: Path, recorded: dict) -> None:
@@ -765,9 +765,8 @@ def _check_finished_fit(summary: Path, recorded: dict) -> None:
         )
 
 
-def _record(job: _Job, seed: int, noise: dict, identity: dict) -> FitRecord:
+def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
     """Fit `seed`'s record as far as it is known before fitting: what is fitted and where it came from."""
-    from dip.checkpoint import fingerprint
 
     r, task = job.request, job.task
     settings = asdict(replace(job.settings, seed=seed))
@@ -804,7 +803,7 @@ def _record(job: _Job, seed: int, noise: dict, identity: dict) -> FitRecord:
         git_commit=git_commit(),
         versions=package_versions(),
         input_precision=job.source.record(),
-        fingerprint=json.loads(json.dumps(fingerprint(job.settings, job.seeds, identity), default=str)),
+        fingerprint=recorded,
         **noise,
     )
 
@@ -879,11 +878,10 @@ def _complete(record: FitRecord, result, job: _Job, start: float) -> None:
     record.stops = {name: StopRecord.from_json(rec) for name, rec in result.stops.items()}
     if job.clean is None:
         return
-    clean = job.clean
+    truth = to_array(job.clean)  # once: every image below is scored against it
 
     def scores(image) -> dict:
-        a, b = to_array(image), to_array(clean)
-        return {"psnr": psnr(a, b, **task.convention), "ssim": ssim(a, b, **task.convention)}
+        return task.score(to_array(image), truth)
 
     ema = "psnr_ema" if s.ema else "psnr"
     record.set_scores("final", scores(result.output))

@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import get_type_hints
 
+import numpy as np
 import torch
 
 from dip import operators as ops
 from dip import seeds
 from dip.image_io import InputError
-from dip.metrics import Scorer
+from dip.metrics import Scorer, psnr, ssim
 from dip.networks import center_crop
 
 MASKS = ("drop", "text", "box", "file")
@@ -278,6 +279,11 @@ class Task:
     def convention(self) -> dict:
         """How results are scored: the SR papers' luminance PSNR with `factor` pixels shaved."""
         return {"y_channel": True, "shave": self.factor} if self.name == "sr" else {"y_channel": False, "shave": 0}
+
+    def score(self, image: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+        """PSNR (dB) and SSIM of `image` against `clean` (H×W×C float arrays in [0, 1]) under the task's
+        convention, through scikit-image (dip.metrics): {"psnr": ..., "ssim": ...}."""
+        return {"psnr": psnr(image, clean, **self.convention), "ssim": ssim(image, clean, **self.convention)}
 
     @property
     def scorer(self) -> Scorer:

@@ -27,7 +27,6 @@ from skimage.restoration import (
 
 from dip import cbm3d
 from dip.image_io import to_array, to_tensor
-from dip.metrics import psnr, ssim
 from dip.operators import SuperResolve
 from dip.tasks import Task
 
@@ -156,13 +155,9 @@ def baselines(
     truth = to_array(task.crop(to_tensor(clean))) if clean is not None else None
     images = {m: np.clip(x, 0, 1).astype(np.float32) for m, x in restore(task, observed, mask).items()}
     keys = {"image": image, "task_label": task_label, "task": task.name, "observation_seed": observation_seed}
+    unscored = {"psnr": np.nan, "ssim": np.nan}
     rows = [
-        {
-            **keys,
-            "method": method,
-            "psnr": psnr(restored, truth, **task.convention) if truth is not None else np.nan,
-            "ssim": ssim(restored, truth, **task.convention) if truth is not None else np.nan,
-        }
+        {**keys, "method": method, **(task.score(restored, truth) if truth is not None else unscored)}
         for method, restored in images.items()
     ]
     return images, pd.DataFrame(rows)
