@@ -24,11 +24,11 @@ run: setup
 impedance: setup
 	$(BIN)/snakemake --cores all impedance
 
-# Speed against the reference loop (README "Speed"); bench-gpu is the check for a CUDA machine.
+# Speed against the reference loop (docs/benchmarks.md); bench-gpu is the check for a CUDA machine.
 bench: setup
 	$(BIN)/dip bench --arch skip --size 128 --iters 20 --threads 2 --reference --rounds 3
 
-# The loop issue's GPU targets: single fits at 128/256/512 against the original-style loop, 8 batched
+# The GPU checks of the fit loop: single fits at 128/256/512 against the original-style loop, 8 batched
 # 256x256 fits, and the bf16 parity at 1000 iterations.
 bench-gpu: setup
 	for size in 128 256 512; do $(BIN)/dip bench --device cuda --arch skip --size $$size --iters 50 --warmup 10 --reference --rounds 3 --json; done

@@ -1,7 +1,7 @@
 """CBM3D / BM3D, the paper's strongest denoising baseline (its table: CBM3D 31.42 dB at σ = 25), through
 the `bm3d` package of Tampere University (Mäkinen, Azzari, Foi): an optional extra (`pip install
 ".[bm3d]"`), because its licence is not open source (non-commercial use only, no redistribution; see
-README). Where it is not installed, or its bundled binary does not load on this platform, `available()`
+docs/install.md). Where it is not installed, or its bundled binary does not load on this platform, `available()`
 is False and the pipeline's denoising baselines are those of scikit-image alone.
 """
 

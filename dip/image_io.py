@@ -1,6 +1,6 @@
 """Reading images and masks, and writing every output atomically (temporary file + rename).
 
-Values are read into [0, 1] by one rule (README, "Restore your own image"): integer samples by their
+Values are read into [0, 1] by one rule (docs/guide/images.md): integer samples by their
 type's range (8-bit /255, 16-bit /65535, 1-bit as 0/1), floating-point samples as they are and refused
 outside [0, 1] (NaN and infinities too) unless `Reading.intensity_range` says which of the file's values
 are 0 and 1. Greyscale stays one channel, colour is three, an N-band TIFF is N; RGBA/LA lose their alpha

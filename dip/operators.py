@@ -35,7 +35,7 @@ class Operator:
     compares a window mean of it with the noise's σ²).
 
     `image_size(observed)`: H×W of the image to restore from an observation; override it when that is not
-    the observation's own H'×W' (super-resolution, the masked Fourier example of the README).
+    the observation's own H'×W' (super-resolution, the masked Fourier example of docs/guide/operators.md).
 
     `to(device)`: move every tensor the operator holds (a mask, a kernel) to `device` and return self; it is
     called before fitting. The base class holds none.

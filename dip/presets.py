@@ -1,5 +1,5 @@
 """Named architectures and the paper's per-task settings, in one place, so that a table row saying
-"paper preset" means exactly these values (from the authors' notebooks; see README)."""
+"paper preset" means exactly these values (from the authors' notebooks; see docs/guide/tasks.md)."""
 
 from __future__ import annotations
 
@@ -96,15 +96,15 @@ PAPER: dict[str, tuple[str, dict]] = {
     "inpaint-box": ("hourglass-vase", {"iterations": 5000, "reg_noise_std": 0.03, "lr": 0.01}),
     "inpaint-file": ("hourglass-library", {"iterations": 3000, "lr": 0.01}),
     # Restoration notebook (50 % of pixels missing): the paper's table comes from its whole budget, 11000
-    # iterations at lr 0.001; what shorter budgets give is in the README ("Faithful to the original code").
+    # iterations at lr 0.001; what shorter budgets give is in docs/validation.md.
     "inpaint-drop": ("skip", {"iterations": 11000, "reg_noise_std": 0.03, "lr": 0.001}),
     # No input perturbation; the returned image is the last output (the notebook keeps no EMA). The notebook
     # does not backtrack either, and its fits at lr 0.1 spike: a spike is how a fit leaves a poor minimum
     # (the notebook's "stuck at a reddish image"), so only a non-finite loss backtracks here. Measured on the
     # bundled pair (128x128, seed 0): 29.7 dB with collapse backtracking, 38.9 dB without.
     "flash": ("skip-flash", {"iterations": 600, "reg_noise_std": 0.0, "lr": 0.1, "ema": 0.0, "backtrack_db": None}),
-    # Beyond the paper: deblurring with a known blur (README, "Deblurring and Poisson noise": how chosen).
-    # Measured on two images outside every config (README, "Deblurring and Poisson noise"): without the TV
+    # Beyond the paper: deblurring with a known blur (docs/guide/tasks.md: how chosen).
+    # Measured on two images outside every config (docs/guide/tasks.md): without the TV
     # term the fit fills the blur's near-null space with detail the observation does not constrain.
     "deblur": ("unet", {"iterations": 1500, "reg_noise_std": 1 / 30, "lr": 0.01, "tv_weight": 1e-3}),
 }

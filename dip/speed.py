@@ -6,10 +6,11 @@ measured faster. What was measured:
 
 - 2-core AVX2 CPU: channels-last no faster (0.172 vs 0.177 s/it at 64², 0.70 vs 0.40 s/it at 128²);
   bf16 autocast 10-70× *slower* (oneDNN emulates it without AVX-512 BF16/AMX).
-- 2-core CPU with AVX-512 BF16: bf16 + channels-last 1.8× faster at 128² (0.126 vs 0.228 s/it),
-  channels-last alone 0.222 s/it; the parity of bf16 is in the README ("Precision").
-- H100 (from the loop issue): bf16 + channels-last buys nothing at batch 1 with CUDA graphs, and moved
-  the best EMA PSNR by −0.26 dB at 1000 iterations (512²).
+- 2-core CPU with AVX-512 BF16 (AMD EPYC, one thread, 2026-11-29): bf16 + channels-last 1.8× faster at
+  128² (0.134 vs 0.246 s/it), and at 3000 iterations it moved the best EMA PSNR by +0.09 and −0.11 dB on
+  two seeds, outside the rule (docs/benchmarks.md, "Precision").
+- H100 (an earlier version of the loop): bf16 + channels-last bought nothing at batch 1 with CUDA graphs,
+  and moved the best EMA PSNR by −0.26 dB at 1000 iterations (512²).
 
 So every device defaults to fp32 and the contiguous layout; `--bf16` and `--channels-last` switch
 them on. CUDA gets cuDNN autotuning, the CPU flushes denormals.

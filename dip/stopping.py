@@ -451,7 +451,7 @@ def ema_delay(ema: float) -> int:
     return round(ema / (1 - ema)) if ema else 0
 
 
-SETTLE = 0.05  # es-wmv's guard: chosen on config/heldout.yaml (64², σ 25) among 0.02, 0.05, 0.1 (README)
+SETTLE = 0.05  # es-wmv's guard: chosen on config/heldout.yaml (64², σ 25) among 0.02, 0.05, 0.1 (docs/guide)
 
 
 def default_patience(iterations: int) -> int:
@@ -558,7 +558,7 @@ def make_rule(
     return RULES[name].build(RuleRequest(iterations, window, patience, ema_delay(ema), discrepancy, heldout))
 
 
-HOLDOUT = 0.05  # the fraction of observed pixels `--stop holdout` holds out unless told (README: how it was chosen)
+HOLDOUT = 0.05  # the fraction of observed pixels `--stop holdout` holds out unless told (docs/guide/stopping.md: how it was chosen)
 
 
 def oracle_iteration(history: pd.DataFrame, column: str) -> int:

@@ -97,7 +97,7 @@ def check_options(task: str, given: Mapping, observed: bool | None) -> None:
 
 
 def options_table() -> str:
-    """OPTIONS as the README's Markdown table."""
+    """OPTIONS as the Markdown table of docs/guide/tasks.md."""
     lines = ["| task | takes | required with `--image` | required with `--observed` |", "|---|---|---|---|"]
     for task, row in OPTIONS.items():
         image = "— (nothing to degrade)" if row.with_image is None else _flags(row.with_image)
