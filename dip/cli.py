@@ -4,6 +4,7 @@ naming the file or option, before any fitting starts and before any output is wr
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -19,9 +20,10 @@ try:  # seconds of loading (torch): Ctrl-C meanwhile ends the command with one l
     from dip.request import OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
     from dip.stopping import HOLDOUT, RULES
     from dip.tasks import NOISES, OPTIONS, TASKS
-except KeyboardInterrupt:
+except KeyboardInterrupt:  # nothing is written yet; half-loaded modules need no teardown
     sys.stderr.write("dip: interrupted by SIGINT while starting\n")
-    sys.exit(128 + signal.SIGINT)
+    sys.stderr.flush()
+    os._exit(128 + signal.SIGINT)
 
 
 def _takes(option: str) -> str:
