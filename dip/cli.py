@@ -187,12 +187,14 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--image",
         nargs="+",
+        action=many.OneOrMore,
         help="clean image: degrade it (seeded) and score the restoration against it; several files or "
         "folders: each image into OUT/<name> (docs/guide/many-images.md)",
     )
     f.add_argument(
         "--observed",
         nargs="+",
+        action=many.OneOrMore,
         help="a degraded image to restore (no ground truth unless --clean); several files or folders: "
         "each image into OUT/<name>",
     )

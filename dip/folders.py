@@ -194,7 +194,7 @@ def _check_finished_fit(summary: Path, recorded: dict) -> None:
 
 def describe(checkpoint: Path, whole: dict, outs: list[Path], batch: bool) -> str:
     """What a dry run says of the output folders: in use, holding another fit's checkpoint or results
-    (and what differs), holding this fit's checkpoint (it resumes), or free."""
+    (and what differs), holding this fit's checkpoint (it resumes) or results (replaced), or "free"."""
     for out in outs:
         running = holder(out)
         if running:
@@ -207,4 +207,5 @@ def describe(checkpoint: Path, whole: dict, outs: list[Path], batch: bool) -> st
         return f"{err.folder} holds {what} of another fit{differs}; the fit would be refused"
     if checkpoint.exists():
         return f"{checkpoint.parent} holds this fit's checkpoint; the fit resumes from it"
-    return "free"
+    done = [out for out in outs if (out / "summary.json").exists()]
+    return f"{done[0]} holds this fit's results; the fit would replace them" if done else "free"

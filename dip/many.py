@@ -213,16 +213,23 @@ def main(args: argparse.Namespace, paths: list[Path]) -> int:
     return 2 if counted else 0
 
 
+class OneOrMore(argparse.Action):
+    """An argparse action for ``nargs="+"``: one value is stored as it is (a string, what one fit reads),
+    several as a list (several images)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
 def inputs(args: argparse.Namespace) -> list[Path] | None:
-    """`dip fit`'s --image/--observed (lists from the parser): None for one file, which stays the one
-    fit it always was (the namespace then holds it as a string); else the image files (`images`)."""
+    """`dip fit`'s --image/--observed (`OneOrMore`): None for one file, the one fit it always was; else
+    the image files (`images`) of the files and folders given."""
     given = [(name, getattr(args, name)) for name in ("image", "observed") if getattr(args, name)]
-    if len(given) != 1:  # none or both: the one-fit path's own error
+    if len(given) != 1:  # none or both: the one fit's own error ("give exactly one of ...")
         for name, value in given:
-            setattr(args, name, value[0] if len(value) == 1 else " ".join(value))
+            setattr(args, name, value if isinstance(value, str) else " ".join(value))
         return None
     name, value = given[0]
-    if len(value) == 1 and not Path(value[0]).is_dir():
-        setattr(args, name, value[0])
+    if isinstance(value, str) and not Path(value).is_dir():
         return None
-    return images(value, f"--{name}")
+    return images([value] if isinstance(value, str) else value, f"--{name}")

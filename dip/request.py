@@ -116,8 +116,8 @@ class FitRequest(TaskRequest):
 
     Settings left None take the task's paper preset (`preset="paper"`) or the library's defaults
     (`preset="none"`); `seeds` fits several network seeds at once, stacked, each into ``out/seed{seed}``
-    (or `out` with ``{seed}`` in it, which a single fit formats with its one seed too). Raises InputError (one line naming the option) for a value out of
-    range; files are checked when the request runs.
+    (or `out` with ``{seed}`` in it, which a single fit formats with its one seed too). Raises InputError
+    (one line naming the option) for a value out of range; files are checked when the request runs.
     """
 
     observed: str | None = None
@@ -478,9 +478,10 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
 
 def _seed_outputs(r: FitRequest) -> list[tuple[int, Path]]:
     """FitRequest.outputs, checked: a folder may not be a file."""
-    if Path(r.out.replace("{seed}", "0")).is_file() or Path(r.out).is_file():
+    outputs = r.outputs()
+    if Path(r.out).is_file() or any(out.is_file() for _, out in outputs):
         raise InputError(f"--out {r.out}: is a file; give a folder")
-    return r.outputs()
+    return outputs
 
 
 def _device(name: str):
