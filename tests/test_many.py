@@ -107,3 +107,15 @@ def test_options_wrong_for_every_image_refuse_the_command_in_one_line(tmp_path):
     r = subprocess.run([*DIP, *map(str, args)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr == "dip fit: error: --sigma: must be > 0 for the denoise task, got -3.0\n"
     assert r.stdout == "" and not out.exists()
+
+
+def test_a_batch_holds_its_out_folder_and_refuses_a_held_one_before_fitting(tmp_path):
+    from dip.folders import FolderInUse, hold
+    from dip.many import restore_many
+
+    a, b = save(tmp_path / "a.png"), save(tmp_path / "b.png", flip=True)
+    out = tmp_path / "run"
+    with hold([out]):
+        with pytest.raises(FolderInUse, match=f"^{out}: in use by a running fit"):
+            restore_many(FitRequest(task="denoise", sigma=25, image=str(a), iters=2, out=str(out)), [a, b])
+        assert [p.name for p in out.iterdir()] == [".dip.lock"]
