@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import resource
 import statistics
 import sys
@@ -30,7 +29,7 @@ import torch
 from skimage import data
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dip import memory, networks
+from dip import memory, networks, strict_json
 from dip.devices import pick_device
 from dip.fit import FitSettings, fit, fit_batch
 from dip.image_io import to_array, to_tensor
@@ -391,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             parity_difference_db=best["fast"] - best["fp32"],
         )
     if args.json:
-        print(json.dumps(report))
+        print(strict_json.dumps(report))
     else:
         for key, value in report.items():
             print(f"{key:>36}: {value:.4g}" if isinstance(value, float) else f"{key:>36}: {value}")

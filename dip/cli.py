@@ -4,19 +4,26 @@ naming the file or option, before any fitting starts and before any output is wr
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import signal
 import sys
 import threading
 import warnings
 
 from dip import __version__
-from dip.image_io import InputError
-from dip.inputs import INPUTS
-from dip.presets import ARCHITECTURES
-from dip.request import OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
-from dip.stopping import HOLDOUT, RULES
-from dip.tasks import NOISES, OPTIONS, TASKS
+
+try:  # seconds of loading (torch): Ctrl-C meanwhile ends the command with one line and 128 + SIGINT
+    from dip import many, strict_json
+    from dip.image_io import InputError
+    from dip.inputs import INPUTS
+    from dip.presets import ARCHITECTURES
+    from dip.request import OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
+    from dip.stopping import HOLDOUT, RULES
+    from dip.tasks import NOISES, OPTIONS, TASKS
+except KeyboardInterrupt:  # nothing is written yet; half-loaded modules need no teardown
+    sys.stderr.write("dip: interrupted by SIGINT while starting\n")
+    sys.stderr.flush()
+    os._exit(128 + signal.SIGINT)
 
 
 def _takes(option: str) -> str:
@@ -177,11 +184,28 @@ def parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="restore an image with Deep Image Prior")
     _task_arguments(f)
     _reading_arguments(f)
-    f.add_argument("--image", help="clean image: degrade it (seeded) and score the restoration against it")
-    f.add_argument("--observed", help="a degraded image to restore (no ground truth unless --clean)")
+    f.add_argument(
+        "--image",
+        nargs="+",
+        action=many.OneOrMore,
+        help="clean image: degrade it (seeded) and score the restoration against it; several files or "
+        "folders: each image into OUT/<name> (docs/guide/many-images.md)",
+    )
+    f.add_argument(
+        "--observed",
+        nargs="+",
+        action=many.OneOrMore,
+        help="a degraded image to restore (no ground truth unless --clean); several files or folders: "
+        "each image into OUT/<name>",
+    )
     f.add_argument("--clean", help="with --observed: ground truth used only to score")
     f.add_argument("--flash", help="flash: the flash photograph, the network's input (the no-flash one is --observed)")
-    f.add_argument("--out", required=True, help="output folder (with --seeds: may hold {seed}; default OUT/seed{seed})")
+    f.add_argument(
+        "--out",
+        required=True,
+        help="output folder; may hold {seed}, the network seed (without it, --seeds write OUT/seed{seed}); "
+        "with several images, one folder per image: OUT/<file name without suffix>",
+    )
     f.add_argument(
         "--seeds",
         type=int,
@@ -305,13 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "degrade":
             run_degrade(DegradeRequest.from_namespace(args))
+        elif (paths := many.inputs(args)) is not None:  # several images, each its own fit
+            return many.main(args, paths)
         elif args.dry_run:
-            print(json.dumps(_plan(FitRequest.from_namespace(args))))
+            print(strict_json.dumps(_plan(FitRequest.from_namespace(args))))
         else:
             request = FitRequest.from_namespace(args)
             for record, (_, out) in zip(run_fit(request), request.outputs()):  # a line per fit
                 scores = {k: getattr(record, k) for k in ("psnr_observed", "psnr_restored", "psnr_ema_best")}
-                print(json.dumps({k: round(v, 3) for k, v in scores.items() if v is not None} | {"out": str(out)}))
+                line = {k: round(v, 3) for k, v in scores.items() if v is not None} | {"out": str(out)}
+                print(strict_json.dumps(line))
     except InputError as err:
         print(f"dip {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -13,7 +13,6 @@ everything else with Pillow. A mask is bright = known (`MASK_RULE`), whatever it
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -573,7 +572,10 @@ def load_psf(path: str | Path) -> np.ndarray:
 
 
 def save_json(obj: dict, path: str | Path) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n"))
+    """`obj` as strict JSON (dip.strict_json: no NaN or Infinity), atomically."""
+    from dip.strict_json import dumps
+
+    atomic_write(path, lambda tmp: tmp.write_text(dumps(obj, indent=2, default=str) + "\n"))
 
 
 def save_csv(frame: pd.DataFrame, path: str | Path) -> None:

@@ -27,7 +27,6 @@ Not measured, allowances only: CUDA's caching allocator rounding blocks up
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess
@@ -36,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from dip import strict_json
 
 RUNTIME_BYTES = 59 * 2**20
 PARAMETER_COPIES = 15  # measured (refitted after the loop split); what it holds: param, grad, Adam's exp_avg and
@@ -222,4 +223,4 @@ if __name__ == "__main__":
     from dip.presets import ARCHITECTURES
 
     names = sys.argv[1:] or list(ARCHITECTURES)
-    print(json.dumps(calibrate(names), indent=1))
+    print(strict_json.dumps(calibrate(names), indent=1))

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dip.strict_json import decode
+
 SCORE_KINDS = ("final", "ema_final", "restored", "observed")  # images scored with PSNR and SSIM
 """The images a fit with a ground truth is scored on: the last iterate, the EMA's last image, the restored
 image (the one written; the stopping rule's or the EMA's), and the observation itself (not for SR)."""
@@ -182,7 +184,7 @@ def read(path: str | Path) -> FitRecord:
     except OSError as err:
         raise ValueError(f"{path}: cannot read it ({err.strerror or err})") from None
     try:
-        return FitRecord.from_json(json.loads(text))
+        return FitRecord.from_json(decode(json.loads(text)))  # json.loads: older files' bare Infinity too
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path}: not a dip fit summary ({err})") from None
 

@@ -14,7 +14,6 @@ any fitting and before any output is written.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -117,8 +116,8 @@ class FitRequest(TaskRequest):
 
     Settings left None take the task's paper preset (`preset="paper"`) or the library's defaults
     (`preset="none"`); `seeds` fits several network seeds at once, stacked, each into ``out/seed{seed}``
-    (or `out` with ``{seed}`` in it). Raises InputError (one line naming the option) for a value out of
-    range; files are checked when the request runs.
+    (or `out` with ``{seed}`` in it, which a single fit formats with its one seed too). Raises InputError
+    (one line naming the option) for a value out of range; files are checked when the request runs.
     """
 
     observed: str | None = None
@@ -184,10 +183,10 @@ class FitRequest(TaskRequest):
 
     def outputs(self) -> list[tuple[int, Path]]:
         """(network seed, output folder) of each fit the request runs."""
+        if "{seed}" in self.out:  # one seed too: --out 'x_{seed}' --seed 3 is x_3
+            return [(seed, Path(self.out.replace("{seed}", str(seed)))) for seed in self.seeds or (self.seed or 0,)]
         if not self.seeds:
             return [(self.seed or 0, Path(self.out))]
-        if "{seed}" in self.out:
-            return [(seed, Path(self.out.format(seed=seed))) for seed in self.seeds]
         return [(seed, Path(self.out) / f"seed{seed}") for seed in self.seeds]
 
 
@@ -361,9 +360,12 @@ class _Job:
 
 def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict:
     """`dip fit --dry-run`: the memory estimate and a time estimate from a few timed iterations on the real
-    observation. Fits nothing, writes nothing."""
+    observation, and what the output folder holds (`out_state`: free, this fit's checkpoint, another fit's
+    checkpoint or results and what differs, or in use by a running fit). Fits nothing, writes nothing."""
     import statistics
 
+    from dip import folders
+    from dip.checkpoint import fingerprint
     from dip.fit import FitSettings, fit, fit_batch
 
     job = _resolve(request, log)
@@ -378,6 +380,8 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
         result = fit(net, operator, job.observed, trial, **options)
     seconds = result.history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
+    whole = fingerprint(job.settings, job.seeds, _identity(job))
+    outs = [out for _, out in job.targets]
     return {
         "arch": job.arch,
         "iterations": job.settings.iterations,
@@ -386,6 +390,8 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
         "device": device_name(job.device),
         "seconds_per_iteration": round(per_iteration, 4),
         "estimated_minutes": round(per_iteration * job.settings.iterations / 60, 1),
+        "out": str(outs[0]) if len(outs) == 1 else [str(out) for out in outs],
+        "out_state": folders.describe(job.checkpoint, whole, outs, batch=bool(job.request.seeds)),
     }
 
 
@@ -393,10 +399,19 @@ def run_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> list[
     """Run `request` as `dip fit` does: check everything, fit, and write each fit's observed, restored and
     history files and its summary.json. Returns the records written, one per network seed.
 
-    :raises InputError: bad input (one line, before anything is written), a fit that keeps diverging
-        (unless `failure_ok`; its summary.json then says so), or too little memory.
+    :raises InputError: bad input (one line, before anything is written), an output folder in use by a
+        running fit (dip.folders: the folders are held while the fit runs) or holding another fit's
+        files, a fit that keeps diverging (unless `failure_ok`; its summary.json then says so), or too
+        little memory.
     :raises SystemExit: 128 + the signal after SIGTERM/SIGINT (the checkpoint is saved first).
     """
+    from dip.folders import hold
+
+    with hold(out for _, out in _seed_outputs(request)):  # before anything is read or written
+        return _run_fit(request, log)
+
+
+def _run_fit(request: FitRequest, log: Callable[[str], None]) -> list[FitRecord]:
     from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, fit, fit_batch
 
     job = _resolve(request, log)
@@ -463,9 +478,10 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
 
 def _seed_outputs(r: FitRequest) -> list[tuple[int, Path]]:
     """FitRequest.outputs, checked: a folder may not be a file."""
-    if Path(r.out.replace("{seed}", "0")).is_file() or Path(r.out).is_file():
+    outputs = r.outputs()
+    if Path(r.out).is_file() or any(out.is_file() for _, out in outputs):
         raise InputError(f"--out {r.out}: is a file; give a folder")
-    return r.outputs()
+    return outputs
 
 
 def _device(name: str):
@@ -508,8 +524,10 @@ def _settings(r: FitRequest, task: Task, seed: int):
     known = {f.name for f in fields(FitSettings)}
     try:
         return arch_name, FitSettings(**{k: v for k, v in values.items() if k in known})
-    except ValueError as err:
-        raise InputError(str(err)) from None
+    except ValueError as err:  # "lr must be > 0, got -1.0": the setting's option is --lr
+        key, must, rest = str(err).partition(" must ")
+        option = {"iterations": "iters"}.get(key, key).replace("_", "-")
+        raise InputError(f"--{option}: must {rest}" if must and key in overrides else str(err)) from None
 
 
 def _rule_names(r: FitRequest, task: Task) -> list[str]:
@@ -719,50 +737,16 @@ def _identity(job: _Job) -> dict:
 
 
 def _check_out(job: _Job) -> tuple[dict, dict]:
-    """Refuse output folders holding another fit's checkpoint or results (one line naming what differs),
-    before anything is written. Returns the fit's identity (see _identity) and its whole fingerprint as
+    """Refuse output folders holding another fit's checkpoint or results (dip.folders.check), before
+    anything is written. Returns the fit's identity (see _identity) and its whole fingerprint as
     summary.json records it."""
-    from dip.checkpoint import CheckpointMismatch, check_checkpoint, fingerprint
+    from dip import folders
+    from dip.checkpoint import fingerprint
 
     identity = _identity(job)
     whole = fingerprint(job.settings, job.seeds, identity)
-    try:
-        check_checkpoint(job.checkpoint, whole)
-    except CheckpointMismatch as err:
-        raise InputError(str(err)) from None
-    recorded = json.loads(json.dumps(whole, default=str))  # as summary.json holds it
-    for _, out in job.targets:
-        _check_finished_fit(out / "summary.json", recorded)
-        other = out / ("checkpoint-batch.pt" if not job.request.seeds else "checkpoint.pt")
-        if other.exists():  # the other kind of run's checkpoint: never this fit's
-            kind = "a batch of seeds" if not job.request.seeds else "one seed"
-            raise InputError(f"{other}: belongs to another fit ({kind}); delete it or choose another --out")
-    return identity, recorded
-
-
-def _check_finished_fit(summary: Path, recorded: dict) -> None:
-    """A folder holding a finished fit's results takes only that fit again (the same fingerprint, as a
-    checkpoint records it): another fit there is one line naming what differs, before anything is written."""
-    if not summary.exists():
-        return
-    from dip.checkpoint import differences, what_differs
-    from dip.record import read
-
-    try:
-        theirs = read(summary).fingerprint or None
-    except (OSError, ValueError):
-        theirs = None
-    if theirs is None:
-        raise InputError(
-            f"{summary.parent}: holds the results of another fit (its summary.json records no "
-            f"fingerprint); delete them or choose another --out"
-        )
-    differs = differences(recorded, theirs)
-    if differs:
-        raise InputError(
-            f"{summary.parent}: holds the results of another fit ({what_differs(differs)}); delete "
-            f"them or choose another --out"
-        )
+    outs = [out for _, out in job.targets]
+    return identity, folders.check(job.checkpoint, whole, outs, batch=bool(job.request.seeds))
 
 
 def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:

@@ -218,7 +218,11 @@ class Task:
             raise InputError("--psf: a PSF file and --blur exclude each other; give one")
         if "psf" in given:
             spec["blur"] = "file"
-        return cls.from_spec(spec)
+        try:
+            return cls.from_spec(spec)
+        except InputError as err:  # from_spec names a spec's key ("sigma: ..."); here it is an option
+            key, colon, rest = str(err).partition(":")
+            raise InputError(f"--{key}:{rest}" if colon and key in (*PARAMETERS, "task") else str(err)) from None
 
     def options(self) -> dict:
         """The task's parameters as `dip fit` options (TASK_OPTIONS names → value): an inpainting mask's kind

@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 
@@ -7,6 +6,7 @@ import torch
 from dip.bench import ops_per_iteration
 from dip.fit import FitSettings, fit
 from dip.operators import Denoise
+from dip.strict_json import loads_strict
 
 SKIP = {"kind": "skip"}
 
@@ -37,7 +37,7 @@ def test_bench_prints_the_promised_json():
         text=True,
     )
     assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
+    report = loads_strict(r.stdout)  # strict: no NaN or Infinity (dip.strict_json)
     for key in (
         "seconds_per_iteration",
         "reference_seconds_per_iteration",

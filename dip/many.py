@@ -1,0 +1,235 @@
+"""Several images in one `dip fit`: ``--image a.png b.png`` or ``--image photos/`` (``--observed`` likewise)
+restores each image as its own fit into ``OUT/<name>/`` (the file's name without its suffix), with its
+own record, as ``dip fit --image a.png --out OUT/a`` would.
+
+The loop over images sits outside a fit: one `FitRequest` per image (`dataclasses.replace` of the command's
+request), each run by `dip.request.run_fit`, which holds its folder while it runs. The whole of ``OUT`` is
+held for the batch too (dip.folders), so a second batch into the same folder is refused at once.
+
+What is checked before any fitting: every named file exists, every folder holds images, no two images
+share a name (their results would share a folder), and the options themselves (an error that names no
+image file is the options' own, and refuses the command). A single image that cannot be restored (too
+small, unreadable, its fit failed) is reported in one line and the others are done; the command then
+exits 2. ``--failure-ok`` keeps a diverged fit's record, as for one image, and does not count against
+the exit status.
+
+Example::
+
+    from dip.many import restore_many
+    from dip.request import FitRequest
+
+    outcomes = restore_many(FitRequest(task="denoise", sigma=25, image="photos/a.png", out="runs"),
+                            ["photos/a.png", "photos/b.png"])
+    [o.out for o in outcomes]        # [PosixPath('runs/a'), PosixPath('runs/b')]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dip.image_io import InputError
+from dip.record import FitRecord
+from dip.request import FitRequest, log_line
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+"""The files a folder given as --image or --observed contributes: those dip.image_io reads (Pillow and
+tifffile), by suffix, in any case; hidden files are skipped."""
+
+
+@dataclass
+class Outcome:
+    """One image of a batch: where its fit went, the records written (one per network seed; none if the
+    image failed before fitting) and why it failed, if it did."""
+
+    image: Path
+    out: Path
+    records: list[FitRecord] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Not restored: refused, or every fit of it failed (a failed record kept under --failure-ok)."""
+        return self.error is not None or not self.records or all(r.status != "ok" for r in self.records)
+
+    def line(self) -> str:
+        """What the progress line says after the image's name."""
+        if self.error is not None:
+            return f"failed: {self.error}"
+        ok = [r for r in self.records if r.status == "ok"]
+        if not ok:
+            return f"failed (recorded in {self.out}): {self.records[0].error}"
+        scores = [r.psnr_restored for r in ok if r.psnr_restored is not None]
+        if not scores:
+            return f"restored in {ok[0].seconds:.0f} s (no ground truth), {self.out}"
+        observed = ok[0].psnr_observed
+        before = f" (observed {observed:.2f} dB)" if observed is not None else ""
+        return f"{max(scores):.2f} dB{before}, {self.out}"
+
+
+def images(paths: Sequence[str | Path], option: str = "--image") -> list[Path]:
+    """The image files that `paths` name: files as given, folders as their images (SUFFIXES) sorted by
+    name.
+
+    :raises InputError: one line: a path that does not exist, a folder without images, or two images with
+        the same name (file name without suffix), whose results would share a folder.
+    """
+    found: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            inside = sorted(
+                p
+                for p in given.iterdir()
+                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+            )
+            if not inside:
+                raise InputError(f"{option} {given}: the folder holds no images ({', '.join(SUFFIXES)})")
+            found += inside
+        elif not given.exists():
+            raise InputError(f"{given}: file not found")
+        else:
+            found.append(given)
+    seen: dict[str, Path] = {}
+    for path in found:
+        if path.stem in seen:
+            raise InputError(
+                f"{option}: {seen[path.stem]} and {path} have the same name {path.stem!r}; each image is restored "
+                f"into OUT/<name>, so rename one"
+            )
+        seen[path.stem] = path
+    return found
+
+
+def requests(base: FitRequest, paths: Sequence[Path]) -> list[FitRequest]:
+    """One request per image: `base` with its image (or observation) and ``out/<name>``; without the
+    per-iteration progress (a batch shows one line per image)."""
+    key = "image" if base.image else "observed"
+    return [replace(base, **{key: str(p)}, out=str(Path(base.out) / p.stem), progress=False) for p in paths]
+
+
+def restore_many(
+    base: FitRequest,
+    paths: Sequence[str | Path],
+    log: Callable[[str], None] = log_line,
+    done: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Restore each image of `paths` as `base` restores one (see the module's docstring).
+
+    :param base: the request for one image; its image (or observed) is replaced by each of `paths`, its
+        out by ``out/<name>``.
+    :param log: where the fits' messages and the progress lines ``[3/10] name: ...`` go.
+    :param done: called with each image's outcome as soon as it is known.
+    :returns: one outcome per image, in order.
+    :raises InputError: before any fitting, for bad paths (`images`) or bad options; or ``out`` in use
+        by a running fit.
+    """
+    from dip.folders import hold
+    from dip.request import run_fit
+
+    option = "--image" if base.image else "--observed"
+    paths = images(paths, option)
+    _refuse_per_image_files(base, option)
+    batch = requests(base, paths)
+    refused = _check_each(batch, paths, log)
+    outcomes = []
+    with hold([] if "{seed}" in base.out else [base.out]):
+        for i, (path, request) in enumerate(zip(paths, batch), 1):
+            outcome = Outcome(path, Path(request.out), error=refused.get(path))
+            if outcome.error is None:
+                try:
+                    outcome.records = run_fit(request, log)
+                except InputError as err:
+                    outcome.error = str(err)
+                except (RuntimeError, ValueError, OSError) as err:  # this image's trouble, not the batch's
+                    outcome.error = f"{type(err).__name__}: {err}"
+            log(f"[{i}/{len(paths)}] {path.name}: {outcome.line()}")
+            if done is not None:
+                done(outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _refuse_per_image_files(base: FitRequest, option: str) -> None:
+    """Files that belong to one image (a ground truth, a flash photograph) cannot serve several."""
+    for name, given in (("--clean", base.clean), ("--flash", base.flash)):
+        if given:
+            raise InputError(f"{name}: belongs to one image; restore several images ({option}) without it")
+
+
+def _check_each(batch: list[FitRequest], paths: list[Path], log: Callable[[str], None]) -> dict[Path, str]:
+    """Resolve every image's request (options, file headers; nothing is fitted or written): the images
+    that cannot be restored and why. An error that names no image file is the options' own: raised."""
+    from dip.request import _resolve  # the checks of one fit, as run_fit makes them
+
+    refused = {}
+    for path, request in zip(paths, batch):
+        try:
+            _resolve(request, log)
+        except InputError as err:
+            if str(path) not in str(err):
+                raise
+            refused[path] = str(err)
+    return refused
+
+
+def main(args: argparse.Namespace, paths: list[Path]) -> int:
+    """`dip fit` with several images (the namespace's --image or --observed as given; `paths` its files):
+    one JSON line per fit on stdout (with its "image"), one progress line per image and a summary on
+    stderr. Returns 0, or 2 if an image failed."""
+    from dip.request import plan_fit
+    from dip.strict_json import dumps
+
+    option = "image" if args.image else "observed"
+    base = FitRequest.from_namespace(argparse.Namespace(**{**vars(args), option: str(paths[0])}))
+    if args.dry_run:
+        failed = 0
+        for path, request in zip(paths, requests(base, paths)):
+            try:
+                print(dumps({"image": str(path), **plan_fit(request)}), flush=True)
+            except InputError as err:
+                failed += 1
+                print(f"dip fit: {path}: {err}", file=sys.stderr)
+        return 2 if failed else 0
+
+    def done(outcome: Outcome) -> None:
+        for record in outcome.records:
+            scores = {k: getattr(record, k) for k in ("psnr_observed", "psnr_restored", "psnr_ema_best")}
+            line = {k: round(v, 3) for k, v in scores.items() if v is not None}
+            print(dumps({"image": str(outcome.image), **line, "status": record.status, "out": str(outcome.out)}))
+        sys.stdout.flush()
+
+    outcomes = restore_many(base, paths, done=done)
+    failed = [o for o in outcomes if o.failed]
+    counted = [o for o in failed if o.error is not None or not base.failure_ok]
+    names = ", ".join(o.image.name for o in failed)
+    print(
+        f"dip fit: {len(outcomes)} images: {len(outcomes) - len(failed)} restored, {len(failed)} failed"
+        + (f" ({names})" if failed else ""),
+        file=sys.stderr,
+    )
+    return 2 if counted else 0
+
+
+class OneOrMore(argparse.Action):
+    """An argparse action for ``nargs="+"``: one value is stored as it is (a string, what one fit reads),
+    several as a list (several images)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
+def inputs(args: argparse.Namespace) -> list[Path] | None:
+    """`dip fit`'s --image/--observed (`OneOrMore`): None for one file, the one fit it always was; else
+    the image files (`images`) of the files and folders given."""
+    given = [(name, getattr(args, name)) for name in ("image", "observed") if getattr(args, name)]
+    if len(given) != 1:  # none or both: the one fit's own error ("give exactly one of ...")
+        for name, value in given:
+            setattr(args, name, value if isinstance(value, str) else " ".join(value))
+        return None
+    name, value = given[0]
+    if isinstance(value, str) and not Path(value).is_dir():
+        return None
+    return images([value] if isinstance(value, str) else value, f"--{name}")
