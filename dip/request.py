@@ -801,6 +801,7 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         "window": r.window,
         "patience": r.patience,
         **({"holdout": r.holdout} if r.holdout else {}),
+        **({"init network": job.init.sha256} if job.init is not None else {}),  # a warm start is another fit
     }
     return FitRecord(
         task=task.name,
