@@ -42,7 +42,7 @@ from dip.inputs import input_channels, make_input
 from dip.metrics import Scorer, psnr_per_image, ssim
 from dip.operators import HeldOut, Operator
 from dip.optim import make_optimiser
-from dip.saved_network import SavedNetwork, from_weights
+from dip.saved_network import SavedNetwork, check_init, from_weights
 from dip.stopping import StoppingRule, bank, make_rule
 
 
@@ -317,9 +317,7 @@ class Step:
     def _inputs(self, net: nn.Module, problem: _Problem, seeds_: list[int], zin: int, layout) -> None:
         """z, and the buffer each fit's own stream (dip.seeds) draws its perturbation into, in its own slice."""
         size = networks.input_size(net, h=self.h, w=self.w)
-        if self.init is not None:  # the saved network's z, every fit the same
-            if tuple(self.init.z.shape) != (1, zin, *size):
-                raise ValueError(f"init: the saved input z is {tuple(self.init.z.shape)}, this fit's {(1, zin, *size)}")
+        if self.init is not None:  # the saved network's z (its shape checked by check_init), every fit the same
             z = self.init.z.expand(self.fits, -1, -1, -1)
         else:
             z = _network_input(self.s, size, zin, seeds_, problem.input_image)
@@ -357,18 +355,9 @@ class Step:
         """The fits' network, on the device, in training mode; sets `self.forward`. With `init` every fit
         starts from the saved network's weights instead of those its seed draws."""
         if self.init is not None:
-            if not isinstance(arch, dict) or dict(arch) != dict(self.init.spec):
-                raise ValueError(f"init: the saved network's architecture is {self.init.spec}, not {arch}")
-            if (self.init.height, self.init.width) != (self.h, self.w):
-                raise ValueError(
-                    f"init: the saved network restores {self.init.height}x{self.init.width} images, this fit "
-                    f"{self.h}x{self.w}"
-                )
-            if (self.init.channels, self.init.z_channels) != (channels, zin):
-                raise ValueError(
-                    f"init: the saved network maps {self.init.z_channels} input channels to {self.init.channels}, "
-                    f"this fit {zin} to {channels}"
-                )
+            if not isinstance(arch, dict):
+                raise ValueError("init: a saved network starts a fit of an architecture spec, not a ready module")
+            check_init(self.init, arch, self.h, self.w, channels, zin)  # one line naming what differs
         build = (lambda seed: self.init.network()) if self.init is not None else None
         if build is None and isinstance(arch, dict):
             build = lambda seed: networks.make_network(arch, zin, channels, seed)
