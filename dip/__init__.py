@@ -1,19 +1,26 @@
 """Deep Image Prior (Ulyanov, Vedaldi, Lempitsky, CVPR 2018) as a tested library and command line.
 
 `dip.restore` fits DIP to an observation through any forward operator (`dip.operators.Operator`);
-`dip.run_fit(dip.FitRequest(...))` is `dip fit` as one Python call (`dip.request`).
+`dip.run_fit(dip.FitRequest(...))` is `dip fit` as one Python call (`dip.request`); `dip.load_network`
+rebuilds a network a fit kept (`dip.saved_network`).
 """
 
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["restore", "FitRequest", "run_fit"]
+__all__ = ["restore", "FitRequest", "run_fit", "load_network"]
 
 if TYPE_CHECKING:  # type checkers and editors see the names; at run time each is imported on first use
     from dip.api import restore
     from dip.request import FitRequest, run_fit
+    from dip.saved_network import load_network
 
-_LAZY = {"restore": "dip.api", "FitRequest": "dip.request", "run_fit": "dip.request"}
+_LAZY = {
+    "restore": "dip.api",
+    "FitRequest": "dip.request",
+    "run_fit": "dip.request",
+    "load_network": "dip.saved_network",
+}
 
 
 def __getattr__(name: str):

@@ -25,6 +25,7 @@ from dip.fit import FitResult, FitSettings, fit, fit_batch
 from dip.operators import HeldOut, Operator
 from dip.presets import architecture
 from dip.provenance import content_hash
+from dip.saved_network import init_identity, read_init
 from dip.seeds import SCHEME, generator
 from dip.stopping import HOLDOUT, RULES, make_rule
 
@@ -51,6 +52,8 @@ def restore(
     patience: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] = _stderr,
+    save_network: str | Path | None = None,
+    init_from: str | Path | None = None,
 ) -> FitResult | list[FitResult]:
     """Fit Deep Image Prior to `observed` through `operator` and return the restored image.
 
@@ -97,6 +100,13 @@ def restore(
     :param patience: the variance rules' patience; default a fifth of the budget.
     :param progress: a progress bar (a terminal) or a line per tenth of the fit (a log) on stderr.
     :param log: where the loop's messages go (backtracking, resuming); default stderr.
+    :param save_network: a file to keep the fitted network in (`dip.saved_network`: the weights of the fit's
+        last iteration, its input z, the architecture; `dip.load_network` rebuilds it); with `seeds` it must
+        hold ``{seed}``, one file per seed. Each result's ``.network`` holds the same.
+    :param init_from: a saved network (a file, or a folder holding ``network.pt``) to start from: its
+        weights and z instead of those the seed draws (the per-iteration perturbation stays the seed's); it
+        must have the same architecture, image size, channels and input depth. Its content hash is part of
+        the checkpoint's fingerprint.
     :returns: a `dip.fit.FitResult` (``.image`` (1, C, H, W) on the CPU, ``.history``, ``.stops``), or a
         list of them with `seeds`.
     :raises TypeError, ValueError: one line naming the argument, before anything is fitted or written.
@@ -133,7 +143,16 @@ def restore(
         raise ValueError(f"window and patience must be > 0, got {window} and {patience}")
     dev = pick_device(str(device))
     seed_list = list(seeds) if stacked else [settings.seed]
+    if save_network is not None and stacked and "{seed}" not in str(save_network):
+        raise ValueError(f"save_network: with seeds, name one file per seed with {{seed}}, got {save_network}")
     clean = _check_clean(clean, observed, operator, len(seed_list))
+    init = None
+    if init_from is not None:
+        h, w = (int(v) for v in operator.image_size(observed[:1]))
+        try:
+            init = read_init(init_from, spec, h, w, observed.shape[1], settings)
+        except ValueError as err:
+            raise ValueError(f"init_from: {err}") from None
     operator = operator.to(dev)
     _probe(operator, observed.to(dev))
 
@@ -177,6 +196,7 @@ def restore(
         "noise sigma": noise_sigma,
         "seed scheme": SCHEME,
         "version": __version__,
+        **init_identity(init),
     }
     if clean is not None:
         identity["clean image"] = content_hash(clean)
@@ -188,6 +208,8 @@ def restore(
         progress=progress,
         log=log,
         fingerprint=identity,
+        init=init,
+        keep_network=save_network is not None,
     )
     if stacked:
         results = fit_batch(spec, operators, observed, settings, seed_list, rules=rules, **options)
@@ -195,6 +217,10 @@ def restore(
         results = fit(spec, operators[0], observed, settings, rules=rules[0], **options)
     if checkpoint is not None:  # the fit has ended: nothing left to resume (as `dip fit` does)
         Path(checkpoint).unlink(missing_ok=True)
+    for result in results if stacked else [results]:
+        if result.network is not None:
+            result.network.task = identity["operator"]["class"]
+            result.network.save(str(save_network).replace("{seed}", str(result.seed)))
     return results
 
 

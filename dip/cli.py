@@ -282,6 +282,18 @@ def parser() -> argparse.ArgumentParser:
         help="print the memory estimate and a time estimate from a few timed iterations; fit nothing, write nothing",
     )
     f.add_argument(
+        "--save-network",
+        action="store_true",
+        help="keep the fitted network in OUT/network.pt (with --seeds one per seed folder): the weights of the "
+        "fit's last iteration, its input z and the architecture, for dip.load_network or --init-from",
+    )
+    f.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="start from a saved network (a --save-network output folder or its network.pt): its weights and "
+        "input z instead of the seed's; the same architecture, image size and channels",
+    )
+    f.add_argument(
         "--failure-ok",
         action="store_true",
         help="a fit that keeps diverging writes summary.json with status 'failed' and exits 0",

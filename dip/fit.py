@@ -42,6 +42,7 @@ from dip.inputs import input_channels, make_input
 from dip.metrics import Scorer, psnr_per_image, ssim
 from dip.operators import HeldOut, Operator
 from dip.optim import make_optimiser
+from dip.saved_network import SavedNetwork, check_init, from_weights
 from dip.stopping import StoppingRule, bank, make_rule
 
 
@@ -87,7 +88,10 @@ class RunOptions:
     scorer: how the history scores against the ground truth. input_image: the network's input when
     settings.input is "image" (flash/no-flash). fingerprint: what else determines the fit (see
     `fingerprint`), recorded in the checkpoint: a checkpoint resumes only the fit whose fingerprint it
-    holds, and another one raises CheckpointMismatch."""
+    holds, and another one raises CheckpointMismatch. init: a saved network (dip.saved_network) to start
+    every fit from, its weights and its z instead of the seed's (the perturbation stays the seed's); the
+    caller puts its content hash in the fingerprint. keep_network: each FitResult's `network` holds the
+    weights the fit ended with (dip.saved_network.SavedNetwork; needs an architecture spec)."""
 
     device: str | torch.device = "cpu"
     checkpoint: str | Path | None = None
@@ -98,6 +102,8 @@ class RunOptions:
     progress: bool = False
     log: object = print
     fingerprint: dict | None = None
+    init: SavedNetwork | None = None
+    keep_network: bool = False
 
 
 @dataclass
@@ -114,6 +120,7 @@ class FitResult:
     rule_images: dict[str, torch.Tensor] = field(default_factory=dict)
     seed: int = 0
     error: str | None = None  # batched fits only: why this fit failed (a single fit raises FitFailed)
+    network: SavedNetwork | None = None  # with keep_network: the weights and z at the fit's last iteration
 
 
 def fit(
@@ -184,10 +191,19 @@ def _fits(
     arch, problem: _Problem, s: FitSettings, seeds_: list[int], rules, stop_on, o: RunOptions, raise_failure: bool
 ) -> list[FitResult]:
     """Build the step of len(seeds_) fits and run the loop until each has ended; one FitResult per fit."""
-    step = Step(arch, problem, s, seeds_, rules, torch.device(o.device))
+    if o.keep_network and not isinstance(arch, dict):
+        raise ValueError("keep_network: a network is kept from an architecture spec, not a ready module")
+    step = Step(arch, problem, s, seeds_, rules, torch.device(o.device), init=o.init)
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
     _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, o.fingerprint)).run()
-    return [_result(step, b, t, s) for b, t in enumerate(tracks)]
+    results = [_result(step, b, t, s) for b, t in enumerate(tracks)]
+    for b, (t, result) in enumerate(zip(tracks, results)):
+        if o.keep_network and t.error is None:
+            # The weights of the fit's last verified iteration (where it ended), without the EMA's slot.
+            weights = t.saved["tensors"][:-1]
+            size = (step.h, step.w, problem.observed.shape[1])
+            result.network = from_weights(arch, weights, step.z[b : b + 1], *size, t.saved["iteration"], t.seed)
+    return results
 
 
 def _prepare_rules(
@@ -268,8 +284,10 @@ class Step:
         seeds_: list[int],
         rules: list[list[StoppingRule]],
         device: torch.device,
+        init: SavedNetwork | None = None,
     ):
         self.s, self.fits, self.device, self.scorer = s, len(seeds_), device, problem.scorer
+        self.init = init
         self.stacked = self.fits > 1
         self.h, self.w = problem.operators[0].image_size(problem.observed[:1])
         channels = problem.observed.shape[1]
@@ -299,7 +317,11 @@ class Step:
     def _inputs(self, net: nn.Module, problem: _Problem, seeds_: list[int], zin: int, layout) -> None:
         """z, and the buffer each fit's own stream (dip.seeds) draws its perturbation into, in its own slice."""
         size = networks.input_size(net, h=self.h, w=self.w)
-        self.z = _network_input(self.s, size, zin, seeds_, problem.input_image).to(self.device).to(memory_format=layout)
+        if self.init is not None:  # the saved network's z (its shape checked by check_init), every fit the same
+            z = self.init.z.expand(self.fits, -1, -1, -1)
+        else:
+            z = _network_input(self.s, size, zin, seeds_, problem.input_image)
+        self.z = z.float().to(self.device).contiguous().to(memory_format=layout)
         self.noise = [seeds.generator(seed, "perturbation", self.device) for seed in seeds_]
         self.z_noise = torch.zeros(self.z.shape, device=self.device)  # contiguous: the draw's order is the layout's
         self.z_noise_slices = [self.z_noise[b : b + 1] for b in range(self.fits)]
@@ -330,18 +352,26 @@ class Step:
         self.live = torch.ones(self.fits, dtype=torch.bool, device=device)
 
     def _network(self, arch: dict | nn.Module, seeds_: list[int], zin: int, channels: int) -> nn.Module:
-        """The fits' network, on the device, in training mode; sets `self.forward`."""
+        """The fits' network, on the device, in training mode; sets `self.forward`. With `init` every fit
+        starts from the saved network's weights instead of those its seed draws."""
+        if self.init is not None:
+            if not isinstance(arch, dict):
+                raise ValueError("init: a saved network starts a fit of an architecture spec, not a ready module")
+            check_init(self.init, arch, self.h, self.w, channels, zin)  # one line naming what differs
+        build = (lambda seed: self.init.network()) if self.init is not None else None
+        if build is None and isinstance(arch, dict):
+            build = lambda seed: networks.make_network(arch, zin, channels, seed)
         if self.stacked:
             if not isinstance(arch, dict):
                 raise ValueError("batched fits build their networks from an architecture spec, not a module")
             # B networks, each with the weights `make_network` draws for its seed, run as one (channel groups).
-            net = networks.Grouped([networks.make_network(arch, zin, channels, seed) for seed in seeds_])
+            net = networks.Grouped([build(seed) for seed in seeds_])
             self.forward = net = net.to(self.device).train()
             return net
         # Only the activations take the fast layout (it spreads from z through every convolution); the
         # weights, and so their gradients, stay contiguous, which every optimiser expects (LBFGS flattens
         # gradients with .view(-1)).
-        net = arch if isinstance(arch, nn.Module) else networks.make_network(arch, zin, channels, seeds_[0])
+        net = arch if isinstance(arch, nn.Module) else build(seeds_[0])
         net = net.to(self.device).train()
         self.forward = torch.compile(net) if self.s.compile else net
         return net

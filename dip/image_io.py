@@ -415,7 +415,15 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
 
 
 def to_array(x: torch.Tensor, clip: bool = True) -> np.ndarray:
-    """(1, C, H, W) → H×W×C float32, clipped to [0, 1] unless `clip` is False."""
+    """(1, C, H, W) → H×W×C float32, clipped to [0, 1] unless `clip` is False; `to_tensor` is the inverse.
+
+    >>> x = to_tensor(np.full((4, 5, 3), 0.25, dtype=np.float32))
+    >>> x.shape
+    torch.Size([1, 3, 4, 5])
+    >>> a = to_array(x * 8)  # 2.0 is clipped to 1
+    >>> a.shape, float(a.max()), float(to_array(x * 8, clip=False).max())
+    ((4, 5, 3), 1.0, 2.0)
+    """
     x = x.detach().float()
     return (x.clamp(0, 1) if clip else x).cpu()[0].numpy().transpose(1, 2, 0)
 

@@ -13,7 +13,12 @@ BT601_Y = (65.481, 128.553, 24.966)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """Y of ITU-R BT.601 (BT601_Y) of an H×W×3 array in [0, 1]; a one-channel image is its own Y."""
+    """Y of ITU-R BT.601 (BT601_Y) of an H×W×3 array in [0, 1]; a one-channel image is its own Y.
+
+    >>> white = np.ones((1, 1, 3))
+    >>> round(float(luminance(white)[0, 0]) * 255, 6)  # 16 + 219: the top of BT.601's studio range
+    235.0
+    """
     if rgb.shape[-1] == 1:
         return rgb[..., 0]
     return (16 + rgb @ np.asarray(BT601_Y, dtype=rgb.dtype)) / 255
@@ -63,7 +68,12 @@ def _prepare(x: np.ndarray, ref: np.ndarray, y_channel: bool, shave: int) -> tup
 
 
 def psnr(x: np.ndarray, ref: np.ndarray, y_channel: bool = False, shave: int = 0) -> float:
-    """PSNR in dB, data range 1. The SR convention is y_channel=True, shave=factor."""
+    """PSNR in dB, data range 1. The SR convention is y_channel=True, shave=factor.
+
+    >>> ref = np.full((8, 8, 3), 0.5)
+    >>> round(psnr(ref + 0.1, ref), 2)  # MSE 0.01
+    20.0
+    """
     x, ref = _prepare(x, ref, y_channel, shave)
     return float(peak_signal_noise_ratio(ref, x, data_range=1.0))
 

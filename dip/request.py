@@ -149,6 +149,8 @@ class FitRequest(TaskRequest):
     checkpoint_every: int | None = None
     progress: bool = True
     failure_ok: bool = False
+    save_network: bool = False  # keep each fit's network in its folder (dip.saved_network)
+    init_from: str | None = None  # start from a saved network: a network.pt or a folder holding one
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,7 +197,7 @@ _INTEGERS = ("seed", "observation_seed", "factor", "quality", "iters", "input_de
              "patience", "threads", "checkpoint_every")  # fmt: skip
 _NUMBERS = ("sigma", "drop", "peak", "lr", "reg_noise_std", "ema", "tv_weight", "holdout")
 _TEXTS = ("task", "out", "image", "observed", "clean", "flash", "mask", "blur", "psf", "noise", "arch", "preset",
-          "input", "optimizer", "stop", "device")  # fmt: skip
+          "input", "optimizer", "stop", "device", "init_from")  # fmt: skip
 
 
 def _check_types(request: TaskRequest) -> None:
@@ -348,6 +350,7 @@ class _Job:
     mask: Any = None
     input_image: Any = None
     source: Source | None = None
+    init: Any = None  # dip.saved_network.SavedNetwork of --init-from
 
     @property
     def seeds(self) -> list[int]:
@@ -416,6 +419,7 @@ def _run_fit(request: FitRequest, log: Callable[[str], None]) -> list[FitRecord]
 
     job = _resolve(request, log)
     _read_inputs(job)
+    job.init = _read_init(job)
     operators, rules, noise = _rules(job)
     identity, recorded = _check_out(job)
     records = {seed: _record(job, seed, noise, recorded) for seed in job.seeds}
@@ -709,6 +713,7 @@ def _identity(job: _Job) -> dict:
     fit reads (absent: not given), the network, the stopping setup, the seed scheme and the package version.
     A checkpoint in the output folder resumes only the fit with the same fingerprint."""
     from dip.provenance import content_hash
+    from dip.saved_network import init_identity
 
     r, task = job.request, job.task
     images = {
@@ -733,7 +738,22 @@ def _identity(job: _Job) -> dict:
         "noise sigma": None if task.poisson else _noise_level(r)[0],
         "seed scheme": SCHEME,
         "version": __version__,
+        **init_identity(job.init),
     }
+
+
+def _read_init(job: _Job):
+    """--init-from: the saved network, checked against this fit (one line naming what differs)."""
+    from dip.saved_network import read_init
+
+    r = job.request
+    if not r.init_from:
+        return None
+    size = job.task.operator(job.mask, job.psf).image_size(job.observed)
+    try:
+        return read_init(r.init_from, architecture(job.arch)["net"], *size, job.observed.shape[1], job.settings)
+    except ValueError as err:
+        raise InputError(f"--init-from: {err}") from None
 
 
 def _check_out(job: _Job) -> tuple[dict, dict]:
@@ -765,6 +785,7 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         "window": r.window,
         "patience": r.patience,
         **({"holdout": r.holdout} if r.holdout else {}),
+        **({"init network": job.init.sha256} if job.init is not None else {}),  # a warm start is another fit
     }
     return FitRecord(
         task=task.name,
@@ -806,6 +827,8 @@ def _run_options(job: _Job, identity: dict) -> dict:
         scorer=job.task.scorer,
         input_image=job.input_image,
         fingerprint=identity,
+        init=job.init,
+        keep_network=r.save_network,
     )
 
 
@@ -829,6 +852,9 @@ def _finish(job: _Job, records: dict[int, FitRecord], results: list, start: floa
         _complete(record, result, job, start)
         save_csv(result.history, out / "history.csv")
         save_image(result.image, out / "restored", job.source)
+        if result.network is not None:  # --save-network
+            result.network.task = job.task.params()
+            result.network.save(out / "network.pt")
         write(record, out / "summary.json")
     job.checkpoint.unlink(missing_ok=True)
     if failures and not job.request.failure_ok:

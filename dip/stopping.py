@@ -551,7 +551,21 @@ def make_rule(
     `patience` defaults to a fifth of the budget (`default_patience`); `ema` is the fit's output EMA weight,
     which sets how long after the minimum (or crossing) the kept EMA image is taken; `discrepancy`: the
     discrepancy rule's target loss (`clipped_noise_mse`); `heldout`: the holdout rule's (HeldOut operator,
-    observation). Raises ValueError for an unknown name or a rule missing what it needs."""
+    observation). Raises ValueError for an unknown name or a rule missing what it needs.
+
+    Outputs that settle until iteration 40 and then grow noisy: ES-WMV finds the minimum of their windowed
+    variance and stops `patience` iterations after it.
+
+    >>> rule = make_rule("es-wmv-paper", iterations=100, window=5, patience=10)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> for t in range(1, 101):
+    ...     x = torch.full((1, 1, 4, 4), 0.5) + abs(t - 40) / 400 * torch.randn(1, 1, 4, 4, generator=g)
+    ...     rule.update(t, x, x)
+    ...     if rule.should_stop(t):
+    ...         break
+    >>> rule.report(t)
+    {'iteration': 42, 'minimum': 42, 'stop_at': 52, 'stopped': True}
+    """
     if name not in RULES:
         raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
     patience = default_patience(iterations) if patience is None else patience

@@ -264,7 +264,13 @@ class Task:
         return "" if self.sigma is None else f"-s{self.sigma:g}"
 
     def label(self) -> str:
-        """Short name used in tables and file names, e.g. denoise-s25, sr-x4, inpaint-drop0.5."""
+        """Short name used in tables and file names, e.g. denoise-s25, sr-x4, inpaint-drop0.5.
+
+        >>> Task("denoise", sigma=25).label(), Task("sr", factor=4).label()
+        ('denoise-s25', 'sr-x4')
+        >>> Task("sr", factor=4).operator()(torch.rand(1, 3, 32, 32)).shape  # the fit's forward operator
+        torch.Size([1, 3, 8, 8])
+        """
         if self.name == "denoise":
             return "denoise" + ("-poisson" if self.poisson else "") + self._noise_label()
         if self.name == "deblur":

@@ -842,20 +842,30 @@ def test_options_are_checked_against_the_task(png64, tmp_path, command, message)
     assert_refused(r, message, out, None)
 
 
-# Devices: this machine's PyTorch has no CUDA (the tests run on a CPU).
-@pytest.mark.parametrize("device", ["cuda", "cuda:1", "gpu", "mps", "tpu", "nonsense", "cpu:x"])
-def test_a_device_pytorch_cannot_use_here_is_one_line_listing_the_available_ones(png64, tmp_path, device):
+# Devices: the names no machine like this one can use are refused everywhere (a GPU machine included); only
+# CUDA and MPS on a machine without them depend on the machine.
+def _device_cases():
     import torch
 
-    if torch.cuda.is_available() or torch.backends.mps.is_available():
-        pytest.skip("this test is about a machine without CUDA and MPS")  # never taken on CI
+    from dip.devices import _mps_available
+
+    never = ["gpu", "tpu", "nonsense", "cpu:x", "cuda:-1", f"cuda:{torch.cuda.device_count()}"]
+    no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="about a machine without CUDA; this one has it")
+    no_mps = pytest.mark.skipif(_mps_available(), reason="about a machine without MPS; this one has it")
+    return never + [pytest.param("cuda", marks=no_cuda), pytest.param("mps", marks=no_mps)]
+
+
+@pytest.mark.parametrize("device", _device_cases())
+def test_a_device_pytorch_cannot_use_here_is_one_line_listing_the_available_ones(png64, tmp_path, device):
+    from dip.devices import available_devices
+
     out = tmp_path / "out"
     out.mkdir()
     (out / "observed.png").write_bytes(b"a result of another run")
     before = contents(out)
     r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", out, "--device", device)
     assert_refused(r, f"--device {device}: ", out, before)
-    assert r.stderr.rstrip().endswith("available here: cpu (or auto)"), r.stderr
+    assert r.stderr.rstrip().endswith(f"available here: {', '.join(available_devices())} (or auto)"), r.stderr
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])

@@ -203,18 +203,20 @@ def test_psf_files_are_read_in_any_scale(tmp_path):
 
 
 def test_deblur_and_poisson_fit_end_to_end_and_beat_the_observation(png64, tmp_path):
+    # A 9-pixel motion blur: the deblurred image needs a few hundred iterations to pass the observation
+    # (a one-pixel Gaussian's observation, 26.8 dB, is still ahead of the fit after 60).
     r = run(
         "fit",
         "--task",
         "deblur",
         "--blur",
-        "gaussian:1",
+        "motion:9,30",
         "--sigma",
         2,
         "--image",
         png64,
         "--iters",
-        60,
+        300,
         "--out",
         tmp_path / "b",
         "--no-progress",
@@ -224,7 +226,11 @@ def test_deblur_and_poisson_fit_end_to_end_and_beat_the_observation(png64, tmp_p
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert summary["task_label"] == "deblur-gaussian1-s2" and "discrepancy" in summary["stops"]
+    assert summary["task_label"] == "deblur-motion9,30-s2" and "discrepancy" in summary["stops"]
+    # Measured (2-core AMD EPYC, torch 2.13 CPU, 2026-12-02): observed 22.45 dB, restored (the final EMA)
+    # 23.44 dB, best raw output 24.24 dB.
+    assert summary["psnr_restored"] > summary["psnr_observed"] + 0.5
+    assert summary["psnr_best"] > summary["psnr_observed"] + 1
     r = run(
         "fit",
         "--task",

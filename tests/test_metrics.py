@@ -22,6 +22,21 @@ def test_luminance_follows_bt601():
     assert luminance(black)[0, 0] == pytest.approx(16 / 255, abs=1e-3)
 
 
+def test_luminance_matches_scikit_images_ycbcr_on_random_colours():
+    """METHOD.md's Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255 is scikit-image's Y of YCbCr (on the
+    0-255 scale for RGB in [0, 1]) divided by 255: on the host (float64) and on the device (float32)."""
+    from skimage.color import rgb2ycbcr
+
+    rgb = np.random.default_rng(0).random((37, 29, 3))
+    theirs = rgb2ycbcr(rgb)[..., 0] / 255
+    assert np.abs(luminance(rgb) - theirs).max() < 1e-12
+    scored = Scorer(y_channel=True).view(torch.from_numpy(rgb).permute(2, 0, 1)[None].float())
+    assert scored.shape == (1, 1, 37, 29)
+    assert np.abs(scored[0, 0].numpy() - theirs).max() < 1e-6
+    # and it is not the mean of the channels, which would also map white and black right
+    assert np.abs(rgb.mean(-1) * 219 / 255 + 16 / 255 - theirs).max() > 0.01
+
+
 def test_sr_convention_shaves_the_border():
     ref = np.full((20, 20, 3), 0.5)
     x = ref.copy()
