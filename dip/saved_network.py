@@ -113,12 +113,12 @@ def from_weights(
     seed: int,
     task: dict | str | None = None,
 ) -> SavedNetwork:
-    """A SavedNetwork of a fit's weights `weights` (its parameters in the order of ``net.parameters()`` of
-        `make_network(spec, D, channels, ...)`, one fit's slice for batched fits) and input z (1, D, h, w) of a
-    fit restoring a `channels`×`height`×`width` image; computes the
-        output these weights give (training mode) so that a loaded network can be checked against it.
+    """A SavedNetwork of one fit's weights and input z (1, D, h, w), from a fit restoring a
+    `channels`×`height`×`width` image: `weights` are the fit's parameters in the order of
+    ``make_network(spec, D, channels, ...).parameters()`` (one fit's slice for batched fits). Computes the
+    output these weights give (training mode), which a loaded network is checked against.
 
-        :raises ValueError: the weights do not fit the architecture (count or a shape differs).
+    :raises ValueError: the weights do not fit the architecture (their count or a shape differs).
     """
     net = networks.make_network(spec, int(z.shape[1]), channels, seed=0)
     params = list(net.parameters())

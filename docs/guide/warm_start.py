@@ -53,7 +53,7 @@ def crop(left: int) -> torch.Tensor:
 
 def best(history) -> tuple[float, int]:
     k = history["psnr_ema"].idxmax()
-    return round(float(history["psnr_ema"][k]), 2), int(history["iteration"][k])
+    return float(history["psnr_ema"][k]), int(history["iteration"][k])
 
 
 def run(iterations: int, seed: int) -> None:
@@ -66,7 +66,8 @@ def run(iterations: int, seed: int) -> None:
 
     def report(name: str, result, t0: float, **extra) -> None:
         psnr, at = best(result.history)
-        row = {"seed": seed, "fit": name, "iterations": result.iterations, "best_ema_psnr": psnr, "at": at}
+        row = {"seed": seed, "fit": name, "iterations": result.iterations, "best_ema_psnr": round(psnr, 3), "at": at}
+        row["first_ema_psnr"] = round(float(result.history["psnr_ema"].iloc[0]), 2)
         print(json.dumps(row | extra | {"seconds": round(time.perf_counter() - t0)}), flush=True)
 
     t0 = time.perf_counter()
