@@ -27,6 +27,7 @@ Not measured, allowances only: CUDA's caching allocator rounding blocks up
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -75,20 +76,36 @@ def estimate(
     `channels` channels; `window`: ES-WMV's window when that rule is recorded (None: not recorded),
     `windowed_rules` how many such rules keep a window each (es-wmv and es-wmv-paper)."""
     from dip.inputs import input_channels
-    from dip.networks import count_parameters, make_network
     from dip.presets import architecture
 
     spec = architecture(arch)
     settings = spec.get("settings", {})
     zin = input_channels(settings.get("input", "noise"), settings.get("input_depth", 32))
-    with torch.device("meta"):
-        params = count_parameters(make_network(spec["net"], zin, channels, 0))
+    params = parameter_count(spec["net"], zin, channels)
     per_pixel = spec["activation_bytes_per_pixel"]
     factor = DEVICE_FACTOR.get(torch.device(device).type, 1.0) * (BF16_FACTOR if bf16 else 1.0)
     activations = int(h * w * batch * per_pixel * factor)
     rules = int(h * w * batch * channels * 4 * (window + 2) * RULE_COPIES * windowed_rules) if window else 0
     param_bytes = params * 4 * PARAMETER_COPIES * batch
     return Estimate(RUNTIME_BYTES + param_bytes + activations + rules, params, activations, rules)
+
+
+def parameter_count(net: dict, in_channels: int, out_channels: int) -> int:
+    """Trainable parameters of the network spec `net` (dip.networks.make_network) taking `in_channels`
+    input channels to `out_channels` outputs. Built once per distinct (spec, channels), on the meta
+    device (no weights allocated or drawn), and remembered: a pipeline plans thousands of fits of a
+    handful of networks, and building one (tens of thousands of layer constructions for the deepest)
+    costs tens of milliseconds."""
+    return _parameter_count(json.dumps(net, sort_keys=True), int(in_channels), int(out_channels))
+
+
+@functools.cache
+def _parameter_count(net: str, in_channels: int, out_channels: int) -> int:
+    # keyed by the spec's canonical JSON: a dict is not hashable, and equal specs must share an entry
+    from dip.networks import count_parameters, make_network
+
+    with torch.device("meta"):
+        return count_parameters(make_network(json.loads(net), in_channels, out_channels, 0))
 
 
 def job_memory_mb(
