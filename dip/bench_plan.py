@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,13 +69,23 @@ def plan(n: int, snakemake: str | None = None) -> dict:
         config.write_text(CONFIG.format(manifest=manifest))
         cmd = [snakemake, "-s", str(ROOT / "workflow" / "Snakefile"), "-n", "--configfile", str(config)]
         cmd += ["--workflow-profile", "none", "--quiet", "rules"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         out = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env={**os.environ})
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds (user + system) of snakemake: what the plan costs whatever else shares the machine
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if out.returncode:
         raise RuntimeError(f"snakemake -n failed on {n} images: {(out.stdout + out.stderr)[-2000:]}")
     counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out.stdout + out.stderr, flags=re.M)}
-    return {"images": n, "jobs": counts.get("total", 0), "fits": counts.get("fit", 0), "seconds": round(seconds, 1)}
+    return {
+        "images": n,
+        "jobs": counts.get("total", 0),
+        "fits": counts.get("fit", 0),
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"load_before": load, "rows": rows}))
         return 0
-    print(f"load average before: {load:.2f}")
-    print(f"{'images':>7} {'jobs':>7} {'fits':>6} {'plan s':>7} {'ms/job':>7}")
+    print(f"load average before: {load:.2f}; plan s: wall clock, cpu s: snakemake's user + system seconds")
+    print(f"{'images':>7} {'jobs':>7} {'fits':>6} {'plan s':>7} {'cpu s':>7} {'ms/job':>7}")
     for r in rows:
         print(
-            f"{r['images']:>7} {r['jobs']:>7} {r['fits']:>6} {r['seconds']:>7.1f} {1000 * r['seconds'] / max(r['jobs'], 1):>7.2f}"
+            f"{r['images']:>7} {r['jobs']:>7} {r['fits']:>6} {r['seconds']:>7.1f} {r['cpu_seconds']:>7.1f} {1000 * r['seconds'] / max(r['jobs'], 1):>7.2f}"
         )
     return 0
 
