@@ -244,6 +244,11 @@ def summarise(times: list[float]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--plan" or a.startswith("--plan=") for a in argv):  # planning speed: its own benchmark
+        from dip.bench_plan import main as plan_main
+
+        return plan_main(argv)
     p = argparse.ArgumentParser(prog="dip bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="skip")
     p.add_argument("--size", type=int, default=128)

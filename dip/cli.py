@@ -273,6 +273,12 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     f.add_argument("--compile", action="store_true")
     f.add_argument(
+        "--memory-saving",
+        action="store_true",
+        help="recompute the network's activations in the backward pass instead of keeping them: the same fit "
+        "for less memory and more time per iteration (chosen by itself when only it fits; --dry-run says which)",
+    )
+    f.add_argument(
         "--checkpoint-every", type=_positive, help="iterations between checkpoints (default: 10%% of the fit)"
     )
     f.add_argument("--no-progress", action="store_true")

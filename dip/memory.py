@@ -27,6 +27,8 @@ Not measured, allowances only: CUDA's caching allocator rounding blocks up
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import resource
 import subprocess
@@ -45,6 +47,10 @@ PARAMETER_COPIES = 15  # measured (refitted after the loop split); what it holds
 RULE_COPIES = 2  # the live ES-WMV window and its copy in the backtracking snapshot
 DEVICE_FACTOR = {"cpu": 1.0, "cuda": 1.15, "mps": 1.15}  # allowance: allocator rounding on GPUs
 BF16_FACTOR = 1.3  # allowance: autocast keeps bf16 copies of activations beside the fp32 ones
+# Memory-saving mode (dip.networks.checkpointed: activations recomputed in the backward pass) keeps this
+# share of the plain mode's activation memory: the largest ratio of the two modes' measured activation
+# slopes over the architectures calibrated (`python -m dip.memory --checkpointed`, see docs/scale.md).
+CHECKPOINTED_FACTOR = 0.833  # skip: 7360.8 against 8840.8 B/px (see docs/scale.md)
 PROCESS_BYTES = 400 * 2**20  # a `dip fit` process with torch, scikit-image and pandas loaded (380 MB measured)
 
 
@@ -71,25 +77,44 @@ def estimate(
     bf16: bool = False,
     window: int | None = None,
     windowed_rules: int = 1,
+    checkpointed: bool = False,
 ) -> Estimate:
     """Estimated extra peak memory of `batch` fits of architecture `arch` on an h×w image with
     `channels` channels; `window`: ES-WMV's window when that rule is recorded (None: not recorded),
-    `windowed_rules` how many such rules keep a window each (es-wmv and es-wmv-paper)."""
+    `windowed_rules` how many such rules keep a window each (es-wmv and es-wmv-paper); `checkpointed`:
+    in memory-saving mode (activations times CHECKPOINTED_FACTOR)."""
     from dip.inputs import input_channels
-    from dip.networks import count_parameters, make_network
     from dip.presets import architecture
 
     spec = architecture(arch)
     settings = spec.get("settings", {})
     zin = input_channels(settings.get("input", "noise"), settings.get("input_depth", 32))
-    with torch.device("meta"):
-        params = count_parameters(make_network(spec["net"], zin, channels, 0))
+    params = parameter_count(spec["net"], zin, channels)
     per_pixel = spec["activation_bytes_per_pixel"]
     factor = DEVICE_FACTOR.get(torch.device(device).type, 1.0) * (BF16_FACTOR if bf16 else 1.0)
+    factor *= CHECKPOINTED_FACTOR if checkpointed else 1.0
     activations = int(h * w * batch * per_pixel * factor)
     rules = int(h * w * batch * channels * 4 * (window + 2) * RULE_COPIES * windowed_rules) if window else 0
     param_bytes = params * 4 * PARAMETER_COPIES * batch
     return Estimate(RUNTIME_BYTES + param_bytes + activations + rules, params, activations, rules)
+
+
+def parameter_count(net: dict, in_channels: int, out_channels: int) -> int:
+    """Trainable parameters of the network spec `net` (dip.networks.make_network) taking `in_channels`
+    input channels to `out_channels` outputs. Built once per distinct (spec, channels), on the meta
+    device (no weights allocated or drawn), and remembered: a pipeline plans thousands of fits of a
+    handful of networks, and building one (tens of thousands of layer constructions for the deepest)
+    costs tens of milliseconds."""
+    return _parameter_count(json.dumps(net, sort_keys=True), int(in_channels), int(out_channels))
+
+
+@functools.cache
+def _parameter_count(net: str, in_channels: int, out_channels: int) -> int:
+    # keyed by the spec's canonical JSON: a dict is not hashable, and equal specs must share an entry
+    from dip.networks import count_parameters, make_network
+
+    with torch.device("meta"):
+        return count_parameters(make_network(json.loads(net), in_channels, out_channels, 0))
 
 
 def job_memory_mb(
@@ -173,7 +198,7 @@ def _reset_peak() -> None:
         pass
 
 
-def _measure_here(arch: str, size: int, iterations: int, window: int | None) -> int:
+def _measure_here(arch: str, size: int, iterations: int, window: int | None, checkpointed: bool = False) -> int:
     """Extra peak memory of a short fit in this (fresh) process: high-water mark minus the resident
     memory just before the fit started."""
     from dip.fit import FitSettings, fit
@@ -196,13 +221,19 @@ def _measure_here(arch: str, size: int, iterations: int, window: int | None) -> 
     rules = [make_rule("es-wmv", iterations, window=window)] if window else []
     _reset_peak()
     before = _resident_bytes()
-    fit(spec["net"], Denoise(25), clean, settings, rules=rules, checkpoint=None)
+    fit(spec["net"], Denoise(25), clean, settings, rules=rules, checkpoint=None, memory_saving=checkpointed)
     return _peak_bytes() - before
 
 
-def measure_peak(arch: str, size: int, iterations: int = 3, window: int | None = None) -> int:
-    """Extra peak memory (bytes) of a short CPU fit of `arch` at size×size, measured in a fresh process."""
-    code = f"from dip.memory import _measure_here; print(_measure_here({arch!r}, {size}, {iterations}, {window!r}))"
+def measure_peak(
+    arch: str, size: int, iterations: int = 3, window: int | None = None, checkpointed: bool = False
+) -> int:
+    """Extra peak memory (bytes) of a short CPU fit of `arch` at size×size, measured in a fresh process;
+    `checkpointed`: in memory-saving mode (activations recomputed in the backward pass)."""
+    code = (
+        "from dip.memory import _measure_here; "
+        f"print(_measure_here({arch!r}, {size}, {iterations}, {window!r}, {checkpointed!r}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 
@@ -219,8 +250,29 @@ def calibrate(archs: list[str], sizes: tuple[int, int] = (128, 256)) -> dict[str
     return table
 
 
+def calibrate_checkpointed(archs: list[str], sizes: tuple[int, int] = (128, 256)) -> dict[str, dict]:
+    """Each architecture's activation slope (as `calibrate`) in memory-saving mode beside the plain one,
+    and their ratio: CHECKPOINTED_FACTOR is the largest ratio measured."""
+    table = {}
+    for arch in archs:
+        slopes = {}
+        for mode in (False, True):
+            small, large = (measure_peak(arch, s, checkpointed=mode) for s in sizes)
+            slopes[mode] = (large - small) / (sizes[1] ** 2 - sizes[0] ** 2)
+        table[arch] = {
+            "plain_bytes_per_pixel": round(slopes[False], 1),
+            "checkpointed_bytes_per_pixel": round(slopes[True], 1),
+            "ratio": round(slopes[True] / slopes[False], 3),
+        }
+        print(arch, table[arch], file=sys.stderr, flush=True)
+    return table
+
+
 if __name__ == "__main__":
     from dip.presets import ARCHITECTURES
 
-    names = sys.argv[1:] or list(ARCHITECTURES)
-    print(strict_json.dumps(calibrate(names), indent=1))
+    args = sys.argv[1:]
+    if args[:1] == ["--checkpointed"]:
+        print(strict_json.dumps(calibrate_checkpointed(args[1:] or list(ARCHITECTURES)), indent=1))
+    else:
+        print(strict_json.dumps(calibrate(args or list(ARCHITECTURES)), indent=1))

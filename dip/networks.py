@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 
@@ -326,6 +327,111 @@ class Grouped(nn.Module):
 def input_size(net: nn.Module, h: int, w: int) -> tuple[int, int]:
     """Spatial size of the input z a network needs to produce an h×w image."""
     return net.input_size(h, w) if hasattr(net, "input_size") else (h, w)
+
+
+class Checkpointed(nn.Module):
+    """A run of consecutive layers whose activations are not kept for the backward pass: only the run's
+    input is, and the backward pass runs the layers forward again to get them (activation checkpointing,
+    torch.utils.checkpoint, non-reentrant). The same output and gradients as the plain run, for the memory
+    of the run's input instead of every layer's output, at the cost of a second forward pass.
+
+    The second pass must be the first one again: torch's random state is restored before it
+    (preserve_rng_state; DIP's layers draw nothing, the input perturbation is drawn before the network),
+    and the BatchNorm layers' running statistics, which training-mode BatchNorm updates at every pass,
+    are put back as the first pass left them, so that they are updated once per iteration as in the plain
+    network. (DIP's outputs never use them: BatchNorm stays in training mode, normalising with the
+    batch's own statistics, which the second pass computes from the same input alike.)
+    """
+
+    def __init__(self, layers: Sequence[nn.Module]):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+        self._norms = [m for m in self.layers.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self.layers(x)
+        calls = []  # the first call is the forward pass, any later one the recomputation in backward
+        return torch.utils.checkpoint.checkpoint(self._run, x, calls, use_reentrant=False, preserve_rng_state=True)
+
+    def _run(self, x: torch.Tensor, calls: list) -> torch.Tensor:
+        calls.append(None)
+        if len(calls) == 1:
+            return self.layers(x)
+        kept = [
+            (m, [b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)])
+            for m in self._norms
+            if m.running_mean is not None
+        ]
+        try:  # the recomputation may stop early, by an exception, once it has what backward needs
+            return self.layers(x)
+        finally:
+            with torch.no_grad():
+                for m, (mean, var, count) in kept:
+                    m.running_mean.copy_(mean)
+                    m.running_var.copy_(var)
+                    m.num_batches_tracked.copy_(count)
+
+
+CHECKPOINT_RUN = 4  # layers per checkpointed run at most: a run's recomputed activations are the peak's
+#                     share it still holds; measured with `python -m dip.memory --checkpointed`
+
+
+def _is_layer(m: nn.Module) -> bool:
+    """A layer, or a padded convolution (_conv's pad + conv): what a checkpointed run is made of. Anything
+    holding a deeper structure (a scale of the network, a residual block, a branch) is recursed into."""
+    if isinstance(m, (Concat, AnySize, Grouped, Checkpointed)) or isinstance(m, nn.ModuleList):
+        return False
+    if isinstance(m, nn.Sequential):
+        return len(m) <= 2 and all(_is_layer(c) and not isinstance(c, nn.Sequential) for c in m)
+    return not any(True for _ in m.children()) or not any(
+        isinstance(c, (nn.Sequential, Concat, nn.ModuleList)) for c in m.modules() if c is not m
+    )
+
+
+def _checkpoint_children(module: nn.Module, run: int) -> None:
+    """Replace, inside `module`, every run of consecutive layers of a Sequential by Checkpointed pieces of
+    at most `run` layers; recurse into everything else."""
+    if isinstance(module, nn.Sequential) and not _is_layer(module):
+        children, pieces, current = list(module), [], []
+        for child in children:
+            if _is_layer(child):
+                current.append(child)
+                if len(current) == run:
+                    pieces.append(Checkpointed(current))
+                    current = []
+                continue
+            if current:
+                pieces.append(Checkpointed(current))
+                current = []
+            _checkpoint_children(child, run)
+            pieces.append(child)
+        if current:
+            pieces.append(Checkpointed(current))
+        for name in list(module._modules):
+            del module._modules[name]
+        for i, piece in enumerate(pieces):
+            module.add_module(str(i), piece)
+        return
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Sequential) and _is_layer(child) and len(child) > 1 and child is not module:
+            setattr(module, name, Checkpointed(list(child)))
+        elif not _is_layer(child):
+            _checkpoint_children(child, run)
+
+
+def checkpointed(net: nn.Module, run: int | None = None) -> nn.Module:
+    """`net` with its layers' activations recomputed in the backward pass instead of kept (memory-saving
+    mode): each scale's runs of consecutive layers become `Checkpointed` pieces of at most `run` layers,
+    so the backward pass holds the pieces' inputs plus one piece's recomputed activations at a time.
+    Changed in place and returned; the parameters are the same objects (an optimiser built before or
+    after sees them alike) and the outputs and gradients are the plain network's."""
+    if isinstance(net, nn.Sequential) and _is_layer(net):  # a single run: checkpointed in pieces as well
+        wrapper = nn.Sequential(*net)
+        _checkpoint_children(wrapper, run)
+        return wrapper
+    _checkpoint_children(net, run)
+    return net
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -146,6 +146,7 @@ class FitRequest(TaskRequest):
     channels_last: bool | None = None
     bf16: bool | None = None
     compile: bool = False
+    memory_saving: bool = False  # always recompute activations (else only when the plain fit would not fit)
     checkpoint_every: int | None = None
     progress: bool = True
     failure_ok: bool = False
@@ -376,7 +377,12 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
     timed, warmup = 5, 2
     trial = FitSettings(**{**asdict(job.settings), "iterations": timed + warmup, "check_every": 1})
     net, operator = architecture(job.arch)["net"], job.task.operator(job.mask, job.psf)
-    options = dict(device=job.device, input_image=job.input_image, log=log)
+    options = dict(
+        device=job.device,
+        input_image=job.input_image,
+        log=log,
+        memory_saving=job.plan["memory_mode"] == "checkpointed",  # timed in the mode the fit will run in
+    )
     if job.request.seeds:  # the batch as it will run: one network of every seed's fit
         result = fit_batch(net, operator, job.observed, trial, job.seeds, **options)[0]
     else:
@@ -574,7 +580,9 @@ def _fit_size(r: FitRequest, task: Task) -> tuple[int, int, int, str]:
 
 
 def _memory_plan(job: _Job) -> dict:
-    """The fit's estimated peak memory against what the device has; one line if it cannot fit."""
+    """The fit's estimated peak memory against what the device has, and the mode it runs in: plain, or
+    memory-saving (activations recomputed in the backward pass, dip.networks.checkpointed) when asked
+    (--memory-saving) or when only that fits; one line if neither fits."""
     from dip import memory
     from dip.speed import resolve_speed
 
@@ -583,30 +591,47 @@ def _memory_plan(job: _Job) -> dict:
     batch = len(job.targets)
     bf16 = resolve_speed(job.device, s.channels_last, s.bf16, s.flush_denormal).bf16
     windowed = sum(name.startswith("es-wmv") for name in job.rule_names)
-    need = memory.estimate(
-        job.arch,
-        h,
-        w,
-        channels,
-        batch=batch,
-        device=job.device.type,
-        bf16=bf16,
-        window=r.window if windowed else None,
-        windowed_rules=windowed,
+    plain, saving = (
+        memory.estimate(
+            job.arch,
+            h,
+            w,
+            channels,
+            batch=batch,
+            device=job.device.type,
+            bf16=bf16,
+            window=r.window if windowed else None,
+            windowed_rules=windowed,
+            checkpointed=checkpointed,
+        )
+        for checkpointed in (False, True)
     )
     have = memory.available_bytes(job.device)
-    if have is not None and need.bytes > have:
+    gib = f"plain {plain.gib:.1f} GiB, memory-saving {saving.gib:.1f} GiB"
+    free = "unknown" if have is None else f"{have / 2**30:.1f} GiB"
+    if have is not None and saving.bytes > have:  # refused: not even the memory-saving mode fits
         fits = f"{batch} batched fits" if batch > 1 else "fit"
         raise InputError(
-            f"{source}: a {h}x{w} {fits} of {job.arch} needs about {need.gib:.1f} GiB on {job.device.type} "
-            f"but {have / 2**30:.1f} GiB is available; resize or crop the image, choose a smaller "
-            f"architecture (--arch), or use another device (--device)"
+            f"{source}: a {h}x{w} {fits} of {job.arch} needs about {plain.gib:.1f} GiB on {job.device.type}, "
+            f"{saving.gib:.1f} GiB in memory-saving mode, but {have / 2**30:.1f} GiB is available; resize or "
+            f"crop the image, choose a smaller architecture (--arch), or use another device (--device)"
         )
+    if r.memory_saving:
+        mode, why = "checkpointed", f"asked (--memory-saving); {gib}, {free} available"
+    elif have is None or plain.bytes <= have:
+        mode, why = "plain", f"{gib}, {free} available"
+    else:
+        mode, why = "checkpointed", f"the plain fit would not fit: {gib}, {free} available"
+    chosen = saving if mode == "checkpointed" else plain
     return {
         "height": h,
         "width": w,
         "channels": channels,
-        "estimated_peak_mb": round(need.bytes / 2**20),
+        "memory_mode": mode,
+        "memory_mode_why": why,
+        "estimated_peak_mb": round(chosen.bytes / 2**20),
+        "plain_estimated_mb": round(plain.bytes / 2**20),
+        "memory_saving_estimated_mb": round(saving.bytes / 2**20),
         "available_mb": None if have is None else round(have / 2**20),
     }
 
@@ -829,6 +854,7 @@ def _run_options(job: _Job, identity: dict) -> dict:
         fingerprint=identity,
         init=job.init,
         keep_network=r.save_network,
+        memory_saving=job.plan["memory_mode"] == "checkpointed",
     )
 
 

@@ -155,3 +155,42 @@ def test_the_cli_reports_running_out_of_memory_in_one_line(tmp_path, png64, caps
 def test_available_memory_is_known_on_this_cpu():
     have = memory.available_bytes("cpu")
     assert have is None if sys.platform != "linux" else have > 0
+
+
+def _estimate_by_building(arch, h, w, channels, batch, window):
+    """The estimate as it was computed before parameter counts were remembered: the fit's whole network
+    built (here with real weights on the CPU) for every call."""
+    from dip.inputs import input_channels
+    from dip.networks import count_parameters
+    from dip.presets import architecture
+
+    spec = architecture(arch)
+    settings = spec.get("settings", {})
+    zin = input_channels(settings.get("input", "noise"), settings.get("input_depth", 32))
+    params = count_parameters(make_network(spec["net"], zin, channels, 0))
+    activations = int(h * w * batch * spec["activation_bytes_per_pixel"])
+    rules = int(h * w * batch * channels * 4 * (window + 2) * memory.RULE_COPIES) if window else 0
+    total = memory.RUNTIME_BYTES + params * 4 * memory.PARAMETER_COPIES * batch + activations + rules
+    return memory.Estimate(total, params, activations, rules)
+
+
+@pytest.mark.parametrize("arch", ["skip", "hourglass-library", "skip-jpeg", "unet", "resnet", "deep_decoder"])
+def test_the_remembered_estimate_equals_the_network_building_one(arch):
+    for h, w, channels, batch, window in [(64, 64, 3, 1, None), (40, 72, 1, 3, 100), (512, 256, 3, 2, 5)]:
+        assert memory.estimate(arch, h, w, channels, batch=batch, window=window) == _estimate_by_building(
+            arch, h, w, channels, batch, window
+        ), (arch, h, w, channels, batch, window)
+
+
+def test_planning_builds_each_network_once(monkeypatch):
+    import dip.networks
+
+    memory._parameter_count.cache_clear()
+    built = []
+    real = dip.networks.make_network
+    monkeypatch.setattr(dip.networks, "make_network", lambda *a, **k: built.append(a) or real(*a, **k))
+    for size in (32, 64, 128, 256):
+        for _ in range(50):
+            memory.job_memory_mb("skip", size, size, 3, device="cpu", window=100, batch=3)
+    memory.job_memory_mb("skip", 64, 64, 1, device="cpu")  # another channel count: another network
+    assert len(built) == 2 and {a[2] for a in built} == {1, 3}

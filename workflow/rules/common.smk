@@ -1,3 +1,4 @@
+import functools
 import os
 import re
 from pathlib import Path
@@ -42,6 +43,9 @@ if config.get("published"):
         raise WorkflowError(str(err))
 
 IMAGES = list(MANIFEST.index)
+# Each row as a plain dict, read once: the input functions look rows up per job, and a DataFrame's .loc
+# costs as much as the rest of a job's planning.
+ROW = MANIFEST.to_dict("index")
 TASKS = list(config["tasks"])
 
 
@@ -56,10 +60,14 @@ def _parse_task(key, spec):
 
 
 TASK_OF = {key: _parse_task(key, spec) for key, spec in config["tasks"].items()}
+TASK_ARGS = {
+    key: " ".join(task.cli_args()) for key, task in TASK_OF.items()
+}  # once, not per job
 ARCHS = list(config["archs"])
 SEEDS = [str(s) for s in config["seeds"]]
 # Flash/no-flash pairs (role pair) are the paired tasks' images; every other task degrades the clean images.
-PAIRS = [image for image in IMAGES if MANIFEST.loc[image, "role"] == "pair"]
+PAIRS = [image for image in IMAGES if ROW[image]["role"] == "pair"]
+_PAIR_SET = set(PAIRS)
 
 
 def is_paired(task):
@@ -76,7 +84,8 @@ POISSON_TASKS = [task for task in TASKS if is_poisson(task)]
 
 
 def images_of(task):
-    return [image for image in IMAGES if (image in PAIRS) == is_paired(task)]
+    paired = is_paired(task)
+    return [image for image in IMAGES if (image in _PAIR_SET) == paired]
 
 
 def archs_of(task):
@@ -86,7 +95,7 @@ def archs_of(task):
 
 def has_ground_truth(image):
     """Clean images are their own ground truth; a pair has one only if it is synthetic (`reference`)."""
-    return image not in PAIRS or bool(MANIFEST.loc[image, "reference"])
+    return image not in _PAIR_SET or bool(ROW[image]["reference"])
 
 
 for _task in TASKS:
@@ -97,7 +106,7 @@ for _task in TASKS:
         )
     if TASK_OF[_task].mask == "file":
         for _image in images_of(_task):
-            if not MANIFEST.loc[_image, "mask"]:
+            if not ROW[_image]["mask"]:
                 raise WorkflowError(
                     f"tasks: {_task!r} inpaints with each image's mask file, but manifest row "
                     f"{_image!r} has no mask"
@@ -223,7 +232,7 @@ def get_paper_table_inputs(wildcards):
 
 def _truth_path(image):
     """The manifest file of an image's ground truth: the clean image, or a synthetic pair's reference."""
-    row = MANIFEST.loc[image]
+    row = ROW[image]
     return row["reference"] if row["role"] == "pair" else row["path"]
 
 
@@ -245,7 +254,7 @@ def get_source(wildcards):
 
 
 def get_prepare_params(wildcards):
-    row = MANIFEST.loc[wildcards.image]
+    row = ROW[wildcards.image]
     return {
         "path": manifest_io.resolve(
             _truth_path(wildcards.image), MANIFEST_DIR, DATA_ROOT
@@ -256,17 +265,17 @@ def get_prepare_params(wildcards):
 
 
 def get_pair_sources(wildcards):
-    row = MANIFEST.loc[wildcards.image]
+    row = ROW[wildcards.image]
     return {"noflash": _local(row["path"]), "flash": _local(row["flash"])}
 
 
 def get_mask_source(wildcards):
-    return _local(MANIFEST.loc[wildcards.image, "mask"])
+    return _local(ROW[wildcards.image]["mask"])
 
 
 def get_row_geometry(wildcards):
     """How a row's files are cropped and resized (all of them alike, as its ground truth)."""
-    row = MANIFEST.loc[wildcards.image]
+    row = ROW[wildcards.image]
     return {"crop": row["crop"], "resize": _resize(row)}
 
 
@@ -351,7 +360,7 @@ def task_args(wildcards):
     """The `dip` task options of a configured task, e.g. '--task sr --factor 4' (dip.tasks.Task.cli_args).
     A `mask: file` task's mask is a declared input: of `degrade` (the manifest's) and of the fit (the
     observation's mask.png, see observation_files)."""
-    return " ".join(TASK_OF[wildcards.task].cli_args())
+    return TASK_ARGS[wildcards.task]
 
 
 def fit_args(wildcards):
@@ -393,9 +402,10 @@ def get_fit_resources():
     return {**base, "gpu": 1} if USE_GPU else base
 
 
-def _job_memory(wildcards, arch):
-    h, w, channels = SIZES[wildcards.image]
-    fits = 1 if hasattr(wildcards, "seed") else len(SEEDS)
+@functools.lru_cache(maxsize=None)
+def _job_memory_of(arch, h, w, channels, fits):
+    """dip.memory.job_memory_mb of one kind of fit job, computed once per (architecture, size, channels,
+    batched fits): planning asks it of every fit job, twice (mem_mb and gpu_mem_mb)."""
     return job_memory_mb(
         arch,
         h,
@@ -406,6 +416,12 @@ def _job_memory(wildcards, arch):
         margin=config["resources"]["memory_margin"],
         batch=fits,
     )
+
+
+def _job_memory(wildcards, arch):
+    h, w, channels = SIZES[wildcards.image]
+    fits = 1 if hasattr(wildcards, "seed") else len(SEEDS)
+    return _job_memory_of(arch, h, w, channels, fits)
 
 
 def get_fit_mem_mb(wildcards):
