@@ -43,6 +43,7 @@ exclude_patterns = ["_build", "_generated", "examples", "Thumbs.db", ".DS_Store"
 # page not written yet is left out rather than failing the build (`_PagesNotWrittenYet` below); a missing
 # reference page, named without a pattern, still fails it.
 myst_enable_extensions = ["colon_fence", "deflist"]
+smartquotes = False  # `--observed` in the CLI's help stays two hyphens, not an en dash
 myst_heading_anchors = 3  # "#the-protocol" style links between pages resolve, and the browser test checks them
 
 # Docstrings write `name` for code (Markdown's habit): shown as code, never looked up as a cross-reference.
@@ -61,6 +62,7 @@ nitpick_ignore_regex = [
 html_theme = "furo"
 html_title = f"dip {__version__}"
 html_static_path = ["_static"]
+html_css_files = ["dip.css"]
 html_show_sourcelink = False
 
 autodoc_member_order = "bysource"
@@ -101,6 +103,11 @@ def _cell(text) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _value(value) -> str:
+    """A value as the YAML file spells it (true, not Python's True)."""
+    return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+
 def _constraints(spec: dict) -> str:
     parts = []
     kind = spec.get("type")
@@ -109,7 +116,7 @@ def _constraints(spec: dict) -> str:
         inner = items.get("type", "")
         parts.append(f"list of {inner}" if inner else "list")
         if "enum" in items:
-            parts.append("each one of " + ", ".join(f"`{v}`" for v in items["enum"]))
+            parts.append("each one of " + ", ".join(_value(v) for v in items["enum"]))
         if "minimum" in items:
             parts.append(f"each ≥ {items['minimum']}")
         if "exclusiveMinimum" in items:
@@ -119,7 +126,7 @@ def _constraints(spec: dict) -> str:
     elif kind:
         parts.append(kind)
     if "enum" in spec:
-        parts.append("one of " + ", ".join(f"`{v}`" for v in spec["enum"]))
+        parts.append("one of " + ", ".join(_value(v) for v in spec["enum"]))
     for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
         if key in spec:
             parts.append(f"{sign} {spec[key]}")
@@ -132,11 +139,9 @@ def _rows(properties: dict, required: list, prefix: str) -> list[str]:
     rows = []
     for name, spec in properties.items():
         key = f"{prefix}{name}"
-        default = f"`{spec['default']}`" if "default" in spec else ""
-        rows.append(
-            f"| `{key}` | {'yes' if name in required else ''} | {_cell(_constraints(spec))} | {default} | "
-            f"{_cell(spec.get('description', ''))} |"
-        )
+        what = _constraints(spec) + (f"; default {_value(spec['default'])}" if "default" in spec else "")
+        needed = " (required)" if name in required else ""
+        rows.append(f"| `{key}`{needed} | {_cell(what)} | {_cell(spec.get('description', ''))} |")
         if spec.get("type") == "object" and "properties" in spec:
             rows += _rows(spec["properties"], spec.get("required", []), f"{key}.")
         elif spec.get("type") == "object" and isinstance(spec.get("additionalProperties"), dict):
@@ -147,11 +152,11 @@ def _rows(properties: dict, required: list, prefix: str) -> list[str]:
 
 def config_reference(schema_path: Path) -> str:
     """The schema's keys as one Markdown table: key (nested keys dotted, `tasks.<name>.` for each task
-    entry), required, type and constraints, default, description."""
+    entry) and whether it is required, type, range and default, description."""
     schema = yaml.safe_load(schema_path.read_text())
     lines = [
-        "| key | required | type and range | default | description |",
-        "|---|---|---|---|---|",
+        "| key | type, range, default | description |",
+        "|---|---|---|",
         *_rows(schema["properties"], schema.get("required", []), ""),
     ]
     return "\n".join(lines) + "\n"

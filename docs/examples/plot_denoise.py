@@ -4,7 +4,7 @@ Gaussian denoising
 
 Noise of standard deviation σ = 25 (on the 0–255 scale) added to a 64×64 crop of scikit-image's
 astronaut photograph, restored by Deep Image Prior: the paper's ``skip`` network fitted to the noisy
-image itself, its output averaged over iterations (the EMA), for 400 iterations. Non-local means, given
+image itself, its output averaged over iterations (the EMA), for 300 iterations. Non-local means, given
 the true σ, is the classical method beside it.
 """
 
@@ -27,7 +27,7 @@ task = Task("denoise", sigma=25)
 observed, _ = task.degrade(clean, observation_seed=0)  # seeded: the same noise on every run
 arch, settings = PAPER[preset_key(task)]  # the paper's network and settings for this task
 result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, stop=None, device="cpu"
+    observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
 )
 
 # %%
@@ -51,4 +51,4 @@ fig.tight_layout()
 # The same fit from the shell, on the crop saved as a PNG (``dip fit`` writes ``observed.png``,
 # ``restored.png``, the fit's history and ``summary.json`` into ``--out``)::
 #
-#     dip fit --task denoise --sigma 25 --image crop.png --iters 400 --out denoised
+#     dip fit --task denoise --sigma 25 --image crop.png --iters 300 --out denoised

@@ -5,7 +5,7 @@ Inpainting: text over an image
 The words "Deep Image Prior" written over a 64×64 crop of scikit-image's coffee photograph: the pixels
 under the text are unknown (`dip.operators.text_mask`). Deep Image Prior fits only the known pixels
 (`dip.operators.Inpaint`: its loss ignores the masked ones) and the network fills the rest; the paper's
-network for this task (``skip-text``: 128 channels on every skip connection), 400 iterations.
+network for this task (``skip-text``: 128 channels on every skip connection), 300 iterations.
 Biharmonic inpainting is the classical method.
 """
 
@@ -28,7 +28,7 @@ task = Task("inpaint", mask="text")
 observed, mask = task.degrade(clean, observation_seed=0)  # mask: (1, 1, 64, 64), 1 = known pixel
 arch, settings = PAPER[preset_key(task)]
 result = restore(
-    observed, task.operator(mask), arch=arch, settings={**settings, "iterations": 400}, stop=None, device="cpu"
+    observed, task.operator(mask), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
 )
 
 # %%
@@ -52,4 +52,4 @@ fig.tight_layout()
 # The same fit from the shell (``--mask FILE`` instead of ``--text`` takes a mask of your own: bright =
 # known pixel)::
 #
-#     dip fit --task inpaint --text --image crop.png --iters 400 --out inpainted
+#     dip fit --task inpaint --text --image crop.png --iters 300 --out inpainted

@@ -5,7 +5,7 @@ Poisson denoising
 Shot noise: each pixel of a 64×64 crop of scikit-image's camera photograph counts photons, on average
 10 for a pixel of value 1 (``peak`` 10), so the noise grows with the brightness. Deep Image Prior fits
 the counts through the Poisson likelihood (`dip.operators.Poisson`: its loss is the Poisson deviance,
-not the squared error) for 400 iterations. The classical method beside it is the Anscombe transform,
+not the squared error) for 300 iterations. The classical method beside it is the Anscombe transform,
 which makes the noise about Gaussian, then non-local means, then the exact unbiased inverse transform.
 """
 
@@ -28,7 +28,7 @@ task = Task("denoise", noise="poisson", peak=10)
 observed, _ = task.degrade(clean, observation_seed=0)  # counts / peak: may exceed 1, never clipped
 arch, settings = PAPER[preset_key(task)]
 result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, stop=None, device="cpu"
+    observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
 )
 
 # %%
@@ -52,4 +52,4 @@ fig.tight_layout()
 # The same fit from the shell (``dip fit`` writes the observation also as ``observed.tif``, float32, since
 # Poisson counts reach above 1)::
 #
-#     dip fit --task denoise --noise poisson --peak 10 --image crop.png --iters 400 --out denoised
+#     dip fit --task denoise --noise poisson --peak 10 --image crop.png --iters 300 --out denoised

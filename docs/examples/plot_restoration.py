@@ -4,7 +4,7 @@ Restoration: half the pixels missing
 
 Half the pixels of a 64×64 crop of scikit-image's rocket photograph dropped at random (the paper's
 "restoration" experiment; `dip.operators.random_drop`, drawn from the observation seed). Deep Image
-Prior fits the known half with the ``skip`` network for 400 iterations at learning rate 0.01 (the
+Prior fits the known half with the ``skip`` network for 300 iterations at learning rate 0.01 (the
 paper's notebook runs 11000 iterations at 0.001). Biharmonic inpainting is the classical method.
 """
 
@@ -26,7 +26,7 @@ clean = to_tensor(photo[:, 16:80].astype(np.float32))  # (1, 3, 64, 64)
 task = Task("inpaint", mask="drop", drop=0.5)
 observed, mask = task.degrade(clean, observation_seed=0)
 arch, settings = PAPER[preset_key(task)]
-settings = {**settings, "iterations": 400, "lr": 0.01}  # a short budget needs the larger step
+settings = {**settings, "iterations": 300, "lr": 0.01}  # a short budget needs the larger step
 result = restore(observed, task.operator(mask), arch=arch, settings=settings, stop=None, device="cpu")
 
 # %%
@@ -49,4 +49,4 @@ fig.tight_layout()
 # %%
 # The same fit from the shell::
 #
-#     dip fit --task inpaint --drop 0.5 --image crop.png --iters 400 --lr 0.01 --out restored
+#     dip fit --task inpaint --drop 0.5 --image crop.png --iters 300 --lr 0.01 --out restored

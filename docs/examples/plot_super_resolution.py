@@ -4,7 +4,7 @@ Super-resolution ×4
 
 A 64×64 crop of scikit-image's cat photograph (chelsea) shrunk to 16×16 with PIL's Lanczos filter, as
 the paper does, and enlarged 4× again. Deep Image Prior fits a 64×64 image whose Lanczos-2 downsampling
-(`dip.operators.SuperResolve`) matches the 16×16 observation, for 400 iterations; bicubic
+(`dip.operators.SuperResolve`) matches the 16×16 observation, for 300 iterations; bicubic
 interpolation is the classical method. SR papers score the luminance with a border of 4 pixels shaved,
 and so do the titles.
 """
@@ -28,7 +28,7 @@ task = Task("sr", factor=4)
 observed, _ = task.degrade(clean, observation_seed=0)  # (1, 3, 16, 16)
 arch, settings = PAPER[preset_key(task)]
 result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, stop=None, device="cpu"
+    observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
 )
 
 # %%
@@ -54,4 +54,4 @@ fig.tight_layout()
 # The same fit from the shell (``--image`` is the high-resolution ground truth, which ``dip fit``
 # shrinks; a low-resolution photograph of your own is ``--observed``)::
 #
-#     dip fit --task sr --factor 4 --image crop.png --iters 400 --out enlarged
+#     dip fit --task sr --factor 4 --image crop.png --iters 300 --out enlarged
