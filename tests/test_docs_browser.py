@@ -134,12 +134,18 @@ BROKEN_IMAGES = """async () => {
 LINKS = "() => Array.from(document.querySelectorAll('a[href]')).map((a) => a.href)"
 
 
+def _page_error(message) -> bool:
+    """A console error of the page's own, not the browser's request for /favicon.ico (which neither the site
+    nor the report has, nor needs)."""
+    return message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
+
+
 def check_page(browser, base: str, root: Path, page_path: str, shots: Path) -> list[str]:
     """Open base/page_path; return what is wrong with it (empty: nothing) and save its screenshot."""
     problems: list[str] = []
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.on("pageerror", lambda err: problems.append(f"JavaScript error: {err}"))
-    page.on("console", lambda msg: problems.append(f"console error: {msg.text}") if msg.type == "error" else None)
+    page.on("console", lambda msg: problems.append(f"console error: {msg.text}") if _page_error(msg) else None)
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     page.on("requestfailed", lambda r: problems.append(f"request failed ({r.failure}): {r.url}"))
     response = page.goto(f"{base}/{page_path}", wait_until="load")
