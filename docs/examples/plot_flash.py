@@ -27,7 +27,8 @@ from dip.presets import ARCHITECTURES, PAPER
 from dip.tasks import Task
 
 torch.set_num_threads(2)
-pairs = Path(__file__).resolve().parents[2] / "data" / "pairs"  # the repository's data/pairs
+# The pair ships in the repository's data/pairs: run this from the repository's root (or from docs/examples).
+pairs = next(p for p in (Path("data/pairs"), Path("../../data/pairs")) if p.is_dir())
 flash, noflash, reference = (
     load_image(pairs / f"coffee_{name}.png")[..., 32:96, 32:96] for name in ("flash", "noflash", "reference")
 )
