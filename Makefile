@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run report impedance test lint bench bench-gpu clean
+.PHONY: setup run report impedance test lint bench bench-gpu docs clean
 
 setup: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	# the CPU build (pinned: an unpinned torch pulls several GB of CUDA packages).
 	$(BIN)/python -c "import torch" 2>/dev/null || if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; \
 		then $(BIN)/python -m pip install -q torch; else $(BIN)/python -m pip install -q torch==2.13.0; fi
-	$(BIN)/python -m pip install -q -e ".[workflow,test]"
+	$(BIN)/python -m pip install -q -e ".[workflow,test,docs]"
 	touch $@
 
 run: setup
@@ -44,6 +44,11 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check workflow
 	$(BIN)/snakemake --lint
+
+# The documentation site (docs/, Sphinx): the gallery's examples run as it builds (a few minutes on 2 cores);
+# warnings are errors. Open docs/_build/html/index.html.
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -n -b html docs docs/_build/html
 
 clean:
 	rm -rf results logs benchmarks .snakemake

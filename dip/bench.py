@@ -243,12 +243,8 @@ def summarise(times: list[float]) -> dict:
     return {"median": med, "p10": float(q[0]), "p90": float(q[1]), "iterations_per_second": 1 / med}
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a == "--plan" or a.startswith("--plan=") for a in argv):  # planning speed: its own benchmark
-        from dip.bench_plan import main as plan_main
-
-        return plan_main(argv)
+def parser() -> argparse.ArgumentParser:
+    """The `dip bench` command line (the documentation's CLI reference is generated from it)."""
     p = argparse.ArgumentParser(prog="dip bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="skip")
     p.add_argument("--size", type=int, default=128)
@@ -278,6 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also time N fits batched into one network (N seeds at once, see dip.fit.fit_batch)",
     )
     p.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--plan" or a.startswith("--plan=") for a in argv):  # planning speed: its own benchmark
+        from dip.bench_plan import main as plan_main
+
+        return plan_main(argv)
+    p = parser()
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

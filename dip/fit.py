@@ -165,8 +165,8 @@ def fit_batch(
     stop_on: str | None = None,
     **options,
 ) -> list[FitResult]:
-    """len(seeds_) fits of one architecture and image size as one batched network, through the same loop
-    as `fit`: fit b draws its weights, z and perturbations from seeds_[b] (settings.seed is ignored) and
+    """`len(seeds_)` fits of one architecture and image size as one batched network, through the same loop
+    as `fit`: fit b draws its weights, z and perturbations from `seeds_[b]` (settings.seed is ignored) and
     backtracks, stops, records its rules and is checkpointed on its own. observed (and clean): one image
     (1, C, H, W) shared by all fits, or one per fit (B, C, H, W); operator: one, or one per fit (e.g. one
     mask per image). rules: one list per fit. A fit that keeps diverging is frozen and returned with

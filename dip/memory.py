@@ -1,6 +1,6 @@
 """How much memory a fit needs, known before fitting, and how much the device has.
 
-A fit's extra memory (beyond the Python process with torch loaded) is modelled as
+A fit's extra memory (beyond the Python process with torch loaded) is modelled as::
 
     bytes = RUNTIME_BYTES                                       (what the first forward/backward pass sets up:
                                                                 oneDNN and autograd workspaces)

@@ -98,7 +98,7 @@ def lanczos2_taps(factor: int) -> torch.Tensor:
     at x = offset/factor, normalised to sum 1. A low-resolution pixel's centre lies between two
     high-resolution pixels for an even factor and on one for an odd factor, so an even factor samples
     phase 0.5 over 4·factor taps (x = ±(k + 0.5)/factor, the paper's kernel) and an odd factor phase 0
-    over 4·factor − 1 taps (x = k/factor, |k| < 2·factor): either way centred on the low-resolution pixel."""
+    over 4·factor − 1 taps (x = k/factor, −2·factor < k < 2·factor): either way centred on the low-resolution pixel."""
     n = 4 * factor if factor % 2 == 0 else 4 * factor - 1
     x = (torch.arange(n, dtype=torch.float64) - (n - 1) / 2) / factor
     safe = torch.where(x == 0, 1.0, x)
