@@ -99,7 +99,7 @@ class RunOptions:
     log: object = print
     fingerprint: dict | None = None
     memory_saving: bool = False  # recompute activations in the backward pass (dip.networks.checkpointed):
-    #                              the same fit for less memory and about a third more time per iteration
+    #                              the same fit for less memory and a second forward pass per iteration
 
 
 @dataclass
