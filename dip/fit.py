@@ -105,7 +105,7 @@ class RunOptions:
     init: SavedNetwork | None = None
     keep_network: bool = False
     memory_saving: bool = False  # recompute activations in the backward pass (dip.networks.checkpointed):
-    #                              the same fit for less memory and about a third more time per iteration
+    #                              the same fit for less memory and a second forward pass per iteration
 
 
 @dataclass
