@@ -14,7 +14,7 @@ import hashlib
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -25,8 +25,12 @@ from dip.fit import FitResult, FitSettings, fit, fit_batch
 from dip.operators import HeldOut, Operator
 from dip.presets import architecture
 from dip.provenance import content_hash
+from dip.risk import risk_estimate
 from dip.seeds import SCHEME, generator
 from dip.stopping import HOLDOUT, RULES, make_rule
+
+
+LOSSES = ("default", "sure")
 
 
 def _stderr(message: str) -> None:
@@ -51,6 +55,7 @@ def restore(
     patience: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] = _stderr,
+    loss: str = "default",
 ) -> FitResult | list[FitResult]:
     """Fit Deep Image Prior to `observed` through `operator` and return the restored image.
 
@@ -97,6 +102,12 @@ def restore(
     :param patience: the variance rules' patience; default a fifth of the budget.
     :param progress: a progress bar (a terminal) or a line per tenth of the fit (a log) on stderr.
     :param log: where the loop's messages go (backtracking, resuming); default stderr.
+    :param loss: the data term: ``"default"``, the operator's own `loss`; ``"sure"``, a risk estimate of the
+        error to the clean image (`dip.risk`): SURE for Gaussian denoising (`dip.operators.Denoise` or the
+        identity `Operator`; σ from `noise_sigma`, else the Denoise operator's), PURE for Poisson denoising
+        (`dip.operators.Poisson` with its peak). The network's input is then the observation itself
+        (settings.input is set to ``"image"``) and each iteration runs a second forward pass for the
+        Monte-Carlo divergence. Any other operator raises ValueError.
     :returns: a `dip.fit.FitResult` (``.image`` (1, C, H, W) on the CPU, ``.history``, ``.stops``), or a
         list of them with `seeds`.
     :raises TypeError, ValueError: one line naming the argument, before anything is fitted or written.
@@ -117,8 +128,18 @@ def restore(
     >>> result.image.shape
     torch.Size([1, 1, 32, 32])
     """
-    observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds)
+    if loss not in LOSSES:
+        raise ValueError(f"loss: {loss!r} is not one of {', '.join(LOSSES)}")
+    observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss)
+    risk = None
+    if loss == "sure":
+        try:
+            risk = risk_estimate(operator, noise_sigma)
+        except ValueError as err:
+            raise ValueError(f"loss: {err}") from None
     rules_named = _rule_names(stop, record)
+    if risk is not None and "discrepancy" in rules_named:
+        raise ValueError("stop: the discrepancy rule compares the MSE data term with σ²; a SURE/PURE loss is not it")
     if "discrepancy" in rules_named and (noise_sigma is None or not math.isfinite(noise_sigma) or noise_sigma <= 0):
         raise ValueError(
             f"noise_sigma: the discrepancy rule needs the noise's standard deviation > 0, got {noise_sigma}"
@@ -188,6 +209,8 @@ def restore(
         progress=progress,
         log=log,
         fingerprint=identity,
+        risk=risk,
+        input_image=observed if risk is not None else None,
     )
     if stacked:
         results = fit_batch(spec, operators, observed, settings, seed_list, rules=rules, **options)
@@ -198,7 +221,7 @@ def restore(
     return results
 
 
-def _check(observed, operator, arch, settings, seeds) -> tuple[torch.Tensor, FitSettings, dict, bool]:
+def _check(observed, operator, arch, settings, seeds, loss="default") -> tuple[torch.Tensor, FitSettings, dict, bool]:
     """One-line errors for what `restore` is given; the observation as float32, the settings, the network."""
     if not isinstance(observed, torch.Tensor):
         raise TypeError(f"observed: must be a torch.Tensor (N, C, H, W), got {type(observed).__name__}")
@@ -236,7 +259,11 @@ def _check(observed, operator, arch, settings, seeds) -> tuple[torch.Tensor, Fit
         settings = FitSettings(**{**arch_settings, **(settings or {})})
     elif not isinstance(settings, FitSettings):
         raise TypeError(f"settings: a FitSettings or a dict of its fields, got {type(settings).__name__}")
-    if settings.input == "image":
+    if loss == "sure":
+        if observed.shape[0] != 1:
+            raise ValueError("observed: a SURE/PURE loss fits one observation (1, C, H, W), shared by the seeds")
+        settings = replace(settings, input="image")  # f must be a function of y: the input is y itself
+    elif settings.input == "image":
         raise ValueError(
             "settings: input 'image' needs an input image, which restore does not take; use "
             "dip.fit.fit(..., input_image=...)"

@@ -42,6 +42,7 @@ from dip.inputs import input_channels, make_input
 from dip.metrics import Scorer, psnr_per_image, ssim
 from dip.operators import HeldOut, Operator
 from dip.optim import make_optimiser
+from dip.risk import RiskEstimate
 from dip.stopping import StoppingRule, bank, make_rule
 
 
@@ -87,7 +88,10 @@ class RunOptions:
     scorer: how the history scores against the ground truth. input_image: the network's input when
     settings.input is "image" (flash/no-flash). fingerprint: what else determines the fit (see
     `fingerprint`), recorded in the checkpoint: a checkpoint resumes only the fit whose fingerprint it
-    holds, and another one raises CheckpointMismatch."""
+    holds, and another one raises CheckpointMismatch. risk: a risk-estimate data term (`dip.risk.SURE`,
+    `dip.risk.PURE`) in place of the operator's loss; it needs settings.input "image" with the observation
+    as input_image (the estimate's divergence is taken with respect to the network's input) and costs a
+    second forward pass per iteration."""
 
     device: str | torch.device = "cpu"
     checkpoint: str | Path | None = None
@@ -98,6 +102,7 @@ class RunOptions:
     progress: bool = False
     log: object = print
     fingerprint: dict | None = None
+    risk: RiskEstimate | None = None
 
 
 @dataclass
@@ -139,7 +144,7 @@ def fit(
     """
     s = settings or FitSettings()
     o = RunOptions(**options)
-    problem = _Problem([operator], observed, clean, o.scorer, o.input_image)
+    problem = _Problem([operator], observed, clean, o.scorer, o.input_image, o.risk)
     rules_ = [_prepare_rules(rules, stop_on, s, operator, observed)]
     return _fits(arch, problem, s, [s.seed], rules_, stop_on, o, raise_failure=True)[0]
 
@@ -172,7 +177,7 @@ def fit_batch(
     if len(rules) != n:
         raise ValueError(f"{len(rules)} rule lists for {n} fits")
     o = RunOptions(**options)
-    problem = _Problem(operators, observed, clean, o.scorer, o.input_image)
+    problem = _Problem(operators, observed, clean, o.scorer, o.input_image, o.risk)
     rules = [
         _prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
         for b, r in enumerate(rules)
@@ -186,7 +191,8 @@ def _fits(
     """Build the step of len(seeds_) fits and run the loop until each has ended; one FitResult per fit."""
     step = Step(arch, problem, s, seeds_, rules, torch.device(o.device))
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
-    _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, o.fingerprint)).run()
+    extra = {**(o.fingerprint or {}), **(o.risk.describe() if o.risk is not None else {})}
+    _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, extra)).run()
     return [_result(step, b, t, s) for b, t in enumerate(tracks)]
 
 
@@ -230,14 +236,25 @@ class FitOutOfMemory(RuntimeError):
 @dataclass
 class _Problem:
     """What the fits are fitted to: each fit's forward operator (one shared, or one per fit), the
-    observation(s), the ground truth for the history, how it is scored, and the network's input image
-    when settings.input is "image"."""
+    observation(s), the ground truth for the history, how it is scored, the network's input image
+    when settings.input is "image", and the risk-estimate data term replacing the operators' loss (if any)."""
 
     operators: list[Operator]
     observed: torch.Tensor
     clean: torch.Tensor | None
     scorer: Scorer
     input_image: torch.Tensor | None = None
+    risk: RiskEstimate | None = None
+
+    def __post_init__(self) -> None:
+        if self.risk is None:
+            return
+        image = self.input_image
+        if image is None or tuple(image.shape[1:]) != tuple(self.observed.shape[1:]):
+            raise ValueError(
+                "a risk-estimate data term (SURE/PURE) needs the observation as the network's input "
+                "(settings.input 'image', input_image = the observation)"
+            )
 
 
 def _network_input(
@@ -282,6 +299,9 @@ class Step:
             if s.input == "image" and problem.input_image is not None
             else input_channels(s.input, s.input_depth)
         )
+        if problem.risk is not None and s.input != "image":
+            raise ValueError("a risk-estimate data term (SURE/PURE) needs settings.input 'image' (the observation)")
+        self.risk = problem.risk
         net = self._network(arch, seeds_, zin, channels)
         self._inputs(net, problem, seeds_, zin, torch.channels_last if fast.channels_last else torch.contiguous_format)
         self._targets(problem)
@@ -303,6 +323,12 @@ class Step:
         self.noise = [seeds.generator(seed, "perturbation", self.device) for seed in seeds_]
         self.z_noise = torch.zeros(self.z.shape, device=self.device)  # contiguous: the draw's order is the layout's
         self.z_noise_slices = [self.z_noise[b : b + 1] for b in range(self.fits)]
+        if problem.risk is not None:
+            # The divergence's probes b, one per fit from its own stream, and the finite difference's step.
+            self.probes = [seeds.generator(seed, "divergence", self.device) for seed in seeds_]
+            self.probe = torch.zeros(self.z.shape, device=self.device)
+            self.probe_slices = [self.probe[b : b + 1] for b in range(self.fits)]
+            self.epsilon = problem.risk.epsilon(problem.observed)
 
     def _targets(self, problem: _Problem) -> None:
         """The operators (one per fit), the observation and the ground truth on the device."""
@@ -346,9 +372,17 @@ class Step:
         self.forward = torch.compile(net) if self.s.compile else net
         return net
 
-    def _data_term(self, out: torch.Tensor) -> torch.Tensor:
-        """Each fit's loss (B,): one call of a shared operator, else one per fit."""
-        if self.shared_operator is not None:
+    def _data_term(self, out: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+        """Each fit's loss (B,): one call of a shared operator, else one per fit; with a risk estimate, the
+        estimate, from a second forward pass at the input zs + ε·b (dip.risk)."""
+        if self.risk is not None:
+            for g, draw in zip(self.probes, self.probe_slices):
+                torch.randn(draw.shape, generator=g, out=draw)
+            with self.autocast():
+                probed = networks.center_crop(self.forward(zs + self.epsilon * self.probe), self.h, self.w)
+            probe = networks.center_crop(self.probe, self.h, self.w)
+            losses = self.risk.loss(out, probed.float(), probe, self.epsilon, self.observed)
+        elif self.shared_operator is not None:
             losses = self.shared_operator.loss(out, self.observed)
         else:
             losses = torch.cat(
@@ -371,7 +405,7 @@ class Step:
         with self.autocast():
             out = networks.center_crop(self.forward(zs), self.h, self.w)
         out = out.float().contiguous()
-        losses = self._data_term(out)
+        losses = self._data_term(out, zs)
         total = losses.sum()  # each fit's weights get exactly the gradient of its own loss
         total.backward()
         self.out, self.losses = out.detach(), losses.detach()
@@ -417,6 +451,7 @@ class Step:
                 "optimizer": self.opt.snapshot(b),
                 "rules": [r.snapshot(b) for r in self.rules],
                 "generator": self.noise[b].get_state(),
+                **({"probe_generator": self.probes[b].get_state()} if self.risk is not None else {}),
             }
 
     def load(self, b: int, saved: dict) -> None:
@@ -428,6 +463,8 @@ class Step:
                 r.restore(b, state)
             self.iteration[b] = saved["iteration"]
         self.noise[b].set_state(saved["generator"])
+        if self.risk is not None:
+            self.probes[b].set_state(saved["probe_generator"])
 
     def set_lr(self, b: int, lr: float) -> None:
         self.opt.set_lr(b, lr)
