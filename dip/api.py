@@ -29,7 +29,6 @@ from dip.risk import risk_estimate
 from dip.seeds import SCHEME, generator
 from dip.stopping import HOLDOUT, RULES, make_rule
 
-
 LOSSES = ("default", "sure")
 
 

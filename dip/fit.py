@@ -119,6 +119,59 @@ class FitResult:
     rule_images: dict[str, torch.Tensor] = field(default_factory=dict)
     seed: int = 0
     error: str | None = None  # batched fits only: why this fit failed (a single fit raises FitFailed)
+    members: list[FitResult] = field(default_factory=list)  # an ensemble's (see `ensemble`); else empty
+
+
+def ensemble(members: list[FitResult]) -> FitResult:
+    """The ensemble of several fits of one observation (different network seeds, e.g.
+    `dip.seeds.ensemble_seeds`, fitted with `fit_batch`): its image, last output, EMA and each rule's image
+    are the means of the members' (each member stopped by its own rule), as the paper's "two runs
+    averaged". The history stacks the members' histories, a `seed` column first; each rule's report keeps
+    the latest member's iteration and decision (the ensemble's image exists once every member's does);
+    `members` holds the members' own results. A member that failed fails the ensemble (`error`).
+
+    :param members: two or more FitResults of images of one shape.
+    :returns: a FitResult whose `seed` is the first member's.
+    """
+    if len(members) < 2:
+        raise ValueError(f"an ensemble averages two or more fits, got {len(members)}")
+    first = members[0]
+    failed = [f"member seed {m.seed}: {m.error}" for m in members if m.error]
+
+    def mean(images):
+        return torch.stack([x for x in images]).mean(0)
+
+    histories = [m.history.assign(seed=m.seed) for m in members]
+    history = pd.concat(histories, ignore_index=True)
+    history = history[["seed"] + [c for c in history.columns if c != "seed"]]
+    common = [name for name in first.rule_images if all(name in m.rule_images for m in members)]
+    stops = {}
+    for name in first.stops:
+        reports = [m.stops.get(name, {}) for m in members]
+        latest = [r.get("iteration") for r in reports]
+        decided = [r.get("stop_at") for r in reports]
+        stops[name] = {
+            **reports[0],
+            "iteration": None if None in latest else max(latest),
+            "minimum": None,
+            "stop_at": None if None in decided else max(decided),
+            "stopped": all(r.get("stopped", False) for r in reports),
+        }
+    return FitResult(
+        image=mean(m.image for m in members),
+        output=mean(m.output for m in members),
+        ema=None if any(m.ema is None for m in members) else mean(m.ema for m in members),
+        history=history,
+        stops=stops,
+        stopped_by=first.stopped_by if len({m.stopped_by for m in members}) == 1 else None,
+        iterations=max(m.iterations for m in members),
+        backtracks=sum(m.backtracks for m in members),
+        resumed_from=first.resumed_from,
+        rule_images={name: mean(m.rule_images[name] for m in members) for name in common},
+        seed=first.seed,
+        error="; ".join(failed) or None,
+        members=list(members),
+    )
 
 
 def fit(

@@ -105,7 +105,7 @@ class SURE(RiskEstimate):
         return mse - variance + 2 * variance * mc_divergence(out, out_probed, probe, epsilon) / n
 
     def describe(self) -> dict:
-        return {"loss": "sure", "sure_sigma": self.sigma, "divergence_epsilon": EPSILON}
+        return {"loss": "sure", "sure_sigma": self.sigma, "divergence_step": EPSILON}
 
 
 class PURE(RiskEstimate):
@@ -145,7 +145,7 @@ class PURE(RiskEstimate):
         return mse - observed.flatten(1).mean(1) / self.peak + 2 * weighted / (self.peak * n)
 
     def describe(self) -> dict:
-        return {"loss": "pure", "pure_peak": self.peak, "divergence_epsilon": EPSILON}
+        return {"loss": "pure", "pure_peak": self.peak, "divergence_step": EPSILON}
 
 
 def risk_estimate(operator, sigma: float | None = None) -> RiskEstimate:
