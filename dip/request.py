@@ -42,6 +42,7 @@ from dip.inputs import INPUTS
 from dip.presets import PAPER, architecture, preset_key
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.record import FitRecord, StopRecord, write
+from dip.risk import takes_the_observation
 from dip.seeds import SCHEME, ensemble_seeds
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
 from dip.tasks import NOISES, TASK_OPTIONS, TASKS, Task
@@ -469,7 +470,7 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
     arch_name, settings = _settings(r, task, seed=targets[0][0])
     if r.seeds and settings.optimizer != "adam":
         raise InputError("--seeds: batched fits use Adam; fit LBFGS seeds one at a time")
-    if r.loss == "sure" and architecture(arch_name)["net"].get("kind") == "deep_decoder":
+    if r.loss == "sure" and not takes_the_observation(architecture(arch_name)["net"]):
         raise InputError(f"--arch {arch_name}: takes a small input, not the observation that --loss sure feeds it")
     if r.ensemble > 1 and settings.optimizer != "adam":
         raise InputError("--ensemble: its members are fitted as one batched network, with Adam; not with LBFGS")
@@ -693,13 +694,12 @@ def _check_variants(r: FitRequest, task: Task) -> None:
     Gaussian (σ given or estimated, see `_risk`) or Poisson with its --peak; anything else is one line."""
     if r.loss != "sure":
         return
-    if task.name != "denoise":
-        raise InputError(
-            f"--loss sure: applies to denoising (SURE for Gaussian noise, PURE for Poisson noise); the "
-            f"{task.name} task's data term has no such risk estimate"
-        )
-    if task.poisson and task.peak is None:
-        raise InputError("--loss sure: PURE needs the Poisson peak; give --peak P")
+    from dip.risk import check_task
+
+    try:
+        check_task(task)
+    except ValueError as err:
+        raise InputError(f"--loss sure: {err}") from None
     if r.holdout:
         raise InputError("--holdout: pixels held out of a SURE/PURE loss would still be the network's input")
 

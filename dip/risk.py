@@ -148,6 +148,24 @@ class PURE(RiskEstimate):
         return {"loss": "pure", "pure_peak": self.peak, "divergence_step": EPSILON}
 
 
+def check_task(task) -> None:
+    """Whether a task (dip.tasks.Task) has a risk estimate here: denoising with Gaussian noise (SURE; its σ
+    given or estimated) or Poisson noise of known peak (PURE). Raises ValueError saying why not."""
+    if task.name != "denoise":
+        raise ValueError(
+            f"applies to denoising (SURE for Gaussian noise, PURE for Poisson noise); the {task.name} task's "
+            f"data term has no such risk estimate"
+        )
+    if task.poisson and task.peak is None:
+        raise ValueError("PURE needs the Poisson peak (--peak P)")
+
+
+def takes_the_observation(net: dict) -> bool:
+    """Whether a network spec (dip.presets.architecture(name)["net"]) can take the observation as its input,
+    as SURE/PURE need: every network but the deep decoder, whose input is smaller than its output."""
+    return net.get("kind") != "deep_decoder"
+
+
 def risk_estimate(operator, sigma: float | None = None) -> RiskEstimate:
     """The risk estimate of a denoising operator: PURE for `dip.operators.Poisson` with the identity
     forward operator (its peak), SURE for Gaussian denoising (`dip.operators.Denoise`, or the base
