@@ -1,7 +1,7 @@
 """Measure DIP, DIP + SURE and a DIP ensemble of two on 64×64 crops of scikit-image photographs that no
 config uses (docs/guide/variants.md). One JSON line per run on stdout.
 
-    python docs/guide/measure_variants.py IMAGE {plain,sure} [--iters 1500] [--threads 1]
+    python docs/guide/measure_variants.py IMAGE {plain,sure} [--iters 1500] [--size 64] [--threads 1]
 
 plain: the two members of ensemble_seeds(0, 2) fitted as one batched network (member 0 is the plain fit
 of network seed 0), each member's last and best EMA PSNR, and the ensemble's (the mean of the members'
@@ -47,9 +47,10 @@ def main() -> None:
     p.add_argument("mode", choices=("plain", "sure"))
     p.add_argument("--iters", type=int, default=1500)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--size", type=int, default=64, help="side of the centre crop, pixels")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    clean = crop(a.image)
+    clean = crop(a.image, a.size)
     observed, _ = Task("denoise", sigma=25).degrade(clean, 0)
     start = time.time()
     kwargs = dict(arch="skip", settings={"iterations": a.iters}, stop=None, record=["es-wmv"], clean=clean)
@@ -57,7 +58,7 @@ def main() -> None:
         results = restore(observed, Denoise(25), seeds=ensemble_seeds(0, 2), device="cpu", **kwargs)
     else:
         results = [restore(observed, Denoise(25), loss="sure", device="cpu", **kwargs)]
-    out = {"image": a.image, "mode": a.mode, "iterations": a.iters, "observed": score(observed, clean)}
+    out = {"image": a.image, "size": a.size, "mode": a.mode, "iterations": a.iters, "observed": score(observed, clean)}
     for k, r in enumerate(results):
         h = r.history
         out[f"member{k}"] = {
