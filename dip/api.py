@@ -147,6 +147,8 @@ def restore(
         holdout = HOLDOUT
     if holdout is not None and not 0 < holdout < 0.5:
         raise ValueError(f"holdout: the fraction held out must be in (0, 0.5), got {holdout}")
+    if holdout and risk is not None:
+        raise ValueError("holdout: a SURE/PURE loss sees every pixel (the observation is the network's input)")
     if holdout and "holdout" not in rules_named:
         raise ValueError("holdout: entries held out serve only the holdout rule; add 'holdout' to stop or record")
     if window <= 0 or (patience is not None and patience <= 0):
