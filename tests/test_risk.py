@@ -89,3 +89,16 @@ def test_a_sure_fit_uses_the_observation_as_input_and_its_own_stream(clean64):
         restore(y[..., :16, :16], SuperResolve(4), loss="sure", **kwargs)
     with pytest.raises(ValueError, match="discrepancy"):
         restore(y, Denoise(25), loss="sure", **{**kwargs, "stop": "discrepancy"}, noise_sigma=0.1)
+
+
+def test_a_pure_fit_runs_on_a_poisson_observation(clean64):
+    from dip.fit import FitSettings, fit
+
+    clean = clean64[..., :32, :32]
+    operator = Poisson(10)
+    y = operator.observe(clean, generator(0, "observation"))
+    settings = FitSettings(iterations=4, check_every=2, input="image")
+    result = fit(SMALL, operator, y, settings, clean=clean, input_image=y, risk=risk_estimate(operator))
+    assert len(result.history) == 4 and result.history["loss"].notna().all()
+    with pytest.raises(ValueError, match="needs the observation as the network's input"):
+        fit(SMALL, operator, y, settings, risk=PURE(10))
