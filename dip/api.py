@@ -14,7 +14,7 @@ import hashlib
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -25,9 +25,12 @@ from dip.fit import FitResult, FitSettings, fit, fit_batch
 from dip.operators import HeldOut, Operator
 from dip.presets import architecture
 from dip.provenance import content_hash
+from dip.risk import risk_estimate
 from dip.saved_network import init_identity, read_init
 from dip.seeds import SCHEME, generator
 from dip.stopping import HOLDOUT, RULES, make_rule
+
+LOSSES = ("default", "sure")
 
 
 def _stderr(message: str) -> None:
@@ -54,6 +57,7 @@ def restore(
     log: Callable[[str], None] = _stderr,
     save_network: str | Path | None = None,
     init_from: str | Path | None = None,
+    loss: str = "default",
 ) -> FitResult | list[FitResult]:
     """Fit Deep Image Prior to `observed` through `operator` and return the restored image.
 
@@ -107,6 +111,12 @@ def restore(
         weights and z instead of those the seed draws (the per-iteration perturbation stays the seed's); it
         must have the same architecture, image size, channels and input depth. Its content hash is part of
         the checkpoint's fingerprint.
+    :param loss: the data term: ``"default"``, the operator's own `loss`; ``"sure"``, a risk estimate of the
+        error to the clean image (`dip.risk`): SURE for Gaussian denoising (`dip.operators.Denoise` or the
+        identity `Operator`; σ from `noise_sigma`, else the Denoise operator's), PURE for Poisson denoising
+        (`dip.operators.Poisson` with its peak). The network's input is then the observation itself
+        (settings.input is set to ``"image"``) and each iteration runs a second forward pass for the
+        Monte-Carlo divergence. Any other operator raises ValueError.
     :returns: a `dip.fit.FitResult` (``.image`` (1, C, H, W) on the CPU, ``.history``, ``.stops``), or a
         list of them with `seeds`.
     :raises TypeError, ValueError: one line naming the argument, before anything is fitted or written.
@@ -127,8 +137,18 @@ def restore(
     >>> result.image.shape
     torch.Size([1, 1, 32, 32])
     """
-    observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds)
+    if loss not in LOSSES:
+        raise ValueError(f"loss: {loss!r} is not one of {', '.join(LOSSES)}")
+    observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss)
+    risk = None
+    if loss == "sure":
+        try:
+            risk = risk_estimate(operator, noise_sigma)
+        except ValueError as err:
+            raise ValueError(f"loss: {err}") from None
     rules_named = _rule_names(stop, record)
+    if risk is not None and "discrepancy" in rules_named:
+        raise ValueError("stop: the discrepancy rule compares the MSE data term with σ²; a SURE/PURE loss is not it")
     if "discrepancy" in rules_named and (noise_sigma is None or not math.isfinite(noise_sigma) or noise_sigma <= 0):
         raise ValueError(
             f"noise_sigma: the discrepancy rule needs the noise's standard deviation > 0, got {noise_sigma}"
@@ -137,6 +157,8 @@ def restore(
         holdout = HOLDOUT
     if holdout is not None and not 0 < holdout < 0.5:
         raise ValueError(f"holdout: the fraction held out must be in (0, 0.5), got {holdout}")
+    if holdout and risk is not None:
+        raise ValueError("holdout: a SURE/PURE loss sees every pixel (the observation is the network's input)")
     if holdout and "holdout" not in rules_named:
         raise ValueError("holdout: entries held out serve only the holdout rule; add 'holdout' to stop or record")
     if window <= 0 or (patience is not None and patience <= 0):
@@ -210,6 +232,8 @@ def restore(
         fingerprint=identity,
         init=init,
         keep_network=save_network is not None,
+        risk=risk,
+        input_image=observed if risk is not None else None,
     )
     if stacked:
         results = fit_batch(spec, operators, observed, settings, seed_list, rules=rules, **options)
@@ -224,7 +248,7 @@ def restore(
     return results
 
 
-def _check(observed, operator, arch, settings, seeds) -> tuple[torch.Tensor, FitSettings, dict, bool]:
+def _check(observed, operator, arch, settings, seeds, loss="default") -> tuple[torch.Tensor, FitSettings, dict, bool]:
     """One-line errors for what `restore` is given; the observation as float32, the settings, the network."""
     if not isinstance(observed, torch.Tensor):
         raise TypeError(f"observed: must be a torch.Tensor (N, C, H, W), got {type(observed).__name__}")
@@ -262,7 +286,11 @@ def _check(observed, operator, arch, settings, seeds) -> tuple[torch.Tensor, Fit
         settings = FitSettings(**{**arch_settings, **(settings or {})})
     elif not isinstance(settings, FitSettings):
         raise TypeError(f"settings: a FitSettings or a dict of its fields, got {type(settings).__name__}")
-    if settings.input == "image":
+    if loss == "sure":
+        if observed.shape[0] != 1:
+            raise ValueError("observed: a SURE/PURE loss fits one observation (1, C, H, W), shared by the seeds")
+        settings = replace(settings, input="image")  # f must be a function of y: the input is y itself
+    elif settings.input == "image":
         raise ValueError(
             "settings: input 'image' needs an input image, which restore does not take; use "
             "dip.fit.fit(..., input_image=...)"

@@ -17,7 +17,7 @@ try:  # seconds of loading (torch): Ctrl-C meanwhile ends the command with one l
     from dip.image_io import InputError
     from dip.inputs import INPUTS
     from dip.presets import ARCHITECTURES
-    from dip.request import OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
+    from dip.request import LOSSES, OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
     from dip.stopping import HOLDOUT, RULES
     from dip.tasks import NOISES, OPTIONS, TASKS
 except KeyboardInterrupt:  # nothing is written yet; half-loaded modules need no teardown
@@ -235,6 +235,22 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--ema", type=float, help="output EMA weight (0 = off; default 0.99)")
     f.add_argument("--optimizer", choices=OPTIMISERS)
     f.add_argument("--tv-weight", type=_non_negative)
+    f.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="default",
+        help="data term: default (the task's: MSE, or the Poisson deviance) or sure, an unbiased estimate of "
+        "the error to the clean image (SURE for Gaussian noise, sigma as for the discrepancy rule; PURE for "
+        "Poisson noise); denoising only; the network's input is then the observation (dip.risk)",
+    )
+    f.add_argument(
+        "--ensemble",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="fit K networks (the seed and K-1 seeds derived from it) as one batched network and return "
+        "the mean of their restored images, each stopped by its own rule (default 1: one fit)",
+    )
     f.add_argument("--ssim-every", type=int)
     f.add_argument(
         "--stop",

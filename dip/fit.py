@@ -42,6 +42,7 @@ from dip.inputs import input_channels, make_input
 from dip.metrics import Scorer, psnr_per_image, ssim
 from dip.operators import HeldOut, Operator
 from dip.optim import make_optimiser
+from dip.risk import RiskEstimate
 from dip.saved_network import SavedNetwork, check_init, from_weights
 from dip.stopping import StoppingRule, bank, make_rule
 
@@ -91,7 +92,10 @@ class RunOptions:
     holds, and another one raises CheckpointMismatch. init: a saved network (dip.saved_network) to start
     every fit from, its weights and its z instead of the seed's (the perturbation stays the seed's); the
     caller puts its content hash in the fingerprint. keep_network: each FitResult's `network` holds the
-    weights the fit ended with (dip.saved_network.SavedNetwork; needs an architecture spec)."""
+    weights the fit ended with (dip.saved_network.SavedNetwork; needs an architecture spec). risk: a risk-estimate data term (`dip.risk.SURE`,
+    `dip.risk.PURE`) in place of the operator's loss; it needs settings.input "image" with the observation
+    as input_image (the estimate's divergence is taken with respect to the network's input) and costs a
+    second forward pass per iteration."""
 
     device: str | torch.device = "cpu"
     checkpoint: str | Path | None = None
@@ -106,6 +110,7 @@ class RunOptions:
     keep_network: bool = False
     memory_saving: bool = False  # recompute activations in the backward pass (dip.networks.checkpointed):
     #                              the same fit for less memory and a second forward pass per iteration
+    risk: RiskEstimate | None = None
 
 
 @dataclass
@@ -123,6 +128,59 @@ class FitResult:
     seed: int = 0
     error: str | None = None  # batched fits only: why this fit failed (a single fit raises FitFailed)
     network: SavedNetwork | None = None  # with keep_network: the weights and z at the fit's last iteration
+    members: list[FitResult] = field(default_factory=list)  # an ensemble's (see `ensemble`); else empty
+
+
+def ensemble(members: list[FitResult]) -> FitResult:
+    """The ensemble of several fits of one observation (different network seeds, e.g.
+    `dip.seeds.ensemble_seeds`, fitted with `fit_batch`): its image, last output, EMA and each rule's image
+    are the means of the members' (each member stopped by its own rule), as the paper's "two runs
+    averaged". The history stacks the members' histories, a `seed` column first; each rule's report keeps
+    the latest member's iteration and decision (the ensemble's image exists once every member's does);
+    `members` holds the members' own results. A member that failed fails the ensemble (`error`).
+
+    :param members: two or more FitResults of images of one shape.
+    :returns: a FitResult whose `seed` is the first member's.
+    """
+    if len(members) < 2:
+        raise ValueError(f"an ensemble averages two or more fits, got {len(members)}")
+    first = members[0]
+    failed = [f"member seed {m.seed}: {m.error}" for m in members if m.error]
+
+    def mean(images):
+        return torch.stack([x for x in images]).mean(0)
+
+    histories = [m.history.assign(seed=m.seed) for m in members]
+    history = pd.concat(histories, ignore_index=True)
+    history = history[["seed"] + [c for c in history.columns if c != "seed"]]
+    common = [name for name in first.rule_images if all(name in m.rule_images for m in members)]
+    stops = {}
+    for name in first.stops:
+        reports = [m.stops.get(name, {}) for m in members]
+        latest = [r.get("iteration") for r in reports]
+        decided = [r.get("stop_at") for r in reports]
+        stops[name] = {
+            **reports[0],
+            "iteration": None if None in latest else max(latest),
+            "minimum": None,
+            "stop_at": None if None in decided else max(decided),
+            "stopped": all(r.get("stopped", False) for r in reports),
+        }
+    return FitResult(
+        image=mean(m.image for m in members),
+        output=mean(m.output for m in members),
+        ema=None if any(m.ema is None for m in members) else mean(m.ema for m in members),
+        history=history,
+        stops=stops,
+        stopped_by=first.stopped_by if len({m.stopped_by for m in members}) == 1 else None,
+        iterations=max(m.iterations for m in members),
+        backtracks=sum(m.backtracks for m in members),
+        resumed_from=first.resumed_from,
+        rule_images={name: mean(m.rule_images[name] for m in members) for name in common},
+        seed=first.seed,
+        error="; ".join(failed) or None,
+        members=list(members),
+    )
 
 
 def fit(
@@ -148,7 +206,7 @@ def fit(
     """
     s = settings or FitSettings()
     o = RunOptions(**options)
-    problem = _Problem([operator], observed, clean, o.scorer, o.input_image)
+    problem = _Problem([operator], observed, clean, o.scorer, o.input_image, o.risk)
     rules_ = [_prepare_rules(rules, stop_on, s, operator, observed)]
     return _fits(arch, problem, s, [s.seed], rules_, stop_on, o, raise_failure=True)[0]
 
@@ -181,7 +239,7 @@ def fit_batch(
     if len(rules) != n:
         raise ValueError(f"{len(rules)} rule lists for {n} fits")
     o = RunOptions(**options)
-    problem = _Problem(operators, observed, clean, o.scorer, o.input_image)
+    problem = _Problem(operators, observed, clean, o.scorer, o.input_image, o.risk)
     rules = [
         _prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
         for b, r in enumerate(rules)
@@ -197,7 +255,8 @@ def _fits(
         raise ValueError("keep_network: a network is kept from an architecture spec, not a ready module")
     step = Step(arch, problem, s, seeds_, rules, torch.device(o.device), init=o.init, memory_saving=o.memory_saving)
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
-    _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, o.fingerprint)).run()
+    extra = {**(o.fingerprint or {}), **(o.risk.describe() if o.risk is not None else {})}
+    _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, extra)).run()
     results = [_result(step, b, t, s) for b, t in enumerate(tracks)]
     for b, (t, result) in enumerate(zip(tracks, results)):
         if o.keep_network and t.error is None:
@@ -248,14 +307,25 @@ class FitOutOfMemory(RuntimeError):
 @dataclass
 class _Problem:
     """What the fits are fitted to: each fit's forward operator (one shared, or one per fit), the
-    observation(s), the ground truth for the history, how it is scored, and the network's input image
-    when settings.input is "image"."""
+    observation(s), the ground truth for the history, how it is scored, the network's input image
+    when settings.input is "image", and the risk-estimate data term replacing the operators' loss (if any)."""
 
     operators: list[Operator]
     observed: torch.Tensor
     clean: torch.Tensor | None
     scorer: Scorer
     input_image: torch.Tensor | None = None
+    risk: RiskEstimate | None = None
+
+    def __post_init__(self) -> None:
+        if self.risk is None:
+            return
+        image = self.input_image
+        if image is None or tuple(image.shape[1:]) != tuple(self.observed.shape[1:]):
+            raise ValueError(
+                "a risk-estimate data term (SURE/PURE) needs the observation as the network's input "
+                "(settings.input 'image', input_image = the observation)"
+            )
 
 
 def _network_input(
@@ -304,6 +374,9 @@ class Step:
             if s.input == "image" and problem.input_image is not None
             else input_channels(s.input, s.input_depth)
         )
+        if problem.risk is not None and s.input != "image":
+            raise ValueError("a risk-estimate data term (SURE/PURE) needs settings.input 'image' (the observation)")
+        self.risk = problem.risk
         net = self._network(arch, seeds_, zin, channels)
         self._inputs(net, problem, seeds_, zin, torch.channels_last if fast.channels_last else torch.contiguous_format)
         self._targets(problem)
@@ -329,6 +402,12 @@ class Step:
         self.noise = [seeds.generator(seed, "perturbation", self.device) for seed in seeds_]
         self.z_noise = torch.zeros(self.z.shape, device=self.device)  # contiguous: the draw's order is the layout's
         self.z_noise_slices = [self.z_noise[b : b + 1] for b in range(self.fits)]
+        if problem.risk is not None:
+            # The divergence's probes b, one per fit from its own stream, and the finite difference's step.
+            self.probes = [seeds.generator(seed, "divergence", self.device) for seed in seeds_]
+            self.probe = torch.zeros(self.z.shape, device=self.device)
+            self.probe_slices = [self.probe[b : b + 1] for b in range(self.fits)]
+            self.epsilon = problem.risk.epsilon(problem.observed)
 
     def _targets(self, problem: _Problem) -> None:
         """The operators (one per fit), the observation and the ground truth on the device."""
@@ -384,9 +463,17 @@ class Step:
         self.forward = torch.compile(net) if self.s.compile else net
         return net
 
-    def _data_term(self, out: torch.Tensor) -> torch.Tensor:
-        """Each fit's loss (B,): one call of a shared operator, else one per fit."""
-        if self.shared_operator is not None:
+    def _data_term(self, out: torch.Tensor, zs: torch.Tensor) -> torch.Tensor:
+        """Each fit's loss (B,): one call of a shared operator, else one per fit; with a risk estimate, the
+        estimate, from a second forward pass at the input zs + ε·b (dip.risk)."""
+        if self.risk is not None:
+            for g, draw in zip(self.probes, self.probe_slices):
+                torch.randn(draw.shape, generator=g, out=draw)
+            with self.autocast():
+                probed = networks.center_crop(self.forward(zs + self.epsilon * self.probe), self.h, self.w)
+            probe = networks.center_crop(self.probe, self.h, self.w)
+            losses = self.risk.loss(out, probed.float(), probe, self.epsilon, self.observed)
+        elif self.shared_operator is not None:
             losses = self.shared_operator.loss(out, self.observed)
         else:
             losses = torch.cat(
@@ -409,7 +496,7 @@ class Step:
         with self.autocast():
             out = networks.center_crop(self.forward(zs), self.h, self.w)
         out = out.float().contiguous()
-        losses = self._data_term(out)
+        losses = self._data_term(out, zs)
         total = losses.sum()  # each fit's weights get exactly the gradient of its own loss
         total.backward()
         self.out, self.losses = out.detach(), losses.detach()
@@ -455,6 +542,7 @@ class Step:
                 "optimizer": self.opt.snapshot(b),
                 "rules": [r.snapshot(b) for r in self.rules],
                 "generator": self.noise[b].get_state(),
+                **({"probe_generator": self.probes[b].get_state()} if self.risk is not None else {}),
             }
 
     def load(self, b: int, saved: dict) -> None:
@@ -466,6 +554,8 @@ class Step:
                 r.restore(b, state)
             self.iteration[b] = saved["iteration"]
         self.noise[b].set_state(saved["generator"])
+        if self.risk is not None:
+            self.probes[b].set_state(saved["probe_generator"])
 
     def set_lr(self, b: int, lr: float) -> None:
         self.opt.set_lr(b, lr)

@@ -92,6 +92,13 @@ class FitRecord:
     holdout: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    # The data term ("default": the task's own; "sure": SURE, or PURE for Poisson noise, dip.risk) and the
+    # ensemble: how many fits of derived network seeds (dip.seeds.ensemble_seeds) the restored image
+    # averages, and per member (by seed) its iterations, stopping and scores.
+    loss: str = "default"
+    ensemble: int = 1
+    ensemble_members: dict[str, dict[str, Any]] | None = None
+    psnr_members_mean: float | None = None
     # Provenance.
     device: str = ""
     batched_fits: int = 1
@@ -238,6 +245,13 @@ def _scored(record: FitRecord, history, restored, clean) -> dict[str, Any]:
     # SR: the ground truth centre-cropped to a multiple of the factor, as the fit restored it.
     clean = to_array(task.crop(to_tensor(clean)))
     row: dict[str, Any] = {f"{k}_restored_png": v for k, v in task.score(restored, clean).items()}
+    if record.ensemble > 1:
+        # An ensemble's image is not tracked per iteration (its history stacks the members'): each rule's
+        # PSNR and SSIM are those of the members' images averaged; no oracle, so no gaps.
+        for name, stop in record.stops.items():
+            row[f"{name}_psnr"] = math.nan if stop.psnr is None else stop.psnr
+            row[f"{name}_ssim"] = math.nan if stop.ssim is None else stop.ssim
+        return row
     # The same rules judged on raw outputs (the ES-WMV paper's setting): raw PSNR at each rule's minimum.
     raw = history.set_index("iteration")["psnr"]
     row["oracle_psnr_raw"] = raw.max()

@@ -41,11 +41,13 @@ from dip.inputs import INPUTS
 from dip.presets import PAPER, architecture, preset_key
 from dip.provenance import config_hash, device_name, git_commit, package_versions
 from dip.record import FitRecord, StopRecord, write
-from dip.seeds import SCHEME
+from dip.risk import takes_the_observation
+from dip.seeds import SCHEME, ensemble_seeds
 from dip.stopping import HOLDOUT, RULES, make_rule, oracle_iteration
 from dip.tasks import NOISES, TASK_OPTIONS, TASKS, Task
 
 PRESETS = ("paper", "none")
+LOSSES = ("default", "sure")
 OPTIMISERS = ("adam", "lbfgs")
 
 
@@ -152,9 +154,14 @@ class FitRequest(TaskRequest):
     failure_ok: bool = False
     save_network: bool = False  # keep each fit's network in its folder (dip.saved_network)
     init_from: str | None = None  # start from a saved network: a network.pt or a folder holding one
+    loss: str = "default"  # default | sure (SURE, or PURE for Poisson noise: dip.risk)
+    ensemble: int = 1  # fits averaged per network seed (dip.seeds.ensemble_seeds)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _choice("loss", self.loss, LOSSES)
+        if not (isinstance(self.ensemble, int) and not isinstance(self.ensemble, bool) and self.ensemble >= 1):
+            raise InputError(f"--ensemble: must be an integer >= 1, got {self.ensemble!r}")
         _as_floats(self, ("lr", "reg_noise_std", "ema", "tv_weight", "holdout"))
         if not isinstance(self.noise_sigma, str):
             _as_floats(self, ("noise_sigma",))
@@ -198,7 +205,7 @@ _INTEGERS = ("seed", "observation_seed", "factor", "quality", "iters", "input_de
              "patience", "threads", "checkpoint_every")  # fmt: skip
 _NUMBERS = ("sigma", "drop", "peak", "lr", "reg_noise_std", "ema", "tv_weight", "holdout")
 _TEXTS = ("task", "out", "image", "observed", "clean", "flash", "mask", "blur", "psf", "noise", "arch", "preset",
-          "input", "optimizer", "stop", "device", "init_from")  # fmt: skip
+          "input", "optimizer", "stop", "device", "init_from", "loss")  # fmt: skip
 
 
 def _check_types(request: TaskRequest) -> None:
@@ -352,14 +359,26 @@ class _Job:
     input_image: Any = None
     source: Source | None = None
     init: Any = None  # dip.saved_network.SavedNetwork of --init-from
+    members: dict[int, list[int]] | None = None  # per target seed, the network seeds its fits use
+    risk: Any = None  # dip.risk.RiskEstimate of --loss sure
 
     @property
     def seeds(self) -> list[int]:
         return [seed for seed, _ in self.targets]
 
     @property
+    def fitted(self) -> list[int]:
+        """The network seed of every fit run, in order: each target's ensemble members (itself alone
+        without --ensemble)."""
+        return [m for seed in self.seeds for m in (self.members or {}).get(seed, [seed])]
+
+    @property
+    def batched(self) -> bool:
+        return len(self.fitted) > 1
+
+    @property
     def checkpoint(self) -> Path:
-        return self.targets[0][1] / ("checkpoint-batch.pt" if self.request.seeds else "checkpoint.pt")
+        return self.targets[0][1] / ("checkpoint-batch.pt" if self.batched else "checkpoint.pt")
 
 
 def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict:
@@ -381,10 +400,11 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
         device=job.device,
         input_image=job.input_image,
         log=log,
+        risk=_risk(job)[0],
         memory_saving=job.plan["memory_mode"] == "checkpointed",  # timed in the mode the fit will run in
     )
-    if job.request.seeds:  # the batch as it will run: one network of every seed's fit
-        result = fit_batch(net, operator, job.observed, trial, job.seeds, **options)[0]
+    if job.batched:  # the batch as it will run: one network of every seed's fit
+        result = fit_batch(net, operator, job.observed, trial, job.fitted, **options)[0]
     else:
         result = fit(net, operator, job.observed, trial, **options)
     seconds = result.history["seconds"]
@@ -427,6 +447,8 @@ def _run_fit(request: FitRequest, log: Callable[[str], None]) -> list[FitRecord]
     _read_inputs(job)
     job.init = _read_init(job)
     operators, rules, noise = _rules(job)
+    job.risk, risk_info = _risk(job)
+    noise = {**noise, **risk_info}
     identity, recorded = _check_out(job)
     records = {seed: _record(job, seed, noise, recorded) for seed in job.seeds}
     for _, out in job.targets:
@@ -437,8 +459,9 @@ def _run_fit(request: FitRequest, log: Callable[[str], None]) -> list[FitRecord]
     net = architecture(job.arch)["net"]
     start = time.perf_counter()
     try:
-        if request.seeds:
-            results = fit_batch(net, operators, job.observed, job.settings, job.seeds, rules=rules, **options)
+        if job.batched:
+            results = fit_batch(net, operators, job.observed, job.settings, job.fitted, rules=rules, **options)
+            results = _ensembles(job, results)
         else:
             results = [fit(net, operators[0], job.observed, job.settings, rules=rules[0], **options)]
     except FitInterrupted as err:
@@ -469,9 +492,14 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
     observation_seed = r.seeds[0] if r.seeds and r.observation_seed is None else r.observation_seed
     holdout = HOLDOUT if r.holdout is None and r.stop == "holdout" else r.holdout
     r = replace(r, observation_seed=observation_seed, holdout=holdout)
+    _check_variants(r, task)
     arch_name, settings = _settings(r, task, seed=targets[0][0])
     if r.seeds and settings.optimizer != "adam":
         raise InputError("--seeds: batched fits use Adam; fit LBFGS seeds one at a time")
+    if r.loss == "sure" and not takes_the_observation(architecture(arch_name)["net"]):
+        raise InputError(f"--arch {arch_name}: takes a small input, not the observation that --loss sure feeds it")
+    if r.ensemble > 1 and settings.optimizer != "adam":
+        raise InputError("--ensemble: its members are fitted as one batched network, with Adam; not with LBFGS")
     if r.patience is None:
         from dip.stopping import default_patience
 
@@ -482,6 +510,7 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
         torch.set_num_threads(r.threads)
     names = _rule_names(r, task)
     job = _Job(r, task, psf, device, targets, arch_name, settings, names, plan={}, log=log)
+    job.members = {seed: ensemble_seeds(seed, r.ensemble) for seed, _ in targets}
     job.plan = _memory_plan(job)
     return job
 
@@ -531,6 +560,10 @@ def _settings(r: FitRequest, task: Task, seed: int):
         "compile": r.compile or None,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if r.loss == "sure":  # SURE/PURE differentiate f with respect to y: the network's input is y itself
+        if r.input not in (None, "image"):
+            raise InputError(f"--input {r.input}: with --loss sure the network's input is the observation itself")
+        values["input"] = "image"
     known = {f.name for f in fields(FitSettings)}
     try:
         return arch_name, FitSettings(**{k: v for k, v in values.items() if k in known})
@@ -545,7 +578,12 @@ def _rule_names(r: FitRequest, task: Task) -> list[str]:
     applies to noisy observations: denoising, or any task given a noise sigma."""
     if r.noise_sigma not in (None, "estimate") and not r.noise_sigma > 0:
         raise InputError(f"--noise-sigma: must be > 0, got {r.noise_sigma}")
-    noisy = task.name in ("denoise", "deblur") or r.noise_sigma is not None
+    noisy = (task.name in ("denoise", "deblur") or r.noise_sigma is not None) and r.loss != "sure"
+    if r.stop == "discrepancy" and r.loss == "sure":
+        raise InputError(
+            "--stop discrepancy: compares the MSE to the observation with the noise level; with --loss sure "
+            "the data term estimates the error to the clean image instead"
+        )
     if task.poisson and r.noise_sigma is not None:
         raise InputError("--noise-sigma: Poisson noise has no sigma; its discrepancy target comes from --peak")
     if r.stop == "discrepancy" and not noisy:
@@ -588,7 +626,8 @@ def _memory_plan(job: _Job) -> dict:
 
     r, s = job.request, job.settings
     h, w, channels, source = _fit_size(r, job.task)
-    batch = len(job.targets)
+    # Every fit of the batch (ensemble members too); SURE/PURE's second forward pass keeps its activations.
+    batch = len(job.fitted) * (2 if r.loss == "sure" else 1)
     bf16 = resolve_speed(job.device, s.channels_last, s.bf16, s.flush_denormal).bf16
     windowed = sum(name.startswith("es-wmv") for name in job.rule_names)
     plain, saving = (
@@ -665,6 +704,8 @@ def _read_inputs(job: _Job) -> None:
                     f"observation needs {(job.observed.shape[1], *size)}"
                 )
     job.input_image = _flash_image(r, task, job.observed)
+    if r.loss == "sure":  # the network's input is the observation itself (dip.risk)
+        job.input_image = job.observed
     job.source = describe(r.image or r.observed, reading)
     if r.image:
         _warn_if_made_at_8_bits(task, r.image, job.source)
@@ -696,6 +737,54 @@ def _noise_level(r: FitRequest) -> tuple[float | None, str]:
     return None, "estimated (skimage.restoration.estimate_sigma)"
 
 
+def _check_variants(r: FitRequest, task: Task) -> None:
+    """--loss sure applies to denoising with a noise model whose level is known or can be estimated:
+    Gaussian (σ given or estimated, see `_risk`) or Poisson with its --peak; anything else is one line."""
+    if r.loss != "sure":
+        return
+    from dip.risk import check_task
+
+    try:
+        check_task(task)
+    except ValueError as err:
+        raise InputError(f"--loss sure: {err}") from None
+    if r.holdout:
+        raise InputError("--holdout: pixels held out of a SURE/PURE loss would still be the network's input")
+
+
+def _risk(job: _Job) -> tuple[Any, dict]:
+    """The SURE/PURE data term of --loss sure (None otherwise) and what the record says of its noise level:
+    Poisson noise's comes from --peak; Gaussian noise's σ as the discrepancy rule takes it (`_noise_level`:
+    --noise-sigma, with --observed the task's --sigma, else estimated from the observation with
+    skimage.restoration.estimate_sigma)."""
+    from dip.risk import PURE, SURE
+    from dip.stopping import estimate_noise_sigma
+
+    r, task = job.request, job.task
+    if r.loss != "sure":
+        return None, {}
+    if task.poisson:
+        return PURE(task.peak), {"noise_model": "poisson"}
+    given, source = _noise_level(r)
+    sigma = given / 255 if given is not None else estimate_noise_sigma(job.observed)
+    if not sigma > 0:
+        raise InputError(
+            f"--loss sure: the noise level estimated from {r.observed or r.image} is 0; give --noise-sigma"
+        )
+    return SURE(sigma), {"noise_sigma": sigma * 255, "noise_sigma_source": source, "noise_model": "gaussian"}
+
+
+def _ensembles(job: _Job, results: list) -> list:
+    """The batched fits' results, one per target: each target's ensemble members averaged (`ensemble`),
+    or its own fit without --ensemble."""
+    k = job.request.ensemble
+    if k == 1:
+        return results
+    from dip.fit import ensemble
+
+    return [ensemble(results[i : i + k]) for i in range(0, len(results), k)]
+
+
 def _rules(job: _Job) -> tuple[list, list[list], dict]:
     """Each fit's forward operator and stopping rules (their own objects: rules keep state), and what the
     discrepancy rule's target came from (estimated once: the fits share the observation). With a holdout
@@ -709,7 +798,7 @@ def _rules(job: _Job) -> tuple[list, list[list], dict]:
     try:
         operators = [
             HeldOut(operator, observed, r.holdout, generator(seed, "holdout")) if r.holdout else operator
-            for seed in job.seeds
+            for seed in job.fitted
         ]
     except ValueError as err:
         raise InputError(f"--holdout: {err}") from None
@@ -764,6 +853,9 @@ def _identity(job: _Job) -> dict:
         "seed scheme": SCHEME,
         "version": __version__,
         **init_identity(job.init),
+        # Only where they differ from a plain fit, so that a plain fit's fingerprint is what it was.
+        **(job.risk.describe() if job.risk is not None else {}),
+        **({"ensemble": job.request.ensemble} if job.request.ensemble > 1 else {}),
     }
 
 
@@ -789,9 +881,9 @@ def _check_out(job: _Job) -> tuple[dict, dict]:
     from dip.checkpoint import fingerprint
 
     identity = _identity(job)
-    whole = fingerprint(job.settings, job.seeds, identity)
+    whole = fingerprint(job.settings, job.fitted, identity)
     outs = [out for _, out in job.targets]
-    return identity, folders.check(job.checkpoint, whole, outs, batch=bool(job.request.seeds))
+    return identity, folders.check(job.checkpoint, whole, outs, batch=job.batched)
 
 
 def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
@@ -811,10 +903,13 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         "patience": r.patience,
         **({"holdout": r.holdout} if r.holdout else {}),
         **({"init network": job.init.sha256} if job.init is not None else {}),  # a warm start is another fit
+        **({"loss": r.loss} if r.loss != "default" else {}),
+        **({"ensemble": r.ensemble} if r.ensemble > 1 else {}),
     }
+    variant = ("-sure" if r.loss == "sure" else "") + (f"-ensemble{r.ensemble}" if r.ensemble > 1 else "")
     return FitRecord(
         task=task.name,
-        task_label=task.label() + (f"-holdout{r.holdout:g}" if r.holdout else ""),
+        task_label=task.label() + (f"-holdout{r.holdout:g}" if r.holdout else "") + variant,
         task_params={k: v for k, v in task.params().items() if k != "name"},
         arch=job.arch,
         preset=r.preset,
@@ -828,7 +923,9 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         settings=settings,
         source=r.image or r.observed,
         device=device_name(job.device),
-        batched_fits=len(job.targets),
+        batched_fits=len(job.fitted),
+        loss=r.loss,
+        ensemble=r.ensemble,
         config_hash=config_hash(config),
         git_commit=git_commit(),
         versions=package_versions(),
@@ -855,6 +952,7 @@ def _run_options(job: _Job, identity: dict) -> dict:
         init=job.init,
         keep_network=r.save_network,
         memory_saving=job.plan["memory_mode"] == "checkpointed",
+        risk=job.risk,
     )
 
 
@@ -901,7 +999,8 @@ def _complete(record: FitRecord, result, job: _Job, start: float) -> None:
     images, each rule's image and the oracle."""
     history, s, task = result.history, job.settings, job.task
     record.iterations = result.iterations
-    record.seconds = float(history["seconds"].iloc[-1])
+    record.seconds = float(history["seconds"].max())  # cumulative; an ensemble's stacks its members'
+
     record.wall_seconds = time.perf_counter() - start
     record.backtracks, record.resumed_from, record.stopped_by = (
         result.backtracks,
@@ -912,25 +1011,52 @@ def _complete(record: FitRecord, result, job: _Job, start: float) -> None:
     record.iterations_saved = s.iterations - result.iterations
     record.seconds_saved = record.iterations_saved * record.seconds / max(result.iterations, 1)
     record.stops = {name: StopRecord.from_json(rec) for name, rec in result.stops.items()}
-    if job.clean is None:
-        return
-    truth = to_array(job.clean)  # once: every image below is scored against it
+    truth = None if job.clean is None else to_array(job.clean)  # once: every image is scored against it
 
     def scores(image) -> dict:
         return task.score(to_array(image), truth)
+
+    if result.members:
+        record.ensemble_members = {
+            str(m.seed): _member(m, scores if truth is not None else None, s.ema) for m in result.members
+        }
+        if truth is not None:
+            psnrs = [m["psnr_restored"] for m in record.ensemble_members.values()]
+            record.psnr_members_mean = sum(psnrs) / len(psnrs)
+    if truth is None:
+        return
 
     ema = "psnr_ema" if s.ema else "psnr"
     record.set_scores("final", scores(result.output))
     if result.ema is not None:
         record.set_scores("ema_final", scores(result.ema))
     record.set_scores("restored", scores(result.image))
-    record.psnr_best = float(history["psnr"].max())
-    record.psnr_best_iteration = oracle_iteration(history, "psnr")
-    record.psnr_ema_best = float(history[ema].max())
     if task.name != "sr":
         record.set_scores("observed", scores(job.observed))
     for name, image in result.rule_images.items():
         rule = scores(image)
         record.stops[name].psnr, record.stops[name].ssim = rule["psnr"], rule["ssim"]
+    if result.members:  # the ensemble's image is not tracked per iteration: no best iterate, no oracle
+        return
+    record.psnr_best = float(history["psnr"].max())
+    record.psnr_best_iteration = oracle_iteration(history, "psnr")
+    record.psnr_ema_best = float(history[ema].max())
     best = oracle_iteration(history, ema)
     record.stops["oracle"] = StopRecord(best, psnr=float(history.loc[best - 1, ema]), analysis_only=True)
+
+
+def _member(result, scores, ema: float) -> dict:
+    """One ensemble member's entry in the record: how it ran and, with a ground truth (`scores`), the PSNR
+    of its restored image, last EMA image and best EMA iterate."""
+    entry = {"iterations": result.iterations, "stopped_by": result.stopped_by, "backtracks": result.backtracks}
+    if result.error:
+        entry["error"] = result.error
+    if scores is not None and not result.error:
+        column = "psnr_ema" if ema else "psnr"
+        entry["psnr_restored"] = scores(result.image)["psnr"]
+        entry["psnr_final"] = scores(result.output)["psnr"]
+        if result.ema is not None:
+            entry["psnr_ema_final"] = scores(result.ema)["psnr"]
+        entry["psnr_ema_best"] = float(result.history[column].max())
+        entry["stops"] = {name: scores(image)["psnr"] for name, image in result.rule_images.items()}
+    return entry

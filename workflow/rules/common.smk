@@ -10,7 +10,8 @@ from dip import manifest as manifest_io
 from dip import paper
 from dip.image_io import InputError
 from dip.memory import cuda_available, job_memory_mb
-from dip.presets import PAIRED_ARCHITECTURES
+from dip.presets import PAIRED_ARCHITECTURES, architecture
+from dip.risk import check_task as check_risk_task, takes_the_observation
 from dip.tasks import OPTIONS as TASK_OPTIONS_OF, PAIRED, TASK_OPTIONS, Task
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -54,9 +55,12 @@ def _parse_task(key, spec):
     task fits the manifest's pairs as observed. A bad entry fails here, before any job, naming it.
     """
     try:
-        return Task.from_spec(spec, observed=spec["task"] in PAIRED)
-    except InputError as err:
+        task = Task.from_spec(spec, observed=spec["task"] in PAIRED)
+        if spec.get("loss") == "sure":
+            check_risk_task(task)
+    except (InputError, ValueError) as err:
         raise WorkflowError(f"tasks: {key!r}: {err}")
+    return task
 
 
 TASK_OF = {key: _parse_task(key, spec) for key, spec in config["tasks"].items()}
@@ -89,8 +93,14 @@ def images_of(task):
 
 
 def archs_of(task):
-    """The config's architectures; a paired task's networks take the flash photograph as input instead."""
-    return list(PAIRED_ARCHITECTURES) if is_paired(task) else ARCHS
+    """The config's architectures; a paired task's networks take the flash photograph as input instead,
+    and a `loss: sure` task's the observation (not the deep decoder, whose input is small).
+    """
+    if is_paired(task):
+        return list(PAIRED_ARCHITECTURES)
+    if config["tasks"][task].get("loss") == "sure":
+        return [a for a in ARCHS if takes_the_observation(architecture(a)["net"])]
+    return ARCHS
 
 
 def has_ground_truth(image):
@@ -379,7 +389,7 @@ def fit_args(wildcards):
     ]
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
-    for key in ("lr", "reg_noise_std", "tv_weight", "holdout"):
+    for key in ("lr", "reg_noise_std", "tv_weight", "holdout", "loss", "ensemble"):
         if key in spec:
             args.append(f"--{key.replace('_', '-')} {spec[key]}")
     if TASK_OF[wildcards.task].gaussian_noise:
@@ -420,7 +430,10 @@ def _job_memory_of(arch, h, w, channels, fits):
 
 def _job_memory(wildcards, arch):
     h, w, channels = SIZES[wildcards.image]
-    fits = 1 if hasattr(wildcards, "seed") else len(SEEDS)
+    spec = config["tasks"][wildcards.task]
+    # Every batched fit: the seeds, each one's ensemble members, SURE's second forward pass.
+    fits = (1 if hasattr(wildcards, "seed") else len(SEEDS)) * spec.get("ensemble", 1)
+    fits *= 2 if spec.get("loss") == "sure" else 1
     return _job_memory_of(arch, h, w, channels, fits)
 
 
