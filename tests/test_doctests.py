@@ -11,7 +11,7 @@ import pytest
 import dip
 
 # The public modules with examples: the degradations, the tasks, the metrics, image files, the stopping
-# rules, restore, the fit record and saved networks.
+# rules, restore, the fit record, saved networks, the risk estimates and strict JSON.
 WITH_EXAMPLES = [
     "dip.operators",
     "dip.tasks",
@@ -21,6 +21,8 @@ WITH_EXAMPLES = [
     "dip.api",
     "dip.record",
     "dip.saved_network",
+    "dip.risk",
+    "dip.strict_json",
 ]
 
 
