@@ -349,6 +349,7 @@ class _Job:
     mask: Any = None
     input_image: Any = None
     source: Source | None = None
+    full_budget: bool = False  # --record-stops without --stop: the whole budget, the default rule's image
 
     @property
     def seeds(self) -> list[int]:
@@ -386,6 +387,9 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
         "device": device_name(job.device),
         "seconds_per_iteration": round(per_iteration, 4),
         "estimated_minutes": round(per_iteration * job.settings.iterations / 60, 1),
+        "stop": job.request.stop,  # the rule that chooses the returned image (the task's default without --stop)
+        "holdout": job.request.holdout or 0.0,
+        "full_budget": job.full_budget or job.request.stop == "fixed",
     }
 
 
@@ -442,6 +446,7 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
     psf = _load_psf(r.psf)
     targets = _seed_outputs(r)
     observation_seed = r.seeds[0] if r.seeds and r.observation_seed is None else r.observation_seed
+    r, full_budget = _default_stop(r, task)
     holdout = HOLDOUT if r.holdout is None and r.stop == "holdout" else r.holdout
     r = replace(r, observation_seed=observation_seed, holdout=holdout)
     arch_name, settings = _settings(r, task, seed=targets[0][0])
@@ -456,9 +461,22 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
 
         torch.set_num_threads(r.threads)
     names = _rule_names(r, task)
-    job = _Job(r, task, psf, device, targets, arch_name, settings, names, plan={}, log=log)
+    job = _Job(r, task, psf, device, targets, arch_name, settings, names, plan={}, log=log, full_budget=full_budget)
     job.plan = _memory_plan(job)
     return job
+
+
+def _default_stop(r: FitRequest, task: Task) -> tuple[FitRequest, bool]:
+    """Without --stop, the task's default rule (dip.defaults) and, unless --iters says otherwise, its budget;
+    with --record-stops the fit then runs the whole budget and returns the default rule's image. Returns
+    the request with `stop` decided and whether the fit runs its whole budget."""
+    if r.stop is not None:
+        return r, False
+    from dip.defaults import for_task
+
+    default = for_task(task)
+    iters = r.iters if r.iters is not None or r.preset != "paper" else default.iterations
+    return replace(r, stop=default.stop, iters=iters), r.record_stops
 
 
 def _seed_outputs(r: FitRequest) -> list[tuple[int, Path]]:
@@ -814,6 +832,7 @@ def _run_options(job: _Job, identity: dict) -> dict:
     return dict(
         clean=job.clean,
         stop_on=r.stop if r.stop != "fixed" else None,
+        full_budget=job.full_budget,
         device=job.device,
         checkpoint=job.checkpoint,
         checkpoint_every=r.checkpoint_every,
@@ -871,6 +890,11 @@ def _complete(record: FitRecord, result, job: _Job, start: float) -> None:
         result.backtracks,
         result.resumed_from,
         result.stopped_by,
+    )
+    record.stop, record.returned_by, record.returned_iteration = (
+        job.request.stop,
+        result.returned_by or "fixed",
+        result.returned_iteration,
     )
     # What stopping saved against the fixed budget: the iterations not run, and their time at this fit's pace.
     record.iterations_saved = s.iterations - result.iterations

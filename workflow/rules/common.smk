@@ -368,6 +368,9 @@ def fit_args(wildcards):
         f"--ssim-every {config['ssim_every']}",
         f"--window {config['stopping']['window']}",
     ]
+    stop = config["stopping"].get("stop", "default")
+    if stop != "default":  # without --stop a fit returns its task's default rule's image (dip.defaults)
+        args.append(f"--stop {stop}")
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
     for key in ("lr", "reg_noise_std", "tv_weight", "holdout"):
