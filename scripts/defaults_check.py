@@ -78,7 +78,7 @@ def _baselines(task_args: list[str], image: Path, folder: Path) -> None:
     target = folder / "baselines.csv"
     if target.exists():
         return
-    from dip.image_io import read_array
+    from dip.image_io import Reading, read_array
     from dip.pipeline.baselines import baselines
     from dip.tasks import Task
 
@@ -95,7 +95,8 @@ def _baselines(task_args: list[str], image: Path, folder: Path) -> None:
         spec["quality"] = int(spec["quality"])
     task = Task.from_spec(spec)
     mask = read_array(str(degraded / "mask.png")) if (degraded / "mask.png").exists() else None
-    observed = read_array(str(degraded / ("observed.tif" if (degraded / "observed.tif").exists() else "observed.png")))
+    exact = degraded / ("observed.tif" if (degraded / "observed.tif").exists() else "observed.png")
+    observed = read_array(str(exact), Reading(above_one=task.poisson))  # a Poisson observation exceeds 1
     _, table = baselines(task, observed, read_array(str(image)), mask, image.stem, "", 0)
     table.to_csv(target, index=False)
 

@@ -165,17 +165,26 @@ def test_the_pipeline_passes_no_stop_for_the_default_and_the_configs_rule_otherw
         path.write_text(yaml.safe_dump(config))
         r = snakemake("-n", "-p", "--directory", workdir, "--configfile", path)
         assert r.returncode == 0, r.stderr
-        commands[stop] = [line for line in r.stdout.splitlines() if line.strip().startswith("dip fit ")]
+        commands[stop] = re.findall(r"^(?:Shell command: )?\s*(dip fit .*)$", r.stdout, flags=re.M)
         assert commands[stop] and all("--record-stops" in c for c in commands[stop])
     assert not any("--stop" in c.replace("--record-stops", "") for c in commands["default"])
     assert all(re.search(r"--stop fixed\b", c) for c in commands["fixed"])
 
 
-def test_the_default_stops_an_over_fitting_fit_before_its_budget_with_a_better_image():
+@pytest.fixture
+def one_thread():
+    """One thread for a fit of a few hundred iterations: two threads on a loaded CPU wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_default_stops_an_over_fitting_fit_before_its_budget_with_a_better_image(one_thread):
     """A small noisy image and a long budget: the fit over-fits the noise. Run the whole budget recording
     the default rule (RunOptions.full_budget, as the pipeline's fits do): the rule would have stopped
     before the budget, and the image it returns scores above the budget's last EMA image."""
-    budget = 600
+    budget = 400
     ramp = torch.linspace(0, 1, 32)
     clean = (0.25 + 0.5 * ramp[None, :] * ramp[:, None]).reshape(1, 1, 32, 32)  # smooth: the noise is what over-fits
     operator = ops.Denoise(50)
@@ -185,7 +194,7 @@ def test_the_default_stops_an_over_fitting_fit_before_its_budget_with_a_better_i
     settings = FitSettings(iterations=budget, seed=0)
     rule = make_rule(rule_name, budget, ema=settings.ema, heldout=(heldout, observed) if heldout else None)
     result = fit(
-        {"kind": "skip", "channels_down": [32] * 3, "channels_up": [32] * 3, "channels_skip": [4] * 3},
+        {"kind": "skip", "channels_down": [16] * 3, "channels_up": [16] * 3, "channels_skip": [4] * 3},
         heldout or operator,
         observed,
         settings,
@@ -211,3 +220,16 @@ def test_dip_fit_prints_and_records_the_rule_that_chose_the_image(png32, tmp_pat
     assert summary["stop"] == DEFAULTS["denoise"].stop
     assert line["returned_by"] == summary["returned_by"] in (DEFAULTS["denoise"].stop, "fixed")
     assert line["iteration"] == summary["returned_iteration"] <= 30
+
+
+def test_the_defaults_page_lists_the_registry():
+    """docs/defaults.md's table of defaults is the registry's: a default changed in one place only fails here."""
+    text = (ROOT / "docs" / "defaults.md").read_text()
+    listed = dict(re.findall(r"^\| `([a-z-]+)` \| `([a-z-]+)` \|", text, flags=re.M))
+    assert listed == {key: default.stop for key, default in DEFAULTS.items()}
+
+
+def test_the_config_schema_offers_the_default_and_every_rule():
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    stop = schema["properties"]["stopping"]["properties"]["stop"]
+    assert stop["enum"] == ["default", *RULES] and stop["default"] == "default"

@@ -369,7 +369,8 @@ def fit_args(wildcards):
         f"--window {config['stopping']['window']}",
     ]
     stop = config["stopping"].get("stop", "default")
-    if stop != "default":  # without --stop a fit returns its task's default rule's image (dip.defaults)
+    # Without --stop a fit returns its task's default rule's image (dip.defaults).
+    if stop != "default":
         args.append(f"--stop {stop}")
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
