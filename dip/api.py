@@ -75,7 +75,7 @@ def restore(
         usually suffice for small images; `settings.seed` is the network seed of a single fit.
     :param stop: the rule that ends the fit (`dip.stopping.RULES`): ``"default"`` (the default: the rule of
         `dip.defaults` for the operator's task where it is one of the package's task operators, e.g.
-        `dip.operators.Denoise`, and `dip.defaults.GENERIC` for any other: the holdout rule), ``"es-wmv"``
+        `dip.operators.Denoise`, and `dip.defaults.GENERIC` for any other: the guarded ES-WMV rule), ``"es-wmv"``
         (the guarded windowed-variance rule, needs no ground truth and no noise level), ``"es-wmv-paper"``,
         ``"es-emv"``, ``"discrepancy"`` (needs `noise_sigma`), ``"holdout"`` (holds `holdout` of the
         observation's entries out of the loss; the operator must give its data term per entry,

@@ -50,10 +50,12 @@ DEFAULTS: dict[str, Default] = {
     "flash": Default("fixed", why="not measured: the paper's protocol for its spiking fit"),
 }
 
-# An operator of the user's (`dip.restore`): no task to look up. The holdout rule needs neither a noise
-# level nor a ground truth; it needs the operator's per-entry loss (dip.operators.Operator.pointwise_loss).
+# An operator of the user's (`dip.restore`): no task to look up, and nothing measured. The guarded ES-WMV rule
+# needs nothing of the operator (its loss need not be per entry, its observation need not be an image whose
+# entries can be held out at random, as a masked Fourier one's zeros cannot).
 GENERIC = Default(
-    "holdout", why="the best rule measured on denoising; needs no noise level, only a data term per entry"
+    "es-wmv",
+    why="needs nothing of the operator or the noise; the holdout rule, where it applies, was better on denoising",
 )
 
 
