@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from dip import __version__
+from dip.defaults import for_operator
 from dip.devices import pick_device
 from dip.fit import FitResult, FitSettings, fit, fit_batch
 from dip.operators import HeldOut, Operator
@@ -43,7 +44,7 @@ def restore(
     *,
     arch: str | Mapping = "skip",
     settings: FitSettings | Mapping | None = None,
-    stop: str | None = "es-wmv",
+    stop: str | None = "default",
     record: Sequence[str] = (),
     seeds: Sequence[int] | None = None,
     checkpoint: str | Path | None = None,
@@ -79,10 +80,13 @@ def restore(
         `FitSettings()`, the paper's denoising settings: 3000 iterations, Adam at lr 0.01, input perturbation
         1/30, EMA 0.99, backtracking on a 5 dB collapse of the fit to the observation. Fewer iterations
         usually suffice for small images; `settings.seed` is the network seed of a single fit.
-    :param stop: the rule that ends the fit (`dip.stopping.RULES`): ``"es-wmv"`` (default; the guarded
-        windowed-variance rule, needs no ground truth and no noise level), ``"es-wmv-paper"``, ``"es-emv"``,
-        ``"discrepancy"`` (needs `noise_sigma`), ``"holdout"`` (holds `holdout` of the observation's
-        entries out of the loss), or ``"fixed"`` / None: run the whole budget.
+    :param stop: the rule that ends the fit (`dip.stopping.RULES`): ``"default"`` (the default: the rule of
+        `dip.defaults` for the operator's task where it is one of the package's task operators, e.g.
+        `dip.operators.Denoise`, and `dip.defaults.GENERIC` for any other: the guarded ES-WMV rule), ``"es-wmv"``
+        (the guarded windowed-variance rule, needs no ground truth and no noise level), ``"es-wmv-paper"``,
+        ``"es-emv"``, ``"discrepancy"`` (needs `noise_sigma`), ``"holdout"`` (holds `holdout` of the
+        observation's entries out of the loss; the operator must give its data term per entry,
+        `Operator.pointwise_loss`), or ``"fixed"`` / None: run the whole budget.
     :param record: other rules to record without stopping (where each would have stopped:
         ``result.stops``).
     :param seeds: network seeds to fit as one batched network (Adam only); None: one fit of
@@ -146,6 +150,8 @@ def restore(
             risk = risk_estimate(operator, noise_sigma)
         except ValueError as err:
             raise ValueError(f"loss: {err}") from None
+    if stop == "default":
+        stop = for_operator(operator, loss).stop
     rules_named = _rule_names(stop, record)
     if risk is not None and "discrepancy" in rules_named:
         raise ValueError("stop: the discrepancy rule compares the MSE data term with σ²; a SURE/PURE loss is not it")

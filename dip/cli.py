@@ -255,13 +255,18 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--stop",
         choices=RULES,
-        help="stop at this rule's decision; with the EMA on, the variance rules "
+        help="stop at this rule's decision (default: the task's rule, dip.defaults, chosen by measurement: "
+        "docs/defaults.md; 'fixed' runs the paper's whole budget); with the EMA on, the variance rules "
         "return the EMA image ema/(1-ema) iterations (its mean lag) after the variance minimum, "
         "discrepancy the same lag after the loss fell to the noise level; es-wmv-paper is ES-WMV as "
         "published, es-wmv the same with a guard against early minima; holdout the image with the least "
         "error on pixels held out of the fit (see --holdout)",
     )
-    f.add_argument("--record-stops", action="store_true", help="run the full budget, record every rule")
+    f.add_argument(
+        "--record-stops",
+        action="store_true",
+        help="record every rule; without --stop, run the whole budget and return the task's default rule's image",
+    )
     f.add_argument(
         "--holdout",
         type=float,
@@ -371,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             request = FitRequest.from_namespace(args)
             for record, (_, out) in zip(run_fit(request), request.outputs()):  # a line per fit
                 scores = {k: getattr(record, k) for k in ("psnr_observed", "psnr_restored", "psnr_ema_best")}
-                line = {k: round(v, 3) for k, v in scores.items() if v is not None} | {"out": str(out)}
+                returned = {"returned_by": record.returned_by, "iteration": record.returned_iteration}
+                line = {k: round(v, 3) for k, v in scores.items() if v is not None} | returned | {"out": str(out)}
                 print(strict_json.dumps(line))
     except InputError as err:
         print(f"dip {args.command}: error: {err}", file=sys.stderr)

@@ -111,6 +111,9 @@ class RunOptions:
     memory_saving: bool = False  # recompute activations in the backward pass (dip.networks.checkpointed):
     #                              the same fit for less memory and a second forward pass per iteration
     risk: RiskEstimate | None = None
+    # Run the whole budget even where `stop_on` decides earlier (every rule recorded over the budget); the
+    # image returned is still the one `stop_on` would have returned had it stopped the fit.
+    full_budget: bool = False
 
 
 @dataclass
@@ -127,6 +130,8 @@ class FitResult:
     rule_images: dict[str, torch.Tensor] = field(default_factory=dict)
     seed: int = 0
     error: str | None = None  # batched fits only: why this fit failed (a single fit raises FitFailed)
+    returned_by: str | None = None  # the rule whose image `image` is (None: the last EMA image)
+    returned_iteration: int = 0  # the iteration of `image`
     network: SavedNetwork | None = None  # with keep_network: the weights and z at the fit's last iteration
     members: list[FitResult] = field(default_factory=list)  # an ensemble's (see `ensemble`); else empty
 
@@ -179,6 +184,8 @@ def ensemble(members: list[FitResult]) -> FitResult:
         rule_images={name: mean(m.rule_images[name] for m in members) for name in common},
         seed=first.seed,
         error="; ".join(failed) or None,
+        returned_by=first.returned_by if len({m.returned_by for m in members}) == 1 else None,
+        returned_iteration=max(m.returned_iteration for m in members),
         members=list(members),
     )
 
@@ -257,7 +264,7 @@ def _fits(
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
     extra = {**(o.fingerprint or {}), **(o.risk.describe() if o.risk is not None else {})}
     _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, extra)).run()
-    results = [_result(step, b, t, s) for b, t in enumerate(tracks)]
+    results = [_result(step, b, t, s, stop_on if o.full_budget else None) for b, t in enumerate(tracks)]
     for b, (t, result) in enumerate(zip(tracks, results)):
         if o.keep_network and t.error is None:
             # The weights of the fit's last verified iteration (where it ended), without the EMA's slot.
@@ -739,7 +746,7 @@ class _Loop:
             )
         t.saved = step.save(b, t.iteration)
         rule = next((r for r in step.rules if r.name == self.stop_on), None)
-        if rule is not None and rule.should_stop(t.iteration, b):
+        if rule is not None and not self.o.full_budget and rule.should_stop(t.iteration, b):
             t.stopped_by = self.stop_on
             _end(step, b, t)
         elif t.iteration >= s.iterations:
@@ -784,7 +791,10 @@ def _end(step: Step, b: int, t: _Track) -> None:
     step.freeze(b)
 
 
-def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
+def _result(step: Step, b: int, t: _Track, s: FitSettings, recorded_stop: str | None = None) -> FitResult:
+    """Fit b's result. recorded_stop: with `RunOptions.full_budget`, the rule whose image is returned if it
+    would have stopped the fit (a rule that would have stopped takes no later minimum, so its kept image is
+    the one a stopping run returns); otherwise the last EMA image, as when a rule never decides."""
     rows = np.concatenate(t.rows) if t.rows else np.zeros((0, len(step.columns)))
     history = pd.DataFrame(rows, columns=step.columns)
     history.insert(0, "iteration", np.arange(1, len(history) + 1))
@@ -795,7 +805,11 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
     rules = step.rules
     images = {r.name: r.kept_image(b) for r in rules if r.kept_image(b) is not None}
     ema = t.ema if t.ema is not None else step.ema[b : b + 1]
-    image = images[t.stopped_by] if t.stopped_by else ema
+    returned = t.stopped_by
+    if returned is None and recorded_stop is not None and recorded_stop in images:
+        rule = next(r for r in rules if r.name == recorded_stop)
+        returned = recorded_stop if rule.should_stop(t.iteration, b) else None
+    image = images[returned] if returned else ema
     return FitResult(
         image=image.float().cpu(),
         output=(t.output if t.output is not None else ema).float().cpu(),
@@ -809,6 +823,10 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings) -> FitResult:
         rule_images={k: v.float().cpu() for k, v in images.items()},
         seed=t.seed,
         error=t.error,
+        returned_by=returned,
+        returned_iteration=next(r for r in rules if r.name == returned).chosen_iteration(b)
+        if returned
+        else t.iteration,
     )
 
 

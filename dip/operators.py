@@ -61,7 +61,13 @@ class Operator:
     def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """The data term of each of N fits: mean squared error of H(output) (N, ...) to the observation
         (N or 1, ...), a tensor (N,)."""
-        return (self.forward(output) - observed).square().flatten(1).mean(1)
+        return self.pointwise_loss(output, observed).flatten(1).mean(1)
+
+    def pointwise_loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """The data term per observed entry, (N, C, H', W'), whose mean over all but the first dimension is
+        `loss`: the squared error here. Holding pixels out of the loss (`HeldOut`) averages it over the
+        pixels kept, so an operator that overrides `loss` for another noise model overrides this too."""
+        return (self.forward(output) - observed).square()
 
     def to(self, device: torch.device | str) -> Operator:
         return self
@@ -262,6 +268,13 @@ class HeldOut(Operator):
             held = held * operator.mask.to(held.device)
         if not held.any():
             raise ValueError(f"holding out {fraction} of a {h}x{w} observation left no pixel to validate on")
+        kind = type(operator)
+        if kind.loss is not Operator.loss and kind.pointwise_loss is Operator.pointwise_loss:
+            # Its own data term would silently become the squared error over the kept pixels.
+            raise ValueError(
+                f"{kind.__name__} overrides loss but not pointwise_loss: holding pixels out needs the data "
+                "term per entry (dip.operators.Operator.pointwise_loss), or choose another stopping rule"
+            )
         self.operator, self.fraction, self.held = operator, float(fraction), held
 
     @property
@@ -283,8 +296,10 @@ class HeldOut(Operator):
         return ((self.forward(image) - observed).square() * pixels).flatten(1).mean(1) / pixels.mean()
 
     def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """The operator's MSE over the pixels the fit keeps (the same scale as without holding out)."""
-        return self._mse_over(output, observed, 1 - self.held)
+        """The operator's own data term (`pointwise_loss`: squared error, Poisson deviance) averaged over the
+        pixels the fit keeps (the same scale as without holding out)."""
+        kept = 1 - self.held
+        return (self.operator.pointwise_loss(output, observed) * kept).flatten(1).mean(1) / kept.mean()
 
     def heldout_error(self, image: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """MSE of H(image) to the observation over the held-out pixels only, per image (N,)."""
@@ -444,7 +459,11 @@ class Poisson(Operator):
 
     def loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """Mean Poisson deviance (counts) per fit: shape (N,)."""
-        return poisson_deviance(self.peak * self.forward(output), self.peak * observed).flatten(1).mean(1)
+        return self.pointwise_loss(output, observed).flatten(1).mean(1)
+
+    def pointwise_loss(self, output: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Poisson deviance (counts) per entry, (N, C, H', W')."""
+        return poisson_deviance(self.peak * self.forward(output), self.peak * observed)
 
     def observe(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if hasattr(self.operator, "check_size"):

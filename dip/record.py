@@ -121,6 +121,11 @@ class FitRecord:
     backtracks: int | None = None
     resumed_from: int | None = None
     stopped_by: str | None = None
+    # The rule asked for (the task's default without --stop), and the one whose image restored.png is
+    # ("fixed": the last EMA image, where that rule never decided) at which iteration.
+    stop: str | None = None
+    returned_by: str | None = None
+    returned_iteration: int | None = None
     iterations_saved: int | None = None
     seconds_saved: float | None = None
     # Scores against the ground truth.

@@ -361,6 +361,7 @@ class _Job:
     init: Any = None  # dip.saved_network.SavedNetwork of --init-from
     members: dict[int, list[int]] | None = None  # per target seed, the network seeds its fits use
     risk: Any = None  # dip.risk.RiskEstimate of --loss sure
+    full_budget: bool = False  # --record-stops without --stop: the whole budget, the default rule's image
 
     @property
     def seeds(self) -> list[int]:
@@ -409,7 +410,7 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
         result = fit(net, operator, job.observed, trial, **options)
     seconds = result.history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
-    whole = fingerprint(job.settings, job.seeds, _identity(job))
+    whole = fingerprint(job.settings, job.fitted, _identity(job))
     outs = [out for _, out in job.targets]
     return {
         "arch": job.arch,
@@ -420,7 +421,10 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
         "seconds_per_iteration": round(per_iteration, 4),
         "estimated_minutes": round(per_iteration * job.settings.iterations / 60, 1),
         "out": str(outs[0]) if len(outs) == 1 else [str(out) for out in outs],
-        "out_state": folders.describe(job.checkpoint, whole, outs, batch=bool(job.request.seeds)),
+        "out_state": folders.describe(job.checkpoint, whole, outs, batch=job.batched),
+        "stop": job.request.stop,  # the rule that chooses the returned image (the task's default without --stop)
+        "holdout": job.request.holdout or 0.0,
+        "full_budget": job.full_budget or job.request.stop == "fixed",
     }
 
 
@@ -490,6 +494,7 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
     psf = _load_psf(r.psf)
     targets = _seed_outputs(r)
     observation_seed = r.seeds[0] if r.seeds and r.observation_seed is None else r.observation_seed
+    r, full_budget = _default_stop(r, task)
     holdout = HOLDOUT if r.holdout is None and r.stop == "holdout" else r.holdout
     r = replace(r, observation_seed=observation_seed, holdout=holdout)
     _check_variants(r, task)
@@ -509,10 +514,23 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
 
         torch.set_num_threads(r.threads)
     names = _rule_names(r, task)
-    job = _Job(r, task, psf, device, targets, arch_name, settings, names, plan={}, log=log)
+    job = _Job(r, task, psf, device, targets, arch_name, settings, names, plan={}, log=log, full_budget=full_budget)
     job.members = {seed: ensemble_seeds(seed, r.ensemble) for seed, _ in targets}
     job.plan = _memory_plan(job)
     return job
+
+
+def _default_stop(r: FitRequest, task: Task) -> tuple[FitRequest, bool]:
+    """Without --stop, the task's default rule (dip.defaults) and, unless --iters says otherwise, its budget;
+    with --record-stops the fit then runs the whole budget and returns the default rule's image. Returns
+    the request with `stop` decided and whether the fit runs its whole budget."""
+    if r.stop is not None:
+        return r, False
+    from dip.defaults import for_task
+
+    default = for_task(task, r.loss)
+    iters = r.iters if r.iters is not None or r.preset != "paper" else default.iterations
+    return replace(r, stop=default.stop, iters=iters), r.record_stops
 
 
 def _seed_outputs(r: FitRequest) -> list[tuple[int, Path]]:
@@ -941,6 +959,7 @@ def _run_options(job: _Job, identity: dict) -> dict:
     return dict(
         clean=job.clean,
         stop_on=r.stop if r.stop != "fixed" else None,
+        full_budget=job.full_budget,
         device=job.device,
         checkpoint=job.checkpoint,
         checkpoint_every=r.checkpoint_every,
@@ -1006,6 +1025,11 @@ def _complete(record: FitRecord, result, job: _Job, start: float) -> None:
         result.backtracks,
         result.resumed_from,
         result.stopped_by,
+    )
+    record.stop, record.returned_by, record.returned_iteration = (
+        job.request.stop,
+        result.returned_by or "fixed",
+        result.returned_iteration,
     )
     # What stopping saved against the fixed budget: the iterations not run, and their time at this fit's pace.
     record.iterations_saved = s.iterations - result.iterations

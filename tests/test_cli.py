@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dip.defaults import DEFAULTS
 from dip.metrics import psnr
 
 DIP = [sys.executable, "-m", "dip"]
@@ -54,7 +55,11 @@ def test_fit_writes_the_four_files(png64, tmp_path):
         "versions",
     ):
         assert key in summary
-    assert set(summary["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "oracle"}
+    # Without --stop the task's default rule (dip.defaults) is among them, its pixels held out where it is holdout.
+    assert set(summary["stops"]) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "oracle"} | {
+        DEFAULTS["denoise"].stop
+    }
+    assert summary["stop"] == DEFAULTS["denoise"].stop and summary["iterations"] == 20  # the whole budget
     assert summary["stops"]["discrepancy"]["target"] == pytest.approx(summary["discrepancy_target"])
     assert 15 < summary["noise_sigma"] < 35 and summary["noise_sigma_source"].startswith("estimated")
     history = pd.read_csv(out / "history.csv")
@@ -718,7 +723,8 @@ def test_a_given_noisy_image_is_restored_without_sigma(png64, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["task_label"] == "denoise" and "sigma" not in summary
+    held = "-holdout0.05" if DEFAULTS["denoise"].stop == "holdout" else ""
+    assert summary["task_label"] == "denoise" + held and "sigma" not in summary
     assert summary["settings"]["reg_noise_std"] == pytest.approx(1 / 30)  # the σ < 50 preset
     assert summary["noise_sigma_source"].startswith("estimated") and 15 < summary["noise_sigma"] < 35
 

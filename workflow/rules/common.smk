@@ -387,6 +387,10 @@ def fit_args(wildcards):
         f"--ssim-every {config['ssim_every']}",
         f"--window {config['stopping']['window']}",
     ]
+    stop = config["stopping"].get("stop", "default")
+    # Without --stop a fit returns its task's default rule's image (dip.defaults).
+    if stop != "default":
+        args.append(f"--stop {stop}")
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
     for key in ("lr", "reg_noise_std", "tv_weight", "holdout", "loss", "ensemble"):

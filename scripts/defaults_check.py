@@ -1,0 +1,228 @@
+"""How each task's default stopping rule was chosen (docs/defaults.md): one fit per (task, image, size, seed)
+that runs the whole budget and records every stopping rule (`dip fit --record-stops`), one more that holds 5 %
+of the pixels out and stops at the holdout rule (`--stop holdout`: holding out changes the fit), and the
+classical baselines of the same observation (`dip.pipeline.baselines`), on crops of scikit-image photographs
+that no config uses at this scale. Then a table of medians per task and size.
+
+    python scripts/defaults_check.py run  --out results/defaults [--only denoise-s25] [--sizes 64 128]
+    python scripts/defaults_check.py table --out results/defaults   # docs/defaults.md's table (Markdown)
+
+Fits run one at a time with one thread (`--threads 1`), in the order of CASES; a fit whose summary.json
+exists is not run again, so the command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Crops at full resolution (left, top of a 128×128 window; the 64×64 image is the window's centre): the
+# configs use these photographs only whole and downsampled to 64×64 (data/manifest.tsv), never at full
+# resolution (checked against data/*.tsv).
+IMAGES = {
+    "coffee": ("skimage:coffee", 200, 120),
+    "rocket": ("skimage:rocket", 260, 170),
+    "ihc": ("skimage:immunohistochemistry", 200, 200),
+}
+
+# key -> (dip task options, extra fit options), in the order they run (most important first).
+CASES = {
+    "denoise-s25": (["--task", "denoise", "--sigma", "25"], []),
+    "denoise-s50": (["--task", "denoise", "--sigma", "50"], []),
+    "denoise-poisson10": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], []),
+    # The preset's 1500 iterations were still improving: twice that, the rule deciding.
+    "deblur-gaussian1.6": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "3000"]),
+    "sr-x4": (["--task", "sr", "--factor", "4"], []),
+    "inpaint-drop0.5": (["--task", "inpaint", "--mask", "drop", "--drop", "0.5"], []),
+    "jpeg-q10": (["--task", "jpeg", "--quality", "10"], []),
+}
+# The fits of one (task, image, size, seed): "holdout" holds 5 % of the pixels out and stops at the holdout
+# rule, recording every other rule up to there (their images, had they stopped by then; the oracle of that
+# fit); "record" runs the whole budget without holding out and records every rule (the paper's fixed budget
+# among them: what `dip fit --stop fixed` returns).
+KINDS = {"holdout": ["--stop", "holdout", "--record-stops"], "record": ["--stop", "fixed", "--record-stops"]}
+SIZES = {"denoise-s50": (), "denoise-s25": (64, 128), "denoise-poisson10": (64, 128), "deblur-gaussian1.6": (64, 128)}
+
+
+def image_file(out: Path, name: str, size: int) -> Path:
+    from PIL import Image
+
+    from dip.manifest import load_source, prepare
+
+    path = out / "images" / f"{name}{size}.png"
+    if not path.exists():
+        source, left, top = IMAGES[name]
+        margin = (128 - size) // 2
+        arr = prepare(load_source(source), f"{left + margin},{top + margin},{size},{size}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.round(arr * 255).astype(np.uint8)
+        Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
+    return path
+
+
+def _dip(args: list[str], log: Path) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("dip", " ".join(args), flush=True)
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-m", "dip", *args], stdout=f, stderr=subprocess.STDOUT, check=False)
+
+
+def _baselines(task_args: list[str], image: Path, folder: Path) -> None:
+    """Every classical baseline of the fit's observation (the same seed, so the same observation)."""
+    target = folder / "baselines.csv"
+    if target.exists():
+        return
+    from dip.image_io import Reading, read_array
+    from dip.pipeline.baselines import baselines
+    from dip.tasks import Task
+
+    degraded = folder / "degraded"
+    _dip(["degrade", *task_args, "--image", str(image), "--seed", "0", "--exact", "--out", str(degraded)],
+         folder / "degrade.log")  # fmt: skip
+    spec = dict(zip((a.lstrip("-") for a in task_args[::2]), task_args[1::2]))
+    for key in ("sigma", "peak", "drop"):
+        if key in spec:
+            spec[key] = float(spec[key])
+    if "factor" in spec:
+        spec["factor"] = int(spec["factor"])
+    if "quality" in spec:
+        spec["quality"] = int(spec["quality"])
+    task = Task.from_spec(spec)
+    mask = read_array(str(degraded / "mask.png")) if (degraded / "mask.png").exists() else None
+    exact = degraded / ("observed.tif" if (degraded / "observed.tif").exists() else "observed.png")
+    observed = read_array(str(exact), Reading(above_one=task.poisson))  # a Poisson observation exceeds 1
+    _, table = baselines(task, observed, read_array(str(image)), mask, image.stem, "", 0)
+    table.to_csv(target, index=False)
+
+
+def run(
+    out: Path, only: list[str] | None, sizes: list[int] | None, seeds: list[int], kinds: list[str], images: list[str]
+) -> None:
+    for key, (task_args, extra) in CASES.items():
+        if only and key not in only:
+            continue
+        for size in SIZES.get(key, (64,)):
+            if sizes and size not in sizes:
+                continue
+            for name in images or IMAGES:
+                image = image_file(out, name, size)
+                for seed in seeds:
+                    folder = out / "fits" / key / f"{name}{size}" / f"seed{seed}"
+                    common = [*task_args, "--image", str(image), "--seed", str(seed), "--observation-seed", "0",
+                              "--threads", "1", "--no-progress", *extra]  # fmt: skip
+                    _baselines(task_args, image, folder)
+                    for kind in kinds:
+                        if not (folder / kind / "summary.json").exists():
+                            _dip(["fit", *common, *KINDS[kind], "--out", str(folder / kind)], folder / f"{kind}.log")
+
+
+def manifest_baselines(out: Path, manifest: str, key: str) -> pd.DataFrame:
+    """The classical baselines of a config's images as the pipeline makes their observations (observation
+    seed 0, the 8-bit observed.png for Gaussian noise): the baselines of fits measured before, e.g. the
+    holdout rule's 128×128 check on data/heldout128.tsv (README, "Knowing when to stop")."""
+    from dip import manifest as manifest_io
+    from dip.image_io import save_png, to_tensor
+
+    rows = manifest_io.read(manifest)
+    tables = []
+    for image, row in rows.iterrows():
+        folder = out / "manifest" / key / image
+        clean = folder / "clean.png"
+        if not clean.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            arr = manifest_io.prepare(manifest_io.load_source(row["path"]), row["crop"], row["resize"])
+            save_png(to_tensor(arr), str(clean))
+        _baselines(CASES[key][0], clean, folder)
+        tables.append(pd.read_csv(folder / "baselines.csv").assign(image=image))
+    return pd.concat(tables)
+
+
+def _fit_columns(summary: Path, prefix: str) -> dict:
+    """One fit's numbers: every rule's image PSNR, kept iteration and whether it had decided, the oracle (best
+    EMA iterate of this fit), the iterations run and the returned image's PSNR."""
+    record = json.loads(summary.read_text())
+    row = {f"{prefix}ran": record["iterations"], f"{prefix}returned": record.get("psnr_restored")}
+    for rule, stop in record["stops"].items():
+        row[f"{prefix}{rule}"] = stop.get("psnr")
+        row[f"{prefix}{rule}_it"] = stop.get("iteration")
+        row[f"{prefix}{rule}_decided"] = bool(stop.get("stopped")) or rule == "oracle"
+    history = pd.read_csv(summary.parent / "history.csv").set_index("iteration")
+    for at in (1500, 3000):  # the EMA image at a budget (deblurring's preset is 1500)
+        if at in history.index and at <= record["iterations"]:
+            row[f"{prefix}ema@{at}"] = history.loc[at, "psnr_ema"]
+    row["observation"] = record.get("psnr_observed")
+    row["budget"] = record["iterations_budget"]
+    return row
+
+
+def _rows(out: Path) -> pd.DataFrame:
+    rows = []
+    for folder in sorted(out.glob("fits/*/*/seed*")):
+        key, image, seed = folder.parent.parent.name, folder.parent.name, folder.name
+        row = {"task": key, "image": image, "seed": seed, "size": int("".join(c for c in image if c.isdigit()))}
+        for kind, prefix in (("holdout", ""), ("record", "full_")):
+            if (folder / kind / "summary.json").exists():
+                row.update(_fit_columns(folder / kind / "summary.json", prefix))
+        if "ran" not in row and "full_ran" not in row:
+            continue
+        base = folder / "baselines.csv"
+        if base.exists():
+            b = pd.read_csv(base)
+            b = b[~b.method.isin(["noisy", "blurred", "jpeg"])]
+            best = b.loc[b.psnr.idxmax()]
+            row["baseline"], row["baseline_method"] = best.psnr, best.method
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table(out: Path) -> str:
+    """Per fit, then medians per task and size: the observation, the best classical baseline, the holdout
+    rule's image (the returned image of `--stop holdout`), the other rules recorded on that fit (their
+    image where they had decided by the holdout rule's stop, blank otherwise), its oracle, the iterations
+    it ran."""
+    df = _rows(out)
+    if df.empty:
+        return "no fits yet"
+    rules = ["discrepancy", "es-wmv", "es-wmv-paper", "es-emv"]
+    for rule in rules:
+        if rule in df:
+            df[rule] = df[rule].where(df[f"{rule}_decided"].fillna(False).astype(bool))
+    cols = [c for c in ["observation", "baseline", "holdout", *rules, "oracle", "ema@1500", "ema@3000"] if c in df]
+    shown = df[["task", "size", "image", "seed", "baseline_method", *cols, "holdout_it", "ran"]]
+    lines = [shown.round(2).to_markdown(index=False), ""]
+    medians = df.groupby(["task", "size"])[[*cols, "ran"]].median().round(2)
+    medians["fits"] = df.groupby(["task", "size"]).size()
+    medians["holdout - baseline (median)"] = (df["holdout"] - df["baseline"]).groupby([df.task, df["size"]]).median()
+    lines.append(medians.round(2).reset_index().to_markdown(index=False))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=("run", "table", "baselines"))
+    p.add_argument("--manifest", help="baselines: a config's manifest (data/*.tsv)")
+    p.add_argument("--out", type=Path, default=Path("results/defaults"))
+    p.add_argument("--only", nargs="+", choices=list(CASES))
+    p.add_argument("--sizes", nargs="+", type=int)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--images", nargs="+", choices=list(IMAGES))
+    p.add_argument("--kinds", nargs="+", choices=list(KINDS), default=["holdout"])
+    a = p.parse_args(argv)
+    if a.command == "run":
+        run(a.out, a.only, a.sizes, a.seeds, a.kinds, a.images)
+    elif a.command == "baselines":
+        for key in a.only or ["denoise-s25"]:
+            print(manifest_baselines(a.out, a.manifest, key).round(2).to_markdown(index=False))
+    else:
+        print(table(a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
