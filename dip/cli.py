@@ -96,7 +96,7 @@ def _task_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _reading_arguments(p: argparse.ArgumentParser) -> None:
-    """How image files are read (README, "Restore your own image"); masks have their own rule."""
+    """How image files are read (docs/guide/images.md); masks have their own rule."""
     p.add_argument(
         "--intensity-range",
         type=_intensity_range,

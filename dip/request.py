@@ -55,7 +55,7 @@ OPTIMISERS = ("adam", "lbfgs")
 class TaskRequest:
     """The task and how input files are read: what `dip fit` and `dip degrade` share. Field names are the
     command line's option names with ``_`` for ``-`` (`--observation-seed` is `observation_seed`); the
-    README's "Restore your own image" and `dip fit --help` describe each."""
+    docs/guide/tasks.md and `dip fit --help` describe each."""
 
     task: str
     out: str

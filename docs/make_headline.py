@@ -42,7 +42,8 @@ def crop() -> torch.Tensor:
 
 
 def fit(task: Task, clean: torch.Tensor, iterations: int, threads: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """The observation (observation seed 0) and DIP's restoration (network seed 0, the paper's skip network)."""
+    """The observation (observation seed 0) and DIP's restoration (network seed 0, the paper's skip network,
+    the task's default stopping rule within a budget of `iterations`)."""
     observed, _ = task.degrade(clean, observation_seed=0)
     start = time.perf_counter()
     result = restore(
@@ -50,7 +51,7 @@ def fit(task: Task, clean: torch.Tensor, iterations: int, threads: int) -> tuple
         task.operator(),
         arch="skip",
         settings={"iterations": iterations, "reg_noise_std": 1 / 30 if task.name == "denoise" else 0.03},
-        stop=None,
+        stop="default",  # each task's default rule (dip.defaults), as `dip fit` without --stop
         device="cpu",
         clean=clean,
     )
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     fig.text(
         0.5,
         0.01,
-        f"{command.strip()}: astronaut (scikit-image), 128×128; skip network, {args.iters} iterations, seed 0; "
+        f"{command.strip()}: astronaut (scikit-image), 128×128; skip network, default stopping rules, budget "
+        f"{args.iters} iterations, seed 0; "
         f"SR PSNR on luminance\ntorch {torch.__version__} CPU, {args.threads} thread(s), {platform.machine()}; "
         f"fits {seconds_dn:.0f} s + {seconds_sr:.0f} s",
         ha="center",
