@@ -43,6 +43,23 @@ def _blank(ax: Axes, title: str) -> None:
     ax.set_title(title, fontsize=7)
 
 
+def show_row(axes, panels: dict[str, np.ndarray], psnr, reference: str = "clean") -> None:
+    """Draw images side by side, each titled with its name and its PSNR but the reference (the ground truth):
+    the comparison the documentation's gallery and headline picture show.
+
+    :param axes: one matplotlib Axes per panel (e.g. a row of `plt.subplots`); extra axes are left alone.
+    :param panels: name -> image (H, W, C) or (H, W) in [0, 1], in display order; one channel is drawn grey.
+    :param psnr: a callable giving an image's PSNR in dB against the ground truth
+        (e.g. ``lambda x: task.score(x, truth)["psnr"]``).
+    :param reference: the panel drawn without a score.
+    """
+    for ax, (name, image) in zip(axes, panels.items()):
+        grey = image.ndim == 2 or image.shape[-1] == 1
+        ax.imshow(image.reshape(image.shape[:2]) if grey else image, cmap="gray" if grey else None, vmin=0, vmax=1)
+        ax.set_title(name if name == reference else f"{name}\n{psnr(image):.2f} dB")
+        ax.axis("off")
+
+
 def _fit_row(runs: pd.DataFrame, image: str, arch: str, seed: int) -> pd.DataFrame:
     """The runs.csv row of one fit (empty if it is missing)."""
     return runs[(runs["image"] == image) & (runs["arch"] == arch) & (runs["seed"] == seed)]

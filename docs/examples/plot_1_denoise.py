@@ -4,7 +4,8 @@ Gaussian denoising
 
 Noise of standard deviation σ = 25 (on the 0–255 scale) added to a 64×64 crop of scikit-image's
 astronaut photograph, restored by Deep Image Prior: the paper's ``skip`` network fitted to the noisy
-image itself, its output averaged over iterations (the EMA), for 300 iterations. Non-local means, given
+image itself, its output averaged over iterations (the EMA), within a budget of 300 iterations,
+stopped by the task's default rule (`dip.defaults`: the holdout rule). Non-local means, given
 the true σ, is the classical method beside it.
 """
 
@@ -16,6 +17,7 @@ from skimage import data, transform
 from dip import restore
 from dip.image_io import to_array, to_tensor
 from dip.pipeline.baselines import restore as classical
+from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
@@ -26,9 +28,7 @@ clean = to_tensor(photo[4:68, 34:98].astype(np.float32))  # (1, 3, 64, 64) in [0
 task = Task("denoise", sigma=25)
 observed, _ = task.degrade(clean, observation_seed=0)  # seeded: the same noise on every run
 arch, settings = PAPER[preset_key(task)]  # the paper's network and settings for this task
-result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
-)
+result = restore(observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, device="cpu")
 
 # %%
 # Observed, restored, the classical method and the ground truth, PSNR against the clean image:
@@ -41,10 +41,7 @@ panels = {
     "clean": truth,
 }
 fig, axes = plt.subplots(1, 4, figsize=(10, 3))
-for ax, (name, image) in zip(axes, panels.items()):
-    ax.imshow(image)
-    ax.set_title(name if name == "clean" else f"{name}\n{task.score(image, truth)['psnr']:.2f} dB")
-    ax.axis("off")
+show_row(axes, panels, lambda image: task.score(image, truth)["psnr"])
 fig.tight_layout()
 
 # %%

@@ -5,7 +5,8 @@ Poisson denoising
 Shot noise: each pixel of a 64×64 crop of scikit-image's camera photograph counts photons, on average
 10 for a pixel of value 1 (``peak`` 10), so the noise grows with the brightness. Deep Image Prior fits
 the counts through the Poisson likelihood (`dip.operators.Poisson`: its loss is the Poisson deviance,
-not the squared error) for 300 iterations. The classical method beside it is the Anscombe transform,
+not the squared error) within a budget of 300 iterations, stopped by the task's
+default rule (`dip.defaults`: the holdout rule). The classical method beside it is the Anscombe transform,
 which makes the noise about Gaussian, then non-local means, then the exact unbiased inverse transform.
 """
 
@@ -17,6 +18,7 @@ from skimage import data, transform
 from dip import restore
 from dip.image_io import to_array, to_tensor
 from dip.pipeline.baselines import restore as classical
+from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
@@ -27,9 +29,7 @@ clean = to_tensor(photo[8:72, 36:100, None].astype(np.float32))  # (1, 1, 64, 64
 task = Task("denoise", noise="poisson", peak=10)
 observed, _ = task.degrade(clean, observation_seed=0)  # counts / peak: may exceed 1, never clipped
 arch, settings = PAPER[preset_key(task)]
-result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
-)
+result = restore(observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, device="cpu")
 
 # %%
 # Observed, restored, the classical method and the ground truth, PSNR against the clean image:
@@ -42,10 +42,7 @@ panels = {
     "clean": truth,
 }
 fig, axes = plt.subplots(1, 4, figsize=(10, 3))
-for ax, (name, image) in zip(axes, panels.items()):
-    ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1)
-    ax.set_title(name if name == "clean" else f"{name}\n{task.score(image, truth)['psnr']:.2f} dB")
-    ax.axis("off")
+show_row(axes, panels, lambda image: task.score(image, truth)["psnr"])
 fig.tight_layout()
 
 # %%

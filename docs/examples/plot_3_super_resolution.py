@@ -27,9 +27,7 @@ clean = to_tensor(photo[6:70, 44:108].astype(np.float32))  # (1, 3, 64, 64)
 task = Task("sr", factor=4)
 observed, _ = task.degrade(clean, observation_seed=0)  # (1, 3, 16, 16)
 arch, settings = PAPER[preset_key(task)]
-result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
-)
+result = restore(observed, task.operator(), arch=arch, settings={**settings, "iterations": 300}, device="cpu")
 
 # %%
 # The low-resolution observation (shown enlarged, pixel for pixel), bicubic, DIP and the ground truth:

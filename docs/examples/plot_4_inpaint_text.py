@@ -17,6 +17,7 @@ from skimage import data, transform
 from dip import restore
 from dip.image_io import to_array, to_tensor
 from dip.pipeline.baselines import restore as classical
+from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
@@ -27,9 +28,7 @@ clean = to_tensor(photo[16:80, 36:100].astype(np.float32))  # (1, 3, 64, 64)
 task = Task("inpaint", mask="text")
 observed, mask = task.degrade(clean, observation_seed=0)  # mask: (1, 1, 64, 64), 1 = known pixel
 arch, settings = PAPER[preset_key(task)]
-result = restore(
-    observed, task.operator(mask), arch=arch, settings={**settings, "iterations": 300}, stop=None, device="cpu"
-)
+result = restore(observed, task.operator(mask), arch=arch, settings={**settings, "iterations": 300}, device="cpu")
 
 # %%
 # Observed (the unknown pixels black), restored, the classical method and the ground truth:
@@ -42,10 +41,7 @@ panels = {
     "clean": truth,
 }
 fig, axes = plt.subplots(1, 4, figsize=(10, 3))
-for ax, (name, image) in zip(axes, panels.items()):
-    ax.imshow(image)
-    ax.set_title(name if name == "clean" else f"{name}\n{task.score(image, truth)['psnr']:.2f} dB")
-    ax.axis("off")
+show_row(axes, panels, lambda image: task.score(image, truth)["psnr"])
 fig.tight_layout()
 
 # %%

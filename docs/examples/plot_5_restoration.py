@@ -16,6 +16,7 @@ from skimage import data, transform
 from dip import restore
 from dip.image_io import to_array, to_tensor
 from dip.pipeline.baselines import restore as classical
+from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
@@ -27,7 +28,7 @@ task = Task("inpaint", mask="drop", drop=0.5)
 observed, mask = task.degrade(clean, observation_seed=0)
 arch, settings = PAPER[preset_key(task)]
 settings = {**settings, "iterations": 300, "lr": 0.01}  # a short budget needs the larger step
-result = restore(observed, task.operator(mask), arch=arch, settings=settings, stop=None, device="cpu")
+result = restore(observed, task.operator(mask), arch=arch, settings=settings, device="cpu")
 
 # %%
 # Observed (the missing pixels black), restored, the classical method and the ground truth:
@@ -40,10 +41,7 @@ panels = {
     "clean": truth,
 }
 fig, axes = plt.subplots(1, 4, figsize=(10, 3))
-for ax, (name, image) in zip(axes, panels.items()):
-    ax.imshow(image)
-    ax.set_title(name if name == "clean" else f"{name}\n{task.score(image, truth)['psnr']:.2f} dB")
-    ax.axis("off")
+show_row(axes, panels, lambda image: task.score(image, truth)["psnr"])
 fig.tight_layout()
 
 # %%

@@ -17,6 +17,7 @@ from skimage import data, transform
 from dip import restore
 from dip.image_io import to_array, to_tensor
 from dip.pipeline.baselines import total_variation
+from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
@@ -27,9 +28,7 @@ clean = to_tensor(photo[48:112, 52:116].astype(np.float32))  # (1, 3, 64, 64)
 task = Task("jpeg", quality=10)
 observed, _ = task.degrade(clean, observation_seed=0)
 arch, settings = PAPER[preset_key(task)]
-result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, stop=None, device="cpu"
-)
+result = restore(observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, device="cpu")
 
 # %%
 # Observed, restored, the classical method and the ground truth, PSNR against the clean image:
@@ -42,10 +41,7 @@ panels = {
     "clean": truth,
 }
 fig, axes = plt.subplots(1, 4, figsize=(10, 3))
-for ax, (name, image) in zip(axes, panels.items()):
-    ax.imshow(image)
-    ax.set_title(name if name == "clean" else f"{name}\n{task.score(image, truth)['psnr']:.2f} dB")
-    ax.axis("off")
+show_row(axes, panels, lambda image: task.score(image, truth)["psnr"])
 fig.tight_layout()
 
 # %%

@@ -5,7 +5,8 @@ Deblurring with a known blur
 A 64×64 crop of scikit-image's immunohistochemistry image blurred by a Gaussian of standard deviation
 1.5 pixels, with a little noise (σ = 2 on the 0–255 scale). Deep Image Prior fits an image whose blur
 (`dip.operators.Blur`, borders reflected) matches the observation, with the network and settings dip
-chose for this task (a ``unet`` and a small total-variation term: `dip.presets.PAPER`), 400 iterations.
+chose for this task (a ``unet`` and a small total-variation term: `dip.presets.PAPER`), within a
+budget of 400 iterations, stopped by the task's default rule (`dip.defaults`: the holdout rule).
 Richardson–Lucy deconvolution with the same blur, 50 iterations, is the classical method.
 """
 
@@ -17,6 +18,7 @@ from skimage import data, transform
 from dip import restore
 from dip.image_io import to_array, to_tensor
 from dip.pipeline.baselines import restore as classical
+from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
@@ -27,9 +29,7 @@ clean = to_tensor(photo[32:96, 32:96].astype(np.float32))  # (1, 3, 64, 64)
 task = Task("deblur", blur="gaussian:1.5", sigma=2)
 observed, _ = task.degrade(clean, observation_seed=0)
 arch, settings = PAPER[preset_key(task)]
-result = restore(
-    observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, stop=None, device="cpu"
-)
+result = restore(observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, device="cpu")
 
 # %%
 # Observed, restored, the classical method and the ground truth, PSNR against the clean image:
@@ -42,10 +42,7 @@ panels = {
     "clean": truth,
 }
 fig, axes = plt.subplots(1, 4, figsize=(10, 3))
-for ax, (name, image) in zip(axes, panels.items()):
-    ax.imshow(image)
-    ax.set_title(name if name == "clean" else f"{name}\n{task.score(image, truth)['psnr']:.2f} dB")
-    ax.axis("off")
+show_row(axes, panels, lambda image: task.score(image, truth)["psnr"])
 fig.tight_layout()
 
 # %%

@@ -55,7 +55,7 @@ kept = ((draw < 0.15 * density / density.mean()) | (radius < 0.05)).float()  # ~
 
 operator = MaskedFourier(kept)
 observed = operator(clean)  # (1, 1, 64, 128)
-result = restore(observed, operator, settings={"iterations": 400}, stop=None, device="cpu")
+result = restore(observed, operator, settings={"iterations": 400}, device="cpu")
 
 # %%
 # The frequencies kept, the zero-filled reconstruction, DIP and the ground truth:
