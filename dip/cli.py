@@ -17,6 +17,7 @@ try:  # seconds of loading (torch): Ctrl-C meanwhile ends the command with one l
     from dip.image_io import InputError
     from dip.inputs import INPUTS
     from dip.presets import ARCHITECTURES
+    from dip.record import printed_line
     from dip.request import LOSSES, OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
     from dip.stopping import HOLDOUT, RULES
     from dip.tasks import NOISES, OPTIONS, TASKS
@@ -375,10 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             request = FitRequest.from_namespace(args)
             for record, (_, out) in zip(run_fit(request), request.outputs()):  # a line per fit
-                scores = {k: getattr(record, k) for k in ("psnr_observed", "psnr_restored", "psnr_ema_best")}
-                returned = {"returned_by": record.returned_by, "iteration": record.returned_iteration}
-                line = {k: round(v, 3) for k, v in scores.items() if v is not None} | returned | {"out": str(out)}
-                print(strict_json.dumps(line))
+                print(strict_json.dumps(printed_line(record, out)))
     except InputError as err:
         print(f"dip {args.command}: error: {err}", file=sys.stderr)
         return 2

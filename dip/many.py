@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dip.image_io import InputError
-from dip.record import FitRecord
+from dip.record import FitRecord, printed_line
 from dip.request import FitRequest, log_line
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -196,9 +196,7 @@ def main(args: argparse.Namespace, paths: list[Path]) -> int:
 
     def done(outcome: Outcome) -> None:
         for record in outcome.records:
-            scores = {k: getattr(record, k) for k in ("psnr_observed", "psnr_restored", "psnr_ema_best")}
-            line = {k: round(v, 3) for k, v in scores.items() if v is not None}
-            print(dumps({"image": str(outcome.image), **line, "status": record.status, "out": str(outcome.out)}))
+            print(dumps({"image": str(outcome.image), **printed_line(record, outcome.out), "status": record.status}))
         sys.stdout.flush()
 
     outcomes = restore_many(base, paths, done=done)

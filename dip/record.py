@@ -271,3 +271,19 @@ def _scored(record: FitRecord, history, restored, clean) -> dict[str, Any]:
         if judged:
             row[f"{name}_gap"] = oracle - row[f"{name}_psnr"]
     return row
+
+
+def printed_line(record: FitRecord, out: str | Path) -> dict:
+    """What `dip fit` prints for one fit (a JSON object on one line): the scores against a ground truth where
+    there is one (rounded to 0.001 dB), the rule whose image restored.png is and its iteration, the folder.
+
+    :param record: the fit's record.
+    :param out: the fit's output folder.
+    :returns: the line as a dict, for `dip.strict_json.dumps`.
+    """
+    scores = {k: getattr(record, k) for k in ("psnr_observed", "psnr_restored", "psnr_ema_best")}
+    return {k: round(v, 3) for k, v in scores.items() if v is not None} | {
+        "returned_by": record.returned_by,
+        "iteration": record.returned_iteration,
+        "out": str(out),
+    }
