@@ -73,6 +73,8 @@ def test_several_images_each_restored_a_failing_one_reported_and_the_exit_status
     lines = [loads_strict(line) for line in r.stdout.splitlines()]
     assert [line["image"] for line in lines] == [str(photos / "a.png"), str(photos / "b.png")]
     assert [line["out"] for line in lines] == [str(out / "a"), str(out / "b")]
+    # The line a single fit prints (the rule that chose the image and its iteration), plus image and status.
+    assert all(line["returned_by"] and line["iteration"] == 2 and line["status"] == "ok" for line in lines)
     for name in ("a", "b"):
         record = read(out / name / "summary.json")
         assert record.status == "ok" and record.source == str(photos / f"{name}.png") and record.iterations == 2
