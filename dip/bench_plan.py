@@ -9,7 +9,6 @@ Python, importing the package and reading the manifest (opening each image once)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import resource
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dip import strict_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = [plan(n) for n in args.plan]
     if args.json:
-        print(json.dumps({"load_before": load, "rows": rows}))
+        print(strict_json.dumps({"load_before": load, "rows": rows}))
         return 0
     print(f"load average before: {load:.2f}; plan s: wall clock, cpu s: snakemake's user + system seconds")
     print(f"{'images':>7} {'jobs':>7} {'fits':>6} {'plan s':>7} {'cpu s':>7} {'ms/job':>7}")

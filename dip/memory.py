@@ -105,7 +105,7 @@ def parameter_count(net: dict, in_channels: int, out_channels: int) -> int:
     device (no weights allocated or drawn), and remembered: a pipeline plans thousands of fits of a
     handful of networks, and building one (tens of thousands of layer constructions for the deepest)
     costs tens of milliseconds."""
-    return _parameter_count(json.dumps(net, sort_keys=True), int(in_channels), int(out_channels))
+    return _parameter_count(strict_json.dumps(net, sort_keys=True), int(in_channels), int(out_channels))
 
 
 @functools.cache
