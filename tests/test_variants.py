@@ -9,6 +9,7 @@ from PIL import Image
 
 from dip import seeds
 from dip.cli import main
+from dip.defaults import DEFAULTS
 from dip.fit import FitSettings, ensemble, fit_batch
 from dip.metrics import psnr
 from dip.operators import Denoise
@@ -63,7 +64,9 @@ def test_dip_fit_ensemble_writes_the_mean_and_records_the_members(png32, tmp_pat
     capsys.readouterr()
     record = _summary(tmp_path / "ens")
     alone = {m: _summary(tmp_path / f"s{m}") for m in members}
-    assert record["ensemble"] == 2 and record["task_label"] == "denoise-s25-ensemble2" and record["batched_fits"] == 2
+    held = "-holdout0.05" if DEFAULTS["denoise"].stop == "holdout" else ""  # the task's default rule holds pixels out
+    assert record["ensemble"] == 2 and record["task_label"] == f"denoise-s25{held}-ensemble2"
+    assert record["batched_fits"] == 2
     assert list(record["ensemble_members"]) == [str(m) for m in members]
     for m in members:
         assert record["ensemble_members"][str(m)]["psnr_restored"] == pytest.approx(alone[m]["psnr_restored"])
