@@ -644,7 +644,21 @@ def test_interrupting_a_dry_run_exits_128_plus_the_signal_and_mentions_no_checkp
 
 # Checkpoints belong to one fit: a fit of a 64x64 denoising observation stopped by SIGTERM at iteration 27
 # keeps the checkpoint of iteration 25; each case reruns it with one thing changed.
-BASE_FIT = ["fit", "--task", "denoise", "--sigma", 25, "--iters", 30, "--threads", 1, "--no-progress"]
+# `--stop fixed`: the budget's last image, so that the one change each case makes is the only difference.
+BASE_FIT = [
+    "fit",
+    "--task",
+    "denoise",
+    "--sigma",
+    25,
+    "--iters",
+    30,
+    "--threads",
+    1,
+    "--stop",
+    "fixed",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
