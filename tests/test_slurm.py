@@ -196,6 +196,32 @@ def test_the_cluster_run_tables_equal_a_local_runs(small_runs):
     assert len(runs) == 4 and (runs["status"] == "ok").all() and runs["resumed_from"].isna().all()
 
 
+def test_grouped_fits_go_several_to_a_job_and_give_the_same_tables(cluster, small_runs, tmp_path_factory):
+    # The profile's `group-components`, given on the command line: the four fits of the small config in two
+    # jobs, each asking for the sum of its fits' CPUs and memory estimates.
+    _, local, _ = small_runs
+    work = scratch(tmp_path_factory.mktemp("grouped"))
+    config = write_config(work, **SMALL)
+    r = snakemake(*PROFILE, "--group-components", "fits=2", "--directory", work, "--configfile", config, env=cluster)
+    output = r.stdout + r.stderr
+    assert r.returncode == 0, output[-3000:]
+    jobs = submissions(output)
+    assert len(jobs) == 2 and all(rule.startswith("group_fit") for _, rule in jobs), jobs
+    settings = yaml.safe_load(config.read_text())
+    window = settings["stopping"]["window"]
+    estimate = {arch: job_memory_mb(arch, 32, 32, 3, device="cpu", window=window)["mem_mb"] for arch in SMALL["archs"]}
+    fits = [estimate[arch] for _ in SMALL["tasks"] for arch in SMALL["archs"]]
+    pairs = {a + b for i, a in enumerate(fits) for b in fits[i + 1 :]}
+    granted = []
+    for jobid, _ in jobs:
+        job = show_job(cluster, jobid)
+        assert job["JobState"] == "COMPLETED" and int(job["NumCPUs"]) == 2 * settings["threads_per_fit"], job
+        granted.append(megabytes(job["MinMemoryNode"]))
+    # Two fits a job, whichever two: each job's memory is the sum of two fits' estimates, and all four are there.
+    assert set(granted) <= pairs and sum(granted) == sum(fits), (granted, estimate)
+    assert_same_tables(work, local)
+
+
 def _fit_jobs(env) -> dict[str, tuple[str, str]]:
     """Task label → (job id, state) of the cluster's fit jobs that are queued or running."""
     jobs = {}
@@ -203,29 +229,62 @@ def _fit_jobs(env) -> dict[str, tuple[str, str]]:
         jobid, state, comment = line.split("|")
         if m := re.match(r"rule_fit_wildcards_([^_]+)_", comment):
             jobs[m[1]] = (jobid, state)
+        elif comment == "rule_fit":  # a job of several fits (group "fits"): its comment names the rule only
+            jobs[f"job {jobid}"] = (jobid, state)
     return jobs
 
 
-def test_a_cancelled_and_a_requeued_fit_resume_from_their_checkpoints(cluster, tmp_path_factory):
-    local, _, reference = local_run(tmp_path_factory, "uninterrupted", **LONG)
-    work = scratch(tmp_path_factory.mktemp("faults"))
-    run = launch(work, *PROFILE, "--configfile", write_config(work, **LONG), env=cluster)
-    fits = {task: work / "results" / "fits" / task / "skip" / "astronaut" / "seed0" for task in LONG["tasks"]}
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The long config run locally, uninterrupted, started in the background: (its folder, its process)."""
+    local, _, proc = local_run(tmp_path_factory, "uninterrupted", **LONG)
+    return local, proc
+
+
+def long_fits(work: Path) -> dict[str, Path]:
+    return {task: work / "results" / "fits" / task / "skip" / "astronaut" / "seed0" for task in LONG["tasks"]}
+
+
+def wait_for_running_fits(env, run, work: Path, jobs: int) -> dict[str, tuple[str, str]]:
+    """The cluster's fit jobs, once `jobs` of them run and every fit of the long config is past a checkpoint."""
     deadline = time.monotonic() + 600
-    while True:  # both fits running, each past its first checkpoint
-        jobs = _fit_jobs(cluster)
+    while True:
+        running = _fit_jobs(env)
         if (
-            len(jobs) == 2
-            and all(state == "RUNNING" for _, state in jobs.values())
-            and all((fit / "checkpoint.pt").exists() for fit in fits.values())
+            len(running) == jobs
+            and all(state == "RUNNING" for _, state in running.values())
+            and all((fit / "checkpoint.pt").exists() for fit in long_fits(work).values())
         ):
-            break
+            return running
         assert run.poll() is None and time.monotonic() < deadline, (work / "snakemake.out").read_text()[-3000:]
         time.sleep(0.5)
+
+
+def assert_resumed_as_uninterrupted(work: Path, uninterrupted) -> None:
+    """Every fit resumed from its checkpoint and ended as the uninterrupted run's: histories, images, tables."""
+    local, reference = uninterrupted
+    for task, fit in long_fits(work).items():
+        summary = yaml.safe_load((fit / "summary.json").read_text())
+        assert summary["resumed_from"] > 0 and summary["iterations"] == 200, (task, summary["resumed_from"])
+        assert not (fit / "checkpoint.pt").exists()
+    assert finish(reference, local) and reference.returncode == 0, (local / "snakemake.out").read_text()[-3000:]
+    for task, fit in long_fits(work).items():
+        twin = local / fit.relative_to(work)
+        history, twin_history = (pd.read_csv(f / "history.csv").drop(columns="seconds") for f in (fit, twin))
+        pd.testing.assert_frame_equal(history, twin_history, check_exact=True, obj=task)
+        assert (fit / "restored.png").read_bytes() == (twin / "restored.png").read_bytes(), task
+    assert_same_tables(work, local)
+
+
+def test_a_cancelled_and_a_requeued_fit_resume_from_their_checkpoints(cluster, uninterrupted, tmp_path_factory):
+    work = scratch(tmp_path_factory.mktemp("faults"))
+    run = launch(work, *PROFILE, "--configfile", write_config(work, **LONG), env=cluster)
+    jobs = wait_for_running_fits(cluster, run, work, jobs=2)
     cancelled, requeued = jobs["denoise-s25"][0], jobs["sr-x4"][0]
     slurm(cluster, "scancel", cancelled)
     slurm(cluster, "scontrol", "requeue", requeued)
     # SLURM holds a requeued job back for two minutes (its BeginTime); let it start again at once.
+    deadline = time.monotonic() + 600
     while show_job(cluster, requeued)["JobState"] != "PENDING":
         assert time.monotonic() < deadline, show_job(cluster, requeued)
         time.sleep(0.5)
@@ -241,18 +300,22 @@ def test_a_cancelled_and_a_requeued_fit_resume_from_their_checkpoints(cluster, t
     assert f"SLURM-job '{cancelled}' failed, SLURM status is: 'CANCELLED'" in output
     assert by_fit["sr-x4"] == [requeued] and show_job(cluster, requeued)["Restarts"] == "1"
     assert show_job(cluster, requeued)["JobState"] == "COMPLETED"
-    for task, fit in fits.items():
-        summary = yaml.safe_load((fit / "summary.json").read_text())
-        assert summary["resumed_from"] > 0 and summary["iterations"] == 200, (task, summary["resumed_from"])
-        assert not (fit / "checkpoint.pt").exists()
-    # ... and ended as the uninterrupted fits did: histories, images, tables.
-    assert finish(reference, local) and reference.returncode == 0, (local / "snakemake.out").read_text()[-3000:]
-    for task, fit in fits.items():
-        twin = local / fit.relative_to(work)
-        history, uninterrupted = (pd.read_csv(f / "history.csv").drop(columns="seconds") for f in (fit, twin))
-        pd.testing.assert_frame_equal(history, uninterrupted, check_exact=True, obj=task)
-        assert (fit / "restored.png").read_bytes() == (twin / "restored.png").read_bytes(), task
-    assert_same_tables(work, local)
+    assert_resumed_as_uninterrupted(work, uninterrupted)
+
+
+def test_a_cancelled_job_of_several_fits_resumes_each_of_them(cluster, uninterrupted, tmp_path_factory):
+    # Both long fits in one job (`--group-components fits=2`), cancelled once both are past a checkpoint: the
+    # job is submitted again as a whole and each fit resumes from its own checkpoint.
+    work = scratch(tmp_path_factory.mktemp("grouped-faults"))
+    config = write_config(work, **LONG)
+    run = launch(work, *PROFILE, "--group-components", "fits=2", "--configfile", config, env=cluster)
+    [(cancelled, _)] = wait_for_running_fits(cluster, run, work, jobs=1).values()
+    slurm(cluster, "scancel", cancelled)
+    output = finish(run, work)
+    assert run.returncode == 0, output[-3000:]
+    jobs = submissions(output)
+    assert len(jobs) == 2 and jobs[0][0] == cancelled and all(rule.startswith("group_fit") for _, rule in jobs), jobs
+    assert_resumed_as_uninterrupted(work, uninterrupted)
 
 
 def test_a_fit_that_fails_for_good_shows_its_log_in_snakemakes_error(cluster, tmp_path_factory):

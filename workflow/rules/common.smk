@@ -411,9 +411,30 @@ def fit_seeds_out(wildcards):
     )
 
 
+# Cluster runs may pack several fits into one submitted job: Snakemake's group "fits", as many fits per job
+# as `--group-components fits=N` says (the SLURM profile's `group-components`), so that each job's start-up
+# (two Snakemake starts and a torch import, 15-20 s) is paid once for all of them. The fits of a job run
+# side by side: it asks for the sum of their CPUs and memory, the longest runtime and, on a GPU, one GPU that
+# they share. N is known only once the run's settings are, after this file is read: asked per job.
+def fits_per_job():
+    return workflow.group_settings.group_components.get("fits", 1)
+
+
+def get_fit_group(wildcards):
+    return "fits" if fits_per_job() > 1 else None
+
+
 def get_fit_resources():
     base = {"runtime": config["resources"]["runtime"]}
-    return {**base, "gpu": 1} if USE_GPU else base
+    if not USE_GPU:
+        return base
+    # One GPU a fit; in a job of several fits, one GPU that they share. As SLURM's gres, a string, Snakemake
+    # asks for it once for the whole job (an integer `gpu` would be summed over the fits).
+    return {
+        **base,
+        "gpu": lambda wildcards: None if fits_per_job() > 1 else 1,
+        "gres": lambda wildcards: "gpu:1" if fits_per_job() > 1 else None,
+    }
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,6 +17,8 @@ if not BATCH_SEEDS:
             "logs/fit/{task}/{arch}/{image}/seed{seed}.log",
         benchmark:
             "benchmarks/fit/{task}/{arch}/{image}/seed{seed}.tsv"
+        group:
+            get_fit_group
         conda:
             "../envs/dip.yaml"
         threads: config["threads_per_fit"]
@@ -56,6 +58,8 @@ else:
             "logs/fit/{task}/{arch}/{image}/seeds.log",
         benchmark:
             "benchmarks/fit/{task}/{arch}/{image}/seeds.tsv"
+        group:
+            get_fit_group
         conda:
             "../envs/dip.yaml"
         threads: config["threads_per_fit"]
