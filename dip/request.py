@@ -648,11 +648,12 @@ def _memory_plan(job: _Job) -> dict:
     batch = len(job.fitted) * (2 if r.loss == "sure" else 1)
     bf16 = resolve_speed(job.device, s.channels_last, s.bf16, s.flush_denormal).bf16
     windowed = sum(name.startswith("es-wmv") for name in job.rule_names)
-    plain, saving = (
-        memory.estimate(
+
+    def estimate(height: int, width: int, checkpointed: bool):
+        return memory.estimate(
             job.arch,
-            h,
-            w,
+            height,
+            width,
             channels,
             batch=batch,
             device=job.device.type,
@@ -661,17 +662,21 @@ def _memory_plan(job: _Job) -> dict:
             windowed_rules=windowed,
             checkpointed=checkpointed,
         )
-        for checkpointed in (False, True)
-    )
+
+    plain, saving = estimate(h, w, False), estimate(h, w, True)
     have = memory.available_bytes(job.device)
     gib = f"plain {plain.gib:.1f} GiB, memory-saving {saving.gib:.1f} GiB"
     free = "unknown" if have is None else f"{have / 2**30:.1f} GiB"
     if have is not None and saving.bytes > have:  # refused: not even the memory-saving mode fits
         fits = f"{batch} batched fits" if batch > 1 else "fit"
+        # The largest image of the same aspect that would fit in memory-saving mode (sides to 32 pixels).
+        k = next((k for k in range(63, 0, -1) if estimate(h * k // 64, w * k // 64, True).bytes <= have), 0)
+        largest = f"{h * k // 64 // 32 * 32}x{w * k // 64 // 32 * 32}"
         raise InputError(
             f"{source}: a {h}x{w} {fits} of {job.arch} needs about {plain.gib:.1f} GiB on {job.device.type}, "
-            f"{saving.gib:.1f} GiB in memory-saving mode, but {have / 2**30:.1f} GiB is available; resize or "
-            f"crop the image, choose a smaller architecture (--arch), or use another device (--device)"
+            f"{saving.gib:.1f} GiB in memory-saving mode, but {have / 2**30:.1f} GiB is available (about "
+            f"{largest} would fit); resize or crop the image, choose a smaller architecture (--arch), use "
+            f"another device (--device), or restore it in tiles (dip.restore_tiled)"
         )
     if r.memory_saving:
         mode, why = "checkpointed", f"asked (--memory-saving); {gib}, {free} available"

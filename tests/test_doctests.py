@@ -23,6 +23,7 @@ WITH_EXAMPLES = [
     "dip.saved_network",
     "dip.risk",
     "dip.strict_json",
+    "dip.tiles",
 ]
 
 

@@ -2,9 +2,12 @@
 fit as the plain one, chosen when only it fits (dip.request's memory plan) or asked for (--memory-saving)."""
 
 import json
+import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dip import memory, networks
 from dip.cli import main
@@ -150,3 +153,18 @@ def test_the_checkpointed_estimate_is_within_a_quarter_of_the_measured_peak():
     measured = memory.measure_peak("skip", 256, checkpointed=True)
     estimated = memory.estimate("skip", 256, 256, checkpointed=True).bytes
     assert abs(estimated - measured) <= 0.25 * measured, (estimated / 2**20, measured / 2**20)
+
+
+def test_a_photo_too_large_for_either_mode_is_refused_naming_the_size_that_would_fit(tmp_path, capsys, monkeypatch):
+    # A 4096x4096 photo on a machine with 24 GiB: refused before any pixel is fitted, in one line naming the
+    # largest image of its aspect whose memory-saving fit the estimate puts within what is available.
+    big = tmp_path / "big.png"
+    Image.fromarray(np.full((4096, 4096, 3), 128, np.uint8)).save(big)
+    have = 24 * 2**30
+    monkeypatch.setattr(memory, "available_bytes", lambda device: have)
+    code, out, err = _dry_run(big, tmp_path, capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and str(big) in err
+    side, other = map(int, re.search(r"about (\d+)x(\d+) would fit", err).groups())
+    assert side == other and side % 32 == 0 and 1024 <= side < 4096
+    assert memory.estimate("skip", side, side, checkpointed=True).bytes <= have
+    assert memory.estimate("skip", side + 64, side + 64, checkpointed=True).bytes > have
