@@ -198,7 +198,7 @@ def test_the_cluster_run_tables_equal_a_local_runs(small_runs):
 
 def test_grouped_fits_go_several_to_a_job_and_give_the_same_tables(cluster, small_runs, tmp_path_factory):
     # The profile's `group-components`, given on the command line: the four fits of the small config in two
-    # jobs, each asking for the sum of its fits' CPUs and memory estimates.
+    # jobs, each asking for the sum of its fits' CPUs and memory estimates and for both fits' runtimes.
     _, local, _ = small_runs
     work = scratch(tmp_path_factory.mktemp("grouped"))
     config = write_config(work, **SMALL)
@@ -216,6 +216,7 @@ def test_grouped_fits_go_several_to_a_job_and_give_the_same_tables(cluster, smal
     for jobid, _ in jobs:
         job = show_job(cluster, jobid)
         assert job["JobState"] == "COMPLETED" and int(job["NumCPUs"]) == 2 * settings["threads_per_fit"], job
+        assert job["TimeLimit"] == f"00:{2 * settings['resources']['runtime']:02d}:00", job  # its fits in turn
         granted.append(megabytes(job["MinMemoryNode"]))
     # Two fits a job, whichever two: each job's memory is the sum of two fits' estimates, and all four are there.
     assert set(granted) <= pairs and sum(granted) == sum(fits), (granted, estimate)
@@ -229,7 +230,7 @@ def _fit_jobs(env) -> dict[str, tuple[str, str]]:
         jobid, state, comment = line.split("|")
         if m := re.match(r"rule_fit_wildcards_([^_]+)_", comment):
             jobs[m[1]] = (jobid, state)
-        elif comment == "rule_fit":  # a job of several fits (group "fits"): its comment names the rule only
+        elif comment.startswith("rule_fits"):  # a job of several fits (group "fits"): no wildcards in it
             jobs[f"job {jobid}"] = (jobid, state)
     return jobs
 
@@ -245,28 +246,31 @@ def long_fits(work: Path) -> dict[str, Path]:
     return {task: work / "results" / "fits" / task / "skip" / "astronaut" / "seed0" for task in LONG["tasks"]}
 
 
-def wait_for_running_fits(env, run, work: Path, jobs: int) -> dict[str, tuple[str, str]]:
-    """The cluster's fit jobs, once `jobs` of them run and every fit of the long config is past a checkpoint."""
+def wait_for_running_fits(env, run, work: Path, jobs: int, fits: int = 2) -> dict[str, tuple[str, str]]:
+    """The cluster's fit jobs, once `jobs` of them run and `fits` fits of the long config are past a
+    checkpoint."""
     deadline = time.monotonic() + 600
     while True:
         running = _fit_jobs(env)
         if (
             len(running) == jobs
             and all(state == "RUNNING" for _, state in running.values())
-            and all((fit / "checkpoint.pt").exists() for fit in long_fits(work).values())
+            and sum((fit / "checkpoint.pt").exists() for fit in long_fits(work).values()) >= fits
         ):
             return running
         assert run.poll() is None and time.monotonic() < deadline, (work / "snakemake.out").read_text()[-3000:]
         time.sleep(0.5)
 
 
-def assert_resumed_as_uninterrupted(work: Path, uninterrupted) -> None:
-    """Every fit resumed from its checkpoint and ended as the uninterrupted run's: histories, images, tables."""
+def assert_resumed_as_uninterrupted(work: Path, uninterrupted, resumed: set[str] | None = None) -> None:
+    """The fits of `resumed` (default: every fit) resumed from their checkpoints, and every fit ended as the
+    uninterrupted run's: histories, images, tables."""
     local, reference = uninterrupted
     for task, fit in long_fits(work).items():
         summary = yaml.safe_load((fit / "summary.json").read_text())
-        assert summary["resumed_from"] > 0 and summary["iterations"] == 200, (task, summary["resumed_from"])
-        assert not (fit / "checkpoint.pt").exists()
+        if resumed is None or task in resumed:
+            assert summary["resumed_from"] > 0, (task, summary["resumed_from"])
+        assert summary["iterations"] == 200 and not (fit / "checkpoint.pt").exists(), task
     assert finish(reference, local) and reference.returncode == 0, (local / "snakemake.out").read_text()[-3000:]
     for task, fit in long_fits(work).items():
         twin = local / fit.relative_to(work)
@@ -303,19 +307,21 @@ def test_a_cancelled_and_a_requeued_fit_resume_from_their_checkpoints(cluster, u
     assert_resumed_as_uninterrupted(work, uninterrupted)
 
 
-def test_a_cancelled_job_of_several_fits_resumes_each_of_them(cluster, uninterrupted, tmp_path_factory):
-    # Both long fits in one job (`--group-components fits=2`), cancelled once both are past a checkpoint: the
-    # job is submitted again as a whole and each fit resumes from its own checkpoint.
+def test_a_cancelled_job_of_several_fits_resumes_its_fit(cluster, uninterrupted, tmp_path_factory):
+    # Both long fits in one job (`--group-components fits=2`), whose fits run one after the other; cancelled
+    # once the running one is past a checkpoint: the job is submitted again as a whole, that fit resumes from
+    # its checkpoint, and both end as uninterrupted fits do.
     work = scratch(tmp_path_factory.mktemp("grouped-faults"))
     config = write_config(work, **LONG)
     run = launch(work, *PROFILE, "--group-components", "fits=2", "--configfile", config, env=cluster)
-    [(cancelled, _)] = wait_for_running_fits(cluster, run, work, jobs=1).values()
+    [(cancelled, _)] = wait_for_running_fits(cluster, run, work, jobs=1, fits=1).values()
+    started = {task for task, fit in long_fits(work).items() if (fit / "checkpoint.pt").exists()}
     slurm(cluster, "scancel", cancelled)
     output = finish(run, work)
     assert run.returncode == 0, output[-3000:]
     jobs = submissions(output)
     assert len(jobs) == 2 and jobs[0][0] == cancelled and all(rule.startswith("group_fit") for _, rule in jobs), jobs
-    assert_resumed_as_uninterrupted(work, uninterrupted)
+    assert_resumed_as_uninterrupted(work, uninterrupted, resumed=started)
 
 
 def test_a_fit_that_fails_for_good_shows_its_log_in_snakemakes_error(cluster, tmp_path_factory):

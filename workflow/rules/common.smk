@@ -413,9 +413,11 @@ def fit_seeds_out(wildcards):
 
 # Cluster runs may pack several fits into one submitted job: Snakemake's group "fits", as many fits per job
 # as `--group-components fits=N` says (the SLURM profile's `group-components`), so that each job's start-up
-# (two Snakemake starts and a torch import, 15-20 s) is paid once for all of them. The fits of a job run
-# side by side: it asks for the sum of their CPUs and memory, the longest runtime and, on a GPU, one GPU that
-# they share. N is known only once the run's settings are, after this file is read: asked per job.
+# (two Snakemake starts and a torch import, 15-20 s) is paid once for all of them. The SLURM plugin runs a
+# job's fits one after the other (one job step at a time): each fit asks for N times its runtime, so that
+# the job's limit (Snakemake takes the longest of its fits') covers all N; its CPUs and memory are the sum
+# of its fits' (Snakemake's rule for a group), more than one fit at a time uses. On a GPU the job asks for
+# one GPU. N is known only once the run's settings are, after this file is read: asked per job.
 def fits_per_job():
     return workflow.group_settings.group_components.get("fits", 1)
 
@@ -425,7 +427,8 @@ def get_fit_group(wildcards):
 
 
 def get_fit_resources():
-    base = {"runtime": config["resources"]["runtime"]}
+    runtime = config["resources"]["runtime"]
+    base = {"runtime": lambda wildcards: runtime * fits_per_job()}
     if not USE_GPU:
         return base
     # One GPU a fit; in a job of several fits, one GPU that they share. As SLURM's gres, a string, Snakemake
