@@ -4,8 +4,8 @@ Each tile of the observation is restored by its own fit (`dip.restore`, each til
 same seed), and the tiles' images are blended where they overlap, each weighted by a ramp that falls to
 near zero at its edges, so that no seam is left. This is an **approximation** of the whole-image prior: a
 tile's network sees only its tile, so structure larger than a tile is not shared between fits, and each
-tile is stopped by its own rule. The documentation's scale page gives its measured cost in dB on images
-small enough to fit whole too.
+tile is stopped by its own rule. Its cost in dB against a whole-image fit is not measured yet
+(`scripts/tiles_check.py` compares the two on one crop).
 
 Only forward operators that act pixel by pixel can be cut into tiles this way (an observed pixel depends
 on the same pixel of the image only): denoising (`dip.operators.Denoise`, and `dip.operators.Poisson`
@@ -74,10 +74,10 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return [min(i * (tile - overlap), size - tile) for i in range(steps + 1)]
 
 
-def _ramp(length: int, overlap: int, device: torch.device) -> torch.Tensor:
+def _ramp(length: int, overlap: int) -> torch.Tensor:
     """A tile's weight along one side: rising linearly over `overlap` pixels from each edge, 1 inside;
     never 0, so that an image edge covered by one tile only keeps its pixels."""
-    position = torch.arange(length, device=device, dtype=torch.float32)
+    position = torch.arange(length, dtype=torch.float32)
     from_edge = torch.minimum(position + 0.5, length - position - 0.5)
     return (from_edge / max(overlap, 1)).clamp(max=1.0)
 
@@ -139,9 +139,10 @@ def restore_tiled(
     weights = torch.zeros(observed.shape[-2:], dtype=torch.float64)
     result = TiledResult(image=observed, tile=tile, overlap=overlap)
     count = len(rows) * len(columns)
+    h, w = min(tile, height), min(tile, width)  # every tile's size, those at the edges too
+    weight = torch.outer(_ramp(h, overlap), _ramp(w, overlap)).double()
     for top in rows:
         for left in columns:
-            h, w = min(tile, height), min(tile, width)
             window = (..., slice(top, top + h), slice(left, left + w))
             if log is not None:
                 log(f"tile {len(result.tiles) + 1}/{count}: rows {top}-{top + h - 1}, columns {left}-{left + w - 1}")
@@ -151,7 +152,6 @@ def restore_tiled(
                 clean=None if clean is None else clean[window],
                 **restore_options,
             )
-            weight = torch.outer(_ramp(h, overlap, torch.device("cpu")), _ramp(w, overlap, torch.device("cpu")))
             total[window] += fitted.image[0].detach().cpu().double() * weight
             weights[window] += weight
             result.tiles.append(Tile(top, left, h, w, fitted))
