@@ -59,6 +59,8 @@ def restore(
     save_network: str | Path | None = None,
     init_from: str | Path | None = None,
     loss: str = "default",
+    memory_saving: bool = False,
+    checkpoint_every: int | None = None,
 ) -> FitResult | list[FitResult]:
     """Fit Deep Image Prior to `observed` through `operator` and return the restored image.
 
@@ -121,6 +123,9 @@ def restore(
         (`dip.operators.Poisson` with its peak). The network's input is then the observation itself
         (settings.input is set to ``"image"``) and each iteration runs a second forward pass for the
         Monte-Carlo divergence. Any other operator raises ValueError.
+    :param memory_saving: recompute the network's activations in the backward pass instead of keeping them
+        (`dip.networks.checkpointed`): the same fit for less memory and more time per iteration.
+    :param checkpoint_every: iterations between the checkpoint's saves (default: 10 % of the fit).
     :returns: a `dip.fit.FitResult` (``.image`` (1, C, H, W) on the CPU, ``.history``, ``.stops``), or a
         list of them with `seeds`.
     :raises TypeError, ValueError: one line naming the argument, before anything is fitted or written.
@@ -240,6 +245,8 @@ def restore(
         keep_network=save_network is not None,
         risk=risk,
         input_image=observed if risk is not None else None,
+        memory_saving=memory_saving,
+        checkpoint_every=checkpoint_every,
     )
     if stacked:
         results = fit_batch(spec, operators, observed, settings, seed_list, rules=rules, **options)

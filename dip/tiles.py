@@ -28,26 +28,49 @@ Example::
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from dip.image_io import InputError
+from dip.image_io import InputError, atomic_write, save_json
 from dip.operators import Denoise, Inpaint, JpegArtifacts, Operator, Poisson
+from dip.strict_json import decode, dumps
 
 
 @dataclass
 class Tile:
-    """One tile: where it lies in the image (pixels: top, left, height, width) and its fit's result."""
+    """One tile: where it lies in the image (pixels: top, left, height, width), how its fit ended (the
+    iteration of its returned image and the rule that returned it, "fixed" where none did; the iterations
+    run; the seconds of its fit) and its history. `result` is its fit's `dip.fit.FitResult`, None for a tile
+    loaded from `restore_tiled`'s `folder`, fitted by an earlier call."""
 
     top: int
     left: int
     height: int
     width: int
-    result: Any
+    result: Any = None
+    returned_iteration: int = 0
+    returned_by: str = "fixed"
+    iterations: int = 0
+    seconds: float = 0.0
+    history: Any = None  # pandas DataFrame, as FitResult.history
+
+    @property
+    def name(self) -> str:
+        """The tile's file name in a folder, without suffix: ``r{top}-c{left}``."""
+        return f"r{self.top}-c{self.left}"
+
+    def summary(self) -> dict:
+        """Where the tile lies and how its fit ended, as `dip fit`'s summary.json lists it."""
+        keys = ("top", "left", "height", "width", "returned_iteration", "returned_by", "iterations", "seconds")
+        return {key: getattr(self, key) for key in keys}
 
 
 @dataclass
@@ -82,22 +105,28 @@ def _ramp(length: int, overlap: int) -> torch.Tensor:
     return (from_edge / max(overlap, 1)).clamp(max=1.0)
 
 
+def can_tile(operator: Operator) -> bool:
+    """Whether `crop_operator` can cut `operator` into tiles: it acts pixel by pixel (denoising, Poisson
+    denoising without blur, inpainting, JPEG)."""
+    if type(operator) is Poisson:
+        return type(operator.operator) in (Operator, Denoise)  # no blur
+    return type(operator) in (Denoise, JpegArtifacts, Operator, Inpaint)
+
+
 def crop_operator(operator: Operator, top: int, left: int, height: int, width: int) -> Operator:
     """The forward operator of a window of the image, for operators that act pixel by pixel.
 
     :raises InputError: an operator with spatial support (blur, downsampling) or one not known to act
         pixel by pixel: it cannot be cut into tiles.
     """
-    if type(operator) in (Denoise, JpegArtifacts, Operator):
-        return operator
-    if type(operator) is Poisson and type(operator.operator) in (Operator, Denoise):  # no blur
-        return operator
+    if not can_tile(operator):
+        raise InputError(
+            f"tiles: {type(operator).__name__} is not an operator that acts pixel by pixel (denoising, Poisson "
+            f"denoising without blur, inpainting, JPEG); fit the whole image, or a smaller copy of it"
+        )
     if type(operator) is Inpaint:
         return Inpaint(operator.mask[..., top : top + height, left : left + width])
-    raise InputError(
-        f"tiles: {type(operator).__name__} is not an operator that acts pixel by pixel (denoising, Poisson "
-        f"denoising without blur, inpainting, JPEG); fit the whole image, or a smaller copy of it"
-    )
+    return operator
 
 
 def restore_tiled(
@@ -108,6 +137,8 @@ def restore_tiled(
     overlap: int = 64,
     clean: torch.Tensor | None = None,
     log: Callable[[str], None] | None = None,
+    folder: str | Path | None = None,
+    identity: dict | None = None,
     **restore_options: Any,
 ) -> TiledResult:
     """Restore `observed` tile by tile with `dip.restore` and blend the tiles' images.
@@ -119,11 +150,24 @@ def restore_tiled(
     :param overlap: pixels shared by neighbouring tiles, over which their images are blended (at most half
         a tile). Default 64.
     :param clean: the ground truth (1, C, H, W), cut with each tile for its fit's history only.
-    :param log: a line per tile before its fit (default: none).
+    :param log: a line per tile before its fit, and where each fit's own messages go (default: no lines,
+        each fit's messages on stderr).
+    :param folder: where to keep each finished tile (``r{top}-c{left}.npz``: its image, its history and how
+        its fit ended, written atomically) and the fit of the tile in progress (``checkpoint.pt``, deleted
+        when that fit ends). A tile found there is loaded instead of fitted and an interrupted tile's fit
+        resumes from its checkpoint, so the same call after an interruption loses nothing finished. The
+        folder's ``tiles.json`` records whose tiles they are (`identity`): a folder holding another
+        restoration's tiles is refused before any tile is fitted. Default: none, nothing kept.
+    :param identity: with `folder`, what determines the restoration (a dict that JSON can hold, values it
+        cannot are kept as their text); default: the content hashes of the observation and the ground
+        truth, the operator's state (`dip.api.describe_operator`) and `restore_options` but the device, log
+        and progress. The tile and overlap are added to it.
     :param restore_options: everything else `dip.restore` takes for a single fit (arch, settings, stop,
-        device, ...); not `seeds` or `checkpoint`, which belong to one fit.
-    :returns: a `TiledResult`: the blended image on the CPU and each tile's result.
-    :raises InputError: an operator that cannot be cut into tiles, a bad overlap, or `seeds`/`checkpoint`.
+        device, memory_saving, ...); not `seeds`, `checkpoint`, `save_network` or `init_from`, which belong
+        to one fit.
+    :returns: a `TiledResult`: the blended image on the CPU and each tile.
+    :raises InputError: an operator that cannot be cut into tiles, a bad overlap, `seeds`/`checkpoint`, or
+        a folder holding another restoration's tiles (one line, before any tile is fitted).
     """
     from dip.api import restore
 
@@ -135,6 +179,15 @@ def restore_tiled(
     height, width = observed.shape[-2:]
     rows, columns = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
     crop_operator(operator, 0, 0, height, width)  # refused before any tile is fitted
+    if log is not None:
+        restore_options["log"] = log
+    if folder is not None:
+        folder = Path(folder)
+        identity = _identity(observed, operator, clean, tile, overlap, identity, restore_options)
+        check_folder(folder, identity)
+        if not (folder / MANIFEST).exists():
+            save_json(identity, folder / MANIFEST)
+        restore_options["checkpoint"] = folder / "checkpoint.pt"
     total = torch.zeros(observed.shape[1:], dtype=torch.float64)
     weights = torch.zeros(observed.shape[-2:], dtype=torch.float64)
     result = TiledResult(image=observed, tile=tile, overlap=overlap)
@@ -144,16 +197,131 @@ def restore_tiled(
     for top in rows:
         for left in columns:
             window = (..., slice(top, top + h), slice(left, left + w))
+            place = Tile(top, left, h, w)
+            path = None if folder is None else folder / f"{place.name}.npz"
+            kept = path is not None and path.exists()
             if log is not None:
-                log(f"tile {len(result.tiles) + 1}/{count}: rows {top}-{top + h - 1}, columns {left}-{left + w - 1}")
-            fitted = restore(
-                observed[window],
-                crop_operator(operator, top, left, h, w),
-                clean=None if clean is None else clean[window],
-                **restore_options,
-            )
-            total[window] += fitted.image[0].detach().cpu().double() * weight
+                where = f"rows {top}-{top + h - 1}, columns {left}-{left + w - 1}"
+                log(f"tile {len(result.tiles) + 1}/{count}: {where}" + (f" (finished before: {path})" if kept else ""))
+            if kept:
+                done, image = _load(path, place)
+            else:
+                fitted = restore(
+                    observed[window],
+                    crop_operator(operator, top, left, h, w),
+                    clean=None if clean is None else clean[window],
+                    **restore_options,
+                )
+                done, image = _finished(place, fitted), fitted.image[0].detach().cpu().float()
+                if path is not None:
+                    _save(path, done, image)
+            total[window] += image.double() * weight
             weights[window] += weight
-            result.tiles.append(Tile(top, left, h, w, fitted))
+            result.tiles.append(done)
     result.image = (total / weights).float().unsqueeze(0)
     return result
+
+
+MANIFEST = "tiles.json"
+"""The file of a `restore_tiled` folder that records whose tiles the folder holds."""
+
+
+def check_folder(folder: str | Path, identity: dict) -> int:
+    """How many finished tiles `folder` (of `restore_tiled`) holds of the restoration `identity` (as its
+    tiles.json records it); 0 where the folder does not exist. Reads only.
+
+    :raises InputError: one line: the folder holds another restoration's tiles (naming what differs), or
+        tiles without a tiles.json saying whose.
+    """
+    from dip.checkpoint import differences, what_differs
+
+    folder = Path(folder)
+    finished = len(list(folder.glob("r*-c*.npz"))) if folder.is_dir() else 0
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        if finished:
+            raise InputError(
+                f"{folder}: holds tiles but no {MANIFEST} saying whose; delete them or choose another folder"
+            )
+        return 0
+    try:
+        recorded = decode(json.loads(manifest.read_text()))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{manifest}: cannot be read ({err}); delete the folder to fit its tiles again") from None
+    differs = differences(decode(json.loads(dumps(identity, default=str))), recorded)
+    if differs:
+        raise InputError(
+            f"{folder}: holds the tiles of another restoration ({what_differs(differs)}); delete them or choose "
+            f"another folder"
+        )
+    return finished
+
+
+def recorded_tile(folder: str | Path) -> tuple[int, int] | None:
+    """The (tile, overlap) the tiles in `folder` were cut with, as its tiles.json records them; None without
+    one (or one that cannot be read: `check_folder` says why)."""
+    try:
+        recorded = json.loads((Path(folder) / MANIFEST).read_text())
+        return int(recorded["tile"]), int(recorded["tile overlap"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _identity(observed, operator, clean, tile: int, overlap: int, identity: dict | None, options: dict) -> dict:
+    """What a folder's tiles belong to (see `restore_tiled`), as tiles.json holds it (strict JSON, read back)."""
+    from dip.api import describe_operator
+    from dip.provenance import content_hash
+
+    if identity is None:
+        identity = {
+            "observation": content_hash(observed),
+            "clean image": None if clean is None else content_hash(clean),
+            "operator": describe_operator(operator),
+            **{k: v for k, v in sorted(options.items()) if k not in ("device", "log", "progress")},
+        }
+    return decode(json.loads(dumps({**identity, "tile": tile, "tile overlap": overlap}, default=str)))
+
+
+def _finished(place: Tile, fitted) -> Tile:
+    """`place` with how its fit `fitted` (a `dip.fit.FitResult`) ended."""
+    history = fitted.history
+    return replace(
+        place,
+        result=fitted,
+        returned_iteration=fitted.returned_iteration,
+        returned_by=fitted.returned_by or "fixed",
+        iterations=fitted.iterations,
+        seconds=float(history["seconds"].max()) if len(history) else 0.0,
+        history=history,
+    )
+
+
+def _save(path: Path, tile: Tile, image: torch.Tensor) -> None:
+    """A finished tile's file: its image (C, h, w) float32, its history as CSV text, how its fit ended."""
+    history = "" if tile.history is None else tile.history.to_csv(index=False)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, image=image.numpy(), history=np.array(history), tile=np.array(dumps(tile.summary())))
+
+    atomic_write(path, write)
+
+
+def _load(path: Path, place: Tile) -> tuple[Tile, torch.Tensor]:
+    """A finished tile from its file (`_save`), checked against where it should lie."""
+    import pandas as pd
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            image = torch.from_numpy(data["image"].astype(np.float32))
+            ended = decode(json.loads(str(data["tile"])))
+            history = str(data["history"])
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"{path}: not a readable tile ({err}); delete it to fit the tile again") from None
+    where = [ended.get(key) for key in ("top", "left", "height", "width")]
+    if where != [place.top, place.left, place.height, place.width] or list(image.shape[-2:]) != where[2:]:
+        raise InputError(f"{path}: holds another tile (top, left, height, width: {where}); delete it to fit it again")
+    keys = ("returned_iteration", "returned_by", "iterations", "seconds")
+    tile = replace(place, **{key: ended[key] for key in keys})
+    tile.history = pd.read_csv(io.StringIO(history)) if history else None
+    return tile, image

@@ -1,9 +1,12 @@
-"""dip.tiles: the tile grid, seamless blending, operators cut with the image, refusals, a real tiled fit."""
+"""dip.tiles: the tile grid, seamless blending, operators cut with the image, refusals, a real tiled fit, a
+folder of finished tiles."""
 
+import pandas as pd
 import pytest
 import torch
 
 from dip import api, tiles
+from dip.fit import FitResult
 from dip.image_io import InputError
 from dip.operators import Blur, Denoise, Inpaint, Poisson, SuperResolve, gaussian_psf, random_drop
 from dip.seeds import generator
@@ -24,16 +27,17 @@ def test_an_overlap_above_half_a_tile_is_refused():
         tiles.tile_starts(100, 64, 40)
 
 
+def _result(image):
+    """A FitResult of one iteration whose image is `image`."""
+    return FitResult(image, image, None, pd.DataFrame({"iteration": [1], "seconds": [0.5]}), iterations=1)
+
+
 def _echo(monkeypatch, calls):
     """dip.restore replaced by one that returns the tile's observation as its image, recording each call."""
 
-    class Result:
-        def __init__(self, image):
-            self.image = image
-
     def restore(observed, operator, **options):
         calls.append((observed.shape, operator, options))
-        return Result(observed.clone())
+        return _result(observed.clone())
 
     monkeypatch.setattr(api, "restore", restore)
 
@@ -51,12 +55,10 @@ def test_tiles_that_agree_blend_into_the_same_image_without_seams(monkeypatch):
 def test_tiles_that_differ_are_blended_by_ramps_over_the_overlap(monkeypatch):
     # Two tiles side by side, one returning 0 and one returning 1: across their overlap the blend rises
     # monotonically from 0 to 1, and outside it each tile's value is kept.
-    class Result:
-        def __init__(self, image):
-            self.image = image
-
     values = iter([0.0, 1.0])
-    monkeypatch.setattr(api, "restore", lambda observed, operator, **o: Result(torch.full_like(observed, next(values))))
+    monkeypatch.setattr(
+        api, "restore", lambda observed, operator, **o: _result(torch.full_like(observed, next(values)))
+    )
     result = tiles.restore_tiled(torch.zeros(1, 1, 32, 56), Denoise(25), tile=32, overlap=8)
     row = result.image[0, 0, 16]
     assert torch.all(row[:24] == 0) and torch.all(row[32:] == 1)
@@ -96,3 +98,37 @@ def test_a_real_tiled_fit_restores_every_pixel():
     assert result.image.shape == clean.shape and torch.isfinite(result.image).all()
     assert [(t.top, t.left) for t in result.tiles] == [(0, 0), (0, 32)]
     assert all(t.result.iterations == 3 and "psnr" in t.result.history for t in result.tiles)
+
+
+def test_a_folder_keeps_each_finished_tile_and_a_second_call_loads_them(monkeypatch, tmp_path):
+    calls = []
+    _echo(monkeypatch, calls)
+    observed = torch.rand(1, 3, 40, 60, generator=torch.Generator().manual_seed(2))
+    first = tiles.restore_tiled(observed, Denoise(25), tile=40, overlap=10, folder=tmp_path, stop="fixed")
+    files = sorted(tmp_path.glob("r*-c*.npz"))
+    assert len(calls) == len(first.tiles) == len(files) == 2 and (tmp_path / tiles.MANIFEST).exists()
+    written = [f.stat().st_mtime_ns for f in files]
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a finished tile was fitted again")
+
+    monkeypatch.setattr(api, "restore", refit)
+    lines = []
+    again = tiles.restore_tiled(
+        observed, Denoise(25), tile=40, overlap=10, folder=tmp_path, stop="fixed", log=lines.append
+    )
+    torch.testing.assert_close(again.image, first.image, rtol=0, atol=0)
+    assert [f.stat().st_mtime_ns for f in files] == written and all("finished before" in line for line in lines)
+    assert [t.summary() for t in again.tiles] == [t.summary() for t in first.tiles]
+    assert all(t.result is None and t.history is not None for t in again.tiles)
+
+
+def test_a_folder_holding_another_restorations_tiles_is_refused_before_any_fit(monkeypatch, tmp_path):
+    calls = []
+    _echo(monkeypatch, calls)
+    observed = torch.rand(1, 3, 40, 60, generator=torch.Generator().manual_seed(2))
+    tiles.restore_tiled(observed, Denoise(25), tile=40, overlap=10, folder=tmp_path, stop="fixed")
+    calls.clear()
+    with pytest.raises(InputError, match="another restoration") as err:
+        tiles.restore_tiled(observed, Denoise(25), tile=40, overlap=10, folder=tmp_path, stop="es-wmv")
+    assert calls == [] and "stop differs" in str(err.value) and len(str(err.value).splitlines()) == 1
