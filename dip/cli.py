@@ -301,6 +301,21 @@ def parser() -> argparse.ArgumentParser:
         "for less memory and more time per iteration (chosen by itself when only it fits; --dry-run says which)",
     )
     f.add_argument(
+        "--tile",
+        type=int,
+        metavar="SIZE",
+        help="restore the image in overlapping tiles of SIZE x SIZE pixels (at least 32 and twice --tile-overlap), "
+        "each an ordinary fit, blended where they overlap; without it, tiles are chosen by themselves where the "
+        "whole image fits in neither mode and the task acts pixel by pixel (denoising, inpainting, JPEG; "
+        "--dry-run says which). Finished tiles are kept in OUT/tiles: the same command resumes them",
+    )
+    f.add_argument(
+        "--tile-overlap",
+        type=int,
+        metavar="PX",
+        help=f"pixels neighbouring tiles share (default {FitRequest.tile_overlap})",
+    )
+    f.add_argument(
         "--checkpoint-every", type=_positive, help="iterations between checkpoints (default: 10%% of the fit)"
     )
     f.add_argument("--no-progress", action="store_true")

@@ -112,6 +112,14 @@ class FitRecord:
     noise_sigma_source: str | None = None
     noise_model: str | None = None
     discrepancy_target: float | None = None
+    # A fit restored in tiles (dip.tiles; memory_mode "tiled", otherwise left out): the tile side and the
+    # overlap in pixels, and per tile where it lies (top, left, height, width), the iteration and rule of
+    # its returned image ("fixed": none decided), the iterations run and the seconds of its fit. Its
+    # returned_by is "tiles" (restored.png is the tiles' blend) and its iterations and seconds the tiles' sum.
+    memory_mode: str | None = None
+    tile: int | None = None
+    tile_overlap: int | None = None
+    tiles: list[dict[str, Any]] | None = None
     # How it ran.
     status: str = "ok"
     error: str | None = None
@@ -222,7 +230,7 @@ def runs_row(
     """
     flat = record.to_json()
     row: dict[str, Any] = {"image": image}
-    row.update({k: v for k, v in flat.items() if not isinstance(v, dict)})
+    row.update({k: v for k, v in flat.items() if not isinstance(v, (dict, list))})
     row["fit_label"], row["task_label"] = record.task_label, task_label
     row.update({f"setting_{k}": v for k, v in record.settings.items()})
     row.update({f"version_{k}": v for k, v in record.versions.items()})
@@ -275,7 +283,8 @@ def _scored(record: FitRecord, history, restored, clean) -> dict[str, Any]:
 
 def printed_line(record: FitRecord, out: str | Path) -> dict:
     """What `dip fit` prints for one fit (a JSON object on one line): the scores against a ground truth where
-    there is one (rounded to 0.001 dB), the rule whose image restored.png is and its iteration, the folder.
+    there is one (rounded to 0.001 dB), the rule whose image restored.png is and its iteration (a tiled
+    fit: "tiles", no iteration, and the number of tiles), the folder.
 
     :param record: the fit's record.
     :param out: the fit's output folder.
@@ -283,7 +292,8 @@ def printed_line(record: FitRecord, out: str | Path) -> dict:
     """
     scores = {k: getattr(record, k) for k in ("psnr_observed", "psnr_restored", "psnr_ema_best")}
     return {k: round(v, 3) for k, v in scores.items() if v is not None} | {
-        "returned_by": record.returned_by,
+        "returned_by": record.returned_by,  # "tiles" for a tiled fit, whose line also counts its tiles
         "iteration": record.returned_iteration,
+        **({"tiles": len(record.tiles)} if record.tiles else {}),
         "out": str(out),
     }

@@ -156,6 +156,8 @@ class FitRequest(TaskRequest):
     init_from: str | None = None  # start from a saved network: a network.pt or a folder holding one
     loss: str = "default"  # default | sure (SURE, or PURE for Poisson noise: dip.risk)
     ensemble: int = 1  # fits averaged per network seed (dip.seeds.ensemble_seeds)
+    tile: int | None = None  # fit in tiles of this side (dip.tiles); None: only when the whole image does not fit
+    tile_overlap: int = 64  # pixels neighbouring tiles share
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,6 +187,12 @@ class FitRequest(TaskRequest):
             raise InputError(f"--seeds: must be one or more distinct integers >= 0, got {list(self.seeds)}")
         if self.seeds is not None and self.seed is not None:
             raise InputError("--seed: give one network seed (--seed) or several (--seeds), not both")
+        if self.tile_overlap < 0:
+            raise InputError(f"--tile-overlap: must be an integer >= 0, got {self.tile_overlap}")
+        if self.tile is not None and self.tile < max(32, 2 * self.tile_overlap):
+            raise InputError(
+                f"--tile: must be at least 32 and at least twice --tile-overlap ({self.tile_overlap}), got {self.tile}"
+            )
 
     @classmethod
     def from_namespace(cls, args: Any) -> FitRequest:
@@ -202,7 +210,7 @@ class FitRequest(TaskRequest):
 
 # The type each field takes, checked when a request is made (Python callers have no argparse in front).
 _INTEGERS = ("seed", "observation_seed", "factor", "quality", "iters", "input_depth", "ssim_every", "window",
-             "patience", "threads", "checkpoint_every")  # fmt: skip
+             "patience", "threads", "checkpoint_every", "tile", "tile_overlap")  # fmt: skip
 _NUMBERS = ("sigma", "drop", "peak", "lr", "reg_noise_std", "ema", "tv_weight", "holdout")
 _TEXTS = ("task", "out", "image", "observed", "clean", "flash", "mask", "blur", "psf", "noise", "arch", "preset",
           "input", "optimizer", "stop", "device", "init_from", "loss")  # fmt: skip
@@ -378,6 +386,11 @@ class _Job:
         return len(self.fitted) > 1
 
     @property
+    def tiled(self) -> bool:
+        """Whether the image is restored in tiles (dip.tiles), as the memory plan decided."""
+        return self.plan.get("memory_mode") == "tiled"
+
+    @property
     def checkpoint(self) -> Path:
         return self.targets[0][1] / ("checkpoint-batch.pt" if self.batched else "checkpoint.pt")
 
@@ -397,35 +410,60 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
     timed, warmup = 5, 2
     trial = FitSettings(**{**asdict(job.settings), "iterations": timed + warmup, "check_every": 1})
     net, operator = architecture(job.arch)["net"], job.task.operator(job.mask, job.psf)
+    observed, input_image, risk = job.observed, job.input_image, _risk(job)[0]
+    mode, fits = job.plan["memory_mode"], 1
+    if job.tiled:  # timed on the first tile, in the mode each tile's fit will run in; the tiles run in turn
+        from dip.tiles import crop_operator
+
+        h, w = (min(job.plan["tile"], side) for side in observed.shape[-2:])
+        operator = crop_operator(operator, 0, 0, h, w)
+        observed = observed[..., :h, :w]
+        input_image = None if input_image is None else input_image[..., :h, :w]
+        mode, fits = job.plan["tile_memory_mode"], job.plan["tiles"]
     options = dict(
         device=job.device,
-        input_image=job.input_image,
+        input_image=input_image,
         log=log,
-        risk=_risk(job)[0],
-        memory_saving=job.plan["memory_mode"] == "checkpointed",  # timed in the mode the fit will run in
+        risk=risk,
+        memory_saving=mode == "checkpointed",  # timed in the mode the fit will run in
     )
     if job.batched:  # the batch as it will run: one network of every seed's fit
-        result = fit_batch(net, operator, job.observed, trial, job.fitted, **options)[0]
+        result = fit_batch(net, operator, observed, trial, job.fitted, **options)[0]
     else:
-        result = fit(net, operator, job.observed, trial, **options)
+        result = fit(net, operator, observed, trial, **options)
     seconds = result.history["seconds"]
     per_iteration = statistics.median(seconds.diff().iloc[warmup:])
     whole = fingerprint(job.settings, job.fitted, _identity(job))
     outs = [out for _, out in job.targets]
+    out_state = folders.describe(job.checkpoint, whole, outs, batch=job.batched)
+    if job.tiled and not out_state.endswith("would be refused"):
+        out_state = _tiles_state(outs[0] / "tiles", whole, job.plan["tiles"]) or out_state
     return {
         "arch": job.arch,
         "iterations": job.settings.iterations,
         "fits": len(job.targets),  # with several seeds, timed as the batch they run in
         **job.plan,
         "device": device_name(job.device),
-        "seconds_per_iteration": round(per_iteration, 4),
-        "estimated_minutes": round(per_iteration * job.settings.iterations / 60, 1),
+        "seconds_per_iteration": round(per_iteration, 4),  # of one tile's fit, tiled
+        "estimated_minutes": round(per_iteration * job.settings.iterations * fits / 60, 1),
         "out": str(outs[0]) if len(outs) == 1 else [str(out) for out in outs],
-        "out_state": folders.describe(job.checkpoint, whole, outs, batch=job.batched),
+        "out_state": out_state,
         "stop": job.request.stop,  # the rule that chooses the returned image (the task's default without --stop)
         "holdout": job.request.holdout or 0.0,
         "full_budget": job.full_budget or job.request.stop == "fixed",
     }
+
+
+def _tiles_state(folder: Path, whole: dict, count: int) -> str | None:
+    """What a dry run says of a tiled fit's OUT/tiles: another fit's tiles (refused), or how many of this
+    fit's tiles are finished (resumed); None where it holds none."""
+    from dip.tiles import check_folder
+
+    try:
+        done = check_folder(folder, whole)
+    except InputError as err:
+        return f"{err}; the fit would be refused"
+    return f"{folder} holds {done} of {count} tiles of this fit; the fit resumes from them" if done else None
 
 
 def run_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> list[FitRecord]:
@@ -449,6 +487,8 @@ def _run_fit(request: FitRequest, log: Callable[[str], None]) -> list[FitRecord]
 
     job = _resolve(request, log)
     _read_inputs(job)
+    if job.tiled:
+        return _run_tiled(job)
     job.init = _read_init(job)
     operators, rules, noise = _rules(job)
     job.risk, risk_info = _risk(job)
@@ -481,6 +521,106 @@ def _run_fit(request: FitRequest, log: Callable[[str], None]) -> list[FitRecord]
     except FitFailed as err:
         results = [err]
     return _finish(job, records, results, start)
+
+
+def _run_tiled(job: _Job) -> list[FitRecord]:
+    """A tiled fit (dip.tiles.restore_tiled): the observation written as usual, then each tile restored by
+    an ordinary fit (`dip.restore`) whose image is kept in OUT/tiles as it finishes (a rerun of the same
+    command loads the finished tiles and resumes the interrupted one from its checkpoint), then the blend
+    written as restored, every tile's history in one history.csv (a `tile` column, 1 for the first tile),
+    and summary.json listing the tiles."""
+    from dip.checkpoint import CheckpointMismatch
+    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory
+    from dip.tiles import check_folder, restore_tiled
+
+    r, plan = job.request, job.plan
+    [(seed, out)] = job.targets
+    job.risk, noise = _risk(job)
+    _, recorded = _check_out(job)
+    folder = out / "tiles"
+    check_folder(folder, recorded)  # before anything is written
+    record = _record(job, seed, noise, recorded)
+    save_image(job.observed, out / "observed", job.source, exact=job.task.poisson)
+    if job.mask is not None:
+        save_png(job.mask, out / "mask.png")
+    options = dict(
+        arch=job.arch,
+        settings=job.settings,
+        stop=r.stop,
+        device=job.device,
+        holdout=r.holdout or None,
+        window=r.window,
+        patience=r.patience,
+        progress=r.progress,
+        loss=r.loss,
+        noise_sigma=noise["noise_sigma"] / 255 if "noise_sigma" in noise else None,  # --loss sure's σ, once
+        memory_saving=plan["tile_memory_mode"] == "checkpointed",
+        checkpoint_every=r.checkpoint_every,
+    )
+    start = time.perf_counter()
+    try:
+        result = restore_tiled(
+            job.observed,
+            job.task.operator(job.mask, job.psf),
+            tile=plan["tile"],
+            overlap=plan["tile_overlap"],
+            clean=job.clean,
+            log=job.log,
+            folder=folder,
+            identity=recorded,
+            **options,
+        )
+    except FitInterrupted as err:
+        raise SystemExit(128 + err.signum) from None
+    except FitOutOfMemory as err:
+        raise InputError(
+            f"{r.image or r.observed}: {err} in a tile's fit (estimated {plan['estimated_peak_mb']} MB); the "
+            f"finished tiles are kept in {folder}; choose a smaller --tile or another device (--device)"
+        ) from None
+    except CheckpointMismatch as err:
+        raise InputError(str(err)) from None
+    except FitFailed as err:
+        record.status, record.error, record.seconds = "failed", f"a tile's fit failed: {err}", 0.0
+        record.wall_seconds = time.perf_counter() - start
+        save_csv(_empty_history(), out / "history.csv")
+        write(record, out / "summary.json")
+        if not r.failure_ok:
+            raise InputError(f"{out}: {record.error}; the finished tiles are kept in {folder}") from None
+        job.log(f"dip fit: {out}: {record.error}")
+        return [record]
+    _complete_tiled(record, result, job, start)
+    save_csv(_tiles_history(result.tiles), out / "history.csv")
+    save_image(result.image, out / "restored", job.source)
+    write(record, out / "summary.json")
+    return [record]
+
+
+def _complete_tiled(record: FitRecord, result, job: _Job, start: float) -> None:
+    """Fill `record` from a finished tiled restoration (a dip.tiles.TiledResult): its tiles, their iterations
+    and seconds summed, and (with a ground truth) the scores of the blended image and of the observation."""
+    record.tiles = [tile.summary() for tile in result.tiles]
+    record.iterations = sum(tile.iterations for tile in result.tiles)
+    record.seconds = sum(tile.seconds for tile in result.tiles)
+    record.wall_seconds = time.perf_counter() - start
+    # restored.png is the tiles' blend: each tile's own rule and iteration are in `tiles`.
+    record.stop, record.returned_by, record.returned_iteration = job.request.stop, "tiles", None
+    if job.clean is None:
+        return
+    truth = to_array(job.clean)
+    record.set_scores("restored", job.task.score(to_array(result.image), truth))
+    record.set_scores("observed", job.task.score(to_array(job.observed), truth))
+
+
+def _tiles_history(tiles: list):
+    """One history of every tile's fit, each row's tile (1, 2, ... in the order of `tiles`) first; a tile
+    kept without its history has no rows."""
+    import pandas as pd
+
+    frames = [t.history.assign(tile=n) for n, t in enumerate(tiles, 1) if t.history is not None]
+    if not frames:
+        return _empty_history()
+    history = pd.concat(frames, ignore_index=True)
+    return history[["tile"] + [c for c in history.columns if c != "tile"]]
 
 
 def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
@@ -517,6 +657,8 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
     job = _Job(r, task, psf, device, targets, arch_name, settings, names, plan={}, log=log, full_budget=full_budget)
     job.members = {seed: ensemble_seeds(seed, r.ensemble) for seed, _ in targets}
     job.plan = _memory_plan(job)
+    if job.tiled:
+        _check_tiled(job)
     return job
 
 
@@ -638,7 +780,8 @@ def _fit_size(r: FitRequest, task: Task) -> tuple[int, int, int, str]:
 def _memory_plan(job: _Job) -> dict:
     """The fit's estimated peak memory against what the device has, and the mode it runs in: plain, or
     memory-saving (activations recomputed in the backward pass, dip.networks.checkpointed) when asked
-    (--memory-saving) or when only that fits; one line if neither fits."""
+    (--memory-saving) or when only that fits, or tiled (dip.tiles) when asked (--tile) or when neither fits
+    and the task's operator can be cut into tiles (`_tile_plan`); one line if nothing fits."""
     from dip import memory
     from dip.speed import resolve_speed
 
@@ -667,7 +810,16 @@ def _memory_plan(job: _Job) -> dict:
     have = memory.available_bytes(job.device)
     gib = f"plain {plain.gib:.1f} GiB, memory-saving {saving.gib:.1f} GiB"
     free = "unknown" if have is None else f"{have / 2**30:.1f} GiB"
-    if have is not None and saving.bytes > have:  # refused: not even the memory-saving mode fits
+    whole = {
+        "height": h,
+        "width": w,
+        "channels": channels,
+        "plain_estimated_mb": round(plain.bytes / 2**20),
+        "memory_saving_estimated_mb": round(saving.bytes / 2**20),
+        "available_mb": None if have is None else round(have / 2**20),
+    }
+
+    def refuse(instead: str):
         fits = f"{batch} batched fits" if batch > 1 else "fit"
         # The largest image of the same aspect that would fit in memory-saving mode (sides to 32 pixels).
         k = next((k for k in range(63, 0, -1) if estimate(h * k // 64, w * k // 64, True).bytes <= have), 0)
@@ -675,9 +827,12 @@ def _memory_plan(job: _Job) -> dict:
         raise InputError(
             f"{source}: a {h}x{w} {fits} of {job.arch} needs about {plain.gib:.1f} GiB on {job.device.type}, "
             f"{saving.gib:.1f} GiB in memory-saving mode, but {have / 2**30:.1f} GiB is available (about "
-            f"{largest} would fit); resize or crop the image, choose a smaller architecture (--arch), use "
-            f"another device (--device), or restore it in tiles (dip.restore_tiled)"
+            f"{largest} would fit); resize or crop the image, choose a smaller architecture (--arch) or use "
+            f"another device (--device); {instead}"
         )
+
+    if r.tile is not None or (have is not None and saving.bytes > have):  # asked, or the whole does not fit
+        return _tile_plan(job, estimate, have, whole, f"{gib}, {free} available", refuse)
     if r.memory_saving:
         mode, why = "checkpointed", f"asked (--memory-saving); {gib}, {free} available"
     elif have is None or plain.bytes <= have:
@@ -686,16 +841,114 @@ def _memory_plan(job: _Job) -> dict:
         mode, why = "checkpointed", f"the plain fit would not fit: {gib}, {free} available"
     chosen = saving if mode == "checkpointed" else plain
     return {
-        "height": h,
-        "width": w,
-        "channels": channels,
+        **whole,
         "memory_mode": mode,
         "memory_mode_why": why,
         "estimated_peak_mb": round(chosen.bytes / 2**20),
-        "plain_estimated_mb": round(plain.bytes / 2**20),
-        "memory_saving_estimated_mb": round(saving.bytes / 2**20),
-        "available_mb": None if have is None else round(have / 2**20),
     }
+
+
+def _tile_plan(job: _Job, estimate: Callable, have: int | None, whole: dict, whole_why: str, refuse: Callable):
+    """The tiled plan: tiles of --tile, or as few tiles as fit: the largest side (a multiple of 32, at least
+    32 and twice the overlap, below the image's longer side) whose fit fits, then the smallest side that
+    cuts the image into as many tiles (less of the image fitted twice, the same number of fits); each tile
+    fitted plainly if it can, else in memory-saving mode. Without --tile, the side of the tiles an earlier
+    run of this command left in OUT/tiles comes first, so that a rerun resumes them. One line where the
+    task cannot be tiled or no tile fits (`refuse`)."""
+    from dip.tiles import recorded_tile, tile_starts
+
+    r, h, w = job.request, whole["height"], whole["width"]
+    overlap = r.tile_overlap
+    cannot = _untileable(job)
+    if cannot and r.tile is not None:
+        raise InputError(f"--tile: {cannot}")
+    if cannot:
+        refuse(cannot)
+    smallest = max(32, -(-2 * overlap // 32) * 32)
+    sides = [r.tile] if r.tile is not None else list(range(max(h, w) // 32 * 32, smallest - 1, -32))
+    kept = recorded_tile(job.targets[0][1] / "tiles")
+    resumed = r.tile is None and kept is not None and kept[1] == overlap and smallest <= kept[0] < max(h, w)
+    sides = [kept[0], *sides] if resumed else sides
+
+    def count(side: int) -> int:
+        return len(tile_starts(h, side, overlap)) * len(tile_starts(w, side, overlap))
+
+    for side in sides:
+        if r.tile is None and not resumed:  # as many tiles as the largest side that fits, each no larger
+            side = next(s for s in range(smallest, side + 1, 32) if count(s) == count(side))
+        th, tw = min(side, h), min(side, w)
+        plain, saving = estimate(th, tw, False), estimate(th, tw, True)
+        if have is None or saving.bytes <= have:
+            break
+        resumed = False  # the earlier run's side does not fit now
+    else:
+        if r.tile is not None:
+            raise InputError(
+                f"--tile {r.tile}: a {th}x{tw} tile's fit of {job.arch} needs about {plain.gib:.1f} GiB on "
+                f"{job.device.type}, {saving.gib:.1f} GiB in memory-saving mode, but {have / 2**30:.1f} GiB is "
+                f"available; choose a smaller --tile"
+            )
+        refuse(f"no tiling fits either (tiles are at least {smallest}x{smallest} with --tile-overlap {overlap})")
+    if r.memory_saving:
+        mode, how = "checkpointed", "in memory-saving mode (--memory-saving)"
+    elif have is None or plain.bytes <= have:
+        mode, how = "plain", "plainly"
+    else:
+        mode, how = "checkpointed", "in memory-saving mode"
+    chosen = saving if mode == "checkpointed" else plain
+    tiles = f"{count(side)} tiles of {th}x{tw}, overlap {overlap}, each fitted {how} ({chosen.gib:.1f} GiB)"
+    if r.tile is not None:
+        why = f"asked (--tile {r.tile}): {tiles}; the whole image: {whole_why}"
+    else:
+        resuming = ", the side of the tiles already in the output folder" if resumed else ""
+        why = f"{tiles}{resuming}: the whole image would need {whole_why}"
+    return {
+        **whole,
+        "memory_mode": "tiled",
+        "memory_mode_why": why,
+        "estimated_peak_mb": round(chosen.bytes / 2**20),
+        "tile": side,
+        "tile_overlap": overlap,
+        "tiles": count(side),
+        "tile_memory_mode": mode,
+    }
+
+
+def _untileable(job: _Job) -> str | None:
+    """Why the task cannot be restored in tiles (dip.tiles.can_tile: its operator must act pixel by pixel),
+    or None where it can."""
+    from dip.tiles import can_tile
+
+    task = job.task
+    if task.name == "flash":
+        return "the flash task cannot be restored in tiles (the flash photograph is its network's input)"
+    if task.name == "inpaint" or can_tile(task.operator(None, job.psf)):  # inpainting's mask is cut per tile
+        return None
+    return f"the {task.name} task cannot be restored in tiles (its operator does not act pixel by pixel)"
+
+
+def _check_tiled(job: _Job) -> None:
+    """A tiled fit (dip.tiles: each tile an ordinary fit of one network, `dip.restore`) takes neither what
+    belongs to one fit of the whole image nor a rule that cannot stop a tile's fit: one line naming the
+    option."""
+    r = job.request
+    refused = [
+        ("--seeds", len(job.seeds) > 1, "each tile is one fit of one network seed; give one seed"),
+        ("--ensemble", r.ensemble > 1, "each tile is one fit of one network"),
+        ("--save-network", r.save_network, "each tile has its own network, and none is kept"),
+        ("--init-from", r.init_from, "each tile's network starts from the seed, not from a saved network"),
+        ("--record-stops", r.record_stops, "each tile's fit stops by its own rule and records no other"),
+        (
+            "--stop discrepancy",
+            "discrepancy" in job.rule_names,
+            "its target, the clipped noise's expected error, is not what a tile's fit takes; choose another rule",
+        ),
+        ("--holdout", r.holdout and r.stop != "holdout", "a tile's fit holds pixels out only for --stop holdout"),
+    ]
+    why = f"--tile {r.tile}" if r.tile is not None else "the whole image does not fit in memory"
+    for option, given, reason in refused:
+        if given:
+            raise InputError(f"{option}: not taken by a tiled fit ({why}): {reason}")
 
 
 def _read_inputs(job: _Job) -> None:
@@ -879,6 +1132,7 @@ def _identity(job: _Job) -> dict:
         # Only where they differ from a plain fit, so that a plain fit's fingerprint is what it was.
         **(job.risk.describe() if job.risk is not None else {}),
         **({"ensemble": job.request.ensemble} if job.request.ensemble > 1 else {}),
+        **({"tile": job.plan["tile"], "tile overlap": job.plan["tile_overlap"]} if job.tiled else {}),
     }
 
 
@@ -928,6 +1182,7 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         **({"init network": job.init.sha256} if job.init is not None else {}),  # a warm start is another fit
         **({"loss": r.loss} if r.loss != "default" else {}),
         **({"ensemble": r.ensemble} if r.ensemble > 1 else {}),
+        **({"tile": job.plan["tile"], "tile_overlap": job.plan["tile_overlap"]} if job.tiled else {}),
     }
     variant = ("-sure" if r.loss == "sure" else "") + (f"-ensemble{r.ensemble}" if r.ensemble > 1 else "")
     return FitRecord(
@@ -954,6 +1209,7 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         versions=package_versions(),
         input_precision=job.source.record(),
         fingerprint=recorded,
+        **({k: job.plan[k] for k in ("memory_mode", "tile", "tile_overlap")} if job.tiled else {}),
         **noise,
     )
 

@@ -67,7 +67,8 @@ def test_an_image_too_large_is_refused_before_anything_is_written(tmp_path, caps
     Image.new("L", (6000, 6000), 128).save(big)  # a flat PNG: a few kB on disk, 36 megapixels
     assert big.stat().st_size < 1_000_000
     out = tmp_path / "out"
-    code = main(["fit", "--task", "denoise", "--sigma", "25", "--image", str(big), "--out", str(out)])
+    # super-resolution: an operator that cannot be cut into tiles (a denoising fit would be planned in tiles)
+    code = main(["fit", "--task", "sr", "--factor", "4", "--image", str(big), "--out", str(out)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert str(big) in err and "6000x6000" in err and "GiB" in err and "available" in err and "--arch" in err

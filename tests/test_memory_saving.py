@@ -155,16 +155,46 @@ def test_the_checkpointed_estimate_is_within_a_quarter_of_the_measured_peak():
     assert abs(estimated - measured) <= 0.25 * measured, (estimated / 2**20, measured / 2**20)
 
 
-def test_a_photo_too_large_for_either_mode_is_refused_naming_the_size_that_would_fit(tmp_path, capsys, monkeypatch):
-    # A 4096x4096 photo on a machine with 24 GiB: refused before any pixel is fitted, in one line naming the
-    # largest image of its aspect whose memory-saving fit the estimate puts within what is available.
+def test_a_photo_too_large_for_either_mode_is_restored_in_as_few_tiles_as_fit(tmp_path, monkeypatch):
+    # A 4096x4096 photo to denoise on a machine with 24 GiB: planned (from the file's header alone) as the
+    # fewest tiles whose fit the estimate puts within what is available (those of the largest side that
+    # fits, a multiple of 32), each as small as that many tiles allow.
+    from dip.request import FitRequest, _resolve
+    from dip.tiles import tile_starts
+
     big = tmp_path / "big.png"
     Image.fromarray(np.full((4096, 4096, 3), 128, np.uint8)).save(big)
     have = 24 * 2**30
     monkeypatch.setattr(memory, "available_bytes", lambda device: have)
-    code, out, err = _dry_run(big, tmp_path, capsys)
+    request = FitRequest(task="denoise", sigma=25, image=str(big), iters=100, out=str(tmp_path / "out"))
+    plan = _resolve(request, lambda *a: None).plan
+    side, count = plan["tile"], plan["tiles"]
+    assert plan["memory_mode"] == "tiled" and side % 32 == 0 and 1024 <= side < 4096
+    largest = max(s for s in range(32, 4096, 32) if memory.estimate("skip", s, s, checkpointed=True).bytes <= have)
+    assert count == len(tile_starts(4096, side, 64)) ** 2 == len(tile_starts(4096, largest, 64)) ** 2 > 1
+    assert len(tile_starts(4096, side - 32, 64)) ** 2 > count and plan["tile_overlap"] == 64
+    assert memory.estimate("skip", side, side, checkpointed=plan["tile_memory_mode"] == "checkpointed").bytes <= have
+    assert plan["memory_mode_why"].startswith(f"{plan['tiles']} tiles of {side}x{side}, overlap 64, each fitted")
+    assert "24.0 GiB available" in plan["memory_mode_why"] and plan["memory_saving_estimated_mb"] > have / 2**20
+
+
+def test_a_photo_too_large_for_either_mode_whose_task_cannot_be_tiled_is_refused(tmp_path, capsys, monkeypatch):
+    # The same photo for super-resolution (an operator with spatial support): refused before any pixel is
+    # fitted, in one line naming the largest image of its aspect whose memory-saving fit would fit, and why
+    # tiles do not apply.
+    big = tmp_path / "big.png"
+    Image.fromarray(np.full((4096, 4096, 3), 128, np.uint8)).save(big)
+    have = 24 * 2**30
+    monkeypatch.setattr(memory, "available_bytes", lambda device: have)
+    code = main(
+        ["fit", "--task", "sr", "--factor", "4", "--image", str(big), "--dry-run", "--out", str(tmp_path / "o")]
+    )
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and str(big) in err
+    assert "the sr task cannot be restored in tiles" in err and "restore_tiled" not in err
+    arch = re.search(r"fit of (\S+) needs", err).group(1)
     side, other = map(int, re.search(r"about (\d+)x(\d+) would fit", err).groups())
     assert side == other and side % 32 == 0 and 1024 <= side < 4096
-    assert memory.estimate("skip", side, side, checkpointed=True).bytes <= have
-    assert memory.estimate("skip", side + 64, side + 64, checkpointed=True).bytes > have
+    assert memory.estimate(arch, side, side, checkpointed=True).bytes <= have
+    assert memory.estimate(arch, side + 64, side + 64, checkpointed=True).bytes > have

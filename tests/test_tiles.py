@@ -1,14 +1,22 @@
 """dip.tiles: the tile grid, seamless blending, operators cut with the image, refusals, a real tiled fit, a
-folder of finished tiles."""
+folder of finished tiles; `dip fit` in tiles: --tile, the automatic choice, resuming, refusals."""
 
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
-from dip import api, tiles
+from dip import api, memory, tiles
 from dip.fit import FitResult
 from dip.image_io import InputError
 from dip.operators import Blur, Denoise, Inpaint, Poisson, SuperResolve, gaussian_psf, random_drop
+from dip.request import FitRequest, _resolve, run_fit
 from dip.seeds import generator
 
 
@@ -132,3 +140,140 @@ def test_a_folder_holding_another_restorations_tiles_is_refused_before_any_fit(m
     with pytest.raises(InputError, match="another restoration") as err:
         tiles.restore_tiled(observed, Denoise(25), tile=40, overlap=10, folder=tmp_path, stop="es-wmv")
     assert calls == [] and "stop differs" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+# dip fit in tiles: --tile, the automatic choice, resuming, refusals.
+
+
+def _image(path, height, width):
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((height, width, 3)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_dip_fit_restores_in_tiles_of_the_size_asked(tmp_path):
+    small, out = _image(tmp_path / "small.png", 64, 80), tmp_path / "out"
+    args = ["--task", "denoise", "--sigma", "25", "--image", small, "--tile", "48", "--tile-overlap", "16"]
+    r = subprocess.run(
+        [sys.executable, "-m", "dip", "fit", *map(str, args), "--iters", "3", "--threads", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out / "restored.png").size == (80, 64) and (out / "observed.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    count = len(tiles.tile_starts(64, 48, 16)) * len(tiles.tile_starts(80, 48, 16))
+    assert summary["memory_mode"] == "tiled" and (summary["tile"], summary["tile_overlap"]) == (48, 16)
+    assert len(summary["tiles"]) == count == 4 and summary["iterations"] == 3 * count
+    assert {(t["top"], t["left"], t["height"], t["width"]) for t in summary["tiles"]} == {
+        (0, 0, 48, 48), (0, 32, 48, 48), (16, 0, 48, 48), (16, 32, 48, 48)
+    }  # fmt: skip
+    assert all(t["iterations"] == 3 and t["returned_iteration"] >= 1 for t in summary["tiles"])
+    assert summary["psnr_restored"] > 0 and summary["psnr_observed"] > 0  # the blend scored against the image
+    assert sorted(pd.read_csv(out / "history.csv")["tile"].unique()) == [1, 2, 3, 4]
+    printed = json.loads(r.stdout)
+    assert printed["tiles"] == 4 and printed["returned_by"] == "tiles" and "psnr_restored" in printed
+    assert r.stderr.count("tile ") == 4 and "tile 3/4: rows 16-63, columns 0-47" in r.stderr
+
+
+def test_a_rerun_loads_the_finished_tiles_instead_of_fitting_them(tmp_path, monkeypatch):
+    small, out = _image(tmp_path / "small.png", 64, 80), tmp_path / "out"
+    request = FitRequest(task="denoise", sigma=25, image=str(small), tile=48, tile_overlap=16, iters=2, threads=1,
+                         progress=False, out=str(out))  # fmt: skip
+    [first] = run_fit(request, lambda line: None)
+    restored = (out / "restored.png").read_bytes()
+    files = sorted((out / "tiles").glob("*.npz"))
+    written = [f.stat().st_mtime_ns for f in files]
+    (out / "restored.png").unlink()
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a finished tile was fitted again")
+
+    monkeypatch.setattr(api, "restore", refit)
+    [again] = run_fit(request, lambda line: None)
+    assert (out / "restored.png").read_bytes() == restored and len(files) == 4
+    assert [f.stat().st_mtime_ns for f in files] == written
+    assert again.tiles == first.tiles and again.psnr_restored == first.psnr_restored
+    # Another command into the same folder does not take those tiles: one line, before anything is fitted.
+    (out / "summary.json").unlink()
+    with pytest.raises(InputError, match="tiles of another restoration.*iterations differs"):
+        run_fit(replace(request, iters=3), lambda line: None)
+
+
+def test_tiles_are_chosen_by_themselves_where_the_whole_image_does_not_fit(tmp_path, monkeypatch):
+    image, out = _image(tmp_path / "photo.png", 96, 96), tmp_path / "out"
+    request = FitRequest(task="denoise", sigma=25, image=str(image), tile_overlap=16, iters=2, threads=1,
+                         progress=False, out=str(out))  # fmt: skip
+    monkeypatch.setattr(memory, "available_bytes", lambda device: None)
+    whole = _resolve(request, lambda line: None).plan
+    have = whole["memory_saving_estimated_mb"] * 2**20 - 2**20  # the whole image's fit fits in neither mode
+    monkeypatch.setattr(memory, "available_bytes", lambda device: have)
+    plan = _resolve(request, lambda line: None).plan
+    assert plan["memory_mode"] == "tiled" and plan["tile"] == 64 and plan["tiles"] == 4  # 96 would be the whole
+    assert plan["estimated_peak_mb"] < whole["memory_saving_estimated_mb"]
+    why = plan["memory_mode_why"]
+    assert why.startswith("4 tiles of 64x64, overlap 16, each fitted")
+    assert f"{whole['plain_estimated_mb'] / 1024:.1f} GiB" in why and f"{have / 2**30:.1f} GiB available" in why
+    [record] = run_fit(request, lambda line: None)
+    assert record.memory_mode == "tiled" and record.tile == 64 and len(record.tiles) == 4
+    assert Image.open(out / "restored.png").size == (96, 96)
+
+
+def test_a_task_that_cannot_be_tiled_is_refused_saying_so(tmp_path):
+    image = _image(tmp_path / "photo.png", 64, 64)
+    request = FitRequest(task="sr", factor=4, image=str(image), tile=32, tile_overlap=8, out=str(tmp_path / "out"))
+    with pytest.raises(InputError, match="^--tile: the sr task cannot be restored in tiles"):
+        run_fit(request, lambda line: None)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, option",
+    [
+        ({"seeds": (0, 1)}, "--seeds"),
+        ({"ensemble": 2}, "--ensemble"),
+        ({"save_network": True}, "--save-network"),
+        ({"init_from": "network.pt"}, "--init-from"),
+        ({"record_stops": True}, "--record-stops"),
+        ({"stop": "discrepancy"}, "--stop discrepancy"),
+        ({"stop": "es-wmv", "holdout": 0.1}, "--holdout"),
+    ],
+)
+def test_what_a_tiled_fit_does_not_take_is_refused_in_one_line_before_anything_is_written(tmp_path, changes, option):
+    image = _image(tmp_path / "photo.png", 64, 64)
+    request = FitRequest(task="denoise", sigma=25, image=str(image), tile=32, tile_overlap=8, out=str(tmp_path / "out"))
+    with pytest.raises(InputError) as err:
+        run_fit(replace(request, **changes), lambda line: None)
+    message = str(err.value)
+    assert message.startswith(f"{option}: not taken by a tiled fit (--tile 32)") and len(message.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"tile": 16}, "--tile: must be at least 32"),
+        ({"tile": 64, "tile_overlap": 40}, r"--tile: must be at least 32 and at least twice --tile-overlap \(40\)"),
+        ({"tile_overlap": -1}, "--tile-overlap: must be an integer >= 0"),
+        ({"tile": 48.0}, "--tile: expected an integer"),
+    ],
+)
+def test_a_bad_tile_is_refused_when_the_request_is_made(changes, message):
+    with pytest.raises(InputError, match=message):
+        FitRequest(**{"task": "denoise", "sigma": 25, "image": "x.png", "out": "o", **changes})
+
+
+def test_a_dry_run_plans_the_tiles_times_one_and_writes_nothing(tmp_path, capsys):
+    from dip.cli import main
+
+    small, out = _image(tmp_path / "small.png", 64, 80), tmp_path / "out"
+    args = ["fit", "--task", "denoise", "--sigma", "25", "--image", str(small), "--tile", "48", "--tile-overlap", "16"]
+    assert main([*args, "--iters", "300", "--threads", "1", "--dry-run", "--out", str(out)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["memory_mode"], plan["tile"], plan["tile_overlap"], plan["tiles"]) == ("tiled", 48, 16, 4)
+    assert plan["memory_mode_why"].startswith("asked (--tile 48): 4 tiles of 48x48, overlap 16, each fitted")
+    assert plan["tile_memory_mode"] in ("plain", "checkpointed") and plan["out_state"] == "free"
+    # the tiles are fitted in turn: four times one tile's iterations (both numbers rounded as printed)
+    rounding = 0.05 + 0.00005 * 300 * 4 / 60
+    assert plan["estimated_minutes"] == pytest.approx(plan["seconds_per_iteration"] * 300 * 4 / 60, abs=rounding)
+    assert not out.exists()
