@@ -4,9 +4,11 @@ redesign (issue #22), so that the redesign is checked against what the code did 
     python tests/golden/cases.py --write   # regenerate this CPU's files (a deliberate act: say why in the commit)
 
 The numbers depend on the CPU's kernels: PyTorch runs AVX-512 or AVX2 code by what the CPU has, and they
-round differently, which the fits' early iterations amplify. `NAME.json` were frozen on an AVX-512 CPU;
-`NAME.avx2.json` on an AVX2-only CPU (AMD EPYC, 2026-12-02) from the loop whose AVX-512 run the test held
-to `NAME.json`, with the same update as the test replays (`StackedAdam` for single fits).
+round differently, which the fits' early iterations amplify; so do Intel's and AMD's CPUs of one instruction
+set (oneDNN and MKL choose their kernels by the CPU). `NAME.KIND.json` holds the fit as CPUs of KIND
+(`cpu_kind()`) compute it: `amd-avx512` was frozen before the redesign; `amd-avx2` (AMD EPYC, 2026-12-02)
+and `intel-avx512` (Intel Xeon with AVX-512 BF16, 2026-12-02) from the loop whose `amd-avx512` run the test
+held to those files, with the same update as the test replays (`StackedAdam` for single fits).
 
 Each case is a whole fit (the library path, `fit` or `fit_batch`) of a 32×32 crop for 80 iterations (EMA 0.9, so that the rules' kept images lag by 9 iterations and some rules stop), with
 ground truth and the stopping rules recorded, so that every per-iteration quantity the loop computes
@@ -122,12 +124,27 @@ def record(results: list) -> list[dict]:
     return out
 
 
-# The frozen fits of this CPU's kind of kernels (see above); another capability has no files of its own.
-CAPABILITY = torch.backends.cpu.get_cpu_capability()
+def cpu_kind() -> str:
+    """This CPU's kind of kernels: its vendor and the instruction set PyTorch runs (e.g. ``intel-avx512``).
+    Both matter: oneDNN and MKL pick different kernels on Intel and AMD CPUs of the same instruction set."""
+    vendors = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    vendor = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")), "unknown")
+    return f"{vendors.get(vendor, vendor.lower())}-{torch.backends.cpu.get_cpu_capability().lower()}"
 
 
-def path(name: str) -> Path:
-    return HERE / (f"{name}.json" if CAPABILITY.startswith("AVX512") else f"{name}.{CAPABILITY.lower()}.json")
+KIND = cpu_kind()
+
+
+def path(name: str, kind: str = KIND) -> Path:
+    """The frozen fit `name` of CPUs of `kind` (this CPU's by default); it may not exist."""
+    return HERE / f"{name}.{kind}.json"
+
+
+def kinds() -> list[str]:
+    """The CPU kinds whose fits are frozen here."""
+    return sorted({p.name.split(".", 1)[1].removesuffix(".json") for p in HERE.glob("denoise.*.json")})
 
 
 if __name__ == "__main__":
