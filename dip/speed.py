@@ -1,14 +1,17 @@
 """Speed switches of the fit loop, and the defaults measured for each device (see `dip.bench`).
 
-The rule: fp32 (TF32 convolutions on CUDA) stays the default unless bf16 is faster *and* within 0.1 dB
-of fp32 on `dip bench --parity` at 1000 and 3000 iterations; a layout switch is on only where it
-measured faster. What was measured:
+The rule: fp32 (TF32 convolutions on CUDA) stays the default unless bf16 is faster *and* a paired
+comparison of the default command's returned image (`scripts/bf16_paired.py`: the same observations and
+network seeds in both precisions) puts the 95 % interval of the difference within ±0.1 dB; a layout switch
+is on only where it measured faster. What was measured:
 
 - 2-core AVX2 CPU: channels-last no faster (0.172 vs 0.177 s/it at 64², 0.70 vs 0.40 s/it at 128²);
   bf16 autocast 10-70× *slower* (oneDNN emulates it without AVX-512 BF16/AMX).
-- 2-core CPU with AVX-512 BF16 (AMD EPYC, one thread, 2026-11-29): bf16 + channels-last 1.8× faster at
-  128² (0.134 vs 0.246 s/it), and at 3000 iterations it moved the best EMA PSNR by +0.09 and −0.11 dB on
-  two seeds, outside the rule (docs/benchmarks.md, "Precision").
+- 2-core Intel Xeon with AVX-512 BF16 (2026-12-02): bf16 + channels-last 1.69× faster per iteration, and
+  over 18 pairs (3 images × 6 seeds, 64², the holdout rule) bf16 − fp32 = −0.114 dB, 95 % interval
+  [−0.253, +0.025]: outside the rule (docs/benchmarks.md, "Precision").
+- 2-core AMD EPYC with AVX-512 BF16 (2026-11-29, unpaired, two seeds): 1.8× faster at 128², best EMA PSNR
+  at 3000 iterations moved by +0.09 and −0.11 dB.
 - H100 (an earlier version of the loop): bf16 + channels-last bought nothing at batch 1 with CUDA graphs,
   and moved the best EMA PSNR by −0.26 dB at 1000 iterations (512²).
 

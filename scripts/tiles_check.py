@@ -60,7 +60,7 @@ def main() -> None:
     tiled = restore_tiled(observed, task.operator(), tile=args.tile, overlap=args.overlap, **options)
     row |= {"tiled_psnr": psnr(tiled.image), "tiled_s": time.perf_counter() - start}
     row["tiles"] = len(tiled.tiles)
-    row["tile_iterations"] = [t.result.iterations for t in tiled.tiles]
+    row["tile_iterations"] = [t.iterations for t in tiled.tiles]
     row["observed_psnr"] = psnr(observed.clamp(0, 1))
     print(json.dumps(row))
 

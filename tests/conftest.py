@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -39,9 +42,56 @@ def png64(tmp_path, clean64):
     return path
 
 
+# Files whose tests share one costly module fixture (a pipeline run, a built site, a golden replay) or one
+# resource (the SLURM test cluster) run on one worker, in order; every other test goes to whichever worker
+# is free (pyproject.toml: --dist loadgroup), so that the two workers finish together.
+ONE_WORKER = {"test_workflow", "test_slurm", "test_docs_browser", "test_golden", "test_fit", "test_saved_network"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in ONE_WORKER:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
 def pytest_configure(config):
     # Under pytest-xdist each worker gets one core's worth of threads: two workers share two cores.
     import os
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+
+
+def run_dip(*args) -> subprocess.CompletedProcess:
+    """`dip ARGS` run in this process, as `python -m dip ARGS` would run it: its exit code, standard output
+    and standard error, as `subprocess.run(..., capture_output=True, text=True)` returns them. A fresh
+    interpreter costs seconds (Python and torch start) for a check that takes milliseconds; the tests that
+    need a process of their own (signals, a running fit beside another, the console script) still start
+    one. What `dip.cli.main` sets for the process (torch's threads from --threads, the warning format) is
+    put back afterwards; an exception the command does not handle gives exit code 1 and its traceback, as
+    the interpreter would."""
+    import contextlib
+    import io
+    import traceback
+    import warnings
+
+    from dip.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    threads, formatwarning = torch.get_num_threads(), warnings.formatwarning
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        try:
+            code = main(argv)
+        except SystemExit as end:  # argparse's errors, and 128 + a signal
+            code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+            if isinstance(end.code, str):
+                print(end.code, file=sys.stderr)
+        except Exception:  # noqa: BLE001 (the interpreter prints any exception and exits with 1)
+            traceback.print_exc()
+            code = 1
+        finally:
+            torch.set_num_threads(threads)
+            warnings.formatwarning = formatwarning
+    return subprocess.CompletedProcess(["dip", *argv], code or 0, out.getvalue(), err.getvalue())

@@ -13,11 +13,12 @@ from PIL import Image
 from dip.defaults import DEFAULTS
 from dip.metrics import psnr
 
+from conftest import run_dip
+
 DIP = [sys.executable, "-m", "dip"]
 
 
-def run(*args, **kw):
-    return subprocess.run([*DIP, *map(str, args)], capture_output=True, text=True, **kw)
+run = run_dip  # in this process: most checks here take milliseconds, a fresh interpreter seconds
 
 
 def test_fit_writes_the_four_files(png64, tmp_path):

@@ -3,8 +3,6 @@ discrepancy target, and the command line's refusals."""
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,11 +15,9 @@ from dip.image_io import InputError, Reading, load_image, load_psf, save_image
 from dip.seeds import generator
 from dip.tasks import Task
 
-DIP = [sys.executable, "-m", "dip"]
+from conftest import run_dip
 
-
-def run(*args):
-    return subprocess.run([*DIP, *map(str, args)], capture_output=True, text=True)
+run = run_dip  # in this process: most checks here take milliseconds, a fresh interpreter seconds
 
 
 def assert_one_line(r, message, out):

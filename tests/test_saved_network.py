@@ -3,8 +3,6 @@ fitted again from (--init-from, restore(init_from=...)): the file, the reproduct
 warm start takes from it and what from the seed, refusals, and the fingerprint."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,13 +14,13 @@ from dip.fit import FitSettings, fit, fit_batch
 from dip.operators import Denoise
 from dip.saved_network import FILE, FORMAT, check_init, read_network
 
-DIP = [sys.executable, "-m", "dip"]
+from conftest import run_dip
+
 SPEC = {"kind": "skip", "channels_down": [16] * 3, "channels_up": [16] * 3, "channels_skip": [4] * 3}
 FAST = dict(iterations=12, check_every=4, ssim_every=1000, input_depth=8, bf16=False, channels_last=False)
 
 
-def run(*args):
-    return subprocess.run([*DIP, *map(str, args)], capture_output=True, text=True)
+run = run_dip  # in this process: most checks here take milliseconds, a fresh interpreter seconds
 
 
 @pytest.fixture(scope="module")
