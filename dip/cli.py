@@ -12,7 +12,19 @@ import warnings
 
 from dip import __version__
 
-try:  # seconds of loading (torch): Ctrl-C meanwhile ends the command with one line and 128 + SIGINT
+
+def _interrupted_while_starting(signum, frame) -> None:
+    # Exits from the handler itself: a KeyboardInterrupt raised inside torch's C++ start-up would reach a
+    # pybind11 boundary and abort the process (SIGABRT and a C++ message) instead of ending it in one line.
+    os.write(2, b"dip: interrupted by SIGINT while starting\n")
+    os._exit(128 + signal.SIGINT)
+
+
+# Seconds of loading (torch): Ctrl-C meanwhile ends the command with one line and 128 + SIGINT; nothing is
+# written yet, and half-loaded modules need no teardown.
+_starting = threading.current_thread() is threading.main_thread()
+_before = signal.signal(signal.SIGINT, _interrupted_while_starting) if _starting else None
+try:
     from dip import many, strict_json
     from dip.image_io import InputError
     from dip.inputs import INPUTS
@@ -21,10 +33,9 @@ try:  # seconds of loading (torch): Ctrl-C meanwhile ends the command with one l
     from dip.request import LOSSES, OPTIMISERS, PRESETS, DegradeRequest, FitRequest, plan_fit, run_degrade, run_fit
     from dip.stopping import HOLDOUT, RULES
     from dip.tasks import NOISES, OPTIONS, TASKS
-except KeyboardInterrupt:  # nothing is written yet; half-loaded modules need no teardown
-    sys.stderr.write("dip: interrupted by SIGINT while starting\n")
-    sys.stderr.flush()
-    os._exit(128 + signal.SIGINT)
+finally:
+    if _starting:
+        signal.signal(signal.SIGINT, _before)
 
 
 def _takes(option: str) -> str:

@@ -42,19 +42,6 @@ def png64(tmp_path, clean64):
     return path
 
 
-# Files whose tests share one costly module fixture (a pipeline run, a built site, a golden replay) or one
-# resource (the SLURM test cluster) run on one worker, in order; every other test goes to whichever worker
-# is free (pyproject.toml: --dist loadgroup), so that the two workers finish together.
-ONE_WORKER = {"test_workflow", "test_slurm", "test_docs_browser", "test_golden", "test_fit", "test_saved_network"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.stem in ONE_WORKER:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
-
-
 def pytest_configure(config):
     # Under pytest-xdist each worker gets one core's worth of threads: two workers share two cores.
     import os
