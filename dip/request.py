@@ -833,19 +833,24 @@ def _memory_plan(job: _Job) -> dict:
 
     if r.tile is not None or (have is not None and saving.bytes > have):  # asked, or the whole does not fit
         return _tile_plan(job, estimate, have, whole, f"{gib}, {free} available", refuse)
-    if r.memory_saving:
-        mode, why = "checkpointed", f"asked (--memory-saving); {gib}, {free} available"
-    elif have is None or plain.bytes <= have:
-        mode, why = "plain", f"{gib}, {free} available"
-    else:
-        mode, why = "checkpointed", f"the plain fit would not fit: {gib}, {free} available"
-    chosen = saving if mode == "checkpointed" else plain
+    mode, chosen = _fit_mode(r.memory_saving, plain, saving, have)
+    asked = "asked (--memory-saving); " if r.memory_saving else ""
+    fits = "the plain fit would not fit: " if mode == "checkpointed" and not r.memory_saving else ""
+    why = f"{asked}{fits}{gib}, {free} available"
     return {
         **whole,
         "memory_mode": mode,
         "memory_mode_why": why,
         "estimated_peak_mb": round(chosen.bytes / 2**20),
     }
+
+
+def _fit_mode(asked: bool, plain, saving, have: int | None) -> tuple[str, Any]:
+    """The mode one fit runs in and its estimate: memory-saving ("checkpointed") when asked (--memory-saving)
+    or when the plain fit's estimate exceeds what is available, else plain."""
+    if asked or (have is not None and plain.bytes > have):
+        return "checkpointed", saving
+    return "plain", plain
 
 
 def _tile_plan(job: _Job, estimate: Callable, have: int | None, whole: dict, whole_why: str, refuse: Callable):
@@ -889,13 +894,8 @@ def _tile_plan(job: _Job, estimate: Callable, have: int | None, whole: dict, who
                 f"available; choose a smaller --tile"
             )
         refuse(f"no tiling fits either (tiles are at least {smallest}x{smallest} with --tile-overlap {overlap})")
-    if r.memory_saving:
-        mode, how = "checkpointed", "in memory-saving mode (--memory-saving)"
-    elif have is None or plain.bytes <= have:
-        mode, how = "plain", "plainly"
-    else:
-        mode, how = "checkpointed", "in memory-saving mode"
-    chosen = saving if mode == "checkpointed" else plain
+    mode, chosen = _fit_mode(r.memory_saving, plain, saving, have)
+    how = "plainly" if mode == "plain" else "in memory-saving mode" + (" (--memory-saving)" if r.memory_saving else "")
     tiles = f"{count(side)} tiles of {th}x{tw}, overlap {overlap}, each fitted {how} ({chosen.gib:.1f} GiB)"
     if r.tile is not None:
         why = f"asked (--tile {r.tile}): {tiles}; the whole image: {whole_why}"
