@@ -454,6 +454,17 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
     }
 
 
+def memory_plan(request: FitRequest) -> dict:
+    """The memory mode `dip fit` would fit the request in, and why: the memory fields of `--dry-run`
+    (``memory_mode``, ``memory_mode_why``, ``estimated_peak_mb``, the plain and memory-saving estimates in MB,
+    the tiles if tiled), from the files' headers only: nothing is read, fitted or timed.
+
+    :param request: the command's request.
+    :raises InputError: what `dip fit` would refuse (in one line) before fitting.
+    """
+    return dict(_resolve(request, lambda line: None).plan)
+
+
 def _tiles_state(folder: Path, whole: dict, count: int) -> str | None:
     """What a dry run says of a tiled fit's OUT/tiles: another fit's tiles (refused), or how many of this
     fit's tiles are finished (resumed); None where it holds none."""

@@ -9,7 +9,7 @@ import pytest
 from dip import record
 from dip.cli import main, parser
 from dip.image_io import InputError
-from dip.request import DegradeRequest, FitRequest, run_fit
+from dip.request import DegradeRequest, FitRequest, memory_plan, run_fit
 
 COMMON = ["--task", "denoise", "--sigma", "25", "--arch", "skip-3", "--iters", "12", "--record-stops"]
 # What differs between two runs of the same fit: time, and the folder it was written to.
@@ -87,3 +87,18 @@ def test_the_command_line_refuses_a_seed_beside_seeds(png64, tmp_path, capsys):
     assert main(argv) == 2
     assert "--seed: give one network seed (--seed) or several (--seeds), not both" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_memory_plan_is_the_dry_runs_without_fitting(png64, tmp_path, capsys):
+    base = dict(task="denoise", sigma=25, arch="skip-3", iters=12, record_stops=True, image=str(png64),
+                out=str(tmp_path / "out"))  # fmt: skip
+    plan = memory_plan(FitRequest(**base))
+    assert main(["fit", *COMMON, "--image", str(png64), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    dry = json.loads(capsys.readouterr().out)
+    assert plan == {key: dry[key] for key in plan}
+    assert plan["memory_mode"] == "plain" and plan["estimated_peak_mb"] == plan["plain_estimated_mb"]
+    saving = memory_plan(FitRequest(**base, memory_saving=True))
+    assert saving["memory_mode"] == "checkpointed"
+    assert saving["estimated_peak_mb"] == saving["memory_saving_estimated_mb"] < plan["plain_estimated_mb"]
+    assert memory_plan(FitRequest(**{**base, "record_stops": False}, tile=40, tile_overlap=16))["tiles"] == 4
+    assert not (tmp_path / "out").exists()
