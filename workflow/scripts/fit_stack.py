@@ -13,8 +13,7 @@ from dip.request import FitRequest, run_stacked
 
 common = ["--record-stops", "--failure-ok", "--threads", str(snakemake.threads)]
 requests = [
-    FitRequest.from_namespace(parser().parse_args(["fit", *shlex.split(fit), *common]))
-    for fit in snakemake.params.fits
+    FitRequest.from_namespace(parser().parse_args(["fit", *shlex.split(fit), *common])) for fit in snakemake.params.fits
 ]
 records = run_stacked(requests)
 fits = [
