@@ -169,16 +169,24 @@ def ops_per_iteration(
     rules: tuple[str, ...] = (),
     iterations: int = 20,
     device: torch.device | str = "cpu",
+    images: bool = False,
 ) -> dict:
     """Operations dispatched per steady-state iteration: by `dip.fit`'s step for `fits` fits (stacked when
     more than one) recording `rules`, against the authors' notebook loop (`NotebookLoop`), on one
-    denoising problem with ground truth. The host checks (every check_every iterations) are counted apart,
-    per iteration. Returns {"fit": ..., "checks": ..., "reference": ..., "ratio": fit / reference}."""
+    denoising problem with ground truth (`images`: each stacked fit an image of its own, as `dip fit
+    --stack` fits several images: the test image shifted, its own observation). The host checks (every
+    check_every iterations) are counted apart, per iteration. Returns {"fit": ..., "checks": ...,
+    "reference": ..., "ratio": fit / reference}."""
     from dip import fit as loop
 
     device = torch.device(device)
     clean = test_image(size)
     observed = Denoise(25).observe(clean, stream(0, "observation"))
+    stacked_clean, stacked_observed = clean, observed
+    if images and fits > 1:
+        shifted = [torch.roll(clean, shifts=3 * b, dims=-1) for b in range(fits)]
+        stacked_clean = torch.cat(shifted)
+        stacked_observed = torch.cat([Denoise(25).observe(x, stream(b, "observation")) for b, x in enumerate(shifted)])
     s = FitSettings(iterations=iterations, ssim_every=10**9, check_every=10)
     counter = OpCounter()
     calls = {"step": 0}
@@ -200,11 +208,11 @@ def ops_per_iteration(
                 fit_batch(
                     spec,
                     Denoise(25),
-                    observed,
+                    stacked_observed,
                     s,
                     list(range(fits)),
-                    clean=clean,
-                    rules=[_rules(rules, s, observed) for _ in range(fits)],
+                    clean=stacked_clean,
+                    rules=[_rules(rules, s, stacked_observed[b % len(stacked_observed)][None]) for b in range(fits)],
                     device=device,
                 )
     finally:

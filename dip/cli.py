@@ -228,6 +228,15 @@ def parser() -> argparse.ArgumentParser:
         "observation is shared (--observation-seed, default the first seed)",
     )
     f.add_argument(
+        "--stack",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="with several images: fit up to N images of the same size and channels at once as one batched "
+        "network (every image and network seed one fit, each with its own stopping, backtracking and outputs "
+        "in OUT/<name>; worth it on a GPU); default 1, one image after another (docs/scale.md)",
+    )
+    f.add_argument(
         "--arch",
         default=None,
         help=f"architecture name, one of dip.presets.ARCHITECTURES: {', '.join(ARCHITECTURES)} (default: the "
@@ -397,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
             run_degrade(DegradeRequest.from_namespace(args))
         elif (paths := many.inputs(args)) is not None:  # several images, each its own fit
             return many.main(args, paths)
+        elif args.stack > 1:
+            raise InputError(
+                "--stack: stacks the fits of several images; give several (--image a.png b.png, or a folder)"
+            )
         elif args.dry_run:
             print(strict_json.dumps(_plan(FitRequest.from_namespace(args))))
         else:

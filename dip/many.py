@@ -13,6 +13,11 @@ small, unreadable, its fit failed) is reported in one line and the others are do
 exits 2. ``--failure-ok`` keeps a diverged fit's record, as for one image, and does not count against
 the exit status.
 
+With ``--stack N`` (`restore_many`'s `stack`) up to N images of the same size and channel count are fitted
+together as one batched network (`dip.request.run_stacked`): every (image, network seed) one fit of the
+batch, each with its own weights, stopping, backtracking and record, written where the unstacked command
+writes it. Images are stacked in the order given, those of another size in stacks of their own (`stacks`).
+
 Example::
 
     from dip.many import restore_many
@@ -110,11 +115,25 @@ def requests(base: FitRequest, paths: Sequence[Path]) -> list[FitRequest]:
     return [replace(base, **{key: str(p)}, out=str(Path(base.out) / p.stem), progress=False) for p in paths]
 
 
+def stacks(sizes: dict, n: int) -> list[list]:
+    """The keys of `sizes` (an image's id → its size, any value) in stacks of at most `n` images of one
+    size: the keys of each size in their order, cut into chunks of `n`; sizes in order of first appearance.
+
+    >>> stacks({"a": (32, 32, 3), "b": (64, 64, 3), "c": (32, 32, 3), "d": (32, 32, 3)}, 2)
+    [['a', 'c'], ['d'], ['b']]
+    """
+    groups: dict = {}
+    for key, size in sizes.items():
+        groups.setdefault(size, []).append(key)
+    return [keys[i : i + n] for keys in groups.values() for i in range(0, len(keys), n)]
+
+
 def restore_many(
     base: FitRequest,
     paths: Sequence[str | Path],
     log: Callable[[str], None] = log_line,
     done: Callable[[Outcome], None] | None = None,
+    stack: int = 1,
 ) -> list[Outcome]:
     """Restore each image of `paths` as `base` restores one (see the module's docstring).
 
@@ -122,34 +141,63 @@ def restore_many(
         out by ``out/<name>``.
     :param log: where the fits' messages and the progress lines ``[3/10] name: ...`` go.
     :param done: called with each image's outcome as soon as it is known.
-    :returns: one outcome per image, in order.
-    :raises InputError: before any fitting, for bad paths (`images`) or bad options; or ``out`` in use
-        by a running fit.
+    :param stack: fit up to this many images of one size as one batched network (1: one after another).
+    :returns: one outcome per image, in order of their fits.
+    :raises InputError: before any fitting, for bad paths (`images`) or bad options (and options that
+        cannot be stacked, `dip.request.run_stacked`); or ``out`` in use by a running fit.
     """
     from dip.folders import hold
-    from dip.request import run_fit
+    from dip.request import run_stacked
 
     option = "--image" if base.image else "--observed"
     paths = images(paths, option)
     _refuse_per_image_files(base, option)
-    batch = requests(base, paths)
-    refused = _check_each(batch, paths, log)
+    batch = dict(zip(paths, requests(base, paths)))
+    refused, sizes = _check_each(list(batch.values()), paths, log)
+    if stack == 1:
+        groups = [[p] for p in paths]
+    else:
+        groups = stacks({p: sizes.get(p) for p in paths}, stack)  # the refused ones in a group of their own
+        largest = max((g for g in groups if g[0] not in refused), key=len, default=[])
+        _check_stacking([batch[p] for p in largest], log)
+        described = [
+            f"{'x'.join(map(str, sizes[g[0]]))}: {', '.join(p.name for p in g)}" for g in groups if g[0] in sizes
+        ]
+        if len({sizes[p] for p in sizes}) > 1:
+            log(f"--stack {stack}: images of different sizes are stacked apart ({'; '.join(described)})")
     outcomes = []
     with hold([] if "{seed}" in base.out else [base.out]):
-        for i, (path, request) in enumerate(zip(paths, batch), 1):
-            outcome = Outcome(path, Path(request.out), error=refused.get(path))
-            if outcome.error is None:
-                try:
-                    outcome.records = run_fit(request, log)
-                except InputError as err:
-                    outcome.error = str(err)
-                except (RuntimeError, ValueError, OSError) as err:  # this image's trouble, not the batch's
-                    outcome.error = f"{type(err).__name__}: {err}"
-            log(f"[{i}/{len(paths)}] {path.name}: {outcome.line()}")
-            if done is not None:
-                done(outcome)
-            outcomes.append(outcome)
+        for group in groups:
+            run = [p for p in group if p not in refused]
+            results: list = [[] for _ in run]
+            error = None
+            try:
+                if run:
+                    results = run_stacked([batch[p] for p in run], log)
+            except InputError as err:
+                error = str(err)
+            except (RuntimeError, ValueError, OSError) as err:  # these images' trouble, not the batch's
+                error = f"{type(err).__name__}: {err}"
+            found = dict(zip(run, results))
+            for path in group:
+                outcome = Outcome(path, Path(batch[path].out), error=refused.get(path) or error)
+                if outcome.error is None:
+                    outcome.records = found[path]
+                log(f"[{len(outcomes) + 1}/{len(paths)}] {path.name}: {outcome.line()}")
+                if done is not None:
+                    done(outcome)
+                outcomes.append(outcome)
     return outcomes
+
+
+def _check_stacking(largest: list[FitRequest], log: Callable[[str], None]) -> None:
+    """What cannot be stacked, refused in one line before any fitting: `dip.request.run_stacked`'s checks of
+    the options (on two images of the `largest` stack) and of the memory that stack needs."""
+    from dip.request import _check_stack, _resolve
+
+    if len(largest) > 1:
+        jobs = [_resolve(r, log) for r in largest[:2]]
+        _check_stack(jobs, len(jobs[0].fitted) * len(largest))
 
 
 def _refuse_per_image_files(base: FitRequest, option: str) -> None:
@@ -159,20 +207,24 @@ def _refuse_per_image_files(base: FitRequest, option: str) -> None:
             raise InputError(f"{name}: belongs to one image; restore several images ({option}) without it")
 
 
-def _check_each(batch: list[FitRequest], paths: list[Path], log: Callable[[str], None]) -> dict[Path, str]:
+def _check_each(
+    batch: list[FitRequest], paths: list[Path], log: Callable[[str], None]
+) -> tuple[dict[Path, str], dict[Path, tuple]]:
     """Resolve every image's request (options, file headers; nothing is fitted or written): the images
-    that cannot be restored and why. An error that names no image file is the options' own: raised."""
+    that cannot be restored and why, and the size (H, W, channels) each other image is fitted at. An error
+    that names no image file is the options' own: raised."""
     from dip.request import _resolve  # the checks of one fit, as run_fit makes them
 
-    refused = {}
+    refused, sizes = {}, {}
     for path, request in zip(paths, batch):
         try:
-            _resolve(request, log)
+            plan = _resolve(request, log).plan
+            sizes[path] = (plan["height"], plan["width"], plan["channels"])
         except InputError as err:
             if str(path) not in str(err):
                 raise
             refused[path] = str(err)
-    return refused
+    return refused, sizes
 
 
 def main(args: argparse.Namespace, paths: list[Path]) -> int:
@@ -199,7 +251,7 @@ def main(args: argparse.Namespace, paths: list[Path]) -> int:
             print(dumps({"image": str(outcome.image), **printed_line(record, outcome.out), "status": record.status}))
         sys.stdout.flush()
 
-    outcomes = restore_many(base, paths, done=done)
+    outcomes = restore_many(base, paths, done=done, stack=args.stack)
     failed = [o for o in outcomes if o.failed]
     counted = [o for o in failed if o.error is not None or not base.failure_ok]
     names = ", ".join(o.image.name for o in failed)

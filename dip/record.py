@@ -101,7 +101,10 @@ class FitRecord:
     psnr_members_mean: float | None = None
     # Provenance.
     device: str = ""
-    batched_fits: int = 1
+    batched_fits: int = 1  # the fits of the one network this fit was part of, itself included
+    # Fitted stacked with other images (dip fit --stack, the pipeline's stack_images): every image of the
+    # network (each one's --image or --observed, this one's included, in batch order); absent: fitted alone.
+    stack: list[str] | None = None
     config_hash: str = ""
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)

@@ -494,44 +494,208 @@ def run_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> list[
 
 
 def _run_fit(request: FitRequest, log: Callable[[str], None]) -> list[FitRecord]:
-    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory, fit, fit_batch
+    from dip.fit import fit, fit_batch
 
     job = _resolve(request, log)
     _read_inputs(job)
     if job.tiled:
         return _run_tiled(job)
+    operators, rules, identity, records = _prepare(job)
+    _write_observations(job)
+    options = _run_options(job, identity)
+    net = architecture(job.arch)["net"]
+    start = time.perf_counter()
+
+    def run() -> list:
+        if job.batched:
+            return _ensembles(
+                job, fit_batch(net, operators, job.observed, job.settings, job.fitted, rules=rules, **options)
+            )
+        return [fit(net, operators[0], job.observed, job.settings, rules=rules[0], **options)]
+
+    results = _running(job, request.image or request.observed, job.checkpoint, run)
+    return _finish(job, records, results, start)
+
+
+def _running(job: _Job, name: str, checkpoint: Path, run: Callable[[], list]) -> list:
+    """`run()`'s results (the fits of `job`, or of a stack led by it): a signal ends the command with 128 +
+    the signal (the checkpoint saved), running out of memory is one line naming `name` and the checkpoint
+    kept, and a single fit that kept diverging is its FitFailed as its result."""
+    from dip.fit import FitFailed, FitInterrupted, FitOutOfMemory
+
+    try:
+        return run()
+    except FitInterrupted as err:
+        raise SystemExit(128 + err.signum) from None
+    except FitOutOfMemory as err:
+        kept = f"; the checkpoint of iteration {err.iteration} is kept in {checkpoint.parent}" if err.iteration else ""
+        raise InputError(
+            f"{name}: {err} (estimated {job.plan['estimated_peak_mb']} MB){kept}; resize or crop the "
+            f"image, choose a smaller architecture (--arch), or use another device"
+        ) from None
+    except FitFailed as err:
+        return [err]
+
+
+def run_stacked(requests: list[FitRequest], log: Callable[[str], None] = log_line) -> list[list[FitRecord]]:
+    """Run several requests' fits as one batched network (`dip.fit.fit_batch`), one member per (image,
+    network seed): each request is resolved, read, checked and recorded as `run_fit` does it, its files
+    written into its own folders, and its fits keep their own weights, backtracking, stopping rules and
+    record (which says, in `stack`, with which images it was fitted). The stack's checkpoint,
+    ``checkpoint-stack.pt``, is in the first fit's folder; rerunning the same stack resumes from it.
+
+    :param requests: requests for images of one size and channel count that differ only in their files,
+        output folders and seeds (the same task, architecture and settings); one request is `run_fit`.
+    :returns: each request's records, in order.
+    :raises InputError: as `run_fit`, and one line, before anything is read or written, for requests that
+        cannot be stacked (`_check_stack`: tiles, --ensemble, --loss sure, flash, LBFGS, different tasks,
+        settings or sizes) or a stack too large for the device's memory.
+    """
+    from dip.folders import hold
+
+    if len(requests) == 1:
+        return [run_fit(requests[0], log)]
+    with hold(out for r in requests for _, out in _seed_outputs(r)):
+        return _run_stacked(requests, log)
+
+
+def _run_stacked(requests: list[FitRequest], log: Callable[[str], None]) -> list[list[FitRecord]]:
+    from dip import folders
+    from dip.checkpoint import fingerprint
+    from dip.fit import fit_batch
+
+    jobs = [_resolve(r, log) for r in requests]
+    fitted = [seed for job in jobs for seed in job.fitted]
+    plan = _check_stack(jobs, len(fitted))
+    for job in jobs:
+        _read_inputs(job)
+        job.plan = plan  # the stack's: its mode (plain or memory-saving) is every fit's
+    prepared = [_prepare(job) for job in jobs]
+    names = [str(job.request.image or job.request.observed) for job in jobs]
+    identity = {
+        "stack": names,
+        **{f"{name}: {key}": value for name, (*_, own, _) in zip(names, prepared) for key, value in own.items()},
+    }
+    checkpoint = jobs[0].targets[0][1] / "checkpoint-stack.pt"
+    folders.check(checkpoint, fingerprint(jobs[0].settings, fitted, identity), [], batch=True)
+    for *_, records in prepared:
+        for record in records.values():
+            record.batched_fits, record.stack = len(fitted), names
+    for job in jobs:
+        _write_observations(job)
+    clean = None if jobs[0].clean is None else _per_fit([job.clean for job in jobs], jobs)
+    options = {**_run_options(jobs[0], identity), "checkpoint": checkpoint, "clean": clean}
+    net = architecture(jobs[0].arch)["net"]
+    observed = _per_fit([job.observed for job in jobs], jobs)
+    operators = [op for ops, *_ in prepared for op in ops]
+    if all(job.mask is None for job in jobs) and not jobs[0].request.holdout:
+        operators = operators[:1]  # it holds nothing of an image: one call gives every fit's data term
+    rules = [fit_rules for _, rules, *_ in prepared for fit_rules in rules]
+    log(f"stacked: {len(fitted)} fits of {len(jobs)} images ({', '.join(names)}) as one network")
+    start = time.perf_counter()
+
+    def run() -> list:
+        return fit_batch(net, operators, observed, jobs[0].settings, fitted, rules=rules, **options)
+
+    results = _running(jobs[0], ", ".join(names), checkpoint, run)
+    done, failures, at = [], [], 0
+    for job, (*_, records) in zip(jobs, prepared):
+        mine, at = results[at : at + len(job.fitted)], at + len(job.fitted)
+        try:
+            done.append(_finish(job, records, mine, start))
+        except InputError as err:  # a failed fit: the others' files are written all the same
+            done.append([records[seed] for seed in job.seeds])
+            failures.append(str(err))
+    checkpoint.unlink(missing_ok=True)
+    if failures:
+        raise InputError("; ".join(failures))
+    return done
+
+
+def _per_fit(images: list, jobs: list[_Job]):
+    """Each job's image (1, C, H, W) once per fit of the job, as one (B, C, H, W) tensor."""
+    import torch
+
+    return torch.cat([image.expand(len(job.fitted), -1, -1, -1) for image, job in zip(images, jobs)])
+
+
+# What may differ between the requests of one stack: each image's files, folders and seeds.
+_PER_IMAGE = {"image": None, "observed": None, "clean": None, "mask": None, "out": "", "seed": None,
+              "seeds": None, "observation_seed": None}  # fmt: skip
+
+
+def _check_stack(jobs: list[_Job], fits: int) -> dict:
+    """Refuse, in one line before anything is read, requests whose fits cannot be one batched network; the
+    memory plan of the stack's `fits` fits (plain or memory-saving, never tiled)."""
+    first = jobs[0]
+    refused = [
+        (
+            "--ensemble",
+            first.request.ensemble > 1,
+            "each image's members are averaged apart; fit ensembles with --stack 1",
+        ),
+        ("--loss sure", first.request.loss == "sure", "each image's noise level and divergence step are its own"),
+        ("--task flash", first.task.name == "flash", "each image's network input is its own flash photograph"),
+        ("--optimizer", first.settings.optimizer != "adam", "batched fits use Adam"),
+    ]
+    for option, given, reason in refused:
+        if given:
+            raise InputError(f"{option}: not taken by stacked fits (--stack): {reason}")
+    size = _fit_size(first.request, first.task)[:3]
+    for job in jobs:
+        name = job.request.image or job.request.observed
+        if job.tiled:
+            raise InputError(
+                f"--stack: {name} would be restored in tiles ({job.plan['memory_mode_why']}); fit it alone"
+            )
+        if _fit_size(job.request, job.task)[:3] != size:
+            raise InputError(
+                f"--stack: {name} is {'x'.join(map(str, _fit_size(job.request, job.task)[:3]))} (H x W x C), "
+                f"{first.request.image or first.request.observed} {'x'.join(map(str, size))}: a stack holds images "
+                f"of one size"
+            )
+        if replace(job.request, **_PER_IMAGE) != replace(first.request, **_PER_IMAGE) or (
+            job.arch,
+            replace(job.settings, seed=0),
+            job.rule_names,
+        ) != (first.arch, replace(first.settings, seed=0), first.rule_names):
+            raise InputError(
+                f"--stack: {name} is not fitted as {first.request.image or first.request.observed} is; a stack holds one task, architecture and settings"
+            )
+    if len({job.request.clean is not None or job.request.image is not None for job in jobs}) > 1:
+        raise InputError("--stack: some images have a ground truth and others not; stack them apart")
+    try:
+        plan = _memory_plan(first, fits)
+    except InputError:
+        plan = {"memory_mode": "tiled"}
+    if plan["memory_mode"] == "tiled":
+        h, w, _ = size
+        raise InputError(
+            f"--stack: {fits} fits of {h}x{w} need more memory together than {first.device.type} has; "
+            f"give a smaller --stack"
+        )
+    return plan
+
+
+def _prepare(job: _Job) -> tuple[list, list[list], dict, dict[int, FitRecord]]:
+    """What a read job needs before its fits run, all checked before anything is written: each fit's
+    operator and rules, the fit's identity (`_identity`; the output folders checked against it) and each
+    network seed's record as far as it is known before fitting."""
     job.init = _read_init(job)
     operators, rules, noise = _rules(job)
     job.risk, risk_info = _risk(job)
     noise = {**noise, **risk_info}
     identity, recorded = _check_out(job)
     records = {seed: _record(job, seed, noise, recorded) for seed in job.seeds}
+    return operators, rules, identity, records
+
+
+def _write_observations(job: _Job) -> None:
+    """The observation (and mask) in every output folder of the job, before fitting."""
     for _, out in job.targets:
         save_image(job.observed, out / "observed", job.source, exact=job.task.poisson)
         if job.mask is not None:
             save_png(job.mask, out / "mask.png")
-    options = _run_options(job, identity)
-    net = architecture(job.arch)["net"]
-    start = time.perf_counter()
-    try:
-        if job.batched:
-            results = fit_batch(net, operators, job.observed, job.settings, job.fitted, rules=rules, **options)
-            results = _ensembles(job, results)
-        else:
-            results = [fit(net, operators[0], job.observed, job.settings, rules=rules[0], **options)]
-    except FitInterrupted as err:
-        raise SystemExit(128 + err.signum) from None
-    except FitOutOfMemory as err:
-        kept = (
-            f"; the checkpoint of iteration {err.iteration} is kept in {job.checkpoint.parent}" if err.iteration else ""
-        )
-        raise InputError(
-            f"{request.image or request.observed}: {err} (estimated {job.plan['estimated_peak_mb']} MB){kept}; resize or crop the "
-            f"image, choose a smaller architecture (--arch), or use another device"
-        ) from None
-    except FitFailed as err:
-        results = [err]
-    return _finish(job, records, results, start)
 
 
 def _run_tiled(job: _Job) -> list[FitRecord]:
@@ -551,9 +715,7 @@ def _run_tiled(job: _Job) -> list[FitRecord]:
     folder = out / "tiles"
     check_folder(folder, recorded)  # before anything is written
     record = _record(job, seed, noise, recorded)
-    save_image(job.observed, out / "observed", job.source, exact=job.task.poisson)
-    if job.mask is not None:
-        save_png(job.mask, out / "mask.png")
+    _write_observations(job)
     options = dict(
         arch=job.arch,
         settings=job.settings,
@@ -788,18 +950,19 @@ def _fit_size(r: FitRequest, task: Task) -> tuple[int, int, int, str]:
     return h, w, channels, source
 
 
-def _memory_plan(job: _Job) -> dict:
+def _memory_plan(job: _Job, fits: int | None = None) -> dict:
     """The fit's estimated peak memory against what the device has, and the mode it runs in: plain, or
     memory-saving (activations recomputed in the backward pass, dip.networks.checkpointed) when asked
     (--memory-saving) or when only that fits, or tiled (dip.tiles) when asked (--tile) or when neither fits
-    and the task's operator can be cut into tiles (`_tile_plan`); one line if nothing fits."""
+    and the task's operator can be cut into tiles (`_tile_plan`); one line if nothing fits. `fits`: the
+    batched fits of one network if not the job's own (a stack of several images' fits, `run_stacked`)."""
     from dip import memory
     from dip.speed import resolve_speed
 
     r, s = job.request, job.settings
     h, w, channels, source = _fit_size(r, job.task)
     # Every fit of the batch (ensemble members too); SURE/PURE's second forward pass keeps its activations.
-    batch = len(job.fitted) * (2 if r.loss == "sure" else 1)
+    batch = (fits or len(job.fitted)) * (2 if r.loss == "sure" else 1)
     bf16 = resolve_speed(job.device, s.channels_last, s.bf16, s.flush_denormal).bf16
     windowed = sum(name.startswith("es-wmv") for name in job.rule_names)
 

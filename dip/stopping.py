@@ -332,7 +332,8 @@ class DiscrepancyStop(StoppingRule):
     would have (`clipped_noise_mse`). A fit that goes on below it is fitting the noise. The kept image is
     the one `delay` iterations after the crossing (the EMA's lag, as for the variance rules).
 
-    target: expected MSE of the observation's noise, on the [0, 1] scale (σ² without clipping).
+    target: expected MSE of the observation's noise, on the [0, 1] scale (σ² without clipping). Fits
+    watched as one bank (`bank`) keep their own targets (fits of different images, stacked).
     """
 
     name = "discrepancy"
@@ -345,12 +346,18 @@ class DiscrepancyStop(StoppingRule):
         if window <= 0 or delay < 0:
             raise ValueError(f"window must be > 0 and delay >= 0, got {window}, {delay}")
         self.target, self.window, self.delay = float(target), window, delay
+        self.targets = [self.target]  # per fit, once joined
 
     def config(self) -> tuple:
-        return (*super().config(), self.target, self.window, self.delay)
+        return (*super().config(), self.window, self.delay)
+
+    def join(self, others: list[StoppingRule]) -> None:
+        self.targets = [*self.targets, *(t for other in others for t in other.targets)]
 
     def start(self, fits, image_shape, device) -> None:
         super().start(fits, image_shape, device)
+        targets = self.targets if len(self.targets) == fits else [self.target] * fits
+        self.target_of = torch.tensor(targets, dtype=torch.float64, device=device)
         self.losses = torch.zeros(fits, self.window, dtype=torch.float64, device=device)
         self.count = torch.zeros(fits, dtype=torch.long, device=device)
         self.fit_index = torch.arange(fits, device=device)
@@ -366,7 +373,7 @@ class DiscrepancyStop(StoppingRule):
         mean = self.losses.mean(1)
         self.signal = torch.where(ready, mean.float(), float("nan"))
         # Branch-free on the device: the first crossing is kept, later ones change nothing.
-        crossing = ready & live & (mean <= self.target) & (self.minimum_iteration == NEVER)
+        crossing = ready & live & (mean <= self.target_of) & (self.minimum_iteration == NEVER)
         self.minimum_iteration = torch.where(crossing, it, self.minimum_iteration)
         # The kept image follows the fit from its first iteration until `delay` after the crossing.
         self._keep(live & (first | (ready & (it <= self.minimum_iteration + self.delay))), it, keep)
@@ -375,7 +382,7 @@ class DiscrepancyStop(StoppingRule):
         return [None if c == NEVER else c + self.delay for c in self.minimum_iteration.tolist()]
 
     def report(self, last_iteration: int, b: int = 0) -> dict:
-        return {**super().report(last_iteration, b), "target": self.target}
+        return {**super().report(last_iteration, b), "target": float(self.target_of[b]) if self.fits else self.target}
 
 
 class HoldoutStop(_MinimumTracker):

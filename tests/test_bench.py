@@ -79,6 +79,20 @@ def test_the_step_dispatches_fewer_operations_than_the_notebook_loop_and_batches
     assert four_all <= 1.25 * one_all  # the rules are vectorised over fits too
 
 
+def test_eight_stacked_fits_of_different_images_cost_little_more_than_one_fit():
+    """`dip fit --stack`: 8 fits of 8 different images (their own observations and ground truths, one shared
+    denoising operator) as one network dispatch at most 1.25x the operations per iteration of one fit, with
+    no rule recorded and with the pipeline's four (the discrepancy rule keeps each image's own target)."""
+    torch.set_num_threads(1)
+    for rules in ((), ALL_RULES):
+        one = ops_per_iteration(SKIP, 32, rules=rules)["fit"]
+        eight = ops_per_iteration(SKIP, 32, fits=8, rules=rules, images=True)["fit"]
+        print(
+            f"ops per iteration, rules {rules or 'none'}: one fit {one:.0f}, 8 images stacked {eight:.0f} ({eight / one:.2f}x)"
+        )
+        assert eight <= 1.25 * one
+
+
 def test_speed_switches_keep_quality(clean64):
     """channels-last + bf16 autocast against the fp32 path, same seed: best EMA PSNR within 0.2 dB."""
     clean = clean64[..., :32, :32]

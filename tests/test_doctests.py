@@ -11,7 +11,7 @@ import pytest
 import dip
 
 # The public modules with examples: the degradations, the tasks, the metrics, image files, the stopping
-# rules, restore, the fit record, saved networks, the risk estimates and strict JSON.
+# rules, restore, the fit record, saved networks, the risk estimates, strict JSON, tiles and stacks of images.
 WITH_EXAMPLES = [
     "dip.operators",
     "dip.tasks",
@@ -24,6 +24,7 @@ WITH_EXAMPLES = [
     "dip.risk",
     "dip.strict_json",
     "dip.tiles",
+    "dip.many",
 ]
 
 

@@ -121,3 +121,135 @@ def test_a_batch_holds_its_out_folder_and_refuses_a_held_one_before_fitting(tmp_
         with pytest.raises(FolderInUse, match=f"^{out}: in use by a running fit"):
             restore_many(FitRequest(task="denoise", sigma=25, image=str(a), iters=2, out=str(out)), [a, b])
         assert [p.name for p in out.iterdir()] == [".dip.lock"]
+
+
+# --stack: several images' fits as one batched network (dip.request.run_stacked).
+STACKED = dict(task="denoise", sigma=25, arch="skip-3", iters=40, record_stops=True, seeds=(0, 1), progress=False)
+# What differs between a stacked fit's record and the same fit's unstacked: time, and how it was batched.
+RUN_DEPENDENT = {"seconds", "wall_seconds", "seconds_saved", "batched_fits", "stack"}
+
+
+@pytest.fixture(scope="module")
+def two_images(tmp_path_factory):
+    """Two different 32x32 images, fitted stacked (--stack 2, two seeds each: four fits in one network)
+    and one after another."""
+    from dip.many import restore_many
+
+    folder = tmp_path_factory.mktemp("stack")
+    a, b = save(folder / "a.png"), save(folder / "b.png", flip=True)
+    for name, stack in (("stacked", 2), ("alone", 1)):
+        base = FitRequest(image=str(a), out=str(folder / name), **STACKED)
+        restore_many(base, [a, b], log=lambda line: None, stack=stack)
+    return folder, a, b
+
+
+def test_stacked_fits_are_the_fits_of_each_image_alone_in_the_same_places(two_images):
+    import pandas as pd
+
+    folder, a, b = two_images
+    for name in ("a", "b"):
+        for seed in (0, 1):
+            stacked, alone = folder / "stacked" / name / f"seed{seed}", folder / "alone" / name / f"seed{seed}"
+            assert sorted(p.name for p in stacked.iterdir()) == sorted(p.name for p in alone.iterdir())
+            mine, theirs = read(stacked / "summary.json"), read(alone / "summary.json")
+            assert mine.stack == [str(a), str(b)] and mine.batched_fits == 4 and theirs.stack is None
+            mine_json, their_json = mine.to_json(), theirs.to_json()
+            differ = {k for k in {*mine_json, *their_json} if mine_json.get(k) != their_json.get(k)}
+            assert differ <= RUN_DEPENDENT | {"stops", "psnr_restored", "ssim_restored", "psnr_final", "ssim_final",
+                                              "psnr_ema_final", "ssim_ema_final", "psnr_best", "psnr_ema_best"}  # fmt: skip
+            assert mine.fingerprint == theirs.fingerprint and mine.config_hash == theirs.config_hash
+            assert mine.stops["discrepancy"].target == theirs.stops["discrepancy"].target  # each image's own
+            # The tolerance of batched against single fits (tests/test_fit.py): the same first loss, the outcome
+            # within float rounding's drift.
+            ours, single = pd.read_csv(stacked / "history.csv"), pd.read_csv(alone / "history.csv")
+            assert ours["loss"].iloc[0] == pytest.approx(single["loss"].iloc[0], rel=1e-5)
+            assert len(ours) == len(single) == 40
+            assert abs(ours["psnr"].max() - single["psnr"].max()) < 0.5
+            assert abs(mine.psnr_restored - theirs.psnr_restored) < 0.5
+    # The two images are fitted to their own observations: not the same fit twice.
+    first = [read(folder / "stacked" / n / "seed0" / "summary.json").psnr_observed for n in ("a", "b")]
+    assert first[0] != first[1]
+    assert not list((folder / "stacked").rglob("checkpoint*.pt"))  # a finished stack leaves no checkpoint
+
+
+def test_an_interrupted_stack_resumes_from_its_checkpoint(two_images, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import pandas as pd
+
+    import dip.fit
+    from dip.many import restore_many
+
+    folder, a, b = two_images
+    base = FitRequest(image=str(a), out=str(tmp_path / "run"), checkpoint_every=25, **STACKED)
+    step, calls = dip.fit.Step.__call__, [0]
+
+    def interrupted(self, *args):
+        calls[0] += 1
+        if calls[0] == 30:  # after the check at iteration 25
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, *args)
+
+    monkeypatch.setattr(dip.fit.Step, "__call__", interrupted)
+    with pytest.raises(SystemExit) as end:
+        restore_many(base, [a, b], log=lambda line: None, stack=2)
+    assert end.value.code == 128 + signal.SIGTERM
+    checkpoint = tmp_path / "run" / "a" / "seed0" / "checkpoint-stack.pt"
+    assert checkpoint.exists() and not (tmp_path / "run" / "b" / "seed0" / "summary.json").exists()
+    monkeypatch.setattr(dip.fit.Step, "__call__", step)
+    outcomes = restore_many(base, [a, b], log=lambda line: None, stack=2)
+    assert [len(o.records) for o in outcomes] == [2, 2] and not checkpoint.exists()
+    for name in ("a", "b"):
+        for seed in (0, 1):
+            record = read(tmp_path / "run" / name / f"seed{seed}" / "summary.json")
+            assert record.resumed_from == 25 and record.iterations == 40
+            resumed = pd.read_csv(tmp_path / "run" / name / f"seed{seed}" / "history.csv")
+            straight = pd.read_csv(folder / "stacked" / name / f"seed{seed}" / "history.csv")
+            assert np.allclose(resumed["loss"], straight["loss"], rtol=1e-6, atol=0)
+
+
+def test_images_of_another_size_are_stacked_apart_and_said_so(tmp_path):
+    from dip.many import restore_many
+
+    a, c, b = save(tmp_path / "a.png"), save(tmp_path / "c.png", size=48), save(tmp_path / "b.png", flip=True)
+    lines = []
+    base = FitRequest(task="denoise", sigma=25, arch="skip-3", iters=2, image=str(a), out=str(tmp_path / "run"))
+    outcomes = restore_many(base, [a, c, b], log=lines.append, stack=2)
+    assert [o.image.name for o in outcomes] == ["a.png", "b.png", "c.png"]
+    assert "--stack 2: images of different sizes are stacked apart (32x32x3: a.png, b.png; 48x48x3: c.png)" in lines
+    assert [o.records[0].stack for o in outcomes] == [[str(a), str(b)], [str(a), str(b)], None]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--ensemble", 2], "--ensemble: not taken by stacked fits (--stack): "),
+        (["--loss", "sure"], "--loss sure: not taken by stacked fits (--stack): "),
+        (["--optimizer", "lbfgs"], "--optimizer: not taken by stacked fits (--stack): batched fits use Adam"),
+        (["--tile", 32, "--tile-overlap", 8], "would be restored in tiles"),
+    ],
+)
+def test_what_cannot_be_stacked_is_refused_in_one_line_before_anything_is_written(tmp_path, extra, message):
+    from conftest import run_dip
+
+    a, b = save(tmp_path / "a.png"), save(tmp_path / "b.png", flip=True)
+    out = tmp_path / "run"
+    r = run_dip(
+        "fit", "--task", "denoise", "--sigma", 25, "--image", a, b, "--iters", 2, "--out", out, "--stack", 2, *extra
+    )
+    assert r.returncode == 2 and r.stderr.startswith("dip fit: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert message in r.stderr and not out.exists()
+
+
+def test_stack_with_one_image_is_refused_in_one_line(tmp_path):
+    from conftest import run_dip
+
+    out = tmp_path / "run"
+    r = run_dip(
+        "fit", "--task", "denoise", "--sigma", 25, "--image", save(tmp_path / "a.png"), "--out", out, "--stack", 2
+    )
+    assert r.returncode == 2 and r.stderr == (
+        "dip fit: error: --stack: stacks the fits of several images; give several (--image a.png b.png, or a folder)\n"
+    )
+    assert not out.exists()

@@ -1,6 +1,7 @@
 import functools
 import os
 import re
+from argparse import Namespace
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -9,6 +10,7 @@ from snakemake.utils import validate
 from dip import manifest as manifest_io
 from dip import paper
 from dip.image_io import InputError
+from dip.many import stacks
 from dip.memory import cuda_available, job_memory_mb
 from dip.presets import PAIRED_ARCHITECTURES, architecture
 from dip.risk import check_task as check_risk_task, takes_the_observation
@@ -162,6 +164,59 @@ BATCH_SEEDS = (
 )
 
 
+# `stack_images: N` fits up to N images of one task, architecture, size and channels in one job as one
+# batched network (dip.request.run_stacked; every network seed of each image a fit of the batch): rule
+# `fit_stack`, whose declared output is a small manifest written last, while each fit is written into its
+# usual folder. Stacks are formed once, here (dip.many.stacks: each size's images sorted by id, in chunks of
+# N), so that an input function finds an image's stack by a dictionary lookup. Tasks whose fits cannot be
+# stacked (the flash pairs, `loss: sure`, ensembles) keep one job per fit.
+STACK_IMAGES = config.get("stack_images", 1)
+
+
+def stackable(task):
+    spec = config["tasks"][task]
+    return (
+        STACK_IMAGES > 1
+        and not is_paired(task)
+        and spec.get("loss") != "sure"
+        and spec.get("ensemble", 1) == 1
+    )
+
+
+STACKS = {
+    task: [
+        "+".join(stack)
+        for stack in stacks(
+            {image: SIZES[image] for image in sorted(images_of(task))}, STACK_IMAGES
+        )
+    ]
+    for task in TASKS
+    if stackable(task)
+}
+STACK_OF = {
+    (task, image): stack
+    for task, named in STACKS.items()
+    for stack in named
+    for image in stack.split("+")
+}
+
+
+def stack_manifest(task, arch, image):
+    """The manifest of the stacked job that fits `image` for `task` and `arch`, or None (not stacked)."""
+    stack = STACK_OF.get((task, image))
+    return None if stack is None else f"results/stacks/{task}/{arch}/{stack}.json"
+
+
+def stack_outputs():
+    """Every stacked job's manifest."""
+    return [
+        f"results/stacks/{task}/{arch}/{stack}.json"
+        for task, named in STACKS.items()
+        for arch in archs_of(task)
+        for stack in named
+    ]
+
+
 def check_cluster_run():
     """On a cluster run (this Snakemake submits the fits), nothing about the submitting host may silently
     shape the jobs: `device: auto` would be decided here, and --cores (workflow/profiles/default's
@@ -201,6 +256,8 @@ wildcard_constraints:
     ),
     seed=r"\d+",
     obs=r"\d+",
+    stack=_alternatives({stack for named in STACKS.values() for stack in named})
+    or "(?!)",
 
 
 def get_final_output():
@@ -340,6 +397,10 @@ def get_baseline_inputs(wildcards):
 
 
 def get_evaluate_inputs(wildcards):
+    """The fit's files, or the manifest of the stacked job that wrote them; the ground truth if any."""
+    stacked = stack_manifest(wildcards.task, wildcards.arch, wildcards.image)
+    if stacked:
+        return {"stack": stacked, **_truth(wildcards.image)}
     fit = f"results/fits/{wildcards.task}/{wildcards.arch}/{wildcards.image}/seed{wildcards.seed}"
     return {
         "summary": f"{fit}/summary.json",
@@ -374,15 +435,19 @@ def task_args(wildcards):
 
 
 def fit_args(wildcards):
-    spec = config["tasks"][wildcards.task]
     seed = getattr(wildcards, "seed", None)  # None: a batched job of every seed
     seeds = f"--seed {seed}" if seed is not None else "--seeds " + " ".join(SEEDS)
+    obs = observation_seed(seed if seed is not None else SEEDS[0])
+    return f"{_fit_settings(wildcards)} {seeds} --observation-seed {obs}"
+
+
+def _fit_settings(wildcards):
+    """The `dip fit` options of a task and architecture: what every fit of them shares."""
+    spec = config["tasks"][wildcards.task]
     args = [
         task_args(wildcards),
         f"--arch {wildcards.arch}",
         f"--iters {spec['iterations']}",
-        seeds,
-        f"--observation-seed {observation_seed(seed if seed is not None else SEEDS[0])}",
         f"--device {config['device']}",
         f"--ssim-every {config['ssim_every']}",
         f"--window {config['stopping']['window']}",
@@ -402,6 +467,39 @@ def fit_args(wildcards):
         # known from its peak, which the model needs anyway.)
         args.append("--noise-sigma estimate")
     return " ".join(args)
+
+
+def get_stack_inputs(wildcards):
+    """What every fit of a stacked job observes (`get_fit_inputs` of each image and network seed)."""
+    return sorted(
+        {
+            path
+            for image in wildcards.stack.split("+")
+            for seed in SEEDS
+            for path in get_fit_inputs(
+                Namespace(task=wildcards.task, image=image, seed=seed)
+            ).values()
+        }
+    )
+
+
+def stack_fits(wildcards):
+    """The `dip fit` options of each fit of a stacked job, one (image, network seed) each: the options rule
+    `fit` gives the same fit, into the same folder (workflow/scripts/fit_stack.py stacks them).
+    """
+    settings = _fit_settings(wildcards)
+    fits = []
+    for image in wildcards.stack.split("+"):
+        for seed in SEEDS:
+            one = Namespace(
+                task=wildcards.task, arch=wildcards.arch, image=image, seed=seed
+            )
+            files = fit_files(one, Namespace(**get_fit_inputs(one)))
+            out = f"results/fits/{wildcards.task}/{wildcards.arch}/{image}/seed{seed}"
+            fits.append(
+                f"{settings} --seed {seed} --observation-seed {observation_seed(seed)} {files} --out {out}"
+            )
+    return fits
 
 
 def fit_seeds_out(wildcards):
@@ -457,10 +555,13 @@ def _job_memory_of(arch, h, w, channels, fits):
 
 
 def _job_memory(wildcards, arch):
-    h, w, channels = SIZES[wildcards.image]
+    stack = getattr(wildcards, "stack", None)
+    images = stack.split("+") if stack else [wildcards.image]
+    h, w, channels = SIZES[images[0]]  # a stack's images are of one size
     spec = config["tasks"][wildcards.task]
-    # Every batched fit: the seeds, each one's ensemble members, SURE's second forward pass.
+    # Every batched fit: the images of a stack, the seeds, each one's ensemble members, SURE's second pass.
     fits = (1 if hasattr(wildcards, "seed") else len(SEEDS)) * spec.get("ensemble", 1)
+    fits *= len(images)
     fits *= 2 if spec.get("loss") == "sure" else 1
     return _job_memory_of(arch, h, w, channels, fits)
 
@@ -521,9 +622,17 @@ def figure_layout(task):
 
 
 def get_figure_inputs(wildcards):
-    """Every file of the task's figure_layout, and the tables the figures score from."""
+    """Every file of the task's figure_layout (a stacked fit's: its job's manifest), and the tables the
+    figures score from."""
     shown = figure_layout(wildcards.task)
     images, fits = shown["images"], shown["fits"]
+    if wildcards.task in STACKS:
+        fits = [
+            {"history": manifest, "restored": manifest}
+            for manifest in sorted(
+                {stack_manifest(wildcards.task, f["arch"], f["image"]) for f in fits}
+            )
+        ]
     return {
         "runs": "results/tables/runs.csv",
         "summary": "results/tables/summary.csv",

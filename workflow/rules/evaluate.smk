@@ -14,6 +14,7 @@ rule evaluate:
     params:
         image="{image}",
         task_label="{task}",
+        fit="results/fits/{task}/{arch}/{image}/seed{seed}",
     script:
         "../scripts/evaluate.py"
 

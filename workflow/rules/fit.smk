@@ -74,3 +74,33 @@ else:
         shell:
             "dip fit {params.args} {params.files} "
             "--record-stops --failure-ok --threads {threads} --out '{params.out}' 2> {log}"
+
+
+if STACKS:
+
+    rule fit_stack:
+        """Up to `stack_images` images of one task, architecture, size and channels, every network seed of
+        each, fitted as one batched network (`dip.request.run_stacked`, as `dip fit --stack`): the same fits
+        as rule `fit`, each written into its own results/fits folder. The declared output is the job's
+        manifest, written last: which fits it made and their status."""
+        input:
+            get_stack_inputs,
+        output:
+            "results/stacks/{task}/{arch}/{stack}.json",
+        log:
+            "logs/fit/{task}/{arch}/{stack}.log",
+        benchmark:
+            "benchmarks/fit/{task}/{arch}/{stack}.tsv"
+        group:
+            get_fit_group
+        conda:
+            "../envs/dip.yaml"
+        threads: config["threads_per_fit"]
+        resources:
+            **get_fit_resources(),
+            mem_mb=get_fit_mem_mb,
+            gpu_mem_mb=get_fit_gpu_mem_mb,
+        params:
+            fits=stack_fits,
+        script:
+            "../scripts/fit_stack.py"
