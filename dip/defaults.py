@@ -44,10 +44,17 @@ DEFAULTS: dict[str, Default] = {
         iterations=3000,
         why="the fit still improved at the preset's 1500 iterations; the rule guards the longer budget",
     ),
+    # SR and JPEG: the paper's budget measured against the classical baseline and the other rules.
+    "sr": Default(
+        "fixed",
+        why="ahead of bicubic on 6 held-out 64x64 crops (median +0.49 dB), 0.09 dB from the best iterate",
+    ),
     # Not measured: the paper's protocol stays until a measurement says otherwise.
-    "sr": Default("fixed", why="not measured: the paper's budget (no noise to over-fit in the observation)"),
     "inpaint": Default("fixed", why="not measured: the paper's budget"),
-    "jpeg": Default("fixed", why="not measured: the paper's budget"),
+    "jpeg": Default(
+        "fixed",
+        why="ahead of the JPEG image on 6 held-out 64x64 crops (median +0.57 dB); the holdout rule within 0.1 dB",
+    ),
     # The flash/no-flash fit returns its last output (no EMA) after the notebook's 600 iterations at lr 0.1.
     "flash": Default("fixed", why="not measured: the paper's protocol for its spiking fit"),
 }
