@@ -54,6 +54,11 @@ class Outcome:
     out: Path
     records: list[FitRecord] = field(default_factory=list)
     error: str | None = None
+    folders: dict[int, Path] = field(default_factory=dict)  # each network seed's own folder (FitRequest.outputs)
+
+    def folder(self, record: FitRecord) -> Path:
+        """The folder of one of the image's fits (``OUT/<name>/seed3`` with --seeds; ``out`` if not known)."""
+        return self.folders.get(record.seed, self.out)
 
     @property
     def failed(self) -> bool:
@@ -67,12 +72,14 @@ class Outcome:
         ok = [r for r in self.records if r.status == "ok"]
         if not ok:
             return f"failed (recorded in {self.out}): {self.records[0].error}"
-        scores = [r.psnr_restored for r in ok if r.psnr_restored is not None]
-        if not scores:
-            return f"restored in {ok[0].seconds:.0f} s (no ground truth), {self.out}"
+        scored = [r for r in ok if r.psnr_restored is not None]
+        if not scored:
+            return f"restored in {ok[0].seconds:.0f} s (no ground truth), {self.folder(ok[0])}"
+        best = max(scored, key=lambda r: r.psnr_restored)
         observed = ok[0].psnr_observed
         before = f" (observed {observed:.2f} dB)" if observed is not None else ""
-        return f"{max(scores):.2f} dB{before}, {self.out}"
+        seeds = f", the best of {len(self.records)} seeds" if len(self.records) > 1 else ""
+        return f"{best.psnr_restored:.2f} dB{before}{seeds}, {self.folder(best)}"
 
 
 def images(paths: Sequence[str | Path], option: str = "--image") -> list[Path]:
@@ -161,10 +168,10 @@ def restore_many(
         largest = max((g for g in groups if g[0] not in refused), key=len, default=[])
         _check_stacking([batch[p] for p in largest], log)
         described = [
-            f"{'x'.join(map(str, sizes[g[0]]))}: {', '.join(p.name for p in g)}" for g in groups if g[0] in sizes
+            f"[{', '.join(p.name for p in g)}] {'x'.join(map(str, sizes[g[0]]))}" for g in groups if g[0] in sizes
         ]
         if len({sizes[p] for p in sizes}) > 1:
-            log(f"--stack {stack}: images of different sizes are stacked apart ({'; '.join(described)})")
+            log(f"--stack {stack}: images of different sizes are stacked apart: {'; '.join(described)}")
     outcomes = []
     with hold([] if "{seed}" in base.out else [base.out]):
         for group in groups:
@@ -180,7 +187,8 @@ def restore_many(
                 error = f"{type(err).__name__}: {err}"
             found = dict(zip(run, results))
             for path in group:
-                outcome = Outcome(path, Path(batch[path].out), error=refused.get(path) or error)
+                folders = dict(batch[path].outputs())
+                outcome = Outcome(path, Path(batch[path].out), error=refused.get(path) or error, folders=folders)
                 if outcome.error is None:
                     outcome.records = found[path]
                 log(f"[{len(outcomes) + 1}/{len(paths)}] {path.name}: {outcome.line()}")
@@ -227,6 +235,33 @@ def _check_each(
     return refused, sizes
 
 
+def _stacked_plans(base: FitRequest, paths: list[Path], stack: int) -> dict[Path, dict | InputError]:
+    """`--dry-run --stack N`: for each image fitted with others, its stack (the images, the fits of the one
+    network) and the memory plan of the whole stack, which replaces the image's own; or why the stack would
+    be refused. The time fields stay those of the image's own fits, timed alone."""
+    from dip.request import _check_stack, _resolve
+
+    def quiet(line: str) -> None:  # the fits' messages belong to the real run
+        pass
+
+    batch = dict(zip(paths, requests(base, paths)))
+    refused, sizes = _check_each(list(batch.values()), paths, quiet)
+    plans: dict[Path, dict | InputError] = {}
+    for group in stacks({p: sizes.get(p) for p in paths}, stack):
+        run = [p for p in group if p not in refused]
+        if len(run) < 2:
+            continue
+        jobs = [_resolve(batch[p], quiet) for p in run]
+        fits = sum(len(job.fitted) for job in jobs)
+        try:
+            plan = {**_check_stack(jobs, fits), "fits": fits, "stack": [str(p) for p in run]}
+            plan["estimated_minutes"] = None  # timed for one image's fits; the stack's iteration is longer
+        except InputError as err:
+            plan = err
+        plans.update(dict.fromkeys(run, plan))
+    return plans
+
+
 def main(args: argparse.Namespace, paths: list[Path]) -> int:
     """`dip fit` with several images (the namespace's --image or --observed as given; `paths` its files):
     one JSON line per fit on stdout (with its "image"), one progress line per image and a summary on
@@ -238,9 +273,13 @@ def main(args: argparse.Namespace, paths: list[Path]) -> int:
     base = FitRequest.from_namespace(argparse.Namespace(**{**vars(args), option: str(paths[0])}))
     if args.dry_run:
         failed = 0
+        stacked = _stacked_plans(base, paths, args.stack) if args.stack > 1 else {}
         for path, request in zip(paths, requests(base, paths)):
             try:
-                print(dumps({"image": str(path), **plan_fit(request)}), flush=True)
+                plan = plan_fit(request)
+                if isinstance(stacked.get(path), InputError):
+                    raise stacked[path]
+                print(dumps({"image": str(path), **plan, **stacked.get(path, {})}), flush=True)
             except InputError as err:
                 failed += 1
                 print(f"dip fit: {path}: {err}", file=sys.stderr)
@@ -248,7 +287,8 @@ def main(args: argparse.Namespace, paths: list[Path]) -> int:
 
     def done(outcome: Outcome) -> None:
         for record in outcome.records:
-            print(dumps({"image": str(outcome.image), **printed_line(record, outcome.out), "status": record.status}))
+            line = printed_line(record, outcome.folder(record))
+            print(dumps({"image": str(outcome.image), **line, "status": record.status}))
         sys.stdout.flush()
 
     outcomes = restore_many(base, paths, done=done, stack=args.stack)

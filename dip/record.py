@@ -115,7 +115,9 @@ class FitRecord:
     noise_sigma_source: str | None = None
     noise_model: str | None = None
     discrepancy_target: float | None = None
-    # A fit restored in tiles (dip.tiles; memory_mode "tiled", otherwise left out): the tile side and the
+    # memory_mode: "checkpointed" for a fit in memory-saving mode (activations recomputed in the backward
+    # pass), "tiled" for one restored in tiles, left out for a plain fit.
+    # A fit restored in tiles (dip.tiles; memory_mode "tiled"): the tile side and the
     # overlap in pixels, and per tile where it lies (top, left, height, width), the iteration and rule of
     # its returned image ("fixed": none decided), the iterations run and the seconds of its fit. Its
     # returned_by is "tiles" (restored.png is the tiles' blend) and its iterations and seconds the tiles' sum.

@@ -1384,6 +1384,8 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         input_precision=job.source.record(),
         fingerprint=recorded,
         **({k: job.plan[k] for k in ("memory_mode", "tile", "tile_overlap")} if job.tiled else {}),
+        # Memory-saving mode (recomputed activations) changes nothing of the fit but its time and memory.
+        **({"memory_mode": "checkpointed"} if job.plan.get("memory_mode") == "checkpointed" else {}),
         **noise,
     )
 

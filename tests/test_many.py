@@ -88,6 +88,44 @@ def test_several_images_each_restored_a_failing_one_reported_and_the_exit_status
     assert sorted(p.name for p in out.iterdir()) == ["a", "b"]  # nothing of tiny.png, no lock left
 
 
+@pytest.mark.parametrize("out", ["run", "run_{seed}"])
+def test_with_seeds_each_printed_line_names_its_own_seeds_folder(tmp_path, out):
+    from conftest import run_dip
+
+    a, b = save(tmp_path / "a.png"), save(tmp_path / "b.png", flip=True)
+    base = str(tmp_path / out)
+    r = run_dip("fit", "--task", "denoise", "--sigma", 25, "--arch", "skip-3", "--image", a, b, "--seeds", 0, 1,
+                "--iters", 2, "--threads", 1, "--out", base)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    folders = [loads_strict(line)["out"] for line in r.stdout.splitlines()]
+    if "{seed}" in out:
+        expected = [str(tmp_path / f"run_{seed}" / name) for name in "ab" for seed in (0, 1)]
+    else:
+        expected = [str(tmp_path / "run" / name / f"seed{seed}") for name in "ab" for seed in (0, 1)]
+    assert folders == expected and all((Path(f) / "summary.json").exists() for f in folders)
+    progress = [line for line in r.stderr.splitlines() if line.startswith("[")]
+    assert len(progress) == 2 and all("the best of 2 seeds" in line and "{seed}" not in line for line in progress)
+    assert all(any(f in line for f in expected) for line in progress)
+
+
+def test_a_dry_run_of_a_stack_plans_the_memory_of_the_whole_stack(tmp_path):
+    from conftest import run_dip
+
+    a, b, c = save(tmp_path / "a.png"), save(tmp_path / "b.png", flip=True), save(tmp_path / "c.png", size=48)
+    common = ["fit", "--task", "denoise", "--sigma", 25, "--arch", "skip-3", "--iters", 2, "--threads", 1,
+              "--seeds", 0, 1, "--out", tmp_path / "run", "--dry-run"]  # fmt: skip
+    alone = [loads_strict(line) for line in run_dip(*common, "--image", a, b, c).stdout.splitlines()]
+    r = run_dip(*common, "--image", a, b, c, "--stack", 2)
+    assert r.returncode == 0, r.stderr
+    plans = {Path(p["image"]).name: p for p in map(loads_strict, r.stdout.splitlines())}
+    for name in ("a.png", "b.png"):
+        assert plans[name]["fits"] == 4 and plans[name]["stack"] == [str(a), str(b)]
+        assert plans[name]["plain_estimated_mb"] > alone[0]["plain_estimated_mb"]
+        assert plans[name]["estimated_minutes"] is None
+    assert plans["c.png"]["fits"] == 2 and "stack" not in plans["c.png"]  # alone in its size
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_dry_run_of_several_images_plans_each_and_writes_nothing(tmp_path):
     a, b = save(tmp_path / "a.png"), save(tmp_path / "b.png", size=48)
     out = tmp_path / "run"
@@ -217,7 +255,7 @@ def test_images_of_another_size_are_stacked_apart_and_said_so(tmp_path):
     base = FitRequest(task="denoise", sigma=25, arch="skip-3", iters=2, image=str(a), out=str(tmp_path / "run"))
     outcomes = restore_many(base, [a, c, b], log=lines.append, stack=2)
     assert [o.image.name for o in outcomes] == ["a.png", "b.png", "c.png"]
-    assert "--stack 2: images of different sizes are stacked apart (32x32x3: a.png, b.png; 48x48x3: c.png)" in lines
+    assert "--stack 2: images of different sizes are stacked apart: [a.png, b.png] 32x32x3; [c.png] 48x48x3" in lines
     assert [o.records[0].stack for o in outcomes] == [[str(a), str(b)], [str(a), str(b)], None]
 
 

@@ -199,3 +199,16 @@ def test_a_photo_too_large_for_either_mode_whose_task_cannot_be_tiled_is_refused
     assert side == other and side % 32 == 0 and 1024 <= side < 4096
     assert memory.estimate(arch, side, side, checkpointed=True).bytes <= have
     assert memory.estimate(arch, side + 64, side + 64, checkpointed=True).bytes > have
+
+
+def test_a_memory_saving_fit_says_so_in_its_record_and_a_plain_one_does_not(tmp_path, png64):
+    from conftest import run_dip
+
+    from dip.record import read
+
+    common = ["fit", "--task", "denoise", "--sigma", 25, "--arch", "skip-3", "--iters", 2, "--threads", 1,
+              "--image", png64]  # fmt: skip
+    assert run_dip(*common, "--memory-saving", "--out", tmp_path / "saving").returncode == 0
+    assert run_dip(*common, "--out", tmp_path / "plain").returncode == 0
+    assert read(tmp_path / "saving" / "summary.json").memory_mode == "checkpointed"
+    assert "memory_mode" not in (tmp_path / "plain" / "summary.json").read_text()
