@@ -202,9 +202,9 @@ def test_a_photo_too_large_for_either_mode_whose_task_cannot_be_tiled_is_refused
 
 
 def test_a_memory_saving_fit_says_so_in_its_record_and_a_plain_one_does_not(tmp_path, png64):
-    from conftest import run_dip
-
     from dip.record import read
+
+    from conftest import run_dip
 
     common = ["fit", "--task", "denoise", "--sigma", 25, "--arch", "skip-3", "--iters", 2, "--threads", 1,
               "--image", png64]  # fmt: skip
