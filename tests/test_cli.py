@@ -392,7 +392,7 @@ def test_flash_no_flash_keeps_the_no_flash_light_without_its_noise(tmp_path):
         "--clean",
         pair["noflash_clean"],
         "--iters",
-        400,
+        200,
         "--threads",
         2,
         "--out",
@@ -403,7 +403,8 @@ def test_flash_no_flash_keeps_the_no_flash_light_without_its_noise(tmp_path):
     assert summary["arch"] == "skip-flash" and summary["settings"]["input"] == "image"
     assert summary["settings"]["lr"] == 0.1 and summary["settings"]["reg_noise_std"] == 0
     # Less noisy than the no-flash photograph, and in its colours, not the flash's.
-    assert summary["psnr_restored"] >= summary["psnr_observed"] + 4  # measured +6.7 dB at 400, +9.3 at 600
+    # Measured +6.3 dB at 150 iterations and +11.0 at 200 (Intel Xeon, 2026-12-02); +2.6 at 120.
+    assert summary["psnr_restored"] >= summary["psnr_observed"] + 4
     restored = np.asarray(Image.open(out / "restored.png"), dtype=np.float32) / 255
     target = np.asarray(Image.open(pair["noflash_clean"]), dtype=np.float32) / 255
     flash = np.asarray(Image.open(pair["flash"]), dtype=np.float32) / 255
