@@ -46,7 +46,7 @@ CASES = {
     # The preset's 1500 iterations were still improving: twice that, the rule deciding.
     "deblur-gaussian1.6": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "3000"]),
     "sr-x4": (["--task", "sr", "--factor", "4"], []),
-    "inpaint-drop0.5": (["--task", "inpaint", "--mask", "drop", "--drop", "0.5"], []),
+    "inpaint-drop0.5": (["--task", "inpaint", "--drop", "0.5"], []),
     "jpeg-q10": (["--task", "jpeg", "--quality", "10"], []),
 }
 # The fits of one (task, image, size, seed): "holdout" holds 5 % of the pixels out and stops at the holdout
@@ -93,6 +93,8 @@ def _baselines(task_args: list[str], image: Path, folder: Path) -> None:
     _dip(["degrade", *task_args, "--image", str(image), "--seed", "0", "--exact", "--out", str(degraded)],
          folder / "degrade.log")  # fmt: skip
     spec = dict(zip((a.lstrip("-") for a in task_args[::2]), task_args[1::2]))
+    if "drop" in spec:  # the CLI's --drop names the mask's kind; the spec names it as mask: drop
+        spec["mask"] = "drop"
     for key in ("sigma", "peak", "drop"):
         if key in spec:
             spec[key] = float(spec[key])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import html.parser
+import os
 import shutil
 import subprocess
 import sys
@@ -217,7 +218,11 @@ def report(tmp_path_factory) -> Path:
     snakemake = [str(BIN / "snakemake"), "-s", str(ROOT / "workflow" / "Snakefile"), "--directory", str(work)]
     config = ["--configfile", str(work / "config" / "report.yaml")]
     for extra in (["--cores", "2"], ["--report", str(work / "report.html")]):
-        r = subprocess.run([*snakemake, *config, *extra], cwd=work, capture_output=True, text=True, timeout=1800)
+        # The rules call `dip`: put this environment's scripts first, as an activated environment would.
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        r = subprocess.run(
+            [*snakemake, *config, *extra], cwd=work, capture_output=True, text=True, timeout=1800, env=env
+        )
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work / "report.html"
 
