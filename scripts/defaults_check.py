@@ -43,6 +43,8 @@ CASES = {
     # SURE as the data term (the network's input is the observation; no pixels can be held out): run "record".
     "denoise-s25-sure": (["--task", "denoise", "--sigma", "25"], ["--loss", "sure"]),
     "denoise-poisson10": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], []),
+    # PURE, SURE's Poisson counterpart (`--loss sure` on Poisson noise): run "record", as SURE.
+    "denoise-poisson10-pure": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], ["--loss", "sure"]),
     # The preset's 1500 iterations were still improving: twice that, the rule deciding.
     "deblur-gaussian1.6": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "3000"]),
     "sr-x4": (["--task", "sr", "--factor", "4"], []),
@@ -54,7 +56,13 @@ CASES = {
 # fit); "record" runs the whole budget without holding out and records every rule (the paper's fixed budget
 # among them: what `dip fit --stop fixed` returns).
 KINDS = {"holdout": ["--stop", "holdout", "--record-stops"], "record": ["--stop", "fixed", "--record-stops"]}
-SIZES = {"denoise-s50": (), "denoise-s25": (64, 128), "denoise-poisson10": (64, 128), "deblur-gaussian1.6": (64, 128)}
+SIZES = {
+    "denoise-s50": (),
+    "denoise-s25": (64, 128),
+    "denoise-poisson10": (64, 128),
+    "deblur-gaussian1.6": (64, 128),
+    "jpeg-q10": (64, 128),
+}
 
 
 def image_file(out: Path, name: str, size: int) -> Path:
@@ -215,9 +223,9 @@ def table(out: Path) -> str:
 
 def _default_image(row: pd.Series) -> float:
     """The PSNR of what the task's default command returns (dip.defaults): the holdout fit's image for
-    denoising and deblurring, the fixed budget's last EMA image for the others; with SURE (no pixels held
-    out) the guarded ES-WMV rule's image, the budget's end where it did not decide."""
-    if row["task"].endswith("-sure"):
+    denoising and deblurring, the fixed budget's last EMA image for the others; with SURE or PURE (no pixels
+    held out) the guarded ES-WMV rule's image, the budget's end where it did not decide."""
+    if row["task"].endswith(("-sure", "-pure")):
         decided = bool(row.get("full_es-wmv_decided")) and pd.notna(row.get("full_es-wmv"))
         return row["full_es-wmv"] if decided else row.get("full_returned")
     if row["task"].startswith(("denoise", "deblur")):

@@ -11,7 +11,8 @@ import pytest
 import dip
 
 # The public modules with examples: the degradations, the tasks, the metrics, image files, the stopping
-# rules, restore, the fit record, saved networks, the risk estimates, strict JSON, tiles and stacks of images.
+# rules, restore, the fit record, saved networks, the risk estimates, strict JSON, tiles and stacks of images, the
+# classical baselines.
 WITH_EXAMPLES = [
     "dip.operators",
     "dip.tasks",
@@ -25,6 +26,7 @@ WITH_EXAMPLES = [
     "dip.strict_json",
     "dip.tiles",
     "dip.many",
+    "dip.pipeline.baselines",
 ]
 
 

@@ -66,8 +66,23 @@ def test_inpainting_keeps_the_known_pixels_and_fills_the_others(clean):
 def test_jpeg_and_flash_baselines_include_the_observation_itself(clean):
     observed, _ = observe(Task("jpeg", quality=10), clean)
     assert b.restore(Task("jpeg", quality=10), observed)["jpeg"] is observed
+    # A given JPEG of unknown quality: no level for the denoisers, the observation alone.
+    assert set(b.restore(Task("jpeg"), observed)) == {"jpeg"}
     methods = b.restore(Task("flash"), observed)
     assert set(methods) == {"nlm", "noflash"} and methods["noflash"] is observed
+
+
+@pytest.mark.parametrize("quality", [10, 40])
+def test_the_jpeg_baselines_remove_artefacts_at_the_level_the_quality_sets(quality):
+    clean = natural_crop(64)
+    task = Task("jpeg", quality=quality)
+    observed, _ = observe(task, clean)
+    methods = b.restore(task, observed)
+    assert {"tv", "nlm"} <= set(methods) and ("cbm3d" in methods) == cbm3d.available()
+    gains = {m: psnr(np.clip(x, 0, 1), clean) - psnr(observed, clean) for m, x in methods.items() if m != "jpeg"}
+    assert max(gains.values()) > 0.2, gains
+    # A coarser quantisation, a stronger level: q 10's tables are 4× coarser than q 40's.
+    assert b.jpeg_sigma(10, "tv") == pytest.approx(4 * b.jpeg_sigma(40, "tv"))
 
 
 def test_the_anscombe_inverse_is_unbiased_for_a_constant_image():

@@ -4,7 +4,8 @@ SR: PIL bicubic and nearest upsampling; Gaussian denoising: TV and non-local mea
 CBM3D where the optional bm3d extra is installed; Poisson denoising: the Anscombe transform, TV or
 non-local means at the stabilised level, the closed-form unbiased inverse; deblurring: Richardson–Lucy
 (50 and 10 iterations) and, with Gaussian noise, unsupervised Wiener, with the task's PSF; inpainting:
-biharmonic; JPEG: the observation; flash/no-flash: non-local means of the no-flash photograph at
+biharmonic; JPEG: TV, non-local means and CBM3D of the JPEG image at a level set by the quality
+(`jpeg_sigma`); flash/no-flash: non-local means of the no-flash photograph at
 scikit-image's noise estimate. The observation itself is a row too ("noisy", "blurred", "noflash").
 
 Images are H×W×C float arrays on the [0, 1] scale (a Poisson observation may exceed 1).
@@ -98,6 +99,29 @@ def anscombe(observed: np.ndarray, peak: float, denoise: Callable[[np.ndarray, f
     return inverse_anscombe(_unsqueeze(denoise(stabilised, 1 / scale)) * scale) / peak
 
 
+def jpeg_scale(quality: int) -> float:
+    """libjpeg's scale of its quantisation tables, in percent, at JPEG `quality` 1–100 (jcparam.c: 5000/q below
+    quality 50, 200 − 2q from 50; PIL's quality is libjpeg's): the step of every DCT coefficient grows with it."""
+    return 5000 / quality if quality < 50 else 200 - 2 * quality
+
+
+# σ (0–255 scale) per percent of libjpeg's table scale at which each denoiser removes JPEG artefacts best on
+# the median of the configs' ten images (data/manifest.tsv, data/heldout128.tsv) at qualities 5 to 70, the
+# same number for every quality (scripts/jpeg_sigma.py; docs/defaults.md): 10/255 for TV and NLM at q 10.
+JPEG_STRENGTH = {"tv": 0.02, "nlm": 0.02, "cbm3d": 0.04}
+
+
+def jpeg_sigma(quality: int, method: str) -> float:
+    """The noise level (0–1 scale) `method` ("tv", "nlm" or "cbm3d") is given to remove the artefacts of a
+    JPEG of `quality`: `JPEG_STRENGTH[method]` times `jpeg_scale(quality)`, over 255. JPEG's error is not
+    white noise; the level is the one that restored the calibration images best, not an estimate of it.
+
+    >>> round(jpeg_sigma(10, "tv") * 255, 1)
+    10.0
+    """
+    return JPEG_STRENGTH[method] * jpeg_scale(quality) / 255
+
+
 def restore(task: Task, observed: np.ndarray, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each baseline's image of `observed` (H×W×C) for `task`, by method name, unclipped. `mask`: the
     observation's mask.png as read (H×W×C, bright = known pixel), which only inpainting uses."""
@@ -135,7 +159,15 @@ def restore(task: Task, observed: np.ndarray, mask: np.ndarray | None = None) ->
         known = mask[..., 0] > 0.5
         restored = inpaint_biharmonic(_squeeze(observed), ~known, channel_axis=_channel_axis(observed))
         return {"biharmonic": _unsqueeze(restored)}
-    return {"jpeg": observed}
+    methods = {"jpeg": observed}
+    if task.quality is not None:  # a given JPEG of unknown quality: the observation alone
+        methods |= {
+            "tv": total_variation(observed, jpeg_sigma(task.quality, "tv")),
+            "nlm": non_local_means(observed, jpeg_sigma(task.quality, "nlm")),
+        }
+        if cbm3d.available():
+            methods["cbm3d"] = cbm3d.denoise(observed, jpeg_sigma(task.quality, "cbm3d"))
+    return methods
 
 
 def baselines(

@@ -21,7 +21,8 @@ rule evaluate:
 
 rule baselines:
     """Classical baselines per image × task × observation (SR: bicubic, nearest; denoising: TV, non-local
-    means; inpainting: biharmonic; JPEG: the observation itself; flash/no-flash: the no-flash photograph and
+    means; inpainting: biharmonic; JPEG: the observation itself, and TV, non-local means and CBM3D of it at a
+    level set by the quality; flash/no-flash: the no-flash photograph and
     non-local means on it at scikit-image's noise estimate)."""
     input:
         unpack(get_baseline_inputs),
