@@ -21,9 +21,7 @@ import pandas as pd
 from dip import cbm3d
 from dip import manifest as manifest_io
 from dip.image_io import to_array, to_tensor
-from dip.operators import JpegArtifacts
 from dip.pipeline import baselines as b
-from dip.pipeline.baselines import jpeg_scale
 from dip.tasks import Task
 
 
@@ -43,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             clean = manifest_io.prepare(manifest_io.load_source(row["path"]), row["crop"], row["resize"])
             for q in a.qualities:
                 task = Task("jpeg", quality=q)
-                observed = to_array(JpegArtifacts(q).observe(to_tensor(clean)))
+                observed = to_array(task.degrade(to_tensor(clean), observation_seed=0)[0])
                 base = task.score(observed, clean)["psnr"]
                 for k in a.ks:
-                    sigma = k * jpeg_scale(q) / 255
+                    sigma = k * b.jpeg_scale(q) / 255
                     for name, denoise in methods.items():
                         restored = np.clip(denoise(observed, sigma), 0, 1)
                         gain = task.score(restored, clean)["psnr"] - base
