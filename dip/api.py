@@ -88,7 +88,9 @@ def restore(
         (the guarded windowed-variance rule, needs no ground truth and no noise level), ``"es-wmv-paper"``,
         ``"es-emv"``, ``"discrepancy"`` (needs `noise_sigma`), ``"holdout"`` (holds `holdout` of the
         observation's entries out of the loss; the operator must give its data term per entry,
-        `Operator.pointwise_loss`), or ``"fixed"`` / None: run the whole budget.
+        `Operator.pointwise_loss`), ``"risk"`` (with ``loss="sure"`` only, and its default: the image where
+        the risk estimate, averaged over 25 iterations, first falls to 0; `dip.stopping.RiskStop`), or
+        ``"fixed"`` / None: run the whole budget.
     :param record: other rules to record without stopping (where each would have stopped:
         ``result.stops``).
     :param seeds: network seeds to fit as one batched network (Adam only); None: one fit of
@@ -160,6 +162,8 @@ def restore(
     rules_named = _rule_names(stop, record)
     if risk is not None and "discrepancy" in rules_named:
         raise ValueError("stop: the discrepancy rule compares the MSE data term with σ²; a SURE/PURE loss is not it")
+    if risk is None and "risk" in rules_named:
+        raise ValueError("stop: the risk rule watches a risk-estimate data term; give loss='sure' (SURE or PURE)")
     if "discrepancy" in rules_named and (noise_sigma is None or not math.isfinite(noise_sigma) or noise_sigma <= 0):
         raise ValueError(
             f"noise_sigma: the discrepancy rule needs the noise's standard deviation > 0, got {noise_sigma}"
@@ -212,6 +216,7 @@ def restore(
                 settings.ema,
                 discrepancy=noise_sigma**2 if noise_sigma else None,
                 heldout=(operators[b % len(operators)], observed[b % len(observed)][None]),
+                risk=risk is not None,
             )
             for name in rules_named
         ]

@@ -77,11 +77,19 @@ def key(task: Task) -> str:
     return "denoise-poisson" if task.name == "denoise" and task.poisson else task.name
 
 
+# A SURE/PURE data term (`loss="sure"`) cannot hold pixels out (they would still be the network's input): its
+# fits stop where the risk estimate itself falls to 0 (dip.stopping.RiskStop).
+RISK = Default(
+    "risk",
+    why="0.01-0.74 dB (SURE) and 0.03-0.47 dB (PURE) from the fit's best iterate on 6 held-out 64x64 crops; "
+    "ES-WMV returned 27.79 dB (SURE) and 21.01 dB (PURE) on the 3 it ran on, the risk rule 29.39 and 23.90",
+)
+
+
 def _with_loss(default: Default, loss: str) -> Default:
-    """A SURE/PURE data term (`loss="sure"`) cannot hold pixels out (they would still be the network's input),
-    so where the task's default is the holdout rule it stops by GENERIC's rule instead."""
-    if loss == "sure" and default.stop == "holdout":
-        return Default(GENERIC.stop, default.iterations, why="the holdout rule does not apply to a SURE/PURE loss")
+    """The default with data term `loss`: `RISK` for a SURE/PURE loss (`loss="sure"`), the budget kept."""
+    if loss == "sure":
+        return Default(RISK.stop, default.iterations, why=RISK.why)
     return default
 
 

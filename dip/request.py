@@ -897,6 +897,15 @@ def _settings(r: FitRequest, task: Task, seed: int):
         if r.input not in (None, "image"):
             raise InputError(f"--input {r.input}: with --loss sure the network's input is the observation itself")
         values["input"] = "image"
+    if values.get("input") == "image" and task.name != "flash" and r.loss != "sure":
+        # The observation is the input, as with --loss sure: it must have the restored image's size.
+        if task.name == "sr":
+            raise InputError(
+                "--input image: the network's input would be the observation, which super-resolution makes "
+                "smaller than the image; choose noise or meshgrid"
+            )
+        if not takes_the_observation(architecture(arch_name)["net"]):
+            raise InputError(f"--input image: the {arch_name} network's input is smaller than its output")
     known = {f.name for f in fields(FitSettings)}
     try:
         return arch_name, FitSettings(**{k: v for k, v in values.items() if k in known})
@@ -908,7 +917,8 @@ def _settings(r: FitRequest, task: Task, seed: int):
 
 def _rule_names(r: FitRequest, task: Task) -> list[str]:
     """The rules to run: `stop`'s, or every applicable one with `record_stops`. The discrepancy rule
-    applies to noisy observations: denoising, or any task given a noise sigma."""
+    applies to noisy observations: denoising, or any task given a noise sigma; the risk rule to a
+    risk-estimate data term (--loss sure)."""
     if r.noise_sigma not in (None, "estimate") and not r.noise_sigma > 0:
         raise InputError(f"--noise-sigma: must be > 0, got {r.noise_sigma}")
     noisy = (task.name in ("denoise", "deblur") or r.noise_sigma is not None) and r.loss != "sure"
@@ -917,6 +927,9 @@ def _rule_names(r: FitRequest, task: Task) -> list[str]:
             "--stop discrepancy: compares the MSE to the observation with the noise level; with --loss sure "
             "the data term estimates the error to the clean image instead"
         )
+    risk = r.loss == "sure"
+    if r.stop == "risk" and not risk:
+        raise InputError("--stop risk: watches a risk-estimate data term; give --loss sure (SURE or PURE)")
     if task.poisson and r.noise_sigma is not None:
         raise InputError("--noise-sigma: Poisson noise has no sigma; its discrepancy target comes from --peak")
     if r.stop == "discrepancy" and not noisy:
@@ -932,7 +945,10 @@ def _rule_names(r: FitRequest, task: Task) -> list[str]:
     return [
         n
         for n in RULES
-        if (r.record_stops or n == r.stop) and (n != "discrepancy" or noisy) and (n != "holdout" or held)
+        if (r.record_stops or n == r.stop)
+        and (n != "discrepancy" or noisy)
+        and (n != "holdout" or held)
+        and (n != "risk" or risk)
     ]
 
 
@@ -1096,6 +1112,8 @@ def _untileable(job: _Job) -> str | None:
     task = job.task
     if task.name == "flash":
         return "the flash task cannot be restored in tiles (the flash photograph is its network's input)"
+    if job.settings.input == "image":
+        return "a fit whose network's input is the observation (--input image, --loss sure) is not cut into tiles"
     if task.name == "inpaint" or can_tile(task.operator(None, job.psf)):  # inpainting's mask is cut per tile
         return None
     return f"the {task.name} task cannot be restored in tiles (its operator does not act pixel by pixel)"
@@ -1154,8 +1172,8 @@ def _read_inputs(job: _Job) -> None:
                     f"observation needs {(job.observed.shape[1], *size)}"
                 )
     job.input_image = _flash_image(r, task, job.observed)
-    if r.loss == "sure":  # the network's input is the observation itself (dip.risk)
-        job.input_image = job.observed
+    if r.loss == "sure" or (job.settings.input == "image" and task.name != "flash"):
+        job.input_image = job.observed  # the network's input is the observation itself (dip.risk: SURE needs it)
     job.source = describe(r.image or r.observed, reading)
     if r.image:
         _warn_if_made_at_8_bits(task, r.image, job.source)
@@ -1263,7 +1281,16 @@ def _rules(job: _Job) -> tuple[list, list[list], dict]:
         info = {"noise_sigma": sigma * 255, "noise_sigma_source": source, "discrepancy_target": target}
     rules = [
         [
-            make_rule(n, s.iterations, r.window, r.patience, s.ema, discrepancy=target, heldout=(op, observed))
+            make_rule(
+                n,
+                s.iterations,
+                r.window,
+                r.patience,
+                s.ema,
+                discrepancy=target,
+                heldout=(op, observed),
+                risk=r.loss == "sure",
+            )
             for n in job.rule_names
         ]
         for op in operators

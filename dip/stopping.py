@@ -346,10 +346,11 @@ class DiscrepancyStop(StoppingRule):
         if window <= 0 or delay < 0:
             raise ValueError(f"window must be > 0 and delay >= 0, got {window}, {delay}")
         self.target, self.window, self.delay = float(target), window, delay
+        self.start_at = 0  # no crossing counts before this iteration
         self.targets = [self.target]  # per fit, once joined
 
     def config(self) -> tuple:
-        return (*super().config(), self.window, self.delay)
+        return (*super().config(), self.window, self.delay, self.start_at)
 
     def join(self, others: list[StoppingRule]) -> None:
         self.targets = [*self.targets, *(t for other in others for t in other.targets)]
@@ -373,7 +374,7 @@ class DiscrepancyStop(StoppingRule):
         mean = self.losses.mean(1)
         self.signal = torch.where(ready, mean.float(), float("nan"))
         # Branch-free on the device: the first crossing is kept, later ones change nothing.
-        crossing = ready & live & (mean <= self.target_of) & (self.minimum_iteration == NEVER)
+        crossing = ready & live & (it >= self.start_at) & (mean <= self.target_of) & (self.minimum_iteration == NEVER)
         self.minimum_iteration = torch.where(crossing, it, self.minimum_iteration)
         # The kept image follows the fit from its first iteration until `delay` after the crossing.
         self._keep(live & (first | (ready & (it <= self.minimum_iteration + self.delay))), it, keep)
@@ -383,6 +384,37 @@ class DiscrepancyStop(StoppingRule):
 
     def report(self, last_iteration: int, b: int = 0) -> dict:
         return {**super().report(last_iteration, b), "target": float(self.target_of[b]) if self.fits else self.target}
+
+
+class RiskStop(DiscrepancyStop):
+    """For a fit whose data term is a risk estimate (`dip.risk`: SURE, PURE): stop once the estimate,
+    averaged over the last `window` iterations, falls to 0, and keep the image of that iteration.
+
+    The estimate is unbiased for the error of a map that does not depend on the observation, and an error
+    is never negative; the fitted network's weights do depend on it, and as the fit goes on the optimiser
+    lowers the estimate through its divergence term (the map's divergence with respect to its input turns
+    negative) while the image moves away from the clean one. The first time the windowed estimate reaches 0
+    it can no longer be an error: past there it measures nothing. It is the discrepancy principle with the
+    divergence correction: ‖y − f‖²/N + 2σ²·div f/N ≤ σ² for SURE. No patience (the fit stops at the
+    crossing) and no lag (`delay` 0: the kept image is the EMA image of the crossing's iteration).
+    Window 25 and delay 0 were chosen among windows 25, 50, 100 and delays 0 to 99 on three held-out
+    crops (docs/defaults.md).
+
+    `start_at`: no crossing counts before it. The EMA image begins as the fit's first output and forgets it
+    by a factor β per iteration, so until about 3·β/(1 − β) iterations (`make_rule` passes three EMA lags,
+    297 at β = 0.99, where β^t ≈ 5 %) it is not yet an average of recent outputs; a small image whose
+    estimate falls to 0 earlier (a 32×32 crop with σ over-estimated) would otherwise return a blurred start.
+    """
+
+    name = "risk"
+
+    def __init__(self, window: int = 25, delay: int = 0, start_at: int = 0):
+        StoppingRule.__init__(self)
+        if window <= 0 or delay < 0 or start_at < 0:
+            raise ValueError(f"window must be > 0, delay and start_at >= 0, got {window}, {delay}, {start_at}")
+        # Target 0: the estimate of a mean squared error, which no image's error can go below.
+        self.target, self.window, self.delay, self.start_at = 0.0, window, delay, start_at
+        self.targets = [self.target]
 
 
 class HoldoutStop(_MinimumTracker):
@@ -471,7 +503,8 @@ def default_patience(iterations: int) -> int:
 class RuleRequest:
     """What `make_rule` was asked for, as each registry entry's `build` takes it: the fit's budget, ES-WMV's
     window (and ES-EMV's start), the variance rules' patience, the kept image's lag behind the minimum
-    (`ema_delay`), the discrepancy rule's target loss and the holdout rule's (HeldOut operator, observation)."""
+    (`ema_delay`), the discrepancy rule's target loss, the holdout rule's (HeldOut operator, observation) and
+    whether the fit's data term is a risk estimate (the risk rule's need)."""
 
     iterations: int
     window: int
@@ -479,6 +512,7 @@ class RuleRequest:
     delay: int
     discrepancy: float | None
     heldout: tuple | None
+    risk: bool = False
 
 
 def _discrepancy(r: RuleRequest) -> StoppingRule:
@@ -491,6 +525,12 @@ def _holdout(r: RuleRequest) -> StoppingRule:
     if r.heldout is None:
         raise ValueError("the holdout rule needs a fit that holds pixels out of its loss (--holdout)")
     return HoldoutStop(*r.heldout, patience=r.patience)
+
+
+def _risk(r: RuleRequest) -> StoppingRule:
+    if not r.risk:
+        raise ValueError("the risk rule needs a risk-estimate data term (SURE or PURE: --loss sure)")
+    return RiskStop(start_at=3 * r.delay)  # r.delay: the EMA's mean lag (`ema_delay`)
 
 
 @dataclass(frozen=True)
@@ -535,6 +575,7 @@ RULES: dict[str, RuleSpec] = {
     ),
     "discrepancy": RuleSpec(DiscrepancyStop, _discrepancy, Drawing("D", "tab:red", "discrepancy")),
     "holdout": RuleSpec(HoldoutStop, _holdout, Drawing("s", "tab:purple", "holdout")),
+    "risk": RuleSpec(RiskStop, _risk, Drawing("P", "tab:brown", "risk")),
 }
 # The oracle is drawn beside the rules but is none: it needs the ground truth (`oracle_iteration`).
 ORACLE_DRAWING = Drawing("*", "black", "oracle (analysis)")
@@ -553,12 +594,14 @@ def make_rule(
     ema: float = 0.0,
     discrepancy: float | None = None,
     heldout: tuple | None = None,
+    risk: bool = False,
 ) -> StoppingRule:
     """The rule `name` of `RULES`; `window` is ES-WMV's window and the iteration ES-EMV starts checking at;
     `patience` defaults to a fifth of the budget (`default_patience`); `ema` is the fit's output EMA weight,
     which sets how long after the minimum (or crossing) the kept EMA image is taken; `discrepancy`: the
     discrepancy rule's target loss (`clipped_noise_mse`); `heldout`: the holdout rule's (HeldOut operator,
-    observation). Raises ValueError for an unknown name or a rule missing what it needs.
+    observation); `risk`: whether the fit's loss is a risk estimate (`dip.risk`), which the risk rule
+    needs. Raises ValueError for an unknown name or a rule missing what it needs.
 
     Outputs that settle until iteration 40 and then grow noisy: ES-WMV finds the minimum of their windowed
     variance and stops `patience` iterations after it.
@@ -576,7 +619,7 @@ def make_rule(
     if name not in RULES:
         raise ValueError(f"unknown stopping rule {name!r}; choose one of {', '.join(RULES)}")
     patience = default_patience(iterations) if patience is None else patience
-    return RULES[name].build(RuleRequest(iterations, window, patience, ema_delay(ema), discrepancy, heldout))
+    return RULES[name].build(RuleRequest(iterations, window, patience, ema_delay(ema), discrepancy, heldout, risk))
 
 
 HOLDOUT = 0.05  # the fraction of observed pixels `--stop holdout` holds out unless told (docs/guide/stopping.md: how it was chosen)

@@ -40,10 +40,12 @@ CASES = {
     "denoise-s50": (["--task", "denoise", "--sigma", "50"], []),
     # The paper's two-run average, four networks fitted as one batched network (`--ensemble 4`).
     "denoise-s25-ensemble4": (["--task", "denoise", "--sigma", "25"], ["--ensemble", "4"]),
-    # SURE as the data term (the network's input is the observation; no pixels can be held out): run "record".
+    # SURE as the data term (the network's input is the observation; no pixels can be held out): run "risk".
     "denoise-s25-sure": (["--task", "denoise", "--sigma", "25"], ["--loss", "sure"]),
+    # The plain data term with SURE's input, the observation itself (is SURE's higher best iterate the input's?).
+    "denoise-s25-input-image": (["--task", "denoise", "--sigma", "25"], ["--input", "image"]),
     "denoise-poisson10": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], []),
-    # PURE, SURE's Poisson counterpart (`--loss sure` on Poisson noise): run "record", as SURE.
+    # PURE, SURE's Poisson counterpart (`--loss sure` on Poisson noise): run "risk", as SURE.
     "denoise-poisson10-pure": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], ["--loss", "sure"]),
     # The preset's 1500 iterations were still improving: twice that, the rule deciding.
     "deblur-gaussian1.6": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "3000"]),
@@ -54,14 +56,22 @@ CASES = {
 # The fits of one (task, image, size, seed): "holdout" holds 5 % of the pixels out and stops at the holdout
 # rule, recording every other rule up to there (their images, had they stopped by then; the oracle of that
 # fit); "record" runs the whole budget without holding out and records every rule (the paper's fixed budget
-# among them: what `dip fit --stop fixed` returns).
-KINDS = {"holdout": ["--stop", "holdout", "--record-stops"], "record": ["--stop", "fixed", "--record-stops"]}
+# among them: what `dip fit --stop fixed` returns); "risk", for a SURE/PURE data term (which holds nothing
+# out), stops at that data term's default, the risk rule, recording the others up to there.
+KINDS = {
+    "holdout": ["--stop", "holdout", "--record-stops"],
+    "record": ["--stop", "fixed", "--record-stops"],
+    "risk": ["--stop", "risk", "--record-stops"],
+}
 SIZES = {
     "denoise-s50": (),
-    "denoise-s25": (64, 128),
+    "denoise-s25": (64, 128, 256),
     "denoise-poisson10": (64, 128),
     "deblur-gaussian1.6": (64, 128),
     "jpeg-q10": (64, 128),
+    "denoise-s25-sure": (64, 128),
+    "sr-x4": (64, 128),
+    "inpaint-drop0.5": (64, 128),
 }
 
 
@@ -73,8 +83,15 @@ def image_file(out: Path, name: str, size: int) -> Path:
     path = out / "images" / f"{name}{size}.png"
     if not path.exists():
         source, left, top = IMAGES[name]
-        margin = (128 - size) // 2
-        arr = prepare(load_source(source), f"{left + margin},{top + margin},{size},{size}")
+        photo = load_source(source)
+        # Centred on the 128×128 window, moved inside the photograph where a larger window would leave it
+        # (the 64×64 and 128×128 crops never move).
+        height, width = photo.shape[:2]
+        if size > min(height, width):
+            raise SystemExit(f"{source} is {width}x{height}: no {size}x{size} crop")
+        x = min(max(left + (128 - size) // 2, 0), width - size)
+        y = min(max(top + (128 - size) // 2, 0), height - size)
+        arr = prepare(photo, f"{x},{y},{size},{size}")
         path.parent.mkdir(parents=True, exist_ok=True)
         pixels = np.round(arr * 255).astype(np.uint8)
         Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path)
@@ -164,6 +181,8 @@ def _fit_columns(summary: Path, prefix: str) -> dict:
     """One fit's numbers: every rule's image PSNR, kept iteration and whether it had decided, the oracle (best
     EMA iterate of this fit), the iterations run and the returned image's PSNR."""
     record = json.loads(summary.read_text())
+    if record.get("status") == "failed":  # `dip fit` exited with an error: no image, counted as a miss
+        return {f"{prefix}ran": 0, f"{prefix}returned": float("nan"), f"{prefix}failed": record.get("error")}
     row = {f"{prefix}ran": record["iterations"], f"{prefix}returned": record.get("psnr_restored")}
     for rule, stop in record["stops"].items():
         row[f"{prefix}{rule}"] = stop.get("psnr")
@@ -183,7 +202,7 @@ def _rows(out: Path) -> pd.DataFrame:
     for folder in sorted(out.glob("fits/*/*/seed*")):
         key, image, seed = folder.parent.parent.name, folder.parent.name, folder.name
         row = {"task": key, "image": image, "seed": seed, "size": int("".join(c for c in image if c.isdigit()))}
-        for kind, prefix in (("holdout", ""), ("record", "full_")):
+        for kind, prefix in (("holdout", ""), ("risk", ""), ("record", "full_")):  # one stopping fit per case
             if (folder / kind / "summary.json").exists():
                 row.update(_fit_columns(folder / kind / "summary.json", prefix))
         if "ran" not in row and "full_ran" not in row:
@@ -223,11 +242,8 @@ def table(out: Path) -> str:
 
 def _default_image(row: pd.Series) -> float:
     """The PSNR of what the task's default command returns (dip.defaults): the holdout fit's image for
-    denoising and deblurring, the fixed budget's last EMA image for the others; with SURE or PURE (no pixels
-    held out) the guarded ES-WMV rule's image, the budget's end where it did not decide."""
-    if row["task"].endswith(("-sure", "-pure")):
-        decided = bool(row.get("full_es-wmv_decided")) and pd.notna(row.get("full_es-wmv"))
-        return row["full_es-wmv"] if decided else row.get("full_returned")
+    denoising and deblurring (with SURE or PURE, which hold no pixels out, the risk rule's fit's), the fixed
+    budget's last EMA image for the others."""
     if row["task"].startswith(("denoise", "deblur")):
         return row.get("returned")
     return row.get("full_returned")

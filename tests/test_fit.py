@@ -2,10 +2,11 @@ import os
 import signal
 import threading
 
+import numpy as np
 import pytest
 import torch
 
-from dip.fit import FitFailed, FitInterrupted, FitSettings, fit
+from dip.fit import FitFailed, FitInterrupted, FitSettings, _Loop, fit
 from dip.image_io import to_array
 from dip.metrics import Scorer, psnr
 from dip.operators import Denoise, Inpaint, SuperResolve, random_drop
@@ -375,3 +376,46 @@ def test_a_checkpoint_of_another_fit_is_refused_naming_what_differs(clean64, tmp
         ).resumed_from
         == 10
     )
+
+
+@pytest.mark.parametrize("reg_noise_std", [1 / 30, 0.0])
+def test_after_a_backtrack_the_input_perturbation_goes_on_rather_than_replaying(clean64, reg_noise_std):
+    # A one-off collapse at iteration 15 with the learning rate kept (decay 1): the fit goes back to iteration
+    # 10 and runs 11-30 again. The perturbation's draws go on, so the rerun differs from the fit that never
+    # collapsed (replayed, the same draws from the same weights would give the same outputs, and a chunk
+    # that failed on one of them would fail at every learning rate); without a perturbation nothing in a
+    # step is random, and the rerun is exactly that fit's.
+    from dip.networks import make_network
+
+    observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
+    settings = small_settings(reg_noise_std=reg_noise_std, lr_decay_on_backtrack=1.0)
+    net = AtCall(make_network(SKIP, 32, 3, 0), at=15, action=lambda out: out * 0 + 10)
+    faulty = fit(net, Denoise(25), observed, settings, log=lambda m: None)
+    plain = fit(make_network(SKIP, 32, 3, 0), Denoise(25), observed, settings)
+    assert faulty.backtracks == 1 and plain.backtracks == 0
+    assert faulty.history["loss"].iloc[:10].equals(plain.history["loss"].iloc[:10])
+    rerun_equal = faulty.history["loss"].iloc[10:].equals(plain.history["loss"].iloc[10:])
+    assert rerun_equal == (reg_noise_std == 0)
+
+
+def test_a_collapse_is_measured_from_the_last_good_chunks_median_not_its_best_iteration():
+    from dip.fit import _Track
+
+    loop = object.__new__(_Loop)
+    loop.s = small_settings()
+    t = _Track(seed=0, lr=0.01)
+    # A fit matched to its observation at 44-49 dB, the input perturbation moving single iterations by 5 dB.
+    good = np.array([[1e-5, v] for v in (44.0, 49.4, 47.0, 48.0, 47.5)])
+    assert not loop.collapsed(t, good)  # the first chunk has nothing to fall from
+    t.good_psnr = loop.level(good)
+    assert t.good_psnr == 47.5
+    assert not loop.collapsed(t, np.array([[1e-5, 44.1], [1e-5, 48.0]]))  # 5.3 dB below the best: no collapse
+    assert loop.collapsed(t, np.array([[1e-5, 42.0], [1e-5, 48.0]]))  # 5.5 dB below the level
+    assert loop.collapsed(t, np.array([[float("inf"), 48.0]]))  # a non-finite loss always is
+    # From one iteration to the next (the authors' test): a fit that collapses within its first chunk.
+    first = _Track(seed=0, lr=50.0)
+    assert loop.collapsed(first, np.array([[1e-2, 10.8], [1e-1, 5.5], [1e-1, 5.4]]))
+    t.last_psnr = 48.0
+    assert not loop.collapsed(t, np.array([[1e-5, 44.1]]))  # 3.9 dB down from the last good iteration
+    t.last_psnr = 49.4
+    assert loop.collapsed(t, np.array([[1e-5, 44.1]]))  # 5.3 dB down from it

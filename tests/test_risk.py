@@ -89,6 +89,23 @@ def test_a_sure_fit_uses_the_observation_as_input_and_its_own_stream(clean64):
         restore(y[..., :16, :16], SuperResolve(4), loss="sure", **kwargs)
     with pytest.raises(ValueError, match="discrepancy"):
         restore(y, Denoise(25), loss="sure", **{**kwargs, "stop": "discrepancy"}, noise_sigma=0.1)
+    with pytest.raises(ValueError, match="stop: the risk rule watches a risk-estimate data term"):
+        restore(y, Denoise(25), **{**kwargs, "stop": "risk"})
+
+
+def test_a_sure_fit_stops_by_default_where_its_windowed_estimate_first_reaches_zero(clean64):
+    # The rule reads the very estimate the history records: its decision follows from the history alone.
+    # 16×16: few pixels, so the small network's estimate falls through 0 within a few hundred iterations.
+    y = Denoise(25).observe(clean64[..., :16, :16], generator(0, "observation"))
+    settings = {"iterations": 600, "check_every": 25}
+    result = restore(y, Denoise(25), arch=SMALL, settings=settings, loss="sure", device="cpu")
+    assert set(result.stops) == {"risk"}
+    means = result.history.set_index("iteration")["loss"].rolling(25).mean()
+    crossed = means[means <= 0]
+    assert len(crossed), "the estimate never reached 0: the test's fit no longer exercises the rule"
+    first = int(crossed.index[0])
+    assert result.stops["risk"]["stop_at"] == first and result.returned_by == "risk"
+    assert result.returned_iteration == first and result.iterations < 600
 
 
 def test_a_pure_fit_runs_on_a_poisson_observation(clean64):

@@ -12,6 +12,7 @@ from dip.stopping import (
     ExponentialVarianceStop,
     FixedStop,
     HoldoutStop,
+    RiskStop,
     WindowedVarianceStop,
     clipped_noise_mse,
     drawing,
@@ -128,9 +129,9 @@ def test_fixed_stop_returns_iteration_n():
 def test_every_registered_rule_is_built_by_its_name_as_its_class():
     observed = torch.rand(1, 1, 16, 16)
     heldout = (HeldOut(Denoise(25), observed, 0.1, generator(0, "holdout")), observed)
-    assert set(RULES) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout"}
+    assert set(RULES) == {"fixed", "es-wmv", "es-wmv-paper", "es-emv", "discrepancy", "holdout", "risk"}
     for name, spec in RULES.items():
-        rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout)
+        rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout, risk=True)
         assert type(rule) is spec.cls and rule.name == name, name
     # The two ES-WMV variants differ by the guard only.
     assert make_rule("es-wmv", 100).settle is not None and make_rule("es-wmv-paper", 100).settle is None
@@ -268,7 +269,7 @@ def test_every_rule_the_cli_accepts_is_registered_with_its_class_and_how_figures
     observed = torch.rand(1, 3, 16, 16, generator=generator(0, "observation"))
     heldout = (HeldOut(Denoise(25), observed, 0.1, generator(0, "holdout")), observed)
     for name in stop.choices:
-        rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout)
+        rule = make_rule(name, 100, discrepancy=0.01, heldout=heldout, risk=True)
         assert type(rule) is RULES[name].cls and rule.name == name
         style = drawing(name)
         assert style.label == name and to_rgba(style.color)
@@ -280,3 +281,33 @@ def test_every_rule_the_cli_accepts_is_registered_with_its_class_and_how_figures
     assert len({s.label for s in styles}) == len(styles) and drawing("oracle").label == "oracle (analysis)"
     with pytest.raises(KeyError):
         drawing("never")
+
+
+def test_the_risk_rule_stops_where_the_windowed_estimate_first_reaches_zero():
+    # A risk estimate (one per fit) that falls through 0 at different iterations for the two fits; the
+    # kept image is the image of the crossing's iteration, with no patience and no lag.
+    rule = make_rule("risk", 200, risk=True)
+    assert isinstance(rule, RiskStop) and rule.window == 25 and rule.delay == 0
+    estimates = {0: lambda t: 0.01 - t * 1e-4, 1: lambda t: 0.01 - t * 5e-5}  # first below 0 past t = 100 / 200
+    first_zero = {}
+    for b, f in estimates.items():
+        means = [np.mean([f(u) for u in range(t - 24, t + 1)]) for t in range(25, 201)]
+        first_zero[b] = next((t for t, m in zip(range(25, 201), means) if m <= 0), None)
+    for t in range(1, 201):
+        loss = torch.tensor([estimates[0](t), estimates[1](t)])
+        images = torch.full((2, 1, 2, 2), float(t))
+        rule.update(t, images, images, loss)
+    assert first_zero[0] == 112 and first_zero[1] is None  # the window's centre lags its end by 12
+    assert rule.stop_iterations() == [112, None]
+    assert rule.chosen_iteration(0) == 112 and rule.image[0].max().item() == 112
+    assert rule.should_stop(112, 0) and not rule.should_stop(200, 1)
+    assert rule.chosen_iteration(1) == 200  # undecided: the kept image follows the fit
+    with pytest.raises(ValueError, match="risk-estimate data term"):
+        make_rule("risk", 200)
+    # With the output EMA on, no crossing counts in its first three lags (the EMA still holds the start).
+    late = make_rule("risk", 200, ema=0.99, risk=True)
+    assert late.start_at == 297 and make_rule("risk", 200, ema=0.9, risk=True).start_at == 27
+    warming = RiskStop(start_at=150)
+    for t in range(1, 201):
+        warming.update(t, torch.full((1, 1), float(t)), torch.full((1, 1), float(t)), torch.tensor([estimates[0](t)]))
+    assert warming.stop_iterations() == [150] and warming.chosen_iteration() == 150

@@ -90,6 +90,7 @@ def test_dip_fit_loss_sure_records_the_estimate_and_its_noise_level(png32, tmp_p
     assert record["noise_sigma_source"].startswith("estimated") and 10 < record["noise_sigma"] < 40
     assert record["fingerprint"]["sure_sigma"] == pytest.approx(record["noise_sigma"] / 255)
     assert "discrepancy" not in record["stops"]  # that rule reads an MSE data term, which SURE is not
+    assert record["stop"] == "risk" and "risk" in record["stops"]  # SURE's default: its estimate reaching 0
     # Given σ with a given observation: that σ, and said so.
     given = tmp_path / "given"
     observed = ["fit", "--task", "denoise", "--sigma", "25", "--observed", str(out / "observed.png"), "--loss", "sure"]
@@ -107,11 +108,32 @@ def test_dip_fit_loss_sure_records_the_estimate_and_its_noise_level(png32, tmp_p
         (["--task", "deblur", "--blur", "gaussian:1", "--sigma", "2"], "--loss sure: applies to denoising"),
         (["--task", "denoise", "--sigma", "25", "--stop", "discrepancy"], "--stop discrepancy"),
         (["--task", "denoise", "--sigma", "25", "--arch", "deep_decoder"], "--arch deep_decoder"),
+        # The risk rule without a risk estimate to watch (the only case without --loss sure).
+        (["--task", "denoise", "--sigma", "25", "--stop", "risk", "--loss", "default"], "--stop risk"),
     ],
 )
 def test_loss_sure_where_no_risk_estimate_applies_is_one_line(png32, tmp_path, capsys, task, message):
     out = tmp_path / "refused"
-    assert main(["fit", *task, "--image", str(png32), "--loss", "sure", "--out", str(out)]) == 2
+    loss = [] if "--loss" in task else ["--loss", "sure"]
+    assert main(["fit", *task, "--image", str(png32), *loss, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # refused before anything is written
+
+
+def test_dip_fit_input_image_feeds_the_observation_or_says_in_one_line_why_not(png32, tmp_path, capsys):
+    # The plain data term with the network's input the observation (as --loss sure has it).
+    out = tmp_path / "image"
+    args = ["fit", "--task", "denoise", "--sigma", "25", "--image", str(png32), "--input", "image", "--out", str(out)]
+    assert main([*args, *FAST]) == 0
+    capsys.readouterr()
+    record = _summary(out)
+    assert record["settings"]["input"] == "image" and record["loss"] == "default"
+    for task, message in [
+        (["--task", "sr", "--factor", "4"], "--input image: the network's input would be the observation"),
+        (["--task", "denoise", "--sigma", "25", "--arch", "deep_decoder"], "--input image: the deep_decoder"),
+    ]:
+        refused = tmp_path / "refused"
+        assert main(["fit", *task, "--image", str(png32), "--input", "image", "--out", str(refused)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and not refused.exists()
