@@ -1172,8 +1172,8 @@ def _read_inputs(job: _Job) -> None:
                     f"observation needs {(job.observed.shape[1], *size)}"
                 )
     job.input_image = _flash_image(r, task, job.observed)
-    if r.loss == "sure" or (job.settings.input == "image" and task.name != "flash"):
-        job.input_image = job.observed  # the network's input is the observation itself (dip.risk: SURE needs it)
+    if job.settings.input == "image" and task.name != "flash":  # --loss sure sets it (dip.risk needs it)
+        job.input_image = job.observed  # the network's input is the observation itself
     job.source = describe(r.image or r.observed, reading)
     if r.image:
         _warn_if_made_at_8_bits(task, r.image, job.source)
