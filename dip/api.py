@@ -131,7 +131,8 @@ def restore(
     :returns: a `dip.fit.FitResult` (``.image`` (1, C, H, W) on the CPU, ``.history``, ``.stops``), or a
         list of them with `seeds`.
     :raises TypeError, ValueError: one line naming the argument, before anything is fitted or written.
-    :raises dip.fit.FitFailed: a single fit that keeps diverging (a batched one returns with ``error`` set).
+    :raises dip.fit.FitFailed: a single fit that keeps diverging, with the image and history it had verified
+        (``.image``, ``.history``); a batched one returns with ``error`` set.
 
     A tiny example (an operator that keeps the left half of the image; 3 iterations):
 

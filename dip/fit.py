@@ -287,11 +287,12 @@ def _prepare_rules(
 
 class FitFailed(RuntimeError):
     """The fit kept diverging after every allowed backtrack; `image` is its EMA image (raw output with the
-    EMA off) at the last verified check, so that what was computed is not lost."""
+    EMA off) at the last verified check and `history` its rows up to that check (a `FitResult.history`), so
+    that what was computed is not lost."""
 
-    def __init__(self, message: str, image: torch.Tensor | None = None):
+    def __init__(self, message: str, image: torch.Tensor | None = None, history: pd.DataFrame | None = None):
         super().__init__(message)
-        self.image = image
+        self.image, self.history = image, history
 
 
 class FitInterrupted(Exception):
@@ -744,7 +745,7 @@ class _Loop:
                 f"(learning rate down to {t.lr:.3g})"
             )
             if self.raise_failure:
-                raise FitFailed(t.error, step.ema[b : b + 1].float().cpu())
+                raise FitFailed(t.error, step.ema[b : b + 1].float().cpu(), _history(step, t))
             _end(step, b, t)
             return
         t.lr *= s.lr_decay_on_backtrack
@@ -818,10 +819,9 @@ def _end(step: Step, b: int, t: _Track) -> None:
     step.freeze(b)
 
 
-def _result(step: Step, b: int, t: _Track, s: FitSettings, recorded_stop: str | None = None) -> FitResult:
-    """Fit b's result. recorded_stop: with `RunOptions.full_budget`, the rule whose image is returned if it
-    would have stopped the fit (a rule that would have stopped takes no later minimum, so its kept image is
-    the one a stopping run returns); otherwise the last EMA image, as when a rule never decides."""
+def _history(step: Step, t: _Track) -> pd.DataFrame:
+    """A fit's verified rows (the chunks it kept), one per iteration from 1, with the cumulative seconds and,
+    with a ground truth, the SSIM where it was scored."""
     rows = np.concatenate(t.rows) if t.rows else np.zeros((0, len(step.columns)))
     history = pd.DataFrame(rows, columns=step.columns)
     history.insert(0, "iteration", np.arange(1, len(history) + 1))
@@ -829,6 +829,14 @@ def _result(step: Step, b: int, t: _Track, s: FitSettings, recorded_stop: str | 
     if step.clean is not None:
         for k, column in enumerate(("ssim", "ssim_ema")):
             history[column] = history["iteration"].map(lambda i, k=k: t.ssim.get(i, (np.nan, np.nan))[k])
+    return history
+
+
+def _result(step: Step, b: int, t: _Track, s: FitSettings, recorded_stop: str | None = None) -> FitResult:
+    """Fit b's result. recorded_stop: with `RunOptions.full_budget`, the rule whose image is returned if it
+    would have stopped the fit (a rule that would have stopped takes no later minimum, so its kept image is
+    the one a stopping run returns); otherwise the last EMA image, as when a rule never decides."""
+    history = _history(step, t)
     rules = step.rules
     images = {r.name: r.kept_image(b) for r in rules if r.kept_image(b) is not None}
     ema = t.ema if t.ema is not None else step.ema[b : b + 1]

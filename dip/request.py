@@ -1450,7 +1450,8 @@ def _finish(job: _Job, records: dict[int, FitRecord], results: list, start: floa
         error = str(result) if isinstance(result, FitFailed) else result.error
         if error:
             record.status, record.error, record.seconds = "failed", error, time.perf_counter() - start
-            save_csv(_empty_history(), out / "history.csv")
+            # The rows it verified before failing (a batched fit's result has them, a single fit's FitFailed too).
+            save_csv(_empty_history() if result.history is None else result.history, out / "history.csv")
             if result.image is not None:
                 save_image(result.image, out / "restored", job.source)
             write(record, out / "summary.json")

@@ -339,15 +339,19 @@ class DiscrepancyStop(StoppingRule):
     name = "discrepancy"
     STATE = StoppingRule.STATE + ("losses", "count")
 
-    def __init__(self, target: float, window: int = 25, delay: int = 0):
+    def __init__(self, target: float, window: int = 25, delay: int = 0, start_at: int = 0):
         super().__init__()
+        self._check_target(target)
+        if window <= 0 or delay < 0 or start_at < 0:
+            raise ValueError(f"window must be > 0, delay and start_at >= 0, got {window}, {delay}, {start_at}")
+        self.target, self.window, self.delay = float(target), window, delay
+        self.start_at = start_at  # no crossing counts before this iteration
+        self.targets = [self.target]  # per fit, once joined
+
+    @staticmethod
+    def _check_target(target: float) -> None:
         if not target > 0:
             raise ValueError(f"discrepancy target must be > 0, got {target}")
-        if window <= 0 or delay < 0:
-            raise ValueError(f"window must be > 0 and delay >= 0, got {window}, {delay}")
-        self.target, self.window, self.delay = float(target), window, delay
-        self.start_at = 0  # no crossing counts before this iteration
-        self.targets = [self.target]  # per fit, once joined
 
     def config(self) -> tuple:
         return (*super().config(), self.window, self.delay, self.start_at)
@@ -409,12 +413,12 @@ class RiskStop(DiscrepancyStop):
     name = "risk"
 
     def __init__(self, window: int = 25, delay: int = 0, start_at: int = 0):
-        StoppingRule.__init__(self)
-        if window <= 0 or delay < 0 or start_at < 0:
-            raise ValueError(f"window must be > 0, delay and start_at >= 0, got {window}, {delay}, {start_at}")
         # Target 0: the estimate of a mean squared error, which no image's error can go below.
-        self.target, self.window, self.delay, self.start_at = 0.0, window, delay, start_at
-        self.targets = [self.target]
+        super().__init__(0.0, window, delay, start_at)
+
+    @staticmethod
+    def _check_target(target: float) -> None:
+        pass  # 0 is this rule's target, not a missing noise level
 
 
 class HoldoutStop(_MinimumTracker):
