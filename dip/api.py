@@ -109,7 +109,8 @@ def restore(
     :param holdout: the fraction in (0, 0.5) of the observation's entries (its last two dimensions, every
         channel) held out of the loss for the holdout rule; default with ``stop="holdout"``: 0.05.
     :param window: ES-WMV's window and the iteration ES-EMV starts at.
-    :param patience: the variance rules' patience; default a fifth of the budget.
+    :param patience: the holdout and variance rules' patience; default a tenth of the budget for the holdout
+        rule, a fifth for the variance rules (`dip.stopping.default_patience`).
     :param progress: a progress bar (a terminal) or a line per tenth of the fit (a log) on stderr.
     :param log: where the loop's messages go (backtracking, resuming); default stderr.
     :param save_network: a file to keep the fitted network in (`dip.saved_network`: the weights of the fit's

@@ -166,14 +166,17 @@ def _noise_sigma(value: str) -> float | str:
 class _OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line (the full usage stays behind --help)."""
 
+    commands: dict[str, argparse.ArgumentParser]  # the root's subcommands, by name
+
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> _OneLineParser:
     root = _OneLineParser(prog="dip", description=__doc__)
     root.add_argument("--version", action="version", version=f"dip {__version__}")
     sub = root.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+    root.commands = sub.choices  # name -> its parser, for main's errors
 
     d = sub.add_parser("degrade", help="make a seeded observation (and mask) from a clean image")
     _task_arguments(d)
@@ -304,7 +307,11 @@ def parser() -> argparse.ArgumentParser:
         "task's --sigma if given, otherwise estimated. Makes any task's observation count as noisy",
     )
     f.add_argument("--window", type=_positive, default=100, help="es-wmv window W; es-emv starts checking after W")
-    f.add_argument("--patience", type=_positive, help="es-wmv/es-emv patience P (default: a fifth of the budget)")
+    f.add_argument(
+        "--patience",
+        type=_positive,
+        help="holdout/es-wmv/es-emv patience P (default: a tenth of the budget for holdout, a fifth for the others)",
+    )
     f.add_argument(
         "--device",
         default="auto",
@@ -394,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
         from dip.bench import main as bench_main
 
         return bench_main(argv[1:])
-    args = parser().parse_args(argv)
+    p = parser()
+    args, unknown = p.parse_known_args(argv)
+    if unknown:  # named by the subcommand, as its other usage errors are: "dip fit: error: ..."
+        p.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, *a, **k: f"dip: warning: {msg}\n"
     # A signal outside a fit's loop (reading, a dry run, writing) ends the command with 128 + the signal and

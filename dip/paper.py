@@ -352,7 +352,8 @@ def markdown(table: pd.DataFrame, published: pd.DataFrame) -> str:
     lines = [
         "# Paper vs ours",
         "",
-        "PSNR (dB). ours: restored.png (the EMA output at the end of the budget) and the oracle (best EMA "
+        "PSNR (dB). ours: restored.png (the image of the config's stopping rule: with `stop: fixed`, the paper "
+        "configs', the EMA output at the end of the budget) and the oracle (best EMA "
         "iterate, analysis only), mean ± std over seeds (a dataset mean: over images, its spread over "
         "seeds). paper, published: a cell the paper prints; paper, derived: computed from the authors' own "
         "result images (data/published/README.md). The strongest other method is the paper's best non-DIP "

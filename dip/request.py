@@ -818,10 +818,6 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
         raise InputError(f"--arch {arch_name}: takes a small input, not the observation that --loss sure feeds it")
     if r.ensemble > 1 and settings.optimizer != "adam":
         raise InputError("--ensemble: its members are fitted as one batched network, with Adam; not with LBFGS")
-    if r.patience is None:
-        from dip.stopping import default_patience
-
-        r = replace(r, patience=default_patience(settings.iterations))
     if r.threads:
         import torch
 
@@ -1397,7 +1393,7 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         seed_scheme=SCHEME,
         iterations_budget=job.settings.iterations,
         stop_window=r.window,
-        stop_patience=r.patience,
+        stop_patience=_patience(r, job.settings.iterations),
         holdout=r.holdout or 0.0,
         settings=settings,
         source=r.image or r.observed,
@@ -1464,12 +1460,35 @@ def _finish(job: _Job, records: dict[int, FitRecord], results: list, start: floa
             result.network.task = job.task.params()
             result.network.save(out / "network.pt")
         write(record, out / "summary.json")
+        _below_observation(record, out, job.log)
     job.checkpoint.unlink(missing_ok=True)
     if failures and not job.request.failure_ok:
         raise InputError("; ".join(failures))
     for failure in failures:
         job.log(f"dip fit: {failure}")
     return [records[seed] for seed in job.seeds]
+
+
+def _below_observation(record: FitRecord, out: Path, log: Callable[[str], None]) -> None:
+    """Where a ground truth shows the returned image to be worse than the observation itself (a budget too
+    short for the image, or a fit that over-fitted), say so on the log: the fit ran as asked, exit 0."""
+    restored, observed = record.psnr_restored, record.psnr_observed
+    if restored is not None and observed is not None and restored < observed:
+        log(
+            f"dip fit: {out}: warning: restored.png is {restored:.2f} dB against the clean image, below the "
+            f"observation's {observed:.2f} dB: too few iterations for this image, or over-fitted "
+            f"(docs/troubleshooting.md)"
+        )
+
+
+def _patience(r: FitRequest, iterations: int) -> int | None:
+    """The patience of the rule that stops the fit (`--patience`, or that rule's default); None for a rule
+    that has none."""
+    from dip.stopping import default_patience
+
+    if r.stop not in ("holdout", "es-wmv", "es-wmv-paper", "es-emv"):
+        return r.patience
+    return r.patience or default_patience(iterations, r.stop)
 
 
 def _empty_history():

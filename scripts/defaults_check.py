@@ -42,6 +42,8 @@ CASES = {
     "denoise-s25-ensemble4": (["--task", "denoise", "--sigma", "25"], ["--ensemble", "4"]),
     # SURE as the data term (the network's input is the observation; no pixels can be held out): run "risk".
     "denoise-s25-sure": (["--task", "denoise", "--sigma", "25"], ["--loss", "sure"]),
+    # Both: four networks, each fitted to SURE and stopped at its own risk crossing, averaged. Run "risk".
+    "denoise-s25-sure-ensemble4": (["--task", "denoise", "--sigma", "25"], ["--loss", "sure", "--ensemble", "4"]),
     # The plain data term with SURE's input, the observation itself (is SURE's higher best iterate the input's?).
     "denoise-s25-input-image": (["--task", "denoise", "--sigma", "25"], ["--input", "image"]),
     "denoise-poisson10": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], []),
@@ -268,9 +270,50 @@ def overview(out: Path) -> str:
     return "\n".join(lines)
 
 
+def holdout_at(history: pd.DataFrame, patience: int) -> tuple[int, int]:
+    """What the holdout rule would have kept and where it would have stopped with `patience`, from a fit's
+    recorded held-out error (`signal_holdout`): (iteration of the kept image, last iteration run). Exact up
+    to the fit's own stop, so for any patience shorter than the one it ran with."""
+    best, kept = np.inf, 0
+    for it, value in zip(history["iteration"], history["signal_holdout"]):
+        if kept and it - kept > patience:
+            return kept, it - 1
+        if value < best:
+            best, kept = value, it
+    return kept, int(history["iteration"].iloc[-1])
+
+
+def patience(out: Path, fractions=(0.05, 0.1, 0.15, 0.2)) -> str:
+    """The holdout rule at patiences up to the fit's own, replayed on every holdout fit's record (ensembles
+    and the observation-as-input fits aside): per task, the dB lost against the fit's own image and the
+    iterations saved against its own stop."""
+    rows = []
+    for summary in sorted(out.glob("fits/*/*/seed*/holdout/summary.json")):
+        task = summary.parts[-5]
+        record = json.loads(summary.read_text())
+        if "ensemble" in task or "input-image" in task or record.get("status") == "failed":
+            continue
+        history = pd.read_csv(summary.parent / "history.csv")
+        own = record["stops"]["holdout"]
+        psnr = history.set_index("iteration")["psnr_ema"]
+        for fraction in fractions:
+            waited = int(round(fraction * record["iterations_budget"]))
+            if own["stopped"] and waited > own["stop_at"] - own["minimum"]:
+                continue  # longer than the fit's own patience: past its stop, nothing was recorded
+            kept, ran = holdout_at(history, waited)
+            rows.append({"task": task, "fraction": fraction, "lost": own["psnr"] - psnr[kept],
+                         "saved": 1 - ran / record["iterations"]})  # fmt: skip
+    df = pd.DataFrame(rows)
+    g = df.groupby(["task", "fraction"])
+    made = g["lost"].agg(fits="size", lost_median="median", lost_max="max")
+    made["lost > 0.05 dB"] = g["lost"].apply(lambda x: int((x > 0.05).sum()))
+    made["iterations saved (median)"] = g["saved"].median()
+    return (made.round(2) + 0.0).reset_index().to_markdown(index=False)  # + 0.0: no "-0"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("run", "table", "overview", "baselines"))
+    p.add_argument("command", choices=("run", "table", "overview", "baselines", "patience"))
     p.add_argument("--manifest", help="baselines: a config's manifest (data/*.tsv)")
     p.add_argument("--out", type=Path, default=Path("results/defaults"))
     p.add_argument("--only", nargs="+", choices=list(CASES))
@@ -286,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             print(manifest_baselines(a.out, a.manifest, key).round(2).to_markdown(index=False))
     elif a.command == "overview":
         print(overview(a.out))
+    elif a.command == "patience":
+        print(patience(a.out))
     else:
         print(table(a.out))
     return 0

@@ -67,6 +67,9 @@ def test_fit_writes_the_four_files(png64, tmp_path):
     assert list(history["iteration"]) == list(range(1, 21))
     assert {"loss", "psnr_observed", "seconds", "psnr", "psnr_ema"} <= set(history.columns)
     assert "iteration 20/20" in r.stderr  # plain progress lines when not on a terminal
+    # 20 iterations leave a blurred start, below the noisy observation: said, not hidden behind exit 0.
+    assert summary["psnr_restored"] < summary["psnr_observed"]
+    assert f"dip fit: {out}: warning: restored.png is {summary['psnr_restored']:.2f} dB" in r.stderr
 
 
 def test_seeds_fit_as_one_batch_and_write_what_single_fits_write(png64, tmp_path):
@@ -689,7 +692,7 @@ def copy_of(folder, tmp_path):
         (["--image", "OTHER"], "observation, clean image differ"),
         (["--sigma", 30], "sigma, observation differ"),
         (["--observation-seed", 1], "observation seed, observation differ"),
-        (["--iters", 40], "iterations, patience differ"),
+        (["--iters", 40], "iterations differs"),
         (["--arch", "skip-3"], "arch, network differ"),
         (["--seed", 1], "seed, seeds, observation seed, observation differ"),
         (["--stop", "es-wmv"], "stop, stopping rules differ"),
@@ -1019,3 +1022,12 @@ def test_a_batchs_checkpoint_is_not_a_single_fits(png64, tmp_path):
     before = contents(out)
     r = run("fit", "--task", "denoise", "--sigma", 25, "--image", png64, "--iters", 3, "--out", out)
     assert_refused(r, f"{out / 'checkpoint-batch.pt'}: belongs to another fit (a batch of seeds)", out, before)
+
+
+def test_an_unknown_option_is_named_by_the_subcommand(png64, tmp_path):
+    out = tmp_path / "out"
+    r = run("fit", "--task", "denoise", "--image", png64, "--observed-x", "a.png", "--out", out)
+    assert r.returncode == 2 and r.stderr == "dip fit: error: unrecognized arguments: --observed-x a.png\n"
+    assert not out.exists()
+    r = run("degrade", "--task", "denoise", "--image", png64, "--sigmaa", 25, "--out", out)
+    assert r.returncode == 2 and r.stderr.startswith("dip degrade: error: unrecognized arguments: --sigmaa")

@@ -151,7 +151,7 @@ def test_holdout_stops_a_real_fit_near_its_peak(clean64):
     result = fit(SKIP, op, observed, settings, clean=clean64, stop_on="holdout")
     h = result.history.set_index("iteration")
     stop = result.stops["holdout"]
-    assert result.stopped_by == "holdout" and result.iterations < 400 and stop["stop_at"] == stop["iteration"] + 80
+    assert result.stopped_by == "holdout" and result.iterations < 400 and stop["stop_at"] == stop["iteration"] + 40
     assert stop["iteration"] == h["signal_holdout"].idxmin()
     kept = psnr(to_array(result.image), to_array(clean64))
     assert h["psnr_ema"].max() - kept <= 1.0
