@@ -284,9 +284,9 @@ def holdout_at(history: pd.DataFrame, patience: int) -> tuple[int, int]:
 
 
 def patience(out: Path, fractions=(0.05, 0.1, 0.15, 0.2)) -> str:
-    """The holdout rule at patiences up to the fit's own, replayed on every holdout fit's record (ensembles
-    and the observation-as-input fits aside): per task, the dB lost against the fit's own image and the
-    iterations saved against its own stop."""
+    """The holdout rule at shorter patiences, replayed on the record of every holdout fit that ran with the
+    longest of them (ensembles and the observation-as-input fits aside): per task, the dB lost against the
+    fit's own image and the iterations saved against its own stop."""
     rows = []
     for summary in sorted(out.glob("fits/*/*/seed*/holdout/summary.json")):
         task = summary.parts[-5]
@@ -296,11 +296,10 @@ def patience(out: Path, fractions=(0.05, 0.1, 0.15, 0.2)) -> str:
         history = pd.read_csv(summary.parent / "history.csv")
         own = record["stops"]["holdout"]
         psnr = history.set_index("iteration")["psnr_ema"]
+        if own["stopped"] and own["stop_at"] - own["minimum"] < max(fractions) * record["iterations_budget"]:
+            continue  # it ran with a shorter patience: past its stop nothing was recorded
         for fraction in fractions:
-            waited = int(round(fraction * record["iterations_budget"]))
-            if own["stopped"] and waited > own["stop_at"] - own["minimum"]:
-                continue  # longer than the fit's own patience: past its stop, nothing was recorded
-            kept, ran = holdout_at(history, waited)
+            kept, ran = holdout_at(history, int(round(fraction * record["iterations_budget"])))
             rows.append({"task": task, "fraction": fraction, "lost": own["psnr"] - psnr[kept],
                          "saved": 1 - ran / record["iterations"]})  # fmt: skip
     df = pd.DataFrame(rows)
