@@ -797,7 +797,7 @@ def _tiles_history(tiles: list):
 
 
 def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
-    """The request with every default decided (seeds, holdout, patience), its task, settings, rules and
+    """The request with every default decided (seeds, holdout, stopping rule), its task, settings, rules and
     memory plan, all checked; reads only file headers."""
     r = request
     if bool(r.image) == bool(r.observed):
@@ -1482,12 +1482,10 @@ def _below_observation(record: FitRecord, out: Path, log: Callable[[str], None])
 
 
 def _patience(r: FitRequest, iterations: int) -> int | None:
-    """The patience of the rule that stops the fit (`--patience`, or that rule's default); None for a rule
-    that has none."""
+    """The patience of the rule that stops the fit: `--patience`, or that rule's default (None for a rule
+    that does not wait)."""
     from dip.stopping import default_patience
 
-    if r.stop not in ("holdout", "es-wmv", "es-wmv-paper", "es-emv"):
-        return r.patience
     return r.patience or default_patience(iterations, r.stop)
 
 

@@ -497,13 +497,15 @@ def ema_delay(ema: float) -> int:
 SETTLE = 0.05  # es-wmv's guard: chosen on config/heldout.yaml (64², σ 25) among 0.02, 0.05, 0.1 (docs/guide)
 
 
-def default_patience(iterations: int, rule: str = "es-wmv") -> int:
-    """How long `rule` waits for a new minimum unless told: a tenth of the budget for the holdout rule, a
-    fifth for the others. The published 1000 iterations outlast most of a 3000-iteration fit, so that a rule
-    could save nothing there; the patience scales with the budget instead. The holdout rule's was measured on
-    the recorded signals of 73 held-out fits (docs/defaults.md): a tenth returned the same image as a fifth
-    on every one of them (a twentieth lost up to 0.36 dB on deblurring)."""
-    return max(1, iterations // (10 if rule == "holdout" else 5))
+def default_patience(iterations: int, rule: str) -> int | None:
+    """How long `rule` waits for a new minimum unless told (`RuleSpec.patience`: a tenth of the budget for
+    the holdout rule, a fifth for the variance rules); None for a rule that does not wait. The published 1000
+    iterations outlast most of a 3000-iteration fit, so that a rule could save nothing there; the patience
+    scales with the budget instead. The holdout rule's was measured on the recorded signals of 73 held-out
+    fits (docs/defaults.md): a tenth returned the same image as a fifth on every one of them (a twentieth
+    lost up to 0.36 dB on deblurring)."""
+    share = RULES[rule].patience
+    return None if share is None else max(1, iterations // share)
 
 
 @dataclass(frozen=True)
@@ -515,7 +517,7 @@ class RuleRequest:
 
     iterations: int
     window: int
-    patience: int
+    patience: int | None
     delay: int
     discrepancy: float | None
     heldout: tuple | None
@@ -553,12 +555,14 @@ class Drawing:
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """One stopping rule of the registry `RULES`: its class, how `make_rule` builds it from a request, and
-    how figures draw it."""
+    """One stopping rule of the registry `RULES`: its class, how `make_rule` builds it from a request, how
+    figures draw it, and for a rule that waits for a new minimum, its default patience as the budget's
+    share: `patience` 5 waits a fifth of the budget (`default_patience`)."""
 
     cls: type[StoppingRule]
     build: Callable[[RuleRequest], StoppingRule]
     drawing: Drawing
+    patience: int | None = None
 
 
 # The stopping rules by name (`dip fit --stop NAME`, `dip.restore(stop=NAME)`, summary.json's `stops`): the one
@@ -569,19 +573,22 @@ RULES: dict[str, RuleSpec] = {
         WindowedVarianceStop,
         lambda r: WindowedVarianceStop(r.window, r.patience, r.delay, settle=SETTLE),
         Drawing("v", "tab:blue", "es-wmv"),
+        patience=5,
     ),
     "es-wmv-paper": RuleSpec(
         WindowedVarianceStop,
         lambda r: WindowedVarianceStop(r.window, r.patience, r.delay, settle=None),
         Drawing("<", "tab:orange", "es-wmv-paper"),
+        patience=5,
     ),
     "es-emv": RuleSpec(
         ExponentialVarianceStop,
         lambda r: ExponentialVarianceStop(patience=r.patience, start=r.window, delay=r.delay),
         Drawing("^", "tab:green", "es-emv"),
+        patience=5,
     ),
     "discrepancy": RuleSpec(DiscrepancyStop, _discrepancy, Drawing("D", "tab:red", "discrepancy")),
-    "holdout": RuleSpec(HoldoutStop, _holdout, Drawing("s", "tab:purple", "holdout")),
+    "holdout": RuleSpec(HoldoutStop, _holdout, Drawing("s", "tab:purple", "holdout"), patience=10),
     "risk": RuleSpec(RiskStop, _risk, Drawing("P", "tab:brown", "risk")),
 }
 # The oracle is drawn beside the rules but is none: it needs the ground truth (`oracle_iteration`).

@@ -296,7 +296,11 @@ def patience(out: Path, fractions=(0.05, 0.1, 0.15, 0.2)) -> str:
         history = pd.read_csv(summary.parent / "history.csv")
         own = record["stops"]["holdout"]
         psnr = history.set_index("iteration")["psnr_ema"]
-        if own["stopped"] and own["stop_at"] - own["minimum"] < max(fractions) * record["iterations_budget"]:
+        waited = own["stop_at"] - own["minimum"]  # the fit's own patience
+        replayed = holdout_at(history, waited)[0]
+        if replayed != own["minimum"]:  # the replay must be the rule itself (dip.stopping.HoldoutStop)
+            raise SystemExit(f"{summary}: the replay keeps iteration {replayed}, the fit kept {own['minimum']}")
+        if own["stopped"] and waited < max(fractions) * record["iterations_budget"]:
             continue  # it ran with a shorter patience: past its stop nothing was recorded
         for fraction in fractions:
             kept, ran = holdout_at(history, int(round(fraction * record["iterations_budget"])))
