@@ -178,8 +178,9 @@ def test_inpainting_half_the_pixels_restores_them(clean64):
     mask = random_drop(64, 64, 0.5, torch.Generator().manual_seed(0))
     op = Inpaint(mask)
     observed = op.observe(clean64)
-    result = fit(SKIP, op, observed, FitSettings(iterations=500, reg_noise_std=0.03, ssim_every=500), clean=clean64)
-    # Beats the masked observation by far, and filling the holes with the known pixels' mean colour.
+    result = fit(SKIP, op, observed, FitSettings(iterations=300, reg_noise_std=0.03, ssim_every=300), clean=clean64)
+    # Beats the masked observation by far, and filling the holes with the known pixels' mean colour (measured:
+    # +6 dB reached at iteration 188, +9.6 at 300; Intel Xeon, 2026-12-03).
     mean_fill = observed + (1 - mask) * (observed.sum((2, 3), keepdim=True) / mask.sum())
     assert result.history["psnr_ema"].max() >= psnr(to_array(mean_fill), to_array(clean64)) + 6
 

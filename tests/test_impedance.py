@@ -12,9 +12,11 @@ def test_targets_keep_shape_and_shuffling_keeps_the_pixels(clean64):
 
 
 def test_skip_fits_the_natural_image_faster_than_shuffled_pixels_and_noise(clean64):
-    table = curves({"kind": "skip"}, clean64[..., :32, :32], iterations=150)
+    # Measured on this crop (Intel Xeon, 2026-12-03): MSE 0.01 at iteration 25 for the image, 79 for the
+    # image with noise, 126 for shuffled pixels, not within 150 for uniform noise.
+    table = curves({"kind": "skip"}, clean64[..., :32, :32], iterations=60)
     reached = {name: iterations_to_reach(part, 0.01) for name, part in table.groupby("target")}
-    assert reached["image"] < 150
+    assert reached["image"] < 60
     # Never reaching the threshold within the budget (NaN) counts as slower.
     for slow in ("shuffled pixels", "uniform noise"):
         assert not reached[slow] <= reached["image"], reached

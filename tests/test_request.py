@@ -89,13 +89,15 @@ def test_the_command_line_refuses_a_seed_beside_seeds(png64, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_the_memory_plan_is_the_dry_runs_without_fitting(png64, tmp_path, capsys):
+def test_the_memory_plan_is_the_dry_runs_without_fitting(png64, tmp_path, capsys, monkeypatch):
+    # The free memory is read afresh by each plan and moves between two reads: hold it still.
+    monkeypatch.setattr("dip.memory.available_bytes", lambda device: 8 * 2**30)
     base = dict(task="denoise", sigma=25, arch="skip-3", iters=12, record_stops=True, image=str(png64),
                 out=str(tmp_path / "out"))  # fmt: skip
     plan = memory_plan(FitRequest(**base))
     assert main(["fit", *COMMON, "--image", str(png64), "--dry-run", "--out", str(tmp_path / "out")]) == 0
     dry = json.loads(capsys.readouterr().out)
-    assert plan == {key: dry[key] for key in plan}
+    assert plan == {key: dry[key] for key in plan} and plan["available_mb"] == 8 * 1024
     assert plan["memory_mode"] == "plain" and plan["estimated_peak_mb"] == plan["plain_estimated_mb"]
     saving = memory_plan(FitRequest(**base, memory_saving=True))
     assert saving["memory_mode"] == "checkpointed"

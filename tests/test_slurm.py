@@ -41,6 +41,9 @@ SMALL = dict(
 )
 # Fits that are still running when cancelled: a checkpoint every 10 % (20 iterations) and at SIGTERM.
 LONG = dict(SMALL, archs=["skip"], tasks={name: {**spec, "iterations": 200} for name, spec in SMALL["tasks"].items()})
+# What every run here makes: the tables, from fits, scores and baselines (figures run on the submitting host
+# like the tables do; tests/test_workflow.py makes them).
+TABLES = "results/tables/runs.csv"
 # Columns of the tables that differ between two runs of the same fits: times, and where a fit resumed.
 VOLATILE = re.compile(r"seconds|resumed_from")
 
@@ -147,7 +150,7 @@ def local_run(tmp_path_factory, name: str, **config):
     """A local run of `config` started in the background (the reference a cluster run must equal)."""
     work = scratch(tmp_path_factory.mktemp(name))
     path = write_config(work, **config)
-    return work, path, launch(work, "--cores", 2, "--configfile", path, env=ENV)
+    return work, path, launch(work, TABLES, "--cores", 2, "--configfile", path, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +159,7 @@ def small_runs(cluster, tmp_path_factory):
     local, _, proc = local_run(tmp_path_factory, "local", **SMALL)
     work = scratch(tmp_path_factory.mktemp("cluster"))
     start_time = time.monotonic()
-    r = snakemake(*PROFILE, "--directory", work, "--configfile", write_config(work, **SMALL), env=cluster)
+    r = snakemake(TABLES, *PROFILE, "--directory", work, "--configfile", write_config(work, **SMALL), env=cluster)
     seconds = time.monotonic() - start_time
     assert finish(proc, local) and proc.returncode == 0, (local / "snakemake.out").read_text()[-3000:]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -168,7 +171,7 @@ def test_the_profile_submits_each_fit_with_its_own_resources_and_runs_the_rest_h
     work, _, output = small_runs
     jobs = submissions(output)
     fits = len(SMALL["archs"]) * len(SMALL["tasks"])
-    # Only the fits went through sbatch; preparing, degrading, scoring, tables and figures ran here.
+    # Only the fits went through sbatch; preparing, degrading, scoring and the tables ran here.
     assert len(jobs) == fits and all(rule.startswith("rule_fit/") for _, rule in jobs), jobs
     assert re.search(r"^localrule degrade:", output, flags=re.M) and re.search(
         r"^localrule tables:", output, flags=re.M
@@ -202,7 +205,9 @@ def test_grouped_fits_go_several_to_a_job_and_give_the_same_tables(cluster, smal
     _, local, _ = small_runs
     work = scratch(tmp_path_factory.mktemp("grouped"))
     config = write_config(work, **SMALL)
-    r = snakemake(*PROFILE, "--group-components", "fits=2", "--directory", work, "--configfile", config, env=cluster)
+    r = snakemake(
+        TABLES, *PROFILE, "--group-components", "fits=2", "--directory", work, "--configfile", config, env=cluster
+    )
     output = r.stdout + r.stderr
     assert r.returncode == 0, output[-3000:]
     jobs = submissions(output)
@@ -282,7 +287,7 @@ def assert_resumed_as_uninterrupted(work: Path, uninterrupted, resumed: set[str]
 
 def test_a_cancelled_and_a_requeued_fit_resume_from_their_checkpoints(cluster, uninterrupted, tmp_path_factory):
     work = scratch(tmp_path_factory.mktemp("faults"))
-    run = launch(work, *PROFILE, "--configfile", write_config(work, **LONG), env=cluster)
+    run = launch(work, TABLES, *PROFILE, "--configfile", write_config(work, **LONG), env=cluster)
     jobs = wait_for_running_fits(cluster, run, work, jobs=2)
     cancelled, requeued = jobs["denoise-s25"][0], jobs["sr-x4"][0]
     slurm(cluster, "scancel", cancelled)
@@ -313,7 +318,7 @@ def test_a_cancelled_job_of_several_fits_resumes_its_fit(cluster, uninterrupted,
     # its checkpoint, and both end as uninterrupted fits do.
     work = scratch(tmp_path_factory.mktemp("grouped-faults"))
     config = write_config(work, **LONG)
-    run = launch(work, *PROFILE, "--group-components", "fits=2", "--configfile", config, env=cluster)
+    run = launch(work, TABLES, *PROFILE, "--group-components", "fits=2", "--configfile", config, env=cluster)
     [(cancelled, _)] = wait_for_running_fits(cluster, run, work, jobs=1, fits=1).values()
     started = {task for task, fit in long_fits(work).items() if (fit / "checkpoint.pt").exists()}
     slurm(cluster, "scancel", cancelled)

@@ -92,7 +92,9 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
     assert r.returncode == 0, r.stderr
     test = yaml.safe_load(config.read_text())
     # Only the named task: config/config.yaml's denoise-s25 and sr-x4 are not merged in.
-    assert job_counts(r.stdout)["fit"] == expected_fits(test, workdir / test["manifest"]) == 2 * 2 * 1
+    assert (
+        job_counts(r.stdout)["fit"] == expected_fits(test, workdir / test["manifest"]) == 1 * 2 * 1
+    )  # image, nets, task
     assert "denoise-s25" not in r.stdout and "jpeg-q10" in r.stdout
 
 
@@ -223,6 +225,7 @@ def test_fit_jobs_ask_for_memory_by_image_size(workdir):
     manifest.write_text("\n".join(rows) + "\n")
     config = yaml.safe_load((workdir / "config" / "test.yaml").read_text())
     config.pop("resize")
+    config["images"] = ["astronaut", "camera", "coffee-pair"]
     path = workdir / "config" / "sizes.yaml"
     path.write_text(yaml.safe_dump(config))
     r = snakemake("-n", "--directory", workdir, "--configfile", path)
@@ -557,6 +560,8 @@ def test_the_slurm_profile_submits_only_fits_to_stand_in_slurm_commands(workdir,
         ROOT / "workflow" / "profiles" / "slurm",
         "--workflow-profile",
         "none",
+        "--slurm-init-seconds-before-status-checks",
+        3,  # the plugin's first status check after 3 s, not its default 40
         "--directory",
         workdir,
         "--configfile",
