@@ -50,6 +50,16 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    # pytest-xdist (--dist loadgroup) hands tests to its workers one at a time, except a group's, which one
+    # worker runs: the tests sharing a module-scoped fixture (a pipeline run, a test cluster, a long fit) form
+    # one group per module, so that the fixture is made once. The rest spread over both cores.
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures and any(defs[-1].scope == "module" for defs in fixtures.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 def run_dip(*args) -> subprocess.CompletedProcess:
     """`dip ARGS` run in this process, as `python -m dip ARGS` would run it: its exit code, standard output
     and standard error, as `subprocess.run(..., capture_output=True, text=True)` returns them. A fresh
