@@ -92,9 +92,8 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
     assert r.returncode == 0, r.stderr
     test = yaml.safe_load(config.read_text())
     # Only the named task: config/config.yaml's denoise-s25 and sr-x4 are not merged in.
-    assert (
-        job_counts(r.stdout)["fit"] == expected_fits(test, workdir / test["manifest"]) == 1 * 2 * 1
-    )  # image, nets, task
+    fits = job_counts(r.stdout)["fit"]
+    assert fits == expected_fits(test, workdir / test["manifest"]) == 1  # one image, one network, one task
     assert "denoise-s25" not in r.stdout and "jpeg-q10" in r.stdout
 
 

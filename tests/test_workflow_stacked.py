@@ -1,4 +1,5 @@
-"""The pipeline's `stack_images`: fits of several images as one network per job."""
+"""The pipeline's `stack_images`: fits of several images as one network per job (a file of its own, so that
+pytest-xdist's --dist loadfile runs it beside tests/test_workflow.py's long end-to-end run)."""
 
 import numpy as np
 import pandas as pd
