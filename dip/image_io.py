@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import torch
 from PIL import Image, UnidentifiedImageError
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import torch
     from matplotlib.figure import Figure
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -411,6 +411,8 @@ def read_array(path: str | Path, reading: Reading = Reading()) -> np.ndarray:
 
 
 def to_tensor(arr: np.ndarray) -> torch.Tensor:
+    import torch  # imported where used: the pipeline's scoring, tables and figures run without torch
+
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].float()
 
 
@@ -457,6 +459,8 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> torch.Te
         raise InputError(
             f"{path}: every pixel has the same value, so the mask has no unknown pixel or no known one; {MASK_RULE}"
         )
+    import torch
+
     return torch.from_numpy(values > (lowest + highest) / 2).float()[None, None]
 
 

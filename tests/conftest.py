@@ -50,16 +50,6 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
-# The longest files first: pytest-xdist (--dist loadfile) hands files to its two workers in collection order,
-# so that the short files fill in beside the long ones rather than one long file running alone at the end.
-LONGEST_FIRST = ("test_slurm.py", "test_workflow.py", "test_fit.py", "test_golden.py", "test_workflow_stacked.py")
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
-
-
 def run_dip(*args) -> subprocess.CompletedProcess:
     """`dip ARGS` run in this process, as `python -m dip ARGS` would run it: its exit code, standard output
     and standard error, as `subprocess.run(..., capture_output=True, text=True)` returns them. A fresh
