@@ -713,14 +713,17 @@ class _Loop:
         """Whether a chunk's rows (iterations × (loss, PSNR to the observation, ...)) failed: a loss that is
         not finite, or the PSNR to the observation more than `backtrack_db` below the level of the last good
         chunk, or falling by more than that from one iteration to the next (the authors' test, which also
-        catches a fit that collapses within its first chunk)."""
+        catches a fit that collapses within its first chunk at one step). Before the first good chunk the
+        level is the chunk's first iteration (the untrained network's output): a fit whose output saturates
+        within its first chunk over several steps, each less than `backtrack_db`, is caught too."""
         if not np.isfinite(chunk[:, 0]).all():
             return True
         if self.s.backtrack_db is None:
             return False
         psnr, db = chunk[:, 1], self.s.backtrack_db
         steps = np.diff(np.concatenate([[t.last_psnr], psnr]))  # NaN before the first good chunk: no step
-        return bool((psnr < t.good_psnr - db).any() or (steps < -db).any())
+        level = t.good_psnr if t.good_psnr > -math.inf else psnr[0]
+        return bool((psnr < level - db).any() or (steps < -db).any())
 
     @staticmethod
     def level(chunk: np.ndarray) -> float:

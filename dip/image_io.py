@@ -38,6 +38,7 @@ MASK_RULE = (
     "(transparent = unknown)"
 )
 PAGES_HINT = "dip reads one page, or every page as a channel with --pages-as-channels"
+MIN_SIZE = 16  # smallest side we accept: every network pads up to its own minimum from there
 
 
 class InputError(ValueError):

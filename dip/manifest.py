@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from dip.image_io import InputError, load_mask, read_array
-from dip.tasks import MIN_SIZE
+from dip.image_io import MIN_SIZE, InputError, load_mask, read_array
 
 COLUMNS = ("id", "path", "role", "mask", "crop", "resize", "source", "licence", "dataset", "flash", "reference")
 ROLES = ("", "clean", "pair")

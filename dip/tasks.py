@@ -13,14 +13,13 @@ import torch
 
 from dip import operators as ops
 from dip import seeds
-from dip.image_io import InputError
+from dip.image_io import MIN_SIZE, InputError
 from dip.metrics import Scorer, psnr, ssim
 from dip.networks import center_crop
 
 MASKS = ("drop", "text", "box", "file")
 NOISES = ("gaussian", "poisson")
 BLURS = ("gaussian", "motion", "file")
-MIN_SIZE = 16  # smallest side we accept: every network pads up to its own minimum from there
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ sphinx_gallery_conf = {
     "thumbnail_size": (320, 224),
     "doc_module": (),  # no per-function mini-galleries
     "backreferences_dir": None,
+    # The examples run side by side, one per core (joblib's loky workers, each limited to its share of the
+    # cores' threads): small fits use one thread better than two.
+    "parallel": max(len(os.sched_getaffinity(0)), 1) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
 }
 
 

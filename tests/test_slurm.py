@@ -161,20 +161,29 @@ def local_run(tmp_path_factory, name: str, **config):
 
 @pytest.fixture(scope="module")
 def small_runs(cluster, tmp_path_factory):
-    """The small config through the cluster, and the same config run locally at the same time."""
+    """The small config through the cluster, the same config with two fits to a job (the profile's
+    `group-components`, given on the command line) and the same config run locally, all three at the same
+    time (the cluster runs wait on squeue most of their time): (cluster run's folder, local run's folder,
+    cluster run's output, grouped run's folder, grouped run's output)."""
     local, _, proc = local_run(tmp_path_factory, "local", **SMALL)
+    grouped = scratch(tmp_path_factory.mktemp("grouped"))
+    config = write_config(grouped, **SMALL)
+    grouped_proc = launch(
+        grouped, TABLES, *PROFILE, "--group-components", "fits=2", "--configfile", config, env=cluster
+    )
     work = scratch(tmp_path_factory.mktemp("cluster"))
     start_time = time.monotonic()
     r = snakemake(TABLES, *PROFILE, "--directory", work, "--configfile", write_config(work, **SMALL), env=cluster)
     seconds = time.monotonic() - start_time
     assert finish(proc, local) and proc.returncode == 0, (local / "snakemake.out").read_text()[-3000:]
+    grouped_output = finish(grouped_proc, grouped)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     print(f"cluster run of the small config: {seconds:.0f} s")
-    return work, local, r.stdout + r.stderr
+    return work, local, r.stdout + r.stderr, grouped, grouped_output, grouped_proc.returncode
 
 
 def test_the_profile_submits_each_fit_with_its_own_resources_and_runs_the_rest_here(cluster, small_runs):
-    work, _, output = small_runs
+    work, _, output, *_ = small_runs
     jobs = submissions(output)
     fits = len(SMALL["archs"]) * len(SMALL["tasks"])
     # Only the fits went through sbatch; preparing, degrading, scoring and the tables ran here.
@@ -199,26 +208,20 @@ def test_the_profile_submits_each_fit_with_its_own_resources_and_runs_the_rest_h
 
 
 def test_the_cluster_run_tables_equal_a_local_runs(small_runs):
-    work, local, _ = small_runs
+    work, local, *_ = small_runs
     assert_same_tables(work, local)
     runs = pd.read_csv(work / "results" / "tables" / "runs.csv")
     assert len(runs) == 4 and (runs["status"] == "ok").all() and runs["resumed_from"].isna().all()
 
 
-def test_grouped_fits_go_several_to_a_job_and_give_the_same_tables(cluster, small_runs, tmp_path_factory):
+def test_grouped_fits_go_several_to_a_job_and_give_the_same_tables(cluster, small_runs):
     # The profile's `group-components`, given on the command line: the four fits of the small config in two
     # jobs, each asking for the sum of its fits' CPUs and memory estimates and for both fits' runtimes.
-    _, local, _ = small_runs
-    work = scratch(tmp_path_factory.mktemp("grouped"))
-    config = write_config(work, **SMALL)
-    r = snakemake(
-        TABLES, *PROFILE, "--group-components", "fits=2", "--directory", work, "--configfile", config, env=cluster
-    )
-    output = r.stdout + r.stderr
-    assert r.returncode == 0, output[-3000:]
+    _, local, _, work, output, returncode = small_runs
+    assert returncode == 0, output[-3000:]
     jobs = submissions(output)
     assert len(jobs) == 2 and all(rule.startswith("group_fit") for _, rule in jobs), jobs
-    settings = yaml.safe_load(config.read_text())
+    settings = yaml.safe_load((work / "config" / "bad.yaml").read_text())
     window = settings["stopping"]["window"]
     estimate = {arch: job_memory_mb(arch, 32, 32, 3, device="cpu", window=window)["mem_mb"] for arch in SMALL["archs"]}
     fits = [estimate[arch] for _ in SMALL["tasks"] for arch in SMALL["archs"]]

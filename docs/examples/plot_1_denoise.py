@@ -11,7 +11,6 @@ the true σ, is the classical method beside it.
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from skimage import data, transform
 
 from dip import restore
@@ -21,7 +20,6 @@ from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 photo = transform.resize(data.astronaut(), (128, 128), anti_aliasing=True)
 clean = to_tensor(photo[4:68, 34:98].astype(np.float32))  # (1, 3, 64, 64) in [0, 1]
 

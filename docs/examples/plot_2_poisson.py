@@ -12,7 +12,6 @@ which makes the noise about Gaussian, then non-local means, then the exact unbia
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from skimage import data, transform
 
 from dip import restore
@@ -22,7 +21,6 @@ from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 photo = transform.resize(data.camera(), (128, 128), anti_aliasing=True)
 clean = to_tensor(photo[8:72, 36:100, None].astype(np.float32))  # (1, 1, 64, 64), grey
 

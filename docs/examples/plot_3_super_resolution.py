@@ -11,7 +11,6 @@ and so do the titles.
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from skimage import data, transform
 
 from dip import restore
@@ -20,7 +19,6 @@ from dip.pipeline.baselines import restore as classical
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 photo = transform.resize(data.chelsea(), (96, 144), anti_aliasing=True)
 clean = to_tensor(photo[6:70, 44:108].astype(np.float32))  # (1, 3, 64, 64)
 

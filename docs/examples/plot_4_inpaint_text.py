@@ -11,7 +11,6 @@ Biharmonic inpainting is the classical method.
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from skimage import data, transform
 
 from dip import restore
@@ -21,7 +20,6 @@ from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 photo = transform.resize(data.coffee(), (96, 128), anti_aliasing=True)
 clean = to_tensor(photo[16:80, 36:100].astype(np.float32))  # (1, 3, 64, 64)
 

@@ -10,7 +10,6 @@ paper's notebook runs 11000 iterations at 0.001). Biharmonic inpainting is the c
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from skimage import data, transform
 
 from dip import restore
@@ -20,7 +19,6 @@ from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 photo = transform.resize(data.rocket(), (64, 96), anti_aliasing=True)
 clean = to_tensor(photo[:, 16:80].astype(np.float32))  # (1, 3, 64, 64)
 

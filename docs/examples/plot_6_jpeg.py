@@ -11,7 +11,6 @@ JPEG image (Chambolle, weight 0.02).
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from skimage import data, transform
 
 from dip import restore
@@ -21,7 +20,6 @@ from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 photo = transform.resize(data.astronaut(), (128, 128), anti_aliasing=True)
 clean = to_tensor(photo[48:112, 52:116].astype(np.float32))  # (1, 3, 64, 64)
 

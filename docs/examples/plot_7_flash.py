@@ -17,7 +17,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from dip.fit import FitSettings, fit
 from dip.image_io import load_image, to_array
@@ -26,7 +25,6 @@ from dip.pipeline.baselines import restore as classical
 from dip.presets import ARCHITECTURES, PAPER
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 # The pair ships in the repository's data/pairs: run this from the repository's root (or from docs/examples).
 pairs = next(p for p in (Path("data/pairs"), Path("../../data/pairs")) if p.is_dir())
 flash, noflash, reference = (

@@ -12,7 +12,6 @@ Richardson–Lucy deconvolution with the same blur, 50 iterations, is the classi
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from skimage import data, transform
 
 from dip import restore
@@ -22,7 +21,6 @@ from dip.pipeline.figures import show_row
 from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
-torch.set_num_threads(2)
 photo = transform.resize(data.immunohistochemistry(), (128, 128), anti_aliasing=True)
 clean = to_tensor(photo[32:96, 32:96].astype(np.float32))  # (1, 3, 64, 64)
 

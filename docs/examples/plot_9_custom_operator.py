@@ -44,7 +44,6 @@ class MaskedFourier(Operator):
         return torch.fft.ifft2(torch.complex(observed[..., :w], observed[..., w:]), norm="ortho").real
 
 
-torch.set_num_threads(2)
 image = transform.resize(data.camera(), (64, 64), anti_aliasing=True)  # grey, floats in [0, 1]
 clean = torch.from_numpy(image).float()[None, None]  # (1, 1, 64, 64)
 f = torch.fft.fftfreq(64)
