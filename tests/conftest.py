@@ -43,7 +43,7 @@ def png64(tmp_path, clean64):
 
 
 def pytest_configure(config):
-    # Under pytest-xdist each worker gets one core's worth of threads: two workers share two cores.
+    # Under pytest-xdist each worker runs its fits on one thread: the workers share the cores.
     import os
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
