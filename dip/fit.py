@@ -63,7 +63,7 @@ class FitSettings:
     #                                   last good check's level (its median, `_Loop.level`); None:
     #                                   only a non-finite loss backtracks (the flash preset, see dip.presets)
     lr_decay_on_backtrack: float = 0.5
-    max_backtracks: int = 5
+    max_backtracks: int = 5  # backtracks in a row (no good check between them) after which the fit fails
     check_every: int = 25  # host check interval (history flush, backtracking, stopping)
     ssim_every: int = 100
     seed: int = 0  # the network seed: weights, z, perturbations (see dip.seeds)
@@ -601,6 +601,7 @@ class _Track:
     lr: float
     iteration: int = 0
     backtracks: int = 0
+    in_a_row: int = 0  # backtracks since the last good check
     good_psnr: float = -math.inf  # the last good chunk's level (`_Loop.level`): a collapse is 5 dB below it
     last_psnr: float = math.nan  # the PSNR to the observation of the last good chunk's last iteration
     rows: list = field(default_factory=list)
@@ -613,6 +614,7 @@ class _Track:
     output: torch.Tensor | None = None  # raw output and EMA when the fit ended
     ema: torch.Tensor | None = None
     saved: dict | None = None  # Step.save at the last good check
+    previous: dict | None = None  # Step.save at the good check before it (never in a checkpoint)
 
 
 class _Loop:
@@ -671,7 +673,7 @@ class _Loop:
         step, tracks = self.step, self.tracks
         if self.ckpt is None or not check_checkpoint(self.ckpt, self.fingerprint):
             for b, t in enumerate(tracks):
-                t.saved = step.save(b, 0)
+                self.save_state(b, t)
             return 0.0
         payload = read_checkpoint(self.ckpt, step.device)
         for b, (t, saved) in enumerate(zip(tracks, payload["tracks"])):
@@ -694,7 +696,7 @@ class _Loop:
                 continue
             chunk = rows[:, b]
             if self.collapsed(t, chunk) or not ema_ok[b]:
-                self.backtrack(b, t)
+                self.backtrack(b, t, chunk)
             else:
                 self.keep(b, t, chunk, times)
         shown = next((t for t in self.tracks if t.rows), None)
@@ -732,19 +734,35 @@ class _Loop:
         perturbation alone moves single iterations by 5 dB."""
         return float(np.median(chunk[:, 1]))
 
-    def backtrack(self, b: int, t: _Track) -> None:
+    def backtrack(self, b: int, t: _Track, chunk: np.ndarray) -> None:
         """Fit b's chunk diverged (loss not finite, fit to the observation collapsed, EMA not finite): back to
-        its last good check with a lower learning rate, or, past max_backtracks, the fit fails."""
+        its last good check with a lower learning rate, or, past max_backtracks in a row, the fit fails. Only
+        backtracks in a row count: a long fit that collapses now and then but goes on between is no
+        diverging one, and failing it would throw its image away.
+
+        Where the chunk failed at its first iteration, the output of the last good check's own state, that
+        check came as the collapse began (its last iterations falling, each still above the bound): from its
+        state every retry fails the same way whatever the learning rate, so the fit goes back to the check
+        before it, and that check's chunk leaves the history."""
         step, s = self.step, self.s
         t.backtracks += 1
+        t.in_a_row += 1
+        if t.previous is not None and self.collapsed(t, chunk[:1]):
+            keep = t.previous["iteration"]
+            while sum(len(rows) for rows in t.rows) > keep:
+                t.rows.pop()
+            del t.seconds[keep:]
+            t.ssim = {at: value for at, value in t.ssim.items() if at <= keep}
+            t.saved, t.previous = t.previous, None
+            t.good_psnr, t.last_psnr = t.saved.get("levels", (-math.inf, math.nan))  # a checkpoint's has none
         # The weights, Adam and the rules go back; the input perturbations go on, as in the authors' loop. Drawn
         # again, the same draws would give the same first output from the same weights, and a chunk that
         # failed on it would fail again at every learning rate.
         step.load(b, t.saved, streams=False)
         failed_at, t.iteration = t.iteration, t.saved["iteration"]
-        if t.backtracks > s.max_backtracks:
+        if t.in_a_row > s.max_backtracks:
             t.error = (
-                f"fit diverged at iteration {failed_at} after {s.max_backtracks} backtracks "
+                f"fit diverged at iteration {failed_at} after {s.max_backtracks} backtracks in a row "
                 f"(learning rate down to {t.lr:.3g})"
             )
             if self.raise_failure:
@@ -757,7 +775,14 @@ class _Loop:
             f"{'' if step.fits == 1 else f'seed {t.seed}: '}iteration {failed_at}: loss or fit to the observation "
             f"collapsed; restored iteration {t.iteration} and lowered the learning rate to {t.lr:.3g}"
         )
-        t.saved = step.save(b, t.iteration)
+        self.save_state(b, t)
+
+    def save_state(self, b: int, t: _Track) -> None:
+        """Fit b's state now as its last good check's (`Step.save`), with the levels a collapse is measured
+        from there. The copy it replaces is let go first: at most two copies at once."""
+        t.saved = None
+        t.saved = self.step.save(b, t.iteration)
+        t.saved["levels"] = (t.good_psnr, t.last_psnr)
 
     def keep(self, b: int, t: _Track, chunk: np.ndarray, times: list[float]) -> None:
         """Fit b's chunk is good: keep its rows, score SSIM when due, save the state, and end the fit if its
@@ -765,7 +790,7 @@ class _Loop:
         step, s = self.step, self.s
         t.rows.append(chunk)
         t.seconds += times
-        t.good_psnr, t.last_psnr = self.level(chunk), float(chunk[-1, 1])
+        t.good_psnr, t.last_psnr, t.in_a_row = self.level(chunk), float(chunk[-1, 1]), 0
         if step.clean is not None and (
             t.iteration // s.ssim_every > (t.iteration - len(chunk)) // s.ssim_every or t.iteration == s.iterations
         ):
@@ -775,7 +800,8 @@ class _Loop:
                 ssim(to_array(x[b : b + 1]), clean, step.scorer.y_channel, step.scorer.shave)
                 for x in (step.out, step.ema)
             )
-        t.saved = step.save(b, t.iteration)
+        t.previous = t.saved
+        self.save_state(b, t)
         rule = next((r for r in step.rules if r.name == self.stop_on), None)
         if rule is not None and not self.o.full_budget and rule.should_stop(t.iteration, b):
             t.stopped_by = self.stop_on
@@ -788,7 +814,7 @@ class _Loop:
             state = {
                 "fingerprint": self.fingerprint,
                 "elapsed": time.perf_counter() - self.t0,
-                "tracks": [vars(t) for t in self.tracks],
+                "tracks": [{k: v for k, v in vars(t).items() if k != "previous"} for t in self.tracks],
             }
             atomic_write(self.ckpt, lambda tmp: torch.save(state, tmp))
 

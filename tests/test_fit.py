@@ -72,6 +72,69 @@ def test_a_collapse_backtracks_unless_switched_off_but_a_nan_always_does(clean64
     assert fit(net, Denoise(25), observed, settings, log=lambda m: None).backtracks == 1
 
 
+class NaNAt(torch.nn.Module):
+    """A network whose output is NaN at the given forward calls."""
+
+    def __init__(self, calls: set[int]):
+        super().__init__()
+        from dip.networks import make_network
+
+        self.net, self.at, self.calls = make_network(SKIP, 32, 3, 0), calls, 0
+
+    def forward(self, z):
+        self.calls += 1
+        out = self.net(z)
+        return out * float("nan") if self.calls in self.at else out
+
+
+def test_collapses_apart_never_add_up_to_a_failure_but_in_a_row_they_do(clean64):
+    # max_backtracks counts backtracks in a row: four collapses with good checks between them leave the fit
+    # going (the calls that fail fall in four different chunks of 10 iterations, each retried once).
+    crop = clean64[..., :32, :32]
+    observed = Denoise(25).observe(crop, torch.Generator().manual_seed(0))
+    settings = small_settings(iterations=90, max_backtracks=2)
+    apart = fit(NaNAt({15, 40, 65, 90}), Denoise(25), observed, settings, log=lambda m: None)
+    assert apart.backtracks == 4 and apart.iterations == 90 and torch.isfinite(apart.image).all()
+    with pytest.raises(FitFailed, match="after 2 backtracks in a row"):
+        fit(NaNAt(set(range(15, 45))), Denoise(25), observed, settings, log=lambda m: None)
+
+
+class SpoiledAt(torch.nn.Module):
+    """A network whose weights are spoiled right after its forward call `at`, the last of a chunk: that check
+    finds the chunk good and saves the spoiled state, and every output from it collapses (as a check that
+    comes as an Adam spike begins)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        from dip.networks import make_network
+
+        self.net, self.at, self.calls = make_network(SKIP, 32, 3, 0), at, 0
+        self.offset = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, z):
+        self.calls += 1
+        out = self.net(z) + self.offset
+        if self.calls == self.at:
+            with torch.no_grad():
+                self.offset.fill_(2.0)
+        return out
+
+
+def test_a_check_saved_as_a_collapse_began_is_passed_over_on_the_way_back(clean64):
+    # Every retry from the spoiled check would fail at its first output whatever the learning rate: the fit goes
+    # back one check further (iteration 10), drops the spoiled check's rows, and goes on.
+    crop = clean64[..., :32, :32]
+    observed = Denoise(25).observe(crop, torch.Generator().manual_seed(0))
+    settings = small_settings(iterations=40, max_backtracks=2)
+    messages = []
+    result = fit(SpoiledAt(20), Denoise(25), observed, settings, clean=crop, log=messages.append)
+    assert result.backtracks == 1 and result.iterations == 40
+    assert "iteration 30: loss or fit to the observation collapsed; restored iteration 10" in messages[0]
+    h = result.history
+    assert h["iteration"].tolist() == list(range(1, 41)) and h["psnr_observed"].min() > h["psnr_observed"].iloc[0] - 5
+    assert h["ssim"].notna().sum() == 4  # each multiple of ssim_every once, the dropped check's too
+
+
 def test_a_diverging_learning_rate_recovers_or_fails_cleanly(clean64):
     observed = Denoise(25).observe(clean64, torch.Generator().manual_seed(0))
     messages = []
