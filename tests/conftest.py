@@ -42,6 +42,29 @@ def png64(tmp_path, clean64):
     return path
 
 
+# The test files that take longest (real fits, pipeline runs, SLURM jobs waited on), longest first, as
+# `pytest --durations 0` measured them. pytest-xdist hands out whole files (--dist loadfile) in the order of
+# the collection (--no-loadscope-reorder, pyproject.toml): started first, none of them is left to run alone
+# at the end while the other workers idle.
+SLOWEST_FILES = [
+    "test_slurm.py",
+    "test_workflow.py",
+    "test_fit.py",
+    "test_workflow_stacked.py",
+    "test_cli.py",
+    "test_golden.py",
+    "test_api.py",
+    "test_many.py",
+    "test_docs_browser.py",
+    "test_memory.py",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: at for at, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept
+
+
 def pytest_configure(config):
     # Under pytest-xdist each worker runs its fits on one thread: the workers share the cores.
     import os

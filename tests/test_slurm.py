@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
@@ -159,12 +160,20 @@ def local_run(tmp_path_factory, name: str, **config):
     return work, path, launch(work, TABLES, "--cores", 2, "--configfile", path, env=ENV)
 
 
+class SmallRuns(NamedTuple):
+    cluster: Path  # the cluster run's folder
+    local: Path
+    output: str  # the cluster run's Snakemake output
+    grouped: Path  # two fits to a job
+    grouped_output: str
+    grouped_returncode: int
+
+
 @pytest.fixture(scope="module")
-def small_runs(cluster, tmp_path_factory):
+def small_runs(cluster, tmp_path_factory) -> SmallRuns:
     """The small config through the cluster, the same config with two fits to a job (the profile's
     `group-components`, given on the command line) and the same config run locally, all three at the same
-    time (the cluster runs wait on squeue most of their time): (cluster run's folder, local run's folder,
-    cluster run's output, grouped run's folder, grouped run's output)."""
+    time (the cluster runs wait on squeue most of their time)."""
     local, _, proc = local_run(tmp_path_factory, "local", **SMALL)
     grouped = scratch(tmp_path_factory.mktemp("grouped"))
     config = write_config(grouped, **SMALL)
@@ -179,11 +188,11 @@ def small_runs(cluster, tmp_path_factory):
     grouped_output = finish(grouped_proc, grouped)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     print(f"cluster run of the small config: {seconds:.0f} s")
-    return work, local, r.stdout + r.stderr, grouped, grouped_output, grouped_proc.returncode
+    return SmallRuns(work, local, r.stdout + r.stderr, grouped, grouped_output, grouped_proc.returncode)
 
 
 def test_the_profile_submits_each_fit_with_its_own_resources_and_runs_the_rest_here(cluster, small_runs):
-    work, _, output, *_ = small_runs
+    work, output = small_runs.cluster, small_runs.output
     jobs = submissions(output)
     fits = len(SMALL["archs"]) * len(SMALL["tasks"])
     # Only the fits went through sbatch; preparing, degrading, scoring and the tables ran here.
@@ -208,7 +217,7 @@ def test_the_profile_submits_each_fit_with_its_own_resources_and_runs_the_rest_h
 
 
 def test_the_cluster_run_tables_equal_a_local_runs(small_runs):
-    work, local, *_ = small_runs
+    work, local = small_runs.cluster, small_runs.local
     assert_same_tables(work, local)
     runs = pd.read_csv(work / "results" / "tables" / "runs.csv")
     assert len(runs) == 4 and (runs["status"] == "ok").all() and runs["resumed_from"].isna().all()
@@ -217,7 +226,8 @@ def test_the_cluster_run_tables_equal_a_local_runs(small_runs):
 def test_grouped_fits_go_several_to_a_job_and_give_the_same_tables(cluster, small_runs):
     # The profile's `group-components`, given on the command line: the four fits of the small config in two
     # jobs, each asking for the sum of its fits' CPUs and memory estimates and for both fits' runtimes.
-    _, local, _, work, output, returncode = small_runs
+    local, work, output = small_runs.local, small_runs.grouped, small_runs.grouped_output
+    returncode = small_runs.grouped_returncode
     assert returncode == 0, output[-3000:]
     jobs = submissions(output)
     assert len(jobs) == 2 and all(rule.startswith("group_fit") for _, rule in jobs), jobs
