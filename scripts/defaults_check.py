@@ -6,6 +6,7 @@ that no config uses at this scale. Then a table of medians per task and size.
 
     python scripts/defaults_check.py run  --out results/defaults [--only denoise-s25] [--sizes 64 128]
     python scripts/defaults_check.py table --out results/defaults   # docs/defaults.md's table (Markdown)
+    python scripts/defaults_check.py budgets --out results/defaults # deblurring at 6000 against 3000 iterations
 
 Fits run one at a time with one thread (`--threads 1`), in the order of CASES; a fit whose summary.json
 exists is not run again, so the command resumes where it stopped.
@@ -51,6 +52,8 @@ CASES = {
     "denoise-poisson10-pure": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], ["--loss", "sure"]),
     # The preset's 1500 iterations were still improving: twice that, the rule deciding.
     "deblur-gaussian1.6": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "3000"]),
+    # At 128×128 every fit of 3000 iterations was still improving at its end: twice that, the rule deciding.
+    "deblur-gaussian1.6-6000": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "6000"]),
     "sr-x4": (["--task", "sr", "--factor", "4"], []),
     "inpaint-drop0.5": (["--task", "inpaint", "--drop", "0.5"], []),
     "jpeg-q10": (["--task", "jpeg", "--quality", "10"], []),
@@ -70,6 +73,7 @@ SIZES = {
     "denoise-s25": (64, 128, 256),
     "denoise-poisson10": (64, 128),
     "deblur-gaussian1.6": (64, 128),
+    "deblur-gaussian1.6-6000": (64, 128),
     "jpeg-q10": (64, 128),
     "denoise-s25-sure": (64, 128),
     "sr-x4": (64, 128),
@@ -314,9 +318,45 @@ def patience(out: Path, fractions=(0.05, 0.1, 0.15, 0.2)) -> str:
     return (made.round(2) + 0.0).reset_index().to_markdown(index=False)  # + 0.0: no "-0"
 
 
+def budgets(out: Path, key: str = "deblur-gaussian1.6-6000", shorter: int = 3000) -> str:
+    """The default command at a shorter budget, replayed on the record of each holdout fit of `key` (a longer
+    budget): the holdout rule with that budget's patience (a tenth) on the first `shorter` iterations, the
+    budget's last EMA image where it has not decided by then. Exact: the fit's trajectory does not depend on
+    its budget, only where it stops. Per size: medians of both budgets' images, of the best classical
+    baseline, and how many fits are within 0.3 dB of it or ahead."""
+    rows = []
+    for summary in sorted(out.glob(f"fits/{key}/*/seed*/holdout/summary.json")):
+        record = json.loads(summary.read_text())
+        row = {"image": summary.parts[-4], "seed": summary.parts[-3], "long": float("nan")}
+        row["size"] = int("".join(c for c in row["image"] if c.isdigit()))
+        base = pd.read_csv(summary.parents[1] / "baselines.csv")
+        classical = base[~base.method.isin(["noisy", "blurred", "jpeg"])]
+        row["baseline"] = classical.psnr.max()
+        history = pd.read_csv(summary.parent / "history.csv")
+        early = history[history.iteration <= shorter]
+        kept, ran = holdout_at(early, shorter // 10)
+        psnr = early.set_index("iteration")["psnr_ema"]
+        if ran < len(early):  # the rule decided within the record (a longer patience records past that)
+            row["short"] = psnr[kept]
+        elif len(early) == shorter:  # undecided: the budget's last EMA image
+            row["short"] = psnr[shorter]
+        if record.get("status") != "failed":
+            row["long"], row["long_iterations"] = record["psnr_restored"], record["iterations"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    print(df.round(2).to_markdown(index=False))
+    g = df.assign(short_margin=df.short - df.baseline, long_margin=df.long - df.baseline).groupby("size")
+    made = g[["baseline", "short", "long", "short_margin", "long_margin"]].median()
+    made["fits"] = g.size()
+    made[f"{shorter}: within 0.3 dB"] = g["short_margin"].apply(lambda x: int((x >= -0.3).sum()))
+    made["longer: within 0.3 dB"] = g["long_margin"].apply(lambda x: int((x >= -0.3).sum()))
+    made["failed"] = g["long"].apply(lambda x: int(x.isna().sum()))
+    return (made.round(2) + 0.0).reset_index().to_markdown(index=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("run", "table", "overview", "baselines", "patience"))
+    p.add_argument("command", choices=("run", "table", "overview", "baselines", "patience", "budgets"))
     p.add_argument("--manifest", help="baselines: a config's manifest (data/*.tsv)")
     p.add_argument("--out", type=Path, default=Path("results/defaults"))
     p.add_argument("--only", nargs="+", choices=list(CASES))
@@ -334,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         print(overview(a.out))
     elif a.command == "patience":
         print(patience(a.out))
+    elif a.command == "budgets":
+        print(budgets(a.out))
     else:
         print(table(a.out))
     return 0
