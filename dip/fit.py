@@ -740,14 +740,17 @@ class _Loop:
         backtracks in a row count: a long fit that collapses now and then but goes on between is no
         diverging one, and failing it would throw its image away.
 
-        Where the chunk failed at its first iteration, the output of the last good check's own state, that
-        check came as the collapse began (its last iterations falling, each still above the bound): from its
-        state every retry fails the same way whatever the learning rate, so the fit goes back to the check
-        before it, and that check's chunk leaves the history."""
+        Where the first run from the last good check failed at its first iteration, the output of that
+        check's own state, the check came as the collapse began (its last iterations falling, each still
+        above the bound): from its state every retry fails the same way whatever the learning rate, so the
+        fit goes back to the check before it, and that check's chunk leaves the history. A retry that fails
+        at its first iteration proves nothing of the state, whose first output passed once (a fault from
+        outside the fit, as a network that returns NaN from some call on): it keeps its verified rows."""
         step, s = self.step, self.s
+        first_run = t.in_a_row == 0
         t.backtracks += 1
         t.in_a_row += 1
-        if t.previous is not None and self.collapsed(t, chunk[:1]):
+        if first_run and t.previous is not None and self.collapsed(t, chunk[:1]):
             keep = t.previous["iteration"]
             while sum(len(rows) for rows in t.rows) > keep:
                 t.rows.pop()
