@@ -73,7 +73,7 @@ SIZES = {
     "denoise-s25": (64, 128, 256),
     "denoise-poisson10": (64, 128),
     "deblur-gaussian1.6": (64, 128),
-    "deblur-gaussian1.6-6000": (64, 128),
+    "deblur-gaussian1.6-6000": (64, 128, 256),
     "jpeg-q10": (64, 128),
     "denoise-s25-sure": (64, 128),
     "sr-x4": (64, 128),
