@@ -727,6 +727,14 @@ class _Loop:
         level = t.good_psnr if t.good_psnr > -math.inf else psnr[0]
         return bool((psnr < level - db).any() or (steps < -db).any())
 
+    @classmethod
+    def levels(cls, rows: list[np.ndarray]) -> tuple[float, float]:
+        """What a collapse is measured from after the last of the kept chunks `rows`: its level and its last
+        iteration's PSNR to the observation (nothing before the first good chunk)."""
+        if not rows:
+            return -math.inf, math.nan
+        return cls.level(rows[-1]), float(rows[-1][-1, 1])
+
     @staticmethod
     def level(chunk: np.ndarray) -> float:
         """The level a collapse is measured from: a good chunk's median PSNR to the observation. Not its best
@@ -752,12 +760,11 @@ class _Loop:
         t.in_a_row += 1
         if first_run and t.previous is not None and self.collapsed(t, chunk[:1]):
             keep = t.previous["iteration"]
-            while sum(len(rows) for rows in t.rows) > keep:
-                t.rows.pop()
+            t.rows.pop()  # the one chunk between the two checks
             del t.seconds[keep:]
             t.ssim = {at: value for at, value in t.ssim.items() if at <= keep}
             t.saved, t.previous = t.previous, None
-            t.good_psnr, t.last_psnr = t.saved.get("levels", (-math.inf, math.nan))  # a checkpoint's has none
+            t.good_psnr, t.last_psnr = self.levels(t.rows)
         # The weights, Adam and the rules go back; the input perturbations go on, as in the authors' loop. Drawn
         # again, the same draws would give the same first output from the same weights, and a chunk that
         # failed on it would fail again at every learning rate.
@@ -781,11 +788,10 @@ class _Loop:
         self.save_state(b, t)
 
     def save_state(self, b: int, t: _Track) -> None:
-        """Fit b's state now as its last good check's (`Step.save`), with the levels a collapse is measured
-        from there. The copy it replaces is let go first: at most two copies at once."""
+        """Fit b's state now as its last good check's (`Step.save`). The copy it replaces is let go first: at
+        most two copies at once."""
         t.saved = None
         t.saved = self.step.save(b, t.iteration)
-        t.saved["levels"] = (t.good_psnr, t.last_psnr)
 
     def keep(self, b: int, t: _Track, chunk: np.ndarray, times: list[float]) -> None:
         """Fit b's chunk is good: keep its rows, score SSIM when due, save the state, and end the fit if its
@@ -793,7 +799,7 @@ class _Loop:
         step, s = self.step, self.s
         t.rows.append(chunk)
         t.seconds += times
-        t.good_psnr, t.last_psnr, t.in_a_row = self.level(chunk), float(chunk[-1, 1]), 0
+        (t.good_psnr, t.last_psnr), t.in_a_row = self.levels(t.rows), 0
         if step.clean is not None and (
             t.iteration // s.ssim_every > (t.iteration - len(chunk)) // s.ssim_every or t.iteration == s.iterations
         ):

@@ -203,6 +203,16 @@ def _fit_columns(summary: Path, prefix: str) -> dict:
     return row
 
 
+def best_baseline(path: Path) -> tuple[float, str]:
+    """The best classical baseline of a fit's `baselines.csv`: its PSNR and method (the observation itself
+    only where no classical method ran)."""
+    b = pd.read_csv(path)
+    classical = b[~b.method.isin(["noisy", "blurred", "jpeg"])]
+    # JPEG: the pipeline's one baseline is the observation itself.
+    best = (b if classical.empty else classical).loc[(b if classical.empty else classical).psnr.idxmax()]
+    return best.psnr, best.method
+
+
 def _rows(out: Path) -> pd.DataFrame:
     rows = []
     for folder in sorted(out.glob("fits/*/*/seed*")):
@@ -215,11 +225,7 @@ def _rows(out: Path) -> pd.DataFrame:
             continue
         base = folder / "baselines.csv"
         if base.exists():
-            b = pd.read_csv(base)
-            classical = b[~b.method.isin(["noisy", "blurred", "jpeg"])]
-            # JPEG: the pipeline's one baseline is the observation itself.
-            best = (b if classical.empty else classical).loc[(b if classical.empty else classical).psnr.idxmax()]
-            row["baseline"], row["baseline_method"] = best.psnr, best.method
+            row["baseline"], row["baseline_method"] = best_baseline(base)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -329,9 +335,7 @@ def budgets(out: Path, key: str = "deblur-gaussian1.6-6000", shorter: int = 3000
         record = json.loads(summary.read_text())
         row = {"image": summary.parts[-4], "seed": summary.parts[-3], "long": float("nan")}
         row["size"] = int("".join(c for c in row["image"] if c.isdigit()))
-        base = pd.read_csv(summary.parents[1] / "baselines.csv")
-        classical = base[~base.method.isin(["noisy", "blurred", "jpeg"])]
-        row["baseline"] = classical.psnr.max()
+        row["baseline"] = best_baseline(summary.parents[1] / "baselines.csv")[0]
         history = pd.read_csv(summary.parent / "history.csv")
         early = history[history.iteration <= shorter]
         kept, ran = holdout_at(early, shorter // 10)

@@ -11,17 +11,18 @@ from dip.image_io import to_tensor
 
 
 class AtCall(torch.nn.Module):
-    """Wraps a network and, at one forward call, hands its output to `action` (which may return another
-    output, send a signal or raise): a fault injected at a known iteration of a fit."""
+    """Wraps a network and, at one forward call (or each of a set of them), hands its output to `action`
+    (which may return another output, send a signal or raise): a fault injected at a known iteration of a
+    fit."""
 
-    def __init__(self, net: torch.nn.Module, at: int, action):
+    def __init__(self, net: torch.nn.Module, at: int | set[int], action):
         super().__init__()
-        self.net, self.at, self.action, self.calls = net, at, action, 0
+        self.net, self.at, self.action, self.calls = net, {at} if isinstance(at, int) else at, action, 0
 
     def forward(self, z):
         self.calls += 1
         out = self.net(z)
-        return self.action(out) if self.calls == self.at else out
+        return self.action(out) if self.calls in self.at else out
 
 
 def natural_crop(size: int = 64) -> np.ndarray:

@@ -72,19 +72,11 @@ def test_a_collapse_backtracks_unless_switched_off_but_a_nan_always_does(clean64
     assert fit(net, Denoise(25), observed, settings, log=lambda m: None).backtracks == 1
 
 
-class NaNAt(torch.nn.Module):
+def nan_at(calls: set[int]) -> AtCall:
     """A network whose output is NaN at the given forward calls."""
+    from dip.networks import make_network
 
-    def __init__(self, calls: set[int]):
-        super().__init__()
-        from dip.networks import make_network
-
-        self.net, self.at, self.calls = make_network(SKIP, 32, 3, 0), calls, 0
-
-    def forward(self, z):
-        self.calls += 1
-        out = self.net(z)
-        return out * float("nan") if self.calls in self.at else out
+    return AtCall(make_network(SKIP, 32, 3, 0), at=calls, action=lambda out: out * float("nan"))
 
 
 def test_collapses_apart_never_add_up_to_a_failure_but_in_a_row_they_do(clean64):
@@ -93,10 +85,10 @@ def test_collapses_apart_never_add_up_to_a_failure_but_in_a_row_they_do(clean64)
     crop = clean64[..., :32, :32]
     observed = Denoise(25).observe(crop, torch.Generator().manual_seed(0))
     settings = small_settings(iterations=90, max_backtracks=2)
-    apart = fit(NaNAt({15, 40, 65, 90}), Denoise(25), observed, settings, log=lambda m: None)
+    apart = fit(nan_at({15, 40, 65, 90}), Denoise(25), observed, settings, log=lambda m: None)
     assert apart.backtracks == 4 and apart.iterations == 90 and torch.isfinite(apart.image).all()
     with pytest.raises(FitFailed, match="after 2 backtracks in a row"):
-        fit(NaNAt(set(range(15, 45))), Denoise(25), observed, settings, log=lambda m: None)
+        fit(nan_at(set(range(15, 45))), Denoise(25), observed, settings, log=lambda m: None)
 
 
 class SpoiledAt(torch.nn.Module):
