@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 
 from dip import __version__
-from dip.defaults import for_operator
+from dip.defaults import for_operator, operator_preset
 from dip.devices import pick_device
 from dip.fit import FitResult, FitSettings, fit, fit_batch
 from dip.operators import HeldOut, Operator
-from dip.presets import architecture
+from dip.presets import PAPER, architecture
 from dip.provenance import content_hash
 from dip.risk import risk_estimate
 from dip.saved_network import init_identity, read_init
@@ -42,7 +42,7 @@ def restore(
     observed: torch.Tensor,
     operator: Operator,
     *,
-    arch: str | Mapping = "skip",
+    arch: str | Mapping | None = None,
     settings: FitSettings | Mapping | None = None,
     stop: str | None = "default",
     record: Sequence[str] = (),
@@ -76,12 +76,17 @@ def restore(
         `forward(x)` for x (N, C, H, W) → (N, C, H', W'), differentiable by autograd; `loss(output,
         observed)` → one data term per fit, shape (N,) (the base class: MSE of forward(output) to observed).
     :param arch: a name of `dip.presets.ARCHITECTURES` (its settings, e.g. its input depth, apply under
-        `settings`) or a network spec dict such as ``{"kind": "skip", "scales": 4}``. Default: ``"skip"``,
-        the paper's.
-    :param settings: a `dip.fit.FitSettings`, or a dict of its fields to change from the defaults. Default:
-        `FitSettings()`, the paper's denoising settings: 3000 iterations, Adam at lr 0.01, input perturbation
-        1/30, EMA 0.99, backtracking on a 5 dB collapse of the fit to the observation. Fewer iterations
-        usually suffice for small images; `settings.seed` is the network seed of a single fit.
+        `settings`) or a network spec dict such as ``{"kind": "skip", "scales": 4}``. Default (None): the
+        network `dip fit` uses for the operator's task (`dip.defaults.operator_preset`: e.g. ``"unet"`` for
+        `dip.operators.Blur`), else ``"skip"``, the paper's.
+    :param settings: a `dip.fit.FitSettings` (used as given), or a dict of its fields to change from the
+        settings `dip fit` uses for the operator's task: its paper preset (`dip.presets.PAPER`; for
+        `dip.operators.SuperResolve(4)` 2000 iterations and input perturbation 0.03), with the task's default
+        budget where `stop` is ``"default"`` (`dip.defaults.DEFAULTS`: 6000 iterations for deblurring), then
+        the architecture's own. For any other operator, and for `dip.operators.Inpaint` (its mask's kind,
+        which picks the preset, is not in the tensor), `FitSettings()`: the paper's denoising settings, 3000
+        iterations, Adam at lr 0.01, input perturbation 1/30, EMA 0.99, backtracking on a 5 dB collapse of
+        the fit to the observation. `settings.seed` is the network seed of a single fit.
     :param stop: the rule that ends the fit (`dip.stopping.RULES`): ``"default"`` (the default: the rule of
         `dip.defaults` for the operator's task where it is one of the package's task operators, e.g.
         `dip.operators.Denoise`, and `dip.defaults.GENERIC` for any other: the guarded ES-WMV rule), ``"es-wmv"``
@@ -152,7 +157,8 @@ def restore(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: {loss!r} is not one of {', '.join(LOSSES)}")
-    observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss)
+    arch, preset = _task_preset(operator, arch, stop, loss)
+    observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss, preset)
     risk = None
     if loss == "sure":
         try:
@@ -268,8 +274,27 @@ def restore(
     return results
 
 
-def _check(observed, operator, arch, settings, seeds, loss="default") -> tuple[torch.Tensor, FitSettings, dict, bool]:
-    """One-line errors for what `restore` is given; the observation as float32, the settings, the network."""
+def _task_preset(
+    operator: Operator, arch: str | Mapping | None, stop: str | None, loss: str
+) -> tuple[str | Mapping, dict]:
+    """The network (`arch`, or the task's where None) and the settings under the caller's that `dip fit` uses
+    for the task of `operator` (`dip.defaults.operator_preset`): its paper preset, with the task's default
+    budget where the default rule stops the fit. ("skip", {}) for an operator of no preset."""
+    key = operator_preset(operator)
+    if key is None:
+        return ("skip" if arch is None else arch), {}
+    name, values = PAPER[key]
+    budget = for_operator(operator, loss).iterations
+    if stop == "default" and budget is not None:
+        values = {**values, "iterations": budget}
+    return (name if arch is None else arch), values
+
+
+def _check(
+    observed, operator, arch, settings, seeds, loss="default", preset: Mapping | None = None
+) -> tuple[torch.Tensor, FitSettings, dict, bool]:
+    """One-line errors for what `restore` is given; the observation as float32, the settings (`preset`'s,
+    the architecture's own, then the caller's, as `dip fit` merges them), the network."""
     if not isinstance(observed, torch.Tensor):
         raise TypeError(f"observed: must be a torch.Tensor (N, C, H, W), got {type(observed).__name__}")
     if observed.dim() != 4:
@@ -303,7 +328,7 @@ def _check(observed, operator, arch, settings, seeds, loss="default") -> tuple[t
         unknown = sorted(set(settings or {}) - known)
         if unknown:
             raise ValueError(f"settings: unknown field {unknown[0]!r}; choose from {', '.join(sorted(known))}")
-        settings = FitSettings(**{**arch_settings, **(settings or {})})
+        settings = FitSettings(**{**(preset or {}), **arch_settings, **(settings or {})})
     elif not isinstance(settings, FitSettings):
         raise TypeError(f"settings: a FitSettings or a dict of its fields, got {type(settings).__name__}")
     if loss == "sure":

@@ -118,6 +118,31 @@ def operator_key(operator: Operator) -> str | None:
     return next((name for kind, name in kinds.items() if isinstance(operator, kind)), None)
 
 
+def operator_preset(operator: Operator) -> str | None:
+    """The paper preset (a key of `dip.presets.PAPER`) that `dip fit` fits the task of one of the package's
+    task operators with: the same network and settings in `dip.restore`. None for an operator of the user's,
+    and for `Inpaint`, whose mask tensor does not say the mask's kind (scattered pixels, text, a box), which
+    picks the preset.
+
+    >>> from dip import operators as ops
+    >>> operator_preset(ops.Denoise(50)), operator_preset(ops.SuperResolve(3)), operator_preset(ops.Poisson(10))
+    ('denoise-sigma50', 'sr-x4', 'denoise')
+    """
+    from dip import operators as ops
+    from dip.presets import preset_key
+    from dip.tasks import Task
+
+    name = operator_key(operator)
+    if name is None or name == "inpaint":
+        return None
+    inner = operator.operator if isinstance(operator, ops.HeldOut) else operator
+    if isinstance(inner, ops.Denoise):
+        return preset_key(Task("denoise", sigma=inner.sigma))
+    if isinstance(inner, ops.SuperResolve):
+        return preset_key(Task("sr", factor=inner.factor))
+    return {"denoise-poisson": "denoise"}.get(name, name)
+
+
 def for_operator(operator: Operator, loss: str = "default") -> Default:
     """The default of `dip.restore` for `operator` and data term `loss`: its task's for the package's task
     operators, GENERIC for any other."""

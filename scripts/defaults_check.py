@@ -54,6 +54,8 @@ CASES = {
     "deblur-gaussian1.6": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "3000"]),
     # At 128×128 every fit of 3000 iterations was still improving at its end: twice that, the rule deciding.
     "deblur-gaussian1.6-6000": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "6000"]),
+    # At 256×256 both fits of 6000 iterations were still improving at their end: twice that again.
+    "deblur-gaussian1.6-12000": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "12000"]),
     "sr-x4": (["--task", "sr", "--factor", "4"], []),
     "inpaint-drop0.5": (["--task", "inpaint", "--drop", "0.5"], []),
     "jpeg-q10": (["--task", "jpeg", "--quality", "10"], []),
@@ -74,6 +76,7 @@ SIZES = {
     "denoise-poisson10": (64, 128),
     "deblur-gaussian1.6": (64, 128),
     "deblur-gaussian1.6-6000": (64, 128, 256),
+    "deblur-gaussian1.6-12000": (256,),
     "jpeg-q10": (64, 128),
     "denoise-s25-sure": (64, 128),
     "sr-x4": (64, 128),

@@ -110,6 +110,58 @@ def test_the_python_api_takes_the_same_default_for_a_tasks_operator():
     assert for_operator(Mine()) == GENERIC
 
 
+class _Fitted(Exception):
+    """Raised by a stand-in for dip.fit.fit: what restore would have fitted, without fitting it."""
+
+
+@pytest.mark.parametrize(
+    ("args", "stop"),
+    [
+        (TASK_ARGS["denoise"], None),
+        (["--task", "denoise", "--sigma", "50"], None),
+        (TASK_ARGS["denoise-poisson"], None),
+        (TASK_ARGS["deblur"], None),
+        (TASK_ARGS["deblur"], "fixed"),  # the paper's budget, as `dip fit --stop fixed`
+        (["--task", "deblur", "--blur", "gaussian:1.6", "--noise", "poisson", "--peak", "10"], None),
+        (TASK_ARGS["sr"], None),
+        (["--task", "sr", "--factor", "8"], None),
+        (TASK_ARGS["jpeg"], None),
+    ],
+)
+def test_restore_fits_a_tasks_operator_with_the_network_and_settings_of_dip_fit(
+    args, stop, png32, tmp_path, monkeypatch
+):
+    """One default per task: without arch and settings, dip.restore fits the package's task operator with the
+    network, settings and budget that `dip fit` resolves for the same task (its paper preset, the default's
+    budget where the default rule stops it)."""
+    from dip import api
+    from dip.presets import architecture
+
+    job = _resolved([*args, "--image", str(png32), *(["--stop", stop] if stop else [])], tmp_path)
+
+    def fitted(spec, operator, observed, settings, **options):
+        raise _Fitted(spec, settings)
+
+    monkeypatch.setattr(api, "fit", fitted)
+    observed = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    operator = job.task.operator(None, job.psf)
+    with pytest.raises(_Fitted) as caught:
+        restore(observed, operator, stop=stop or "default", device="cpu")
+    spec, settings = caught.value.args
+    assert spec == architecture(job.arch)["net"]
+    assert settings == job.settings
+
+
+def test_restore_keeps_the_generic_settings_where_no_preset_applies():
+    """Inpaint's mask does not say its kind (which picks the preset) and a user's operator has none: the
+    skip network and FitSettings()."""
+    from dip.api import _task_preset
+
+    assert _task_preset(ops.Inpaint(torch.ones(1, 1, 8, 8)), None, "default", "default") == ("skip", {})
+    assert _task_preset(ops.Operator(), None, "default", "default") == ("skip", {})
+    assert _task_preset(ops.Blur(ops.gaussian_psf(1.6)), "skip-3", "default", "default")[0] == "skip-3"
+
+
 def test_restore_without_stop_fits_with_the_default_rule():
     clean = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     operator = ops.Denoise(25)

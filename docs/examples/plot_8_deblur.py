@@ -18,7 +18,6 @@ from dip import restore
 from dip.image_io import to_array, to_tensor
 from dip.pipeline.baselines import restore as classical
 from dip.pipeline.figures import show_row
-from dip.presets import PAPER, preset_key
 from dip.tasks import Task
 
 photo = transform.resize(data.immunohistochemistry(), (128, 128), anti_aliasing=True)
@@ -26,8 +25,8 @@ clean = to_tensor(photo[32:96, 32:96].astype(np.float32))  # (1, 3, 64, 64)
 
 task = Task("deblur", blur="gaussian:1.5", sigma=2)
 observed, _ = task.degrade(clean, observation_seed=0)
-arch, settings = PAPER[preset_key(task)]
-result = restore(observed, task.operator(), arch=arch, settings={**settings, "iterations": 400}, device="cpu")
+# The network and settings `dip fit` uses for this task (its paper preset), within a shorter budget:
+result = restore(observed, task.operator(), settings={"iterations": 400}, device="cpu")
 
 # %%
 # Observed, restored, the classical method and the ground truth, PSNR against the clean image:
