@@ -82,11 +82,12 @@ def restore(
     :param settings: a `dip.fit.FitSettings` (used as given), or a dict of its fields to change from the
         settings `dip fit` uses for the operator's task: its paper preset (`dip.presets.PAPER`; for
         `dip.operators.SuperResolve(4)` 2000 iterations and input perturbation 0.03), with the task's default
-        budget where `stop` is ``"default"`` (`dip.defaults.DEFAULTS`: 6000 iterations for deblurring), then
-        the architecture's own. For any other operator, and for `dip.operators.Inpaint` (its mask's kind,
-        which picks the preset, is not in the tensor), `FitSettings()`: the paper's denoising settings, 3000
-        iterations, Adam at lr 0.01, input perturbation 1/30, EMA 0.99, backtracking on a 5 dB collapse of
-        the fit to the observation. `settings.seed` is the network seed of a single fit.
+        budget for the image's size where `stop` is ``"default"`` (`dip.defaults.Default.budget`: for
+        deblurring 6000 iterations up to 128×128, more above), then the architecture's own. For any other
+        operator, and for `dip.operators.Inpaint` (its mask's kind, which picks the preset, is not in the
+        tensor), `FitSettings()`: the paper's denoising settings, 3000 iterations, Adam at lr 0.01, input
+        perturbation 1/30, EMA 0.99, backtracking on a 5 dB collapse of the fit to the observation.
+        `settings.seed` is the network seed of a single fit.
     :param stop: the rule that ends the fit (`dip.stopping.RULES`): ``"default"`` (the default: the rule of
         `dip.defaults` for the operator's task where it is one of the package's task operators, e.g.
         `dip.operators.Denoise`, and `dip.defaults.GENERIC` for any other: the guarded ES-WMV rule), ``"es-wmv"``
@@ -157,7 +158,7 @@ def restore(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: {loss!r} is not one of {', '.join(LOSSES)}")
-    arch, preset = _task_preset(operator, arch, stop, loss)
+    arch, preset = _task_preset(operator, arch, stop, loss, observed)
     observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss, preset)
     risk = None
     if loss == "sure":
@@ -275,16 +276,20 @@ def restore(
 
 
 def _task_preset(
-    operator: Operator, arch: str | Mapping | None, stop: str | None, loss: str
+    operator: Operator, arch: str | Mapping | None, stop: str | None, loss: str, observed: torch.Tensor
 ) -> tuple[str | Mapping, dict]:
     """The network (`arch`, or the task's where None) and the settings under the caller's that `dip fit` uses
     for the task of `operator` (`dip.defaults.operator_preset`): its paper preset, with the task's default
-    budget where the default rule stops the fit. ("skip", {}) for an operator of no preset."""
+    budget for the size of the image `observed` is restored to, where the default rule stops the fit. ("skip",
+    {}) for an operator of no preset."""
     key = operator_preset(operator)
     if key is None:
         return ("skip" if arch is None else arch), {}
     name, values = PAPER[key]
-    budget = for_operator(operator, loss).iterations
+    default = for_operator(operator, loss)
+    budget = default.iterations
+    if default.grows_above and isinstance(observed, torch.Tensor) and observed.dim() == 4:  # else _check refuses it
+        budget = default.budget(*(int(v) for v in operator.image_size(observed[:1])))
     if stop == "default" and budget is not None:
         values = {**values, "iterations": budget}
     return (name if arch is None else arch), values

@@ -152,14 +152,45 @@ def test_restore_fits_a_tasks_operator_with_the_network_and_settings_of_dip_fit(
     assert settings == job.settings
 
 
+def test_deblurrings_budget_grows_with_the_image_in_dip_fit_and_restore(tmp_path, monkeypatch):
+    """Above 128×128 the deblurring default's budget grows with the image's side, read from the file's header
+    by `dip fit` and from the observation by dip.restore; --iters and `--stop fixed` keep theirs."""
+    from dip import api
+    from dip.presets import PAPER
+
+    default = DEFAULTS["deblur"]
+    path = tmp_path / "wide.png"
+    save_png(torch.rand(1, 3, 192, 384, generator=torch.Generator().manual_seed(4)), str(path))
+    expected = default.budget(192, 384)
+    assert expected > default.iterations == default.budget(128, 128) == default.budget(64, 64)
+    assert expected == 25 * math.ceil(default.iterations * math.sqrt(192 * 384) / default.grows_above / 25)
+    job = _resolved([*TASK_ARGS["deblur"], "--image", str(path)], tmp_path)
+    assert job.settings.iterations == expected
+    assert (
+        _resolved([*TASK_ARGS["deblur"], "--image", str(path), "--iters", "700"], tmp_path).settings.iterations == 700
+    )
+    fixed = _resolved([*TASK_ARGS["deblur"], "--image", str(path), "--stop", "fixed"], tmp_path)
+    assert fixed.settings.iterations == PAPER["deblur"][1]["iterations"]
+
+    def fitted(spec, operator, observed, settings, **options):
+        raise _Fitted(settings)
+
+    monkeypatch.setattr(api, "fit", fitted)
+    observed = torch.rand(1, 3, 192, 384, generator=torch.Generator().manual_seed(5))
+    with pytest.raises(_Fitted) as caught:
+        restore(observed, job.task.operator(None, job.psf), device="cpu")
+    assert caught.value.args[0] == job.settings
+
+
 def test_restore_keeps_the_generic_settings_where_no_preset_applies():
     """Inpaint's mask does not say its kind (which picks the preset) and a user's operator has none: the
     skip network and FitSettings()."""
     from dip.api import _task_preset
 
-    assert _task_preset(ops.Inpaint(torch.ones(1, 1, 8, 8)), None, "default", "default") == ("skip", {})
-    assert _task_preset(ops.Operator(), None, "default", "default") == ("skip", {})
-    assert _task_preset(ops.Blur(ops.gaussian_psf(1.6)), "skip-3", "default", "default")[0] == "skip-3"
+    observed = torch.rand(1, 3, 8, 8)
+    assert _task_preset(ops.Inpaint(torch.ones(1, 1, 8, 8)), None, "default", "default", observed) == ("skip", {})
+    assert _task_preset(ops.Operator(), None, "default", "default", observed) == ("skip", {})
+    assert _task_preset(ops.Blur(ops.gaussian_psf(1.6)), "skip-3", "default", "default", observed)[0] == "skip-3"
 
 
 def test_restore_without_stop_fits_with_the_default_rule():

@@ -12,7 +12,7 @@ import dip
 
 # The public modules with examples: the degradations, the tasks, the metrics, image files, the stopping
 # rules, restore, the fit record, saved networks, the risk estimates, strict JSON, tiles and stacks of images, the
-# classical baselines.
+# classical baselines, the task defaults.
 WITH_EXAMPLES = [
     "dip.operators",
     "dip.tasks",
@@ -27,6 +27,7 @@ WITH_EXAMPLES = [
     "dip.tiles",
     "dip.many",
     "dip.pipeline.baselines",
+    "dip.defaults",
 ]
 
 
