@@ -73,13 +73,13 @@ KINDS = {
 SIZES = {
     "denoise-s50": (),
     "denoise-s25": (64, 128, 256),
-    "denoise-poisson10": (64, 128),
+    "denoise-poisson10": (64, 128, 256),
     "deblur-gaussian1.6": (64, 128),
     "deblur-gaussian1.6-6000": (64, 128, 256),
     "deblur-gaussian1.6-12000": (256,),
-    "jpeg-q10": (64, 128),
+    "jpeg-q10": (64, 128, 256),
     "denoise-s25-sure": (64, 128),
-    "sr-x4": (64, 128),
+    "sr-x4": (64, 128, 256),
     "inpaint-drop0.5": (64, 128),
 }
 
