@@ -287,10 +287,10 @@ def _task_preset(
         return ("skip" if arch is None else arch), {}
     name, values = PAPER[key]
     default = for_operator(operator, loss)
-    budget = default.iterations
-    if default.grows_above and isinstance(observed, torch.Tensor) and observed.dim() == 4:  # else _check refuses it
-        budget = default.budget(*(int(v) for v in operator.image_size(observed[:1])))
-    if stop == "default" and budget is not None:
+    if stop == "default" and default.iterations is not None:
+        budget = default.iterations
+        if default.grows_above and isinstance(observed, torch.Tensor) and observed.dim() == 4:  # else _check refuses it
+            budget = default.budget(*(int(v) for v in operator.image_size(observed[:1])))
         values = {**values, "iterations": budget}
     return (name if arch is None else arch), values
 

@@ -833,9 +833,8 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
 
 def _default_stop(r: FitRequest, task: Task) -> tuple[FitRequest, bool]:
     """Without --stop, the task's default rule (dip.defaults) and, unless --iters says otherwise, its budget
-    for the image's size;
-    with --record-stops the fit then runs the whole budget and returns the default rule's image. Returns
-    the request with `stop` decided and whether the fit runs its whole budget."""
+    for the image's size; with --record-stops the fit then runs the whole budget and returns the default
+    rule's image. Returns the request with `stop` decided and whether the fit runs its whole budget."""
     if r.stop is not None:
         return r, False
     from dip.defaults import for_task
