@@ -26,6 +26,7 @@ from dip.fit import FitResult, FitSettings, fit, fit_batch
 from dip.operators import HeldOut, Operator
 from dip.presets import PAPER, architecture
 from dip.provenance import content_hash
+from dip.red import RED
 from dip.risk import risk_estimate
 from dip.saved_network import init_identity, read_init
 from dip.seeds import SCHEME, generator
@@ -59,6 +60,7 @@ def restore(
     save_network: str | Path | None = None,
     init_from: str | Path | None = None,
     loss: str = "default",
+    red_weight: float = 0.0,
     memory_saving: bool = False,
     checkpoint_every: int | None = None,
 ) -> FitResult | list[FitResult]:
@@ -132,6 +134,8 @@ def restore(
         (`dip.operators.Poisson` with its peak). The network's input is then the observation itself
         (settings.input is set to ``"image"``) and each iteration runs a second forward pass for the
         Monte-Carlo divergence. Any other operator raises ValueError.
+    :param red_weight: λ of a regularisation-by-denoising term (DeepRED, `dip.red.RED`: non-local means as
+        the denoiser, tied to the network's output by ADMM); 0, the default, fits without one.
     :param memory_saving: recompute the network's activations in the backward pass instead of keeping them
         (`dip.networks.checkpointed`): the same fit for less memory and more time per iteration.
     :param checkpoint_every: iterations between the checkpoint's saves (default: 10 % of the fit).
@@ -160,6 +164,8 @@ def restore(
         raise ValueError(f"loss: {loss!r} is not one of {', '.join(LOSSES)}")
     arch, preset = _task_preset(operator, arch, stop, loss, observed)
     observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss, preset)
+    if not (isinstance(red_weight, (int, float)) and not isinstance(red_weight, bool) and 0 <= red_weight < math.inf):
+        raise ValueError(f"red_weight: must be a finite number >= 0, got {red_weight!r}")
     risk = None
     if loss == "sure":
         try:
@@ -258,6 +264,7 @@ def restore(
         init=init,
         keep_network=save_network is not None,
         risk=risk,
+        red=RED(weight=red_weight) if red_weight else None,
         input_image=observed if risk is not None else None,
         memory_saving=memory_saving,
         checkpoint_every=checkpoint_every,

@@ -260,6 +260,13 @@ def parser() -> _OneLineParser:
     f.add_argument("--optimizer", choices=OPTIMISERS)
     f.add_argument("--tv-weight", type=_non_negative)
     f.add_argument(
+        "--red-weight",
+        type=_non_negative,
+        metavar="LAMBDA",
+        help="weight of a regularisation-by-denoising term (DeepRED: non-local means tied to the network's "
+        "output by ADMM, dip.red); default 0, none",
+    )
+    f.add_argument(
         "--loss",
         choices=LOSSES,
         default="default",

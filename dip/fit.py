@@ -42,6 +42,7 @@ from dip.inputs import input_channels, make_input
 from dip.metrics import Scorer, psnr_per_image, ssim
 from dip.operators import HeldOut, Operator
 from dip.optim import make_optimiser
+from dip.red import RED
 from dip.risk import RiskEstimate
 from dip.saved_network import SavedNetwork, check_init, from_weights
 from dip.stopping import StoppingRule, bank, make_rule
@@ -96,7 +97,8 @@ class RunOptions:
     weights the fit ended with (dip.saved_network.SavedNetwork; needs an architecture spec). risk: a risk-estimate data term (`dip.risk.SURE`,
     `dip.risk.PURE`) in place of the operator's loss; it needs settings.input "image" with the observation
     as input_image (the estimate's divergence is taken with respect to the network's input) and costs a
-    second forward pass per iteration."""
+    second forward pass per iteration. red: a regularisation-by-denoising term (`dip.red.RED`, DeepRED) added
+    to the data term, with its ADMM variables x and u kept per fit."""
 
     device: str | torch.device = "cpu"
     checkpoint: str | Path | None = None
@@ -112,6 +114,7 @@ class RunOptions:
     memory_saving: bool = False  # recompute activations in the backward pass (dip.networks.checkpointed):
     #                              the same fit for less memory and a second forward pass per iteration
     risk: RiskEstimate | None = None
+    red: RED | None = None
     # Run the whole budget even where `stop_on` decides earlier (every rule recorded over the budget); the
     # image returned is still the one `stop_on` would have returned had it stopped the fit.
     full_budget: bool = False
@@ -214,7 +217,7 @@ def fit(
     """
     s = settings or FitSettings()
     o = RunOptions(**options)
-    problem = _Problem([operator], observed, clean, o.scorer, o.input_image, o.risk)
+    problem = _Problem([operator], observed, clean, o.scorer, o.input_image, o.risk, o.red)
     rules_ = [_prepare_rules(rules, stop_on, s, operator, observed)]
     return _fits(arch, problem, s, [s.seed], rules_, stop_on, o, raise_failure=True)[0]
 
@@ -247,7 +250,7 @@ def fit_batch(
     if len(rules) != n:
         raise ValueError(f"{len(rules)} rule lists for {n} fits")
     o = RunOptions(**options)
-    problem = _Problem(operators, observed, clean, o.scorer, o.input_image, o.risk)
+    problem = _Problem(operators, observed, clean, o.scorer, o.input_image, o.risk, o.red)
     rules = [
         _prepare_rules(r, stop_on, settings, operators[b % len(operators)], observed[b % len(observed)][None])
         for b, r in enumerate(rules)
@@ -263,13 +266,17 @@ def _fits(
         raise ValueError("keep_network: a network is kept from an architecture spec, not a ready module")
     step = Step(arch, problem, s, seeds_, rules, torch.device(o.device), init=o.init, memory_saving=o.memory_saving)
     tracks = [_Track(seed=seed, lr=s.lr) for seed in seeds_]
-    extra = {**(o.fingerprint or {}), **(o.risk.describe() if o.risk is not None else {})}
+    extra = {
+        **(o.fingerprint or {}),
+        **(o.risk.describe() if o.risk is not None else {}),
+        **(o.red.describe() if o.red is not None else {}),
+    }
     _Loop(step, tracks, stop_on, o, raise_failure, fingerprint(s, seeds_, extra)).run()
     results = [_result(step, b, t, s, stop_on if o.full_budget else None) for b, t in enumerate(tracks)]
     for b, (t, result) in enumerate(zip(tracks, results)):
         if o.keep_network and t.error is None:
-            # The weights of the fit's last verified iteration (where it ended), without the EMA's slot.
-            weights = t.saved["tensors"][:-1]
+            # The weights of the fit's last verified iteration (where it ended), without the EMA's (and RED's) slots.
+            weights = t.saved["tensors"][: len(step.params)]
             size = (step.h, step.w, problem.observed.shape[1])
             result.network = from_weights(arch, weights, step.z[b : b + 1], *size, t.saved["iteration"], t.seed)
     return results
@@ -325,6 +332,7 @@ class _Problem:
     scorer: Scorer
     input_image: torch.Tensor | None = None
     risk: RiskEstimate | None = None
+    red: RED | None = None
 
     def __post_init__(self) -> None:
         if self.risk is None:
@@ -385,7 +393,7 @@ class Step:
         )
         if problem.risk is not None and s.input != "image":
             raise ValueError("a risk-estimate data term (SURE/PURE) needs settings.input 'image' (the observation)")
-        self.risk = problem.risk
+        self.risk, self.red = problem.risk, problem.red
         net = self._network(arch, seeds_, zin, channels)
         self._inputs(net, problem, seeds_, zin, torch.channels_last if fast.channels_last else torch.contiguous_format)
         self._targets(problem)
@@ -442,6 +450,8 @@ class Step:
         self.ema = torch.zeros_like(self.out)
         self.iteration = torch.zeros(self.fits, dtype=torch.long, device=device)  # each fit's, on the device
         self.live = torch.ones(self.fits, dtype=torch.bool, device=device)
+        if self.red is not None:  # DeepRED's ADMM variables x and u, and the denoiser's last D(x) (dip.red)
+            self.red_x, self.red_u, self.red_dx = (torch.zeros_like(self.out) for _ in range(3))
 
     def _network(self, arch: dict | nn.Module, seeds_: list[int], zin: int, channels: int) -> nn.Module:
         """The fits' network, on the device, in training mode; sets `self.forward`. With `init` every fit
@@ -493,6 +503,9 @@ class Step:
                 f"the forward operator's loss must give one value per fit, shape ({self.fits},); "
                 f"got {tuple(losses.shape)}"
             )
+        if self.red is not None:  # μ · mean((f − (x − u))²); at a fit's first iteration x is not set yet
+            tied = (out - (self.red_x - self.red_u)).square().flatten(1).mean(1)
+            losses = losses + self.red.mu * torch.where(self.iteration > 1, tied, 0.0)
         return losses + self.s.tv_weight * total_variation(out) if self.s.tv_weight else losses
 
     def _closure(self) -> torch.Tensor:
@@ -520,6 +533,8 @@ class Step:
         # The EMA starts at a fit's first output and then moves by 1 - ema; a frozen fit's stays.
         weight = torch.where(it == 1, 1.0, 1 - self.s.ema if self.s.ema else 1.0).view(-1, 1, 1, 1)
         self.ema.copy_(torch.where(live.view(-1, 1, 1, 1), torch.lerp(self.ema, out, weight), self.ema))
+        if self.red is not None:
+            self._red_step(out, it, live)
         for r in self.rules:
             r.update(it, out, self.ema, self.losses, live)
         predicted = (
@@ -536,10 +551,28 @@ class Step:
         row += [r.signal for r in self.signalled]
         self.history[pos] = torch.stack(row, 1)
 
-    # Fit b's state: weights, optimiser state and EMA (slice b of each stacked tensor), its rules'
-    # state, its perturbation generator and its iteration.
+    def _red_step(self, out: torch.Tensor, it: torch.Tensor, live: torch.Tensor) -> None:
+        """DeepRED's x and u steps (dip.red) for every live fit; at its first iteration D(x) starts as its
+        output and u at 0, so that x becomes the output itself."""
+        red, first = self.red, (it == 1).view(-1, 1, 1, 1)
+        dx = torch.where(first, out, self.red_dx)
+        u = torch.where(first, 0.0, self.red_u)
+        x_new = ((red.weight * dx + red.mu * (out + u)) / (red.weight + red.mu)).clamp(0, 1)
+        keep = live.view(-1, 1, 1, 1)
+        self.red_u.copy_(torch.where(keep, u + out - x_new, self.red_u))
+        self.red_x.copy_(torch.where(keep, x_new, self.red_x))
+        self.red_dx.copy_(torch.where(keep, dx, self.red_dx))
+
+    def refresh_red(self, b: int) -> None:
+        """D(x) of fit b from its x now (host: the denoiser runs on the CPU), held until its next check."""
+        if self.red is not None:
+            self.red_dx[b].copy_(self.red.denoise(self.red_x[b]))
+
+    # Fit b's state: weights, optimiser state, EMA and RED's x, u and D(x) (slice b of each stacked tensor),
+    # its rules' state, its perturbation generator and its iteration.
     def _weights(self, b: int) -> list[torch.Tensor]:
-        return ([p[b] for p in self.params] if self.stacked else self.params) + [self.ema[b]]
+        red = [self.red_x[b], self.red_u[b], self.red_dx[b]] if self.red is not None else []
+        return ([p[b] for p in self.params] if self.stacked else self.params) + [self.ema[b]] + red
 
     def save(self, b: int, iteration: int) -> dict:
         """A real copy of fit b's state at `iteration` (no history: a rewind never goes past the last good
@@ -810,6 +843,7 @@ class _Loop:
                 for x in (step.out, step.ema)
             )
         t.previous = t.saved
+        step.refresh_red(b)  # before the save: a resumed or backtracked fit restarts from the same D(x)
         self.save_state(b, t)
         rule = next((r for r in step.rules if r.name == self.stop_on), None)
         if rule is not None and not self.o.full_budget and rule.should_stop(t.iteration, b):

@@ -92,10 +92,12 @@ class FitRecord:
     holdout: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = ""
-    # The data term ("default": the task's own; "sure": SURE, or PURE for Poisson noise, dip.risk) and the
+    # The data term ("default": the task's own; "sure": SURE, or PURE for Poisson noise, dip.risk), the
+    # weight of a RED term (dip.red) and the
     # ensemble: how many fits of derived network seeds (dip.seeds.ensemble_seeds) the restored image
     # averages, and per member (by seed) its iterations, stopping and scores.
     loss: str = "default"
+    red_weight: float = 0.0  # DeepRED's λ (dip.red); 0: no RED term
     ensemble: int = 1
     ensemble_members: dict[str, dict[str, Any]] | None = None
     psnr_members_mean: float | None = None

@@ -136,6 +136,7 @@ class FitRequest(TaskRequest):
     ema: float | None = None
     optimizer: str | None = None
     tv_weight: float | None = None
+    red_weight: float | None = None  # DeepRED's λ (dip.red); None or 0: no RED term
     ssim_every: int | None = None
     stop: str | None = None
     record_stops: bool = False
@@ -164,7 +165,7 @@ class FitRequest(TaskRequest):
         _choice("loss", self.loss, LOSSES)
         if not (isinstance(self.ensemble, int) and not isinstance(self.ensemble, bool) and self.ensemble >= 1):
             raise InputError(f"--ensemble: must be an integer >= 1, got {self.ensemble!r}")
-        _as_floats(self, ("lr", "reg_noise_std", "ema", "tv_weight", "holdout"))
+        _as_floats(self, ("lr", "reg_noise_std", "ema", "tv_weight", "red_weight", "holdout"))
         if not isinstance(self.noise_sigma, str):
             _as_floats(self, ("noise_sigma",))
         if self.seeds is not None:
@@ -177,7 +178,7 @@ class FitRequest(TaskRequest):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value > 0):
                 raise InputError(f"--{name.replace('_', '-')}: must be an integer > 0, got {value}")
-        for name in ("reg_noise_std", "tv_weight"):
+        for name in ("reg_noise_std", "tv_weight", "red_weight"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < math.inf:
                 raise InputError(f"--{name.replace('_', '-')}: must be a finite number >= 0, got {value}")
@@ -211,7 +212,7 @@ class FitRequest(TaskRequest):
 # The type each field takes, checked when a request is made (Python callers have no argparse in front).
 _INTEGERS = ("seed", "observation_seed", "factor", "quality", "iters", "input_depth", "ssim_every", "window",
              "patience", "threads", "checkpoint_every", "tile", "tile_overlap")  # fmt: skip
-_NUMBERS = ("sigma", "drop", "peak", "lr", "reg_noise_std", "ema", "tv_weight", "holdout")
+_NUMBERS = ("sigma", "drop", "peak", "lr", "reg_noise_std", "ema", "tv_weight", "red_weight", "holdout")
 _TEXTS = ("task", "out", "image", "observed", "clean", "flash", "mask", "blur", "psf", "noise", "arch", "preset",
           "input", "optimizer", "stop", "device", "init_from", "loss")  # fmt: skip
 
@@ -425,6 +426,7 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
         input_image=input_image,
         log=log,
         risk=risk,
+        red=_red(job.request),
         memory_saving=mode == "checkpointed",  # timed in the mode the fit will run in
     )
     if job.batched:  # the batch as it will run: one network of every seed's fit
@@ -726,6 +728,7 @@ def _run_tiled(job: _Job) -> list[FitRecord]:
         patience=r.patience,
         progress=r.progress,
         loss=r.loss,
+        red_weight=r.red_weight or 0.0,
         noise_sigma=noise["noise_sigma"] / 255 if "noise_sigma" in noise else None,  # --loss sure's σ, once
         memory_saving=plan["tile_memory_mode"] == "checkpointed",
         checkpoint_every=r.checkpoint_every,
@@ -1241,6 +1244,13 @@ def _risk(job: _Job) -> tuple[Any, dict]:
     return SURE(sigma), {"noise_sigma": sigma * 255, "noise_sigma_source": source, "noise_model": "gaussian"}
 
 
+def _red(r: FitRequest):
+    """The DeepRED term of --red-weight (dip.red.RED), None without one."""
+    from dip.red import RED
+
+    return RED(weight=r.red_weight) if r.red_weight else None
+
+
 def _ensembles(job: _Job, results: list) -> list:
     """The batched fits' results, one per target: each target's ensemble members averaged (`ensemble`),
     or its own fit without --ensemble."""
@@ -1331,6 +1341,7 @@ def _identity(job: _Job) -> dict:
         **init_identity(job.init),
         # Only where they differ from a plain fit, so that a plain fit's fingerprint is what it was.
         **(job.risk.describe() if job.risk is not None else {}),
+        **(_red(r).describe() if r.red_weight else {}),
         **({"ensemble": job.request.ensemble} if job.request.ensemble > 1 else {}),
         **({"tile": job.plan["tile"], "tile overlap": job.plan["tile_overlap"]} if job.tiled else {}),
     }
@@ -1381,10 +1392,15 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         **({"holdout": r.holdout} if r.holdout else {}),
         **({"init network": job.init.sha256} if job.init is not None else {}),  # a warm start is another fit
         **({"loss": r.loss} if r.loss != "default" else {}),
+        **(_red(r).describe() if r.red_weight else {}),
         **({"ensemble": r.ensemble} if r.ensemble > 1 else {}),
         **({"tile": job.plan["tile"], "tile_overlap": job.plan["tile_overlap"]} if job.tiled else {}),
     }
-    variant = ("-sure" if r.loss == "sure" else "") + (f"-ensemble{r.ensemble}" if r.ensemble > 1 else "")
+    variant = (
+        ("-sure" if r.loss == "sure" else "")
+        + (f"-red{r.red_weight:g}" if r.red_weight else "")
+        + (f"-ensemble{r.ensemble}" if r.ensemble > 1 else "")
+    )
     return FitRecord(
         task=task.name,
         task_label=task.label() + (f"-holdout{r.holdout:g}" if r.holdout else "") + variant,
@@ -1403,6 +1419,7 @@ def _record(job: _Job, seed: int, noise: dict, recorded: dict) -> FitRecord:
         device=device_name(job.device),
         batched_fits=len(job.fitted),
         loss=r.loss,
+        red_weight=r.red_weight or 0.0,
         ensemble=r.ensemble,
         config_hash=config_hash(config),
         git_commit=git_commit(),
@@ -1435,6 +1452,7 @@ def _run_options(job: _Job, identity: dict) -> dict:
         keep_network=r.save_network,
         memory_saving=job.plan["memory_mode"] == "checkpointed",
         risk=job.risk,
+        red=_red(r),
     )
 
 

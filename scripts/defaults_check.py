@@ -47,6 +47,9 @@ CASES = {
     "denoise-s25-sure-ensemble4": (["--task", "denoise", "--sigma", "25"], ["--loss", "sure", "--ensemble", "4"]),
     # The plain data term with SURE's input, the observation itself (is SURE's higher best iterate the input's?).
     "denoise-s25-input-image": (["--task", "denoise", "--sigma", "25"], ["--input", "image"]),
+    # DeepRED: non-local means as a RED term tied to the network's output by ADMM, at DeepRED's λ (dip.red).
+    "denoise-s25-red0.5": (["--task", "denoise", "--sigma", "25"], ["--red-weight", "0.5"]),
+    "denoise-s25-red2": (["--task", "denoise", "--sigma", "25"], ["--red-weight", "2"]),
     "denoise-poisson10": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], []),
     # PURE, SURE's Poisson counterpart (`--loss sure` on Poisson noise): run "risk", as SURE.
     "denoise-poisson10-pure": (["--task", "denoise", "--noise", "poisson", "--peak", "10"], ["--loss", "sure"]),
@@ -56,6 +59,11 @@ CASES = {
     "deblur-gaussian1.6-6000": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "6000"]),
     # At 256×256 both fits of 6000 iterations were still improving at their end: twice that again.
     "deblur-gaussian1.6-12000": (["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"], ["--iters", "12000"]),
+    # DeepRED on deblurring, the task its authors also ran it on, with the default budget up to 128×128.
+    "deblur-gaussian1.6-6000-red0.5": (
+        ["--task", "deblur", "--blur", "gaussian:1.6", "--sigma", "2"],
+        ["--iters", "6000", "--red-weight", "0.5"],
+    ),
     "sr-x4": (["--task", "sr", "--factor", "4"], []),
     "inpaint-drop0.5": (["--task", "inpaint", "--drop", "0.5"], []),
     "jpeg-q10": (["--task", "jpeg", "--quality", "10"], []),
@@ -79,6 +87,9 @@ SIZES = {
     "deblur-gaussian1.6-12000": (256,),
     "jpeg-q10": (64, 128, 256),
     "denoise-s25-sure": (64, 128),
+    "denoise-s25-red0.5": (64, 128),
+    "denoise-s25-red2": (64, 128),
+    "deblur-gaussian1.6-6000-red0.5": (64, 128),
     "sr-x4": (64, 128, 256),
     "inpaint-drop0.5": (64, 128),
 }
@@ -361,9 +372,33 @@ def budgets(out: Path, key: str = "deblur-gaussian1.6-6000", shorter: int = 3000
     return (made.round(2) + 0.0).reset_index().to_markdown(index=False)
 
 
+def paired(out: Path, keys: list[str]) -> str:
+    """The fits of several cases on the same observations and network seeds, side by side: the best classical
+    baseline, each case's returned image and best EMA iterate (with ground truth: a bound), and each later
+    case's returned image less the first's, per fit and as medians per size."""
+    df = _rows(out)
+    df = df[df.task.isin(keys)]
+    if df.empty:
+        return "no fits yet"
+    wide = df.pivot_table(index=["size", "image", "seed"], columns="task", values=["returned", "oracle"])
+    base = df.groupby(["size", "image", "seed"])["baseline"].first()
+    table = pd.DataFrame({"baseline": base})
+    for key in keys:
+        table[key] = wide["returned"][key]
+        table[f"{key} best"] = wide["oracle"][key]
+    for key in keys[1:]:
+        table[f"{key} − {keys[0]}"] = table[key] - table[keys[0]]
+    table = table.reset_index()
+    medians = table.drop(columns="image").groupby("size").median(numeric_only=True)
+    medians["fits"] = table.groupby("size").size()
+    return "\n".join(
+        [table.round(2).to_markdown(index=False), "", (medians.round(2) + 0.0).reset_index().to_markdown(index=False)]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("run", "table", "overview", "baselines", "patience", "budgets"))
+    p.add_argument("command", choices=("run", "table", "overview", "baselines", "patience", "budgets", "paired"))
     p.add_argument("--manifest", help="baselines: a config's manifest (data/*.tsv)")
     p.add_argument("--out", type=Path, default=Path("results/defaults"))
     p.add_argument("--only", nargs="+", choices=list(CASES))
@@ -383,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         print(patience(a.out))
     elif a.command == "budgets":
         print(budgets(a.out))
+    elif a.command == "paired":  # --only: the cases, the first the one the others are compared with
+        print(paired(a.out, a.only or ["denoise-s25", "denoise-s25-red0.5"]))
     else:
         print(table(a.out))
     return 0

@@ -23,6 +23,7 @@ WITH_EXAMPLES = [
     "dip.record",
     "dip.saved_network",
     "dip.risk",
+    "dip.red",
     "dip.strict_json",
     "dip.tiles",
     "dip.many",

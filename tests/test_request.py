@@ -54,6 +54,7 @@ def test_a_request_is_immutable_and_lists_its_outputs():
         ({"window": 0}, "--window: must be an integer > 0"),
         ({"patience": 2.5}, "--patience: expected an integer, got 2.5"),
         ({"tv_weight": -1.0}, "--tv-weight: must be a finite number >= 0"),
+        ({"red_weight": float("nan")}, "--red-weight: must be a finite number >= 0"),
         ({"stop": "early"}, "--stop: 'early' is not one of"),
         ({"noise_sigma": "guess"}, "--noise-sigma: a noise level"),
         ({"seeds": (1, 1)}, "--seeds: must be one or more distinct integers"),

@@ -690,14 +690,15 @@ def test_the_config_schema_asks_of_each_task_what_the_task_table_does():
     assert task_schema["properties"]["factor"] == {"type": "integer", "minimum": 2}
 
 
-def test_a_sure_or_ensemble_task_plans_its_own_fits_with_the_flags(workdir):
-    """`loss: sure` and `ensemble: K` are task entries like any other (their own rows in runs.csv and the
-    tables): their fits get --loss sure / --ensemble K, a SURE task skips the deep decoder (its input is
+def test_a_sure_ensemble_or_red_task_plans_its_own_fits_with_the_flags(workdir):
+    """`loss: sure`, `ensemble: K` and `red_weight: λ` are task entries like any other (their own rows in
+    runs.csv and the tables): their fits get --loss sure / --ensemble K / --red-weight λ, a SURE task skips the deep decoder (its input is
     small, SURE's is the observation), and a SURE task other than denoising is refused before any job."""
     tasks = {
         "denoise-s25": {"task": "denoise", "sigma": 25, "iterations": 5},
         "denoise-s25-sure": {"task": "denoise", "sigma": 25, "iterations": 5, "loss": "sure"},
         "denoise-s25-ens2": {"task": "denoise", "sigma": 25, "iterations": 5, "ensemble": 2},
+        "denoise-s25-red": {"task": "denoise", "sigma": 25, "iterations": 5, "red_weight": 0.5},
     }
     config = write_config(workdir, images=["astronaut"], archs=["skip", "deep_decoder"], tasks=tasks)
     r = snakemake("-n", "-p", "--directory", workdir, "--configfile", config)
@@ -706,9 +707,15 @@ def test_a_sure_or_ensemble_task_plans_its_own_fits_with_the_flags(workdir):
     sure = [f for f in fits if "/denoise-s25-sure/" in f]
     ensemble = [f for f in fits if "/denoise-s25-ens2/" in f]
     plain = [f for f in fits if "/denoise-s25/" in f]
+    red = [f for f in fits if "/denoise-s25-red/" in f]
+    assert len(red) == 2 and all("--red-weight 0.5" in f for f in red)
+    assert not any("--red-weight" in f for f in plain + sure + ensemble)
     assert len(sure) == 1 and "--loss sure" in sure[0] and "/skip/" in sure[0]
     assert len(ensemble) == 2 and all("--ensemble 2" in f and "--loss" not in f for f in ensemble)
     assert len(plain) == 2 and not any("--loss" in f or "--ensemble" in f for f in plain)
     bad = write_config(workdir, tasks={"sr-sure": {"task": "sr", "factor": 4, "iterations": 5, "loss": "sure"}})
     r = snakemake("-n", "--directory", workdir, "--configfile", bad)
     assert r.returncode != 0 and "tasks: 'sr-sure': applies to denoising" in r.stdout + r.stderr
+    negative = write_config(workdir, tasks={"denoise-red": {"task": "denoise", "sigma": 25, "red_weight": -1}})
+    r = snakemake("-n", "--directory", workdir, "--configfile", negative)
+    assert r.returncode != 0 and "red_weight" in r.stdout + r.stderr

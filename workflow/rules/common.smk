@@ -458,7 +458,15 @@ def _fit_settings(wildcards):
         args.append(f"--stop {stop}")
     if "patience" in config["stopping"]:
         args.append(f"--patience {config['stopping']['patience']}")
-    for key in ("lr", "reg_noise_std", "tv_weight", "holdout", "loss", "ensemble"):
+    for key in (
+        "lr",
+        "reg_noise_std",
+        "tv_weight",
+        "red_weight",
+        "holdout",
+        "loss",
+        "ensemble",
+    ):
         if key in spec:
             args.append(f"--{key.replace('_', '-')} {spec[key]}")
     if TASK_OF[wildcards.task].gaussian_noise:
