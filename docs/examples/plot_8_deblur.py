@@ -8,6 +8,11 @@ A 64×64 crop of scikit-image's immunohistochemistry image blurred by a Gaussian
 chose for this task (a ``unet`` and a small total-variation term: `dip.presets.PAPER`), within a
 budget of 400 iterations, stopped by the task's default rule (`dip.defaults`: the holdout rule).
 Richardson–Lucy deconvolution with the same blur, 50 iterations, is the classical method.
+
+400 iterations keep this page quick to build; the fit is far from done there and behind
+Richardson–Lucy. The task's default budget is 6000 iterations at this size, with which Deep Image Prior
+was ahead of the best classical method on every held-out 64×64 crop measured (median +0.50 dB:
+:doc:`/defaults`).
 """
 
 import matplotlib.pyplot as plt
