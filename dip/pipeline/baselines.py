@@ -145,12 +145,8 @@ def restore(task: Task, observed: np.ndarray, mask: np.ndarray | None = None) ->
         sr, low = SuperResolve(task.factor), to_tensor(observed)
         return {m: sr.upsample(low, m)[0].numpy().transpose(1, 2, 0) for m in ("bicubic", "nearest")}
     if task.name == "denoise":
-        sigma = task.sigma / 255
         # Given the true noise level, as benchmarks give CBM3D.
-        methods = {"tv": total_variation(observed, sigma), "nlm": non_local_means(observed, sigma), "noisy": observed}
-        if cbm3d.available():  # the optional extra (non-commercial licence): absent, the table has no CBM3D row
-            methods["cbm3d"] = cbm3d.denoise(observed, sigma)
-        return methods
+        return {**_denoisers(observed, lambda method: task.sigma / 255), "noisy": observed}
     if task.name == "flash":
         # The no-flash photograph's noise level is unknown: scikit-image's wavelet estimate stands in for sigma.
         sigma = float(np.mean(estimate_sigma(_squeeze(observed), channel_axis=_channel_axis(observed))))
@@ -161,12 +157,16 @@ def restore(task: Task, observed: np.ndarray, mask: np.ndarray | None = None) ->
         return {"biharmonic": _unsqueeze(restored)}
     methods = {"jpeg": observed}
     if task.quality is not None:  # a given JPEG of unknown quality: the observation alone
-        methods |= {
-            "tv": total_variation(observed, jpeg_sigma(task.quality, "tv")),
-            "nlm": non_local_means(observed, jpeg_sigma(task.quality, "nlm")),
-        }
-        if cbm3d.available():
-            methods["cbm3d"] = cbm3d.denoise(observed, jpeg_sigma(task.quality, "cbm3d"))
+        methods |= _denoisers(observed, lambda method: jpeg_sigma(task.quality, method))
+    return methods
+
+
+def _denoisers(observed: np.ndarray, sigma_of: Callable[[str], float]) -> dict[str, np.ndarray]:
+    """TV, non-local means and CBM3D of `observed`, each given the noise level `sigma_of(method)` (0–1
+    scale). CBM3D is the optional extra (non-commercial licence): where it is absent, no CBM3D entry."""
+    methods = {"tv": total_variation(observed, sigma_of("tv")), "nlm": non_local_means(observed, sigma_of("nlm"))}
+    if cbm3d.available():
+        methods["cbm3d"] = cbm3d.denoise(observed, sigma_of("cbm3d"))
     return methods
 
 
