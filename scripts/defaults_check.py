@@ -375,7 +375,7 @@ def budgets(out: Path, key: str = "deblur-gaussian1.6-6000", shorter: int = 3000
 def paired(out: Path, keys: list[str]) -> str:
     """The fits of several cases on the same observations and network seeds, side by side: the best classical
     baseline, each case's returned image and best EMA iterate (with ground truth: a bound), and each later
-    case's returned image less the first's, per fit and as medians per size."""
+    case's returned image less the first's, per fit (those that every case ran) and as medians per size."""
     df = _rows(out)
     df = df[df.task.isin(keys)]
     if df.empty:
@@ -388,7 +388,7 @@ def paired(out: Path, keys: list[str]) -> str:
         table[f"{key} best"] = wide["oracle"][key]
     for key in keys[1:]:
         table[f"{key} − {keys[0]}"] = table[key] - table[keys[0]]
-    table = table.reset_index()
+    table = table.dropna(subset=keys).reset_index()  # the fits every case ran
     medians = table.drop(columns="image").groupby("size").median(numeric_only=True)
     medians["fits"] = table.groupby("size").size()
     return "\n".join(
