@@ -60,22 +60,13 @@ class RED:
         return {"red weight": self.weight, "red mu": self.mu, "red sigma": round(self.sigma, 6)}
 
     def denoise(self, image: torch.Tensor) -> torch.Tensor:
-        """D(x): non-local means of one image (C, H, W) in [0, 1], on the host; returns (C, H, W) float32 on
-        the image's device."""
-        from skimage.restoration import denoise_nl_means
+        """D(x): non-local means of one image (C, H, W) in [0, 1], on the host (the baselines' own,
+        `dip.pipeline.baselines.non_local_means`, at h = 0.6 σ_D); returns (C, H, W) float32 on the image's
+        device."""
+        from dip.pipeline.baselines import non_local_means
 
-        array = image.detach().float().cpu().numpy()
-        channels = array.shape[0]
-        denoised = denoise_nl_means(
-            array[0] if channels == 1 else np.moveaxis(array, 0, -1),
-            h=0.6 * self.sigma,
-            sigma=self.sigma,
-            fast_mode=True,
-            patch_size=5,
-            patch_distance=6,
-            channel_axis=None if channels == 1 else -1,
-        )
-        denoised = denoised[None] if channels == 1 else np.moveaxis(denoised, -1, 0)
+        array = np.moveaxis(image.detach().float().cpu().numpy(), 0, -1)
+        denoised = np.moveaxis(non_local_means(array, self.sigma, h=0.6), -1, 0)
         return torch.from_numpy(np.ascontiguousarray(denoised, dtype=np.float32)).to(image.device)
 
 

@@ -49,12 +49,12 @@ def total_variation(image: np.ndarray, weight: float) -> np.ndarray:
     return _unsqueeze(denoise_tv_chambolle(_squeeze(image), weight=weight, channel_axis=_channel_axis(image)))
 
 
-def non_local_means(image: np.ndarray, sigma: float) -> np.ndarray:
+def non_local_means(image: np.ndarray, sigma: float, h: float = 0.8) -> np.ndarray:
     """Non-local means of an H×W×C image at noise level `sigma` (0–1 scale), with scikit-image's usual
-    strengths (h = 0.8 σ, 5×5 patches, search distance 6)."""
+    strengths (cut-off h · σ, h 0.8 by default; 5×5 patches, search distance 6), in fast mode."""
     restored = denoise_nl_means(
         _squeeze(image),
-        h=0.8 * sigma,
+        h=h * sigma,
         sigma=sigma,
         fast_mode=True,
         patch_size=5,
