@@ -139,8 +139,9 @@ def restore(
     :param memory_saving: recompute the network's activations in the backward pass instead of keeping them
         (`dip.networks.checkpointed`): the same fit for less memory and more time per iteration.
     :param checkpoint_every: iterations between the checkpoint's saves (default: 10 % of the fit).
-    :returns: a `dip.fit.FitResult` (``.image`` (1, C, H, W) on the CPU, ``.history``, ``.stops``), or a
-        list of them with `seeds`.
+    :returns: a `dip.fit.FitResult` (``.image`` (1, C, H, W) on the CPU, ``.history``, ``.stops``;
+        ``.returned_by``, the rule whose image ``.image`` is, and ``.returned_iteration``: None and the
+        last iteration where no rule decided, what `dip fit` prints as "fixed"), or a list of them with `seeds`.
     :raises TypeError, ValueError: one line naming the argument, before anything is fitted or written.
     :raises dip.fit.FitFailed: a single fit that keeps diverging, with the image and history it had verified
         (``.image``, ``.history``); a batched one returns with ``error`` set.

@@ -38,73 +38,93 @@ finally:
         signal.signal(signal.SIGINT, _before)
 
 
-def _takes(option: str) -> str:
-    """Which tasks take `option`, and when they need it (dip.tasks.OPTIONS), for its --help."""
+def _takes(option: str, fit: bool = True) -> str:
+    """Which tasks take `option`, and when they need it (dip.tasks.OPTIONS), for its --help: with --image or
+    --observed for `dip fit` (`fit`), with dip degrade's one clean --image otherwise."""
     uses = []
     for task, row in OPTIONS.items():
         if option not in row.takes:
             continue
         needs = []
-        for mode, needed in (("--image", row.with_image), ("--observed", row.with_observed)):
+        modes = (("--image", row.with_image), ("--observed", row.with_observed)) if fit else (("", row.with_image),)
+        for mode, needed in modes:
             for need in (n.split("|") for n in needed or () if option in n.split("|")):
                 others = " or ".join(f"--{o}" for o in need if o != option)
-                needs.append(f"{'this or ' + others if others else ''} required with {mode}".lstrip())
+                needs.append(
+                    f"{'this or ' + others if others else ''} required {'with ' + mode if mode else ''}".strip()
+                )
         uses.append(", ".join([task, *needs]))
     return f" [{'; '.join(uses)}]"
 
 
-def _task_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, choices=TASKS)
-    p.add_argument(
-        "--sigma",
-        type=float,
-        help="noise std on the 0-255 scale; with --observed optional: it picks "
-        "the sigma >= 50 preset (without it: the sigma 25 preset) and is the discrepancy rule's noise "
-        "level" + _takes("sigma"),
-    )
-    p.add_argument("--factor", type=int, help="super-resolution factor, an integer >= 2" + _takes("factor"))
-    p.add_argument("--quality", type=int, help="JPEG quality 1-95" + _takes("quality"))
+def _task_arguments(p: argparse.ArgumentParser, fit: bool) -> None:
+    """The task and its degradation, worded for `dip fit` (`fit`) or `dip degrade`."""
+    p.add_argument("--task", required=True, choices=TASKS, help="what degraded the image (docs/guide/tasks.md)")
+    sigma = "noise std on the 0-255 scale"
+    if fit:
+        sigma += (
+            "; with --observed optional: it picks the sigma >= 50 preset (without it: the sigma 25 preset) "
+            "and is the discrepancy rule's noise level"
+        )
+    p.add_argument("--sigma", type=float, help=sigma + _takes("sigma", fit))
+    p.add_argument("--factor", type=int, help="super-resolution factor, an integer >= 2" + _takes("factor", fit))
+    p.add_argument("--quality", type=int, help="JPEG quality 1-95" + _takes("quality", fit))
     p.add_argument(
         "--mask",
-        help="mask image (bright = known pixel); with --observed, the mask of the "
-        "observation (--drop/--text/--box then name its kind, which picks the preset)" + _takes("mask"),
+        help="mask image (bright = known pixel)"
+        + (
+            "; with --observed, the mask of the observation (--drop/--text/--box then name its kind, which picks "
+            "the preset)"
+            if fit
+            else ""
+        )
+        + _takes("mask", fit),
     )
     m = p.add_mutually_exclusive_group()
-    m.add_argument("--drop", type=float, help="drop this fraction of pixels at random" + _takes("drop"))
-    m.add_argument("--text", action="store_true", help="text overlay mask" + _takes("text"))
-    m.add_argument("--box", action="store_true", help="centred box mask" + _takes("box"))
+    m.add_argument("--drop", type=float, help="drop this fraction of pixels at random" + _takes("drop", fit))
+    m.add_argument("--text", action="store_true", help="text overlay mask" + _takes("text", fit))
+    m.add_argument("--box", action="store_true", help="centred box mask" + _takes("box", fit))
     p.add_argument(
         "--blur",
         help="the known blur: gaussian:SIGMA (std in pixels) or motion:LENGTH,ANGLE (pixels, "
-        "degrees counter-clockwise from the x axis); borders reflected" + _takes("blur"),
+        "degrees counter-clockwise from the x axis); borders reflected" + _takes("blur", fit),
     )
     p.add_argument(
         "--psf",
         help="the known blur as a point-spread function file: PNG, TIFF or NPY, one 2-D "
-        "kernel of odd sides, non-negative (scaled to sum 1)" + _takes("psf"),
+        "kernel of odd sides, non-negative (scaled to sum 1)" + _takes("psf", fit),
     )
     p.add_argument(
         "--noise",
         choices=NOISES,
         help="noise model (default gaussian, level --sigma); poisson: "
-        "observation = Poisson(PEAK * x) / PEAK, fitted with the Poisson deviance" + _takes("noise"),
+        "observation = Poisson(PEAK * x) / PEAK, fitted with the Poisson deviance" + _takes("noise", fit),
     )
     p.add_argument(
         "--peak",
         type=float,
         help="Poisson noise: the expected photon count of a pixel of value 1 "
-        "(> 0; required with --noise poisson)" + _takes("peak"),
+        "(> 0; required with --noise poisson)" + _takes("peak", fit),
     )
-    p.add_argument(
-        "--seed", type=int, help="network seed: initial weights, input z, per-iteration perturbations (default 0)"
-    )
-    p.add_argument(
-        "--observation-seed",
-        type=int,
-        help="seed of the observation's noise or random mask (default: --seed; either way a stream "
-        "of its own, never one the network draws from); with --observed, the seed that made it, "
-        "recorded as provenance only",
-    )
+    if fit:
+        p.add_argument(
+            "--seed", type=int, help="network seed: initial weights, input z, per-iteration perturbations (default 0)"
+        )
+        p.add_argument(
+            "--observation-seed",
+            type=int,
+            help="seed of the observation's noise or random mask (default: --seed; either way a stream "
+            "of its own, never one the network draws from); with --observed, the seed that made it, "
+            "recorded as provenance only",
+        )
+    else:
+        p.add_argument(
+            "--seed",
+            type=int,
+            help="seed of the noise or random mask (default 0): the observation dip fit --image --seed S "
+            "fits (its observation stream, dip.seeds)",
+        )
+        p.add_argument("--observation-seed", type=int, help="the same as --seed, which it overrides")
 
 
 def _reading_arguments(p: argparse.ArgumentParser) -> None:
@@ -179,7 +199,7 @@ def parser() -> _OneLineParser:
     root.commands = sub.choices  # name -> its parser, for main's errors
 
     d = sub.add_parser("degrade", help="make a seeded observation (and mask) from a clean image")
-    _task_arguments(d)
+    _task_arguments(d, fit=False)
     _reading_arguments(d)
     d.add_argument("--image", required=True, help="clean image")
     d.add_argument("--out", required=True, help="output folder: observed.png [, mask.png]")
@@ -197,7 +217,7 @@ def parser() -> _OneLineParser:
     )
 
     f = sub.add_parser("fit", help="restore an image with Deep Image Prior")
-    _task_arguments(f)
+    _task_arguments(f, fit=True)
     _reading_arguments(f)
     f.add_argument(
         "--image",
@@ -252,13 +272,26 @@ def parser() -> _OneLineParser:
         help="start from the paper's settings for the task (default) or from the library defaults",
     )
     f.add_argument("--iters", type=int, help="iterations (default: the preset's)")
-    f.add_argument("--lr", type=float)
-    f.add_argument("--reg-noise-std", type=_non_negative)
-    f.add_argument("--input", choices=INPUTS)
-    f.add_argument("--input-depth", type=int)
+    f.add_argument("--lr", type=float, help="Adam's learning rate (default: the preset's, 0.01 for most tasks)")
+    f.add_argument(
+        "--reg-noise-std",
+        type=_non_negative,
+        help="std of the fresh noise added to the input z at each iteration (default: the preset's, 1/30 for "
+        "most tasks; 0 = none)",
+    )
+    f.add_argument(
+        "--input",
+        choices=INPUTS,
+        help="the network's input z: uniform noise in [0, 0.1) (default), a meshgrid, or an image (the flash photograph; the observation with --loss sure)",
+    )
+    f.add_argument("--input-depth", type=int, help="channels of the input z (default: the architecture's, 32 for skip)")
     f.add_argument("--ema", type=float, help="output EMA weight (0 = off; default 0.99)")
-    f.add_argument("--optimizer", choices=OPTIMISERS)
-    f.add_argument("--tv-weight", type=_non_negative)
+    f.add_argument("--optimizer", choices=OPTIMISERS, help="default adam (the paper's)")
+    f.add_argument(
+        "--tv-weight",
+        type=_non_negative,
+        help="weight of a total-variation term on the output (default: the preset's; deblurring 1e-3, else 0)",
+    )
     f.add_argument(
         "--red-weight",
         type=_non_negative,
@@ -282,7 +315,11 @@ def parser() -> _OneLineParser:
         help="fit K networks (the seed and K-1 seeds derived from it) as one batched network and return "
         "the mean of their restored images, each stopped by its own rule (default 1: one fit)",
     )
-    f.add_argument("--ssim-every", type=int)
+    f.add_argument(
+        "--ssim-every",
+        type=int,
+        help="iterations between SSIM scores in history.csv, with a ground truth (default 100)",
+    )
     f.add_argument(
         "--stop",
         choices=RULES,
@@ -325,10 +362,20 @@ def parser() -> _OneLineParser:
         help="auto | cpu | cuda | cuda:N | mps (one this PyTorch can use "
         "here; anything else is refused, listing what is available)",
     )
-    f.add_argument("--threads", type=_positive, help="CPU threads")
-    f.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
-    f.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
-    f.add_argument("--compile", action="store_true")
+    f.add_argument("--threads", type=_positive, help="CPU threads (default: PyTorch's, every core)")
+    f.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last memory layout (default off; where it helps: docs/benchmarks.md)",
+    )
+    f.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bfloat16 autocast for the network (default off, fp32: bf16 moved the returned image, docs/benchmarks.md)",
+    )
+    f.add_argument("--compile", action="store_true", help="torch.compile the network (first iterations slower)")
     f.add_argument(
         "--memory-saving",
         action="store_true",
@@ -353,7 +400,9 @@ def parser() -> _OneLineParser:
     f.add_argument(
         "--checkpoint-every", type=_positive, help="iterations between checkpoints (default: 10%% of the fit)"
     )
-    f.add_argument("--no-progress", action="store_true")
+    f.add_argument(
+        "--no-progress", action="store_true", help="no progress bar; plain lines only (the default off a terminal)"
+    )
     f.add_argument(
         "--dry-run",
         action="store_true",

@@ -317,6 +317,8 @@ def _pillow(path: Path, decode: bool) -> _Raw:
 def _open(path: str | Path, decode: bool) -> tuple[Path, _Raw]:
     """A file's samples as stored (or only their shape): TIFF through tifffile, the rest through Pillow."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, where one image file is expected")
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     with open(path, "rb") as f:

@@ -73,9 +73,12 @@ def psnr(x: np.ndarray, ref: np.ndarray, y_channel: bool = False, shave: int = 0
     >>> ref = np.full((8, 8, 3), 0.5)
     >>> round(psnr(ref + 0.1, ref), 2)  # MSE 0.01
     20.0
+    >>> psnr(ref, ref)  # no error: infinite, without NumPy's division warning
+    inf
     """
     x, ref = _prepare(x, ref, y_channel, shave)
-    return float(peak_signal_noise_ratio(ref, x, data_range=1.0))
+    with np.errstate(divide="ignore"):  # an image equal to its reference: inf, which the records note
+        return float(peak_signal_noise_ratio(ref, x, data_range=1.0))
 
 
 def ssim(x: np.ndarray, ref: np.ndarray, y_channel: bool = False, shave: int = 0) -> float:

@@ -327,6 +327,11 @@ def run_degrade(request: DegradeRequest) -> None:
     import torch
 
     r = request
+    if r.task == "flash":  # _task would ask for --flash/--observed, which dip degrade does not take
+        raise InputError(
+            "--task flash: a flash/no-flash pair is photographed, not made from a clean image; "
+            "fit a pair with dip fit --task flash --flash FLASH --observed NOFLASH"
+        )
     task = _task(r)
     psf = _load_psf(r.psf)
     clean = task.crop(load_image(r.image, r.reading))
@@ -409,7 +414,11 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
     job = _resolve(request, log)
     _read_inputs(job)
     timed, warmup = 5, 2
-    trial = FitSettings(**{**asdict(job.settings), "iterations": timed + warmup, "check_every": 1})
+    # Checked every iteration to time each one; its first outputs are nothing to judge a collapse by, and the
+    # trial's own lines (progress, backtracks) are not the plan's, so neither reaches the user.
+    trial = FitSettings(
+        **{**asdict(job.settings), "iterations": timed + warmup, "check_every": 1, "backtrack_db": None}
+    )
     net, operator = architecture(job.arch)["net"], job.task.operator(job.mask, job.psf)
     observed, input_image, risk = job.observed, job.input_image, _risk(job)[0]
     mode, fits = job.plan["memory_mode"], 1
@@ -424,7 +433,7 @@ def plan_fit(request: FitRequest, log: Callable[[str], None] = log_line) -> dict
     options = dict(
         device=job.device,
         input_image=input_image,
-        log=log,
+        log=lambda line: None,
         risk=risk,
         red=_red(job.request),
         memory_saving=mode == "checkpointed",  # timed in the mode the fit will run in
@@ -1167,10 +1176,14 @@ def _read_inputs(job: _Job) -> None:
         task.check_size(*size, r.observed)
         _check_psf_size(r, task, job.psf, *size)
         if r.clean:
-            job.clean = task.crop(load_image(r.clean, reading))
+            read = load_image(r.clean, reading)
+            job.clean = task.crop(read)
             if tuple(job.clean.shape[-3:]) != (job.observed.shape[1], *size):
+                cropped = (
+                    "" if read.shape == job.clean.shape else f", {tuple(job.clean.shape[-3:])} cropped to the factor"
+                )
                 raise InputError(
-                    f"{r.clean}: ground truth is {tuple(job.clean.shape[-3:])} (C, H, W) but the "
+                    f"{r.clean}: ground truth is {tuple(read.shape[-3:])} (C, H, W){cropped} but the "
                     f"observation needs {(job.observed.shape[1], *size)}"
                 )
     job.input_image = _flash_image(r, task, job.observed)

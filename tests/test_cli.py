@@ -262,6 +262,22 @@ def bad_input_cases(tmp_path, png64):
             [*base, "--task", "denoise", "--sigma", 25, "--stop", "holdout", "--holdout", 0],
             "--stop holdout: needs pixels held out",
         ),
+        "a folder for one image": (
+            ["degrade", "--task", "denoise", "--sigma", 25, "--image", tmp_path],
+            f"{tmp_path}: a folder, where one image file is expected",
+        ),
+        "degrade a flash pair": (
+            ["degrade", "--task", "flash", "--image", png64],
+            "--task flash: a flash/no-flash pair is photographed, not made from a clean image",
+        ),
+        "ground truth cropped to the factor": (
+            ["fit", "--task", "sr", "--factor", 4, "--observed", tiny, "--clean", png64],
+            "ground truth is (3, 64, 64) (C, H, W) but the observation needs (3, 32, 32)",
+        ),
+        "odd ground truth": (
+            ["fit", "--task", "sr", "--factor", 4, "--observed", tiny, "--clean", "ODD"],
+            "ground truth is (3, 47, 61) (C, H, W), (3, 44, 60) cropped to the factor but the observation",
+        ),
     }
 
 
@@ -281,10 +297,16 @@ def bad_input_cases(tmp_path, png64):
         "task",
         "holdout",
         "holdout off",
+        "a folder for one image",
+        "degrade a flash pair",
+        "ground truth cropped to the factor",
+        "odd ground truth",
     ],
 )
 def test_bad_input_is_one_line_naming_the_culprit_and_writes_nothing(case, tmp_path, png64):
     args, message = bad_input_cases(tmp_path, png64)[case]
+    Image.new("RGB", (61, 47)).save(tmp_path / "odd.png")
+    args = [tmp_path / "odd.png" if a == "ODD" else a for a in args]
     out = tmp_path / "out"
     r = run(*args, "--out", out)
     assert r.returncode != 0
@@ -1031,3 +1053,22 @@ def test_an_unknown_option_is_named_by_the_subcommand(png64, tmp_path):
     assert not out.exists()
     r = run("degrade", "--task", "denoise", "--image", png64, "--sigmaa", 25, "--out", out)
     assert r.returncode == 2 and r.stderr.startswith("dip degrade: error: unrecognized arguments: --sigmaa")
+
+
+def test_every_option_of_dip_fit_and_degrade_says_what_it_does():
+    from dip.cli import parser
+
+    for name, command in parser().commands.items():
+        if name == "bench":  # its own parser (dip.bench)
+            continue
+        bare = [a.option_strings[0] for a in command._actions if a.option_strings and not a.help]
+        assert not bare, f"dip {name}: options without help: {bare}"
+
+
+def test_dip_degrade_help_speaks_of_its_own_options_only():
+    from dip.cli import parser
+
+    text = parser().commands["degrade"].format_help()
+    # --exact names dip fit --observed, which reads its file back; nothing else of dip fit's modes
+    assert "with --observed" not in text and "network seed" not in text and "discrepancy" not in text
+    assert "--observed" in parser().commands["fit"].format_help()

@@ -258,7 +258,10 @@ def test_images_of_another_size_are_stacked_apart_and_said_so(tmp_path):
     base = FitRequest(task="denoise", sigma=25, arch="skip-3", iters=2, image=str(a), out=str(tmp_path / "run"))
     outcomes = restore_many(base, [a, c, b], log=lines.append, stack=2)
     assert [o.image.name for o in outcomes] == ["a.png", "b.png", "c.png"]
-    assert "--stack 2: images of different sizes are stacked apart: [a.png, b.png] 32x32x3; [c.png] 48x48x3" in lines
+    assert (
+        "--stack 2: images of different sizes or channel counts are stacked apart: [a.png, b.png] 32x32x3; [c.png] 48x48x3"
+        in lines
+    )
     assert [o.records[0].stack for o in outcomes] == [[str(a), str(b)], [str(a), str(b)], None]
 
 

@@ -195,3 +195,23 @@ def test_planning_builds_each_network_once(monkeypatch):
             memory.job_memory_mb("skip", size, size, 3, device="cpu", window=100, batch=3)
     memory.job_memory_mb("skip", 64, 64, 1, device="cpu")  # another channel count: another network
     assert len(built) == 2 and {a[2] for a in built} == {1, 3}
+
+
+def test_a_dry_runs_timed_iterations_neither_backtrack_nor_speak(tmp_path, png64, capsys, monkeypatch):
+    # Its trial checks every iteration of a fresh network (nothing to judge a collapse by) and its lines are
+    # not the plan's: a backtrack there printed "collapsed" lines for a command that fits nothing.
+    import dip.fit
+
+    real, seen = dip.fit.fit, {}
+
+    def fit(net, operator, observed, settings, **options):
+        seen["backtrack_db"] = settings.backtrack_db
+        options["log"]("iteration 4: loss or fit to the observation collapsed")
+        return real(net, operator, observed, settings, **options)
+
+    monkeypatch.setattr(dip.fit, "fit", fit)
+    args = ["fit", "--task", "denoise", "--sigma", "25", "--image", str(png64), "--arch", "skip-3"]
+    assert main([*args, "--dry-run", "--threads", "1", "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert seen == {"backtrack_db": None}
+    assert "collapsed" not in captured.err and json.loads(captured.out)["fits"] == 1
