@@ -10,7 +10,8 @@ with its noise-free reference); a 64×64 centre of it, the paper's network for t
 (``skip-flash``) and settings (learning rate 0.1, no EMA), 300 iterations. Non-local means of the no-flash
 photograph, at scikit-image's estimate of its noise level, is the classical method.
 
-`dip.restore` takes a random input; a fit whose input is an image goes through `dip.fit.fit`.
+`dip.restore` has no option for a flash photograph as the network's input; such a fit goes through
+`dip.fit.fit`.
 """
 
 from pathlib import Path
