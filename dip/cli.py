@@ -282,7 +282,8 @@ def parser() -> _OneLineParser:
     f.add_argument(
         "--input",
         choices=INPUTS,
-        help="the network's input z: uniform noise in [0, 0.1) (default), a meshgrid, or an image (the flash photograph; the observation with --loss sure)",
+        help="the network's input z: uniform noise in [0, 0.1) (default), a meshgrid, or an image (the flash "
+        "photograph; the observation with --loss sure)",
     )
     f.add_argument("--input-depth", type=int, help="channels of the input z (default: the architecture's, 32 for skip)")
     f.add_argument("--ema", type=float, help="output EMA weight (0 = off; default 0.99)")

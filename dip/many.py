@@ -171,9 +171,8 @@ def restore_many(
             f"[{', '.join(p.name for p in g)}] {'x'.join(map(str, sizes[g[0]]))}" for g in groups if g[0] in sizes
         ]
         if len({sizes[p] for p in sizes}) > 1:
-            log(
-                f"--stack {stack}: images of different sizes or channel counts are stacked apart: {'; '.join(described)}"
-            )
+            apart = "; ".join(described)
+            log(f"--stack {stack}: images of different sizes or channel counts are stacked apart: {apart}")
     outcomes = []
     with hold([] if "{seed}" in base.out else [base.out]):
         for group in groups:
