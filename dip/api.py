@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from dip import __version__
 from dip.defaults import for_operator, operator_preset
 from dip.devices import pick_device
 from dip.fit import FitResult, FitSettings, fit, fit_batch
-from dip.operators import HeldOut, Operator
+from dip.operators import HeldOut, Inpaint, Operator
 from dip.presets import PAPER, architecture
 from dip.provenance import content_hash
 from dip.red import RED
@@ -163,6 +164,9 @@ def restore(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: {loss!r} is not one of {', '.join(LOSSES)}")
+    seeds = _check_scalars(seeds, window, patience, checkpoint_every, noise_sigma, holdout)
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        raise ValueError(f"checkpoint: the file to save the fit's state in, got the folder {checkpoint}")
     arch, preset = _task_preset(operator, arch, stop, loss, observed)
     observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss, preset)
     if not (isinstance(red_weight, (int, float)) and not isinstance(red_weight, bool) and 0 <= red_weight < math.inf):
@@ -206,6 +210,8 @@ def restore(
             init = read_init(init_from, spec, h, w, observed.shape[1], settings)
         except ValueError as err:
             raise ValueError(f"init_from: {err}") from None
+    if isinstance(operator, Inpaint) and not operator.mask.any():  # (a tile of an image may lack them)
+        raise ValueError("operator: the Inpaint mask has no known pixel: nothing to fit")
     operator = operator.to(dev)
     _probe(operator, observed.to(dev))
 
@@ -341,7 +347,10 @@ def _check(
         unknown = sorted(set(settings or {}) - known)
         if unknown:
             raise ValueError(f"settings: unknown field {unknown[0]!r}; choose from {', '.join(sorted(known))}")
-        settings = FitSettings(**{**(preset or {}), **arch_settings, **(settings or {})})
+        try:
+            settings = FitSettings(**{**(preset or {}), **arch_settings, **(settings or {})})
+        except ValueError as err:
+            raise ValueError(f"settings: {err}") from None
     elif not isinstance(settings, FitSettings):
         raise TypeError(f"settings: a FitSettings or a dict of its fields, got {type(settings).__name__}")
     if loss == "sure":
@@ -372,6 +381,23 @@ def _check(
             "seed with seeds=[...]"
         )
     return observed.detach().float(), settings, spec, stacked
+
+
+def _check_scalars(seeds, window, patience, checkpoint_every, noise_sigma, holdout) -> list[int] | None:
+    """Counts that are integers and levels that are numbers, each refused by its name otherwise (a 2.5 or a
+    "100" would otherwise surface as a TypeError deep in the loop); the seeds as Python integers (NumPy's
+    count as integers)."""
+    for name, value in (("window", window), ("patience", patience), ("checkpoint_every", checkpoint_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise ValueError(f"{name}: an integer, got {value!r}")
+    for name, value in (("noise_sigma", noise_sigma), ("holdout", holdout)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise ValueError(f"{name}: a number, got {value!r}")
+    if seeds is None:
+        return None
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds: a list of non-negative integers, got {seeds!r}")
+    return [int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s for s in seeds]
 
 
 def _rule_names(stop: str | None, record: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ and is frozen (learning rate 0, EMA and rules held) once it has stopped or faile
 from __future__ import annotations
 
 import math
+import numbers
 import signal
 import sys
 import time
@@ -74,9 +75,21 @@ class FitSettings:
     flush_denormal: bool = True
 
     def __post_init__(self) -> None:
+        # A count given as 3.5 or "3" must not become another budget or a TypeError deep in the loop.
+        for key in ("iterations", "check_every", "ssim_every", "input_depth", "seed", "max_backtracks"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{key} must be an integer, got {value!r}")
+            setattr(self, key, int(value))
         for key in ("iterations", "check_every", "ssim_every", "input_depth"):
-            if int(getattr(self, key)) <= 0:
+            if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        for key in ("lr", "reg_noise_std", "ema", "tv_weight", "lr_decay_on_backtrack"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{key} must be a number, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.ema < 1:

@@ -31,7 +31,8 @@ SIZE_MULTIPLE = 8  # prepared images are cropped so that the paper's SR factors 
 def read(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
+        where = "" if path.is_absolute() else f" (looked in {Path.cwd()})"
+        raise InputError(f"{path}: manifest not found{where}")
     frame = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
     if frame.empty:
         raise InputError(f"{path}: manifest has no images")
@@ -77,12 +78,23 @@ def load_source(path: str, mask: bool = False) -> np.ndarray:
 
 
 def prepare(arr: np.ndarray, crop: str = "", resize: str = "") -> np.ndarray:
-    """Crop (`left,top,width,height`), resize (`N` or `WxH`, Lanczos), then centre-crop to a multiple of 8."""
+    """Crop (`left,top,width,height`), resize (`N`, N×N, or `WxH`, Lanczos), then centre-crop to a multiple
+    of 8. Raises ValueError for a crop or resize that does not parse, and for a crop window not inside the
+    image (NumPy would silently cut it to the image)."""
     if crop:
-        left, top, width, height = (int(v) for v in crop.split(","))
+        try:
+            left, top, width, height = (int(v) for v in crop.split(","))
+        except ValueError:
+            raise ValueError(f"crop {crop!r}: must be left,top,width,height") from None
+        h, w = arr.shape[:2]
+        if min(left, top) < 0 or min(width, height) <= 0 or left + width > w or top + height > h:
+            raise ValueError(f"crop {crop}: the window is not inside the {w}x{h} image")
         arr = arr[top : top + height, left : left + width]
     if resize:
-        w, h = (int(v) for v in resize.lower().split("x")) if "x" in resize.lower() else (int(resize),) * 2
+        try:
+            w, h = (int(v) for v in resize.lower().split("x")) if "x" in resize.lower() else (int(resize),) * 2
+        except ValueError:
+            raise ValueError(f"resize {resize!r}: must be N or WxH") from None
         channels = [Image.fromarray(arr[..., c]).resize((w, h), Image.LANCZOS) for c in range(arr.shape[-1])]
         arr = np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0, 1).astype(np.float32)
     h, w = arr.shape[:2]
@@ -104,8 +116,8 @@ def _open(
     arr = load_source(resolved, mask)
     try:
         return prepare(arr, crop, resize)
-    except ValueError:
-        raise InputError(f"{where}: crop must be left,top,width,height and resize N or WxH") from None
+    except ValueError as err:
+        raise InputError(f"{where}: {err}") from None
 
 
 def check(

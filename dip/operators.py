@@ -176,8 +176,12 @@ class Inpaint(Operator):
     """
 
     def __init__(self, mask: torch.Tensor):
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"mask: a torch tensor (1, 1, H, W) of 0/1, got {type(mask).__name__}")
         if mask.dim() != 4 or mask.shape[:2] != (1, 1):
             raise ValueError(f"mask must have shape (1, 1, H, W), got {tuple(mask.shape)}")
+        if not ((mask == 0) | (mask == 1)).all():  # a 0/255 mask would scale the known pixels
+            raise ValueError("mask: values must be 0 (unknown) or 1 (known); dip.image_io.load_mask reads a file")
         self.mask = mask.float()
 
     def to(self, device: torch.device | str) -> Inpaint:

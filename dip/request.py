@@ -18,7 +18,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -236,7 +236,9 @@ def _check_types(request: TaskRequest) -> None:
             if value is not None and not ok(value):
                 raise InputError(f"--{name.replace('_', '-')}: expected {what}, got {value!r}")
     seeds = getattr(request, "seeds", None)
-    if seeds is not None and (isinstance(seeds, (str, bytes)) or not all(integer(v) for v in seeds)):
+    if seeds is not None and (
+        isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable) or not all(integer(v) for v in seeds)
+    ):
         raise InputError(f"--seeds: expected integers, got {seeds!r}")
     pair = request.intensity_range
     if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(number(v) for v in pair)):

@@ -15,7 +15,7 @@ import dip.api
 from dip import restore
 from dip.checkpoint import CheckpointMismatch
 from dip.fit import FitInterrupted
-from dip.operators import Operator
+from dip.operators import Inpaint, Operator
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"iterations": 40, "check_every": 10, "ssim_every": 1000, "bf16": False, "channels_last": False}
@@ -242,7 +242,62 @@ class NotAnOperator:
             ValueError,
             r"^settings: unknown field 'iters'",
         ),
-        (torch.rand(1, 1, 16, 8), LeftHalf(), {"settings": {"lr": -1}}, ValueError, r"^lr must be > 0"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"settings": {"lr": -1}}, ValueError, r"^settings: lr must be > 0"),
+        # Counts that are not integers would run another budget (3.5 ran 25 iterations) or fail deep in the loop.
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"settings": {"iterations": 3.5}},
+            ValueError,
+            r"^settings: iterations must be an integer, got 3.5",
+        ),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"settings": {"iterations": "3"}},
+            ValueError,
+            r"^settings: iterations must be an integer",
+        ),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"settings": {"check_every": 2.5}},
+            ValueError,
+            r"^settings: check_every must be an integer",
+        ),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"settings": {"seed": True}},
+            ValueError,
+            r"^settings: seed must be an integer",
+        ),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"settings": {"seed": -1}}, ValueError, r"^settings: seed must be >= 0"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"window": 2.5}, ValueError, r"^window: an integer, got 2.5"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"patience": "10"}, ValueError, r"^patience: an integer"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"holdout": "0.1", "stop": "holdout"}, ValueError, r"^holdout: a number"),
+        (torch.rand(1, 1, 16, 8), LeftHalf(), {"noise_sigma": "0.1"}, ValueError, r"^noise_sigma: a number"),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"seeds": 3},
+            ValueError,
+            r"^seeds: a list of non-negative integers, got 3",
+        ),
+        (
+            torch.rand(1, 1, 16, 8),
+            LeftHalf(),
+            {"checkpoint": "/"},
+            ValueError,
+            r"^checkpoint: the file .* got the folder /",
+        ),
+        (
+            torch.rand(1, 1, 16, 16),
+            Inpaint(torch.zeros(1, 1, 16, 16)),
+            {},
+            ValueError,
+            r"^operator: the Inpaint mask has no known pixel",
+        ),
         (torch.rand(1, 1, 16, 8), LeftHalf(), {"arch": "skipp"}, ValueError, r"^unknown architecture 'skipp'"),
         (torch.rand(1, 1, 16, 8), LeftHalf(), {"device": "tpu"}, ValueError, r"available here: cpu"),
         (
@@ -274,3 +329,16 @@ def test_restore_is_exported_without_importing_torch_at_package_import():
         "assert restore is dip.restore and restore.__module__ == 'dip.api'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_numpy_integer_seeds_are_seeds():
+    result = restore(torch.rand(1, 1, 16, 8), LeftHalf(), arch="skip-3", settings={"iterations": 2},
+                     seeds=list(np.arange(2)), device="cpu")  # fmt: skip
+    assert [r.seed for r in result] == [0, 1] and all(type(r.seed) is int for r in result)
+
+
+@pytest.mark.parametrize("mask", [torch.full((1, 1, 8, 8), 255.0), torch.full((1, 1, 8, 8), 0.5)])
+def test_an_inpainting_mask_of_other_values_than_0_and_1_is_refused(mask):
+    # A 0/255 mask would multiply the known pixels by 255 and fit that.
+    with pytest.raises(ValueError, match="^mask: values must be 0 .unknown. or 1 .known."):
+        Inpaint(mask)

@@ -159,3 +159,10 @@ def test_a_mask_is_read_by_its_meaning_and_an_n_band_image_is_named(tmp_path):
     frame = manifest.read(write(tmp_path, [["b", "bands.tif", "clean", "", "", "", "", ""]]))
     with pytest.raises(InputError, match="manifest row 'b': bands.tif has 5 channels"):
         manifest.check(frame, tmp_path)
+
+
+@pytest.mark.parametrize("crop", ["20,20,40,40", "0,0,100,100", "-1,0,10,10", "0,0,0,10"])
+def test_a_crop_window_not_inside_the_image_is_refused(crop):
+    # NumPy's slicing would cut the window to the image: a 24x24 image where 40x40 was asked for.
+    with pytest.raises(ValueError, match=f"crop {crop}: the window is not inside the 48x48 image"):
+        manifest.prepare(np.zeros((48, 48, 3), np.float32), crop=crop)

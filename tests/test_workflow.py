@@ -719,3 +719,34 @@ def test_a_sure_ensemble_or_red_task_plans_its_own_fits_with_the_flags(workdir):
     negative = write_config(workdir, tasks={"denoise-red": {"task": "denoise", "sigma": 25, "red_weight": -1}})
     r = snakemake("-n", "--directory", workdir, "--configfile", negative)
     assert r.returncode != 0 and "red_weight" in r.stdout + r.stderr
+
+
+def test_a_config_of_a_manifest_and_tasks_plans_with_the_schemas_defaults(workdir):
+    # Every other key has a default in the schema (device auto, seed 0, skip, window 100, SSIM every 100,
+    # 60 minutes a fit): a --configfile replaces config/config.yaml, so it must not need them.
+    path = workdir / "config" / "minimal.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"manifest": "data/manifest.tsv", "tasks": {"d": {"task": "denoise", "sigma": 25, "iterations": 30}}}
+        )
+    )
+    r = snakemake("-n", "-p", "--directory", workdir, "--configfile", path)
+    assert r.returncode == 0, r.stderr
+    fits = [line for line in r.stdout.splitlines() if "dip fit" in line]
+    assert fits and all("--seed 0" in f and "--arch skip" in f and "--window 100" in f for f in fits), fits[:1]
+    assert "--ssim-every 100" in fits[0]
+
+
+def test_seeds_given_on_the_command_line_are_integers(workdir):
+    # Snakemake hands `--config seeds=[0,1]` over as strings; the schema asks for integers.
+    r = snakemake(
+        "-n", "--directory", workdir, "--configfile", workdir / "config" / "test.yaml", "--config", "seeds=[0,1]"
+    )
+    assert r.returncode == 0, r.stderr
+    assert (
+        job_counts(r.stdout)["fit"]
+        == 2
+        * job_counts(snakemake("-n", "--directory", workdir, "--configfile", workdir / "config" / "test.yaml").stdout)[
+            "fit"
+        ]
+    )

@@ -16,6 +16,12 @@ from dip.presets import PAIRED_ARCHITECTURES, architecture
 from dip.risk import check_task as check_risk_task, takes_the_observation
 from dip.tasks import OPTIONS as TASK_OPTIONS_OF, PAIRED, TASK_OPTIONS, Task
 
+# `--config seeds=[0,1,2]` reaches the config as Snakemake's strings ("0"); the schema asks for integers.
+if isinstance(config.get("seeds"), list):
+    config["seeds"] = [
+        int(s) if isinstance(s, str) and re.fullmatch(r"-?\d+", s.strip()) else s
+        for s in config["seeds"]
+    ]
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
