@@ -116,7 +116,7 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
         # A parameter the task does not take (dip.tasks.OPTIONS), and an SR factor below 2.
         (
             {"tasks": {"sr-x4": {"task": "sr", "factor": 4, "sigma": 25, "iterations": 5}}},
-            "['then']['properties']['sigma']",
+            "tasks: 'sr-x4': sigma: the sr task takes no sigma (it takes factor)",
         ),
         ({"tasks": {"sr-x1": {"task": "sr", "factor": 1, "iterations": 5}}}, "1 is less than the minimum of 2"),
         # What the schema lets through and the task's parser (dip.tasks.Task.from_spec) refuses.
