@@ -36,6 +36,10 @@ def read(path: str | Path) -> pd.DataFrame:
     frame = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
     if frame.empty:
         raise InputError(f"{path}: manifest has no images")
+    if "id" not in frame or "path" not in frame:
+        header = ", ".join(map(str, frame.columns))
+        hint = " (it reads as one column: is it tab-separated?)" if len(frame.columns) == 1 else ""
+        raise InputError(f"{path}: a manifest's header names the columns id and path, got: {header}{hint}")
     for column in COLUMNS:
         if column not in frame:
             frame[column] = ""

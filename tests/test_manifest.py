@@ -166,3 +166,12 @@ def test_a_crop_window_not_inside_the_image_is_refused(crop):
     # NumPy's slicing would cut the window to the image: a 24x24 image where 40x40 was asked for.
     with pytest.raises(ValueError, match=f"crop {crop}: the window is not inside the 48x48 image"):
         manifest.prepare(np.zeros((48, 48, 3), np.float32), crop=crop)
+
+
+def test_a_comma_separated_manifest_is_named_as_such(tmp_path):
+    path = tmp_path / "images.tsv"
+    path.write_text("id,path\ncamera,skimage:camera\n")
+    with pytest.raises(
+        InputError, match=r"header names the columns id and path, got: id,path \(it reads as one column"
+    ):
+        manifest.read(path)
