@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from dip import __version__
+from dip.checks import is_integer, is_number
 from dip.defaults import for_operator, operator_preset
 from dip.devices import pick_device
 from dip.fit import FitResult, FitSettings, fit, fit_batch
@@ -169,7 +169,7 @@ def restore(
         raise ValueError(f"checkpoint: the file to save the fit's state in, got the folder {checkpoint}")
     arch, preset = _task_preset(operator, arch, stop, loss, observed)
     observed, settings, spec, stacked = _check(observed, operator, arch, settings, seeds, loss, preset)
-    if not (isinstance(red_weight, (int, float)) and not isinstance(red_weight, bool) and 0 <= red_weight < math.inf):
+    if not (is_number(red_weight) and 0 <= red_weight < math.inf):
         raise ValueError(f"red_weight: must be a finite number >= 0, got {red_weight!r}")
     risk = None
     if loss == "sure":
@@ -365,7 +365,7 @@ def _check(
     stacked = seeds is not None
     if stacked:
         seeds = list(seeds)
-        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        if not seeds or any(not is_integer(s) or s < 0 for s in seeds):
             raise ValueError(f"seeds: non-negative integers, at least one, got {seeds}")
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds: each seed once, got {seeds}")
@@ -388,16 +388,16 @@ def _check_scalars(seeds, window, patience, checkpoint_every, noise_sigma, holdo
     "100" would otherwise surface as a TypeError deep in the loop); the seeds as Python integers (NumPy's
     count as integers)."""
     for name, value in (("window", window), ("patience", patience), ("checkpoint_every", checkpoint_every)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        if value is not None and not is_integer(value):
             raise ValueError(f"{name}: an integer, got {value!r}")
     for name, value in (("noise_sigma", noise_sigma), ("holdout", holdout)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        if value is not None and not is_number(value):
             raise ValueError(f"{name}: a number, got {value!r}")
     if seeds is None:
         return None
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise ValueError(f"seeds: a list of non-negative integers, got {seeds!r}")
-    return [int(s) if isinstance(s, numbers.Integral) and not isinstance(s, bool) else s for s in seeds]
+    return [int(s) if is_integer(s) else s for s in seeds]
 
 
 def _rule_names(stop: str | None, record: Sequence[str]) -> list[str]:

@@ -23,7 +23,6 @@ and is frozen (learning rate 0, EMA and rules held) once it has stopped or faile
 from __future__ import annotations
 
 import math
-import numbers
 import signal
 import sys
 import time
@@ -38,6 +37,7 @@ from torch import nn
 
 from dip import networks, seeds
 from dip.checkpoint import check_checkpoint, fingerprint, read_checkpoint
+from dip.checks import is_integer, is_number
 from dip.image_io import atomic_write, to_array
 from dip.inputs import input_channels, make_input
 from dip.metrics import Scorer, psnr_per_image, ssim
@@ -78,7 +78,7 @@ class FitSettings:
         # A count given as 3.5 or "3" must not become another budget or a TypeError deep in the loop.
         for key in ("iterations", "check_every", "ssim_every", "input_depth", "seed", "max_backtracks"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if not is_integer(value):
                 raise ValueError(f"{key} must be an integer, got {value!r}")
             setattr(self, key, int(value))
         for key in ("iterations", "check_every", "ssim_every", "input_depth"):
@@ -88,7 +88,7 @@ class FitSettings:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         for key in ("lr", "reg_noise_std", "ema", "tv_weight", "lr_decay_on_backtrack"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            if not is_number(value):
                 raise ValueError(f"{key} must be a number, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")

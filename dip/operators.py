@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from dip.checks import is_integer
 from dip.image_io import from_pil, to_pil
 
 
@@ -128,7 +129,7 @@ class SuperResolve(Operator):
     MIN_FACTOR = 2
 
     def __init__(self, factor: int):
-        if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < self.MIN_FACTOR:
+        if not is_integer(factor) or factor < self.MIN_FACTOR:
             raise ValueError(f"SR factor must be an integer >= {self.MIN_FACTOR}, got {factor}")
         self.factor = int(factor)
         taps = lanczos2_taps(self.factor)

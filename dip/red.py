@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dip.checks import is_number
+
 
 @dataclass(frozen=True)
 class RED:
@@ -52,7 +54,7 @@ class RED:
     def __post_init__(self) -> None:
         for name in ("weight", "mu", "sigma"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < np.inf):
+            if not (is_number(value) and 0 < value < np.inf):
                 raise ValueError(f"red {name} must be a finite number > 0, got {value!r}")
 
     def describe(self) -> dict:

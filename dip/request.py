@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dip import __version__
+from dip.checks import is_integer, is_number, python_scalar
 from dip.image_io import (
     InputError,
     Reading,
@@ -163,7 +164,7 @@ class FitRequest(TaskRequest):
     def __post_init__(self) -> None:
         super().__post_init__()
         _choice("loss", self.loss, LOSSES)
-        if not (isinstance(self.ensemble, int) and not isinstance(self.ensemble, bool) and self.ensemble >= 1):
+        if not (is_integer(self.ensemble) and self.ensemble >= 1):
             raise InputError(f"--ensemble: must be an integer >= 1, got {self.ensemble!r}")
         _as_floats(self, ("lr", "reg_noise_std", "ema", "tv_weight", "red_weight", "holdout"))
         if not isinstance(self.noise_sigma, str):
@@ -220,15 +221,9 @@ _TEXTS = ("task", "out", "image", "observed", "clean", "flash", "mask", "blur", 
 def _check_types(request: TaskRequest) -> None:
     """One line naming the option whose value is of the wrong type (a bool is no number here)."""
 
-    def integer(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
     for names, ok, what in (
-        (_INTEGERS, integer, "an integer"),
-        (_NUMBERS, number, "a number"),
+        (_INTEGERS, is_integer, "an integer"),
+        (_NUMBERS, is_number, "a number"),
         (_TEXTS, lambda v: isinstance(v, str), "a string"),
     ):
         for name in names:
@@ -237,15 +232,23 @@ def _check_types(request: TaskRequest) -> None:
                 raise InputError(f"--{name.replace('_', '-')}: expected {what}, got {value!r}")
     seeds = getattr(request, "seeds", None)
     if seeds is not None and (
-        isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable) or not all(integer(v) for v in seeds)
+        isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable) or not all(is_integer(v) for v in seeds)
     ):
         raise InputError(f"--seeds: expected integers, got {seeds!r}")
     pair = request.intensity_range
-    if pair is not None and not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(number(v) for v in pair)):
+    if pair is not None and not (
+        isinstance(pair, (tuple, list)) and len(pair) == 2 and all(is_number(v) for v in pair)
+    ):
         raise InputError(f"--intensity-range: expected two numbers (LO, HI), got {pair!r}")
     noise_sigma = getattr(request, "noise_sigma", None)
-    if noise_sigma is not None and not (number(noise_sigma) or noise_sigma == "estimate"):
+    if noise_sigma is not None and not (is_number(noise_sigma) or noise_sigma == "estimate"):
         raise InputError(f"--noise-sigma: a noise level (0-255 scale) or 'estimate', got {noise_sigma!r}")
+    # NumPy scalars as the Python numbers they hold: one record and one config hash whatever made the value.
+    for name in (*_INTEGERS, *_NUMBERS, "noise_sigma", "ensemble"):
+        if hasattr(request, name):
+            object.__setattr__(request, name, python_scalar(getattr(request, name)))
+    if seeds is not None:
+        object.__setattr__(request, "seeds", tuple(python_scalar(v) for v in seeds))
 
 
 def _as_floats(request: TaskRequest, names: tuple[str, ...]) -> None:

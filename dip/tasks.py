@@ -13,6 +13,7 @@ import torch
 
 from dip import operators as ops
 from dip import seeds
+from dip.checks import is_integer, is_number, python_scalar
 from dip.image_io import MIN_SIZE, InputError
 from dip.metrics import Scorer, psnr, ssim
 from dip.networks import center_crop
@@ -140,11 +141,7 @@ class Task:
                 )
         if self.name == "deblur":
             parse_blur(self.blur)
-        if self.name == "sr" and (
-            isinstance(self.factor, bool)
-            or not isinstance(self.factor, int)
-            or self.factor < ops.SuperResolve.MIN_FACTOR
-        ):
+        if self.name == "sr" and (not is_integer(self.factor) or self.factor < ops.SuperResolve.MIN_FACTOR):
             raise InputError(
                 f"factor: SR factor must be an integer >= {ops.SuperResolve.MIN_FACTOR}, got {self.factor}"
             )
@@ -397,11 +394,11 @@ def _typed(key: str, value):
     """A spec's `value` of parameter `key` if it has the field's type (an int is a number; a bool is
     neither), else InputError naming the key."""
     kind = _TYPES[key]
-    ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
+    ok = {float: is_number, int: is_integer}.get(kind, lambda v: isinstance(v, kind))(value)
     if not ok:
         what = {float: "a number", int: "an integer", str: "a string"}[kind]
         raise InputError(f"{key}: expected {what}, got {value!r}")
-    return value
+    return python_scalar(value)
 
 
 def parse_blur(spec: str | None) -> tuple[str, tuple[float, ...]]:

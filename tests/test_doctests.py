@@ -12,7 +12,7 @@ import dip
 
 # The public modules with examples: the degradations, the tasks, the metrics, image files, the stopping
 # rules, restore, the fit record, saved networks, the risk estimates, strict JSON, tiles and stacks of images, the
-# classical baselines, the task defaults.
+# classical baselines, the task defaults, the input checks' type predicates.
 WITH_EXAMPLES = [
     "dip.operators",
     "dip.tasks",
@@ -29,6 +29,7 @@ WITH_EXAMPLES = [
     "dip.many",
     "dip.pipeline.baselines",
     "dip.defaults",
+    "dip.checks",
 ]
 
 
