@@ -101,24 +101,25 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
     "change, message",
     [
         ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
-        ({"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}}, "'blur' is a required property"),
+        ({"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}}, "config: tasks.blur: 'blur' is a required property"),
         (
             {"tasks": {"p": {"task": "denoise", "noise": "poisson", "sigma": 2, "peak": 10, "iterations": 5}}},
-            "['then']['properties']['sigma']",
+            "config: tasks.p.sigma: the entry's task and noise model take no sigma (got 2)",
         ),
         (
             {"tasks": {"p": {"task": "denoise", "noise": "poisson", "peak": 0, "iterations": 5}}},
-            "0 is less than or equal to the minimum of 0",
+            "config: tasks.p.peak: 0 is less than or equal to the minimum of 0",
         ),
         ({"tasks": {"b": {"task": "deblur", "blur": "box:3", "sigma": 2, "iterations": 5}}}, "box:3"),
-        ({"archs": ["vgg"]}, "vgg"),
+        ({"archs": ["vgg"]}, "config: archs.0: 'vgg' is not one of ['skip', "),
+        ({"seeds": [0, "one"]}, "config: seeds.1: 'one' is not of type 'integer'"),
         ({"tasks": {"denoise-s25": {"task": "denoise", "sigma": -25, "iterations": 5}}}, "-25"),
         # A parameter the task does not take (dip.tasks.OPTIONS), and an SR factor below 2.
         (
             {"tasks": {"sr-x4": {"task": "sr", "factor": 4, "sigma": 25, "iterations": 5}}},
             "tasks: 'sr-x4': sigma: the sr task takes no sigma (it takes factor)",
         ),
-        ({"tasks": {"sr-x1": {"task": "sr", "factor": 1, "iterations": 5}}}, "1 is less than the minimum of 2"),
+        ({"tasks": {"sr-x1": {"task": "sr", "factor": 1, "iterations": 5}}}, "tasks.sr-x1.factor: 1 is less than the"),
         # What the schema lets through and the task's parser (dip.tasks.Task.from_spec) refuses.
         (
             {"tasks": {"text": {"task": "inpaint", "mask": "text", "drop": 0.5, "iterations": 5}}},
@@ -134,7 +135,18 @@ def test_a_bad_config_fails_before_any_job_naming_the_entry(workdir, change, mes
     r = snakemake("--cores", 1, "--directory", workdir, "--configfile", write_config(workdir, **change))
     assert r.returncode != 0
     assert message in r.stdout + r.stderr
+    # The reason in one line, not followed by the whole schema (Snakemake's own validate prints ~480 lines).
+    assert "Failed validating" not in r.stdout + r.stderr and len((r.stdout + r.stderr).splitlines()) < 12
     assert not (workdir / "results").exists()
+
+
+def test_a_manifest_row_the_schema_refuses_is_named_in_one_line(workdir):
+    manifest = workdir / "data" / "manifest.tsv"
+    manifest.write_text(manifest.read_text() + "big\tskimage:coins\tclean\t\t\tlarge\tnone\tnone\n")
+    r = snakemake("-n", "--directory", workdir, "--configfile", write_config(workdir))
+    assert r.returncode != 0
+    assert "data/manifest.tsv: row 'big', resize: 'large' does not match" in r.stdout + r.stderr
+    assert "Failed validating" not in r.stdout + r.stderr
 
 
 def test_a_missing_manifest_image_is_named(workdir):

@@ -42,14 +42,45 @@ def _task_lines_first():
                 pass  # a value of the wrong type as well: the schema names it
 
 
+def _validated(data, schema, what):
+    """Snakemake's schema check (which also fills in the schema's defaults), its reason in one line naming
+    the key or the manifest's row rather than followed by the whole schema."""
+    try:
+        validate(data, schema=schema)
+    except WorkflowError as err:
+        reason = (
+            err.__context__
+        )  # the schema's ValidationError, raised inside Snakemake's handler
+        if reason is None or not hasattr(reason, "absolute_path"):
+            raise
+        where = ".".join(str(key) for key in reason.absolute_path)
+        row = re.match(r"Error validating row (\d+)", str(err))
+        if row and hasattr(data, "index"):
+            where = ", ".join(
+                filter(None, [f"row {data.index[int(row.group(1))]!r}", where])
+            )
+        message = reason.message
+        if (
+            reason.validator == "not"
+            and reason.validator_value == {}
+            and reason.absolute_path
+        ):
+            # The schema's `{not: {}}`: a parameter that the entry's task or noise model does not take.
+            key = reason.absolute_path[-1]
+            message = f"the entry's task and noise model take no {key} (got {reason.instance!r})"
+        raise WorkflowError(": ".join(filter(None, [what, where, message]))) from None
+
+
 _task_lines_first()
-validate(config, schema="../schemas/config.schema.yaml")
+_validated(config, "../schemas/config.schema.yaml", "config")
 
 try:
     MANIFEST = manifest_io.read(config["manifest"])
 except InputError as err:
     raise WorkflowError(str(err))
-validate(MANIFEST, schema="../schemas/manifest.schema.yaml")
+_validated(
+    MANIFEST, "../schemas/manifest.schema.yaml", f"manifest {config['manifest']}"
+)
 MANIFEST_DIR = Path(config["manifest"]).parent
 if config.get("images"):
     unknown = sorted(set(config["images"]) - set(MANIFEST.index))
