@@ -101,7 +101,10 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
     "change, message",
     [
         ({"manifest": "data/nowhere.tsv"}, "data/nowhere.tsv: manifest not found"),
-        ({"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}}, "config: tasks.blur: 'blur' is a required property"),
+        (
+            {"tasks": {"blur": {"task": "deblur", "sigma": 2, "iterations": 5}}},
+            "config: tasks.blur: 'blur' is a required property",
+        ),
         (
             {"tasks": {"p": {"task": "denoise", "noise": "poisson", "sigma": 2, "peak": 10, "iterations": 5}}},
             "config: tasks.p.sigma: the entry's task and noise model take no sigma (got 2)",
