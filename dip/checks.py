@@ -16,25 +16,28 @@ nor a number here, although Python counts it as both.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
+
+import numpy as np
 
 
 def is_integer(value: Any) -> bool:
     """Whether `value` is an integer (Python's or NumPy's), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    # NumPy's timedelta64 is one of its integer types, and a duration is no count.
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.timedelta64))
 
 
 def is_number(value: Any) -> bool:
     """Whether `value` is a real number (an integer or a float, Python's or NumPy's), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return is_integer(value) or isinstance(value, (float, np.floating))
 
 
 def python_scalar(value: Any) -> Any:
     """A NumPy scalar as the Python number it holds (so records and config hashes read the same whatever
     made the value); anything else unchanged."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) and isinstance(value, numbers.Number) else value
+    if is_integer(value):
+        return int(value)
+    return float(value) if is_number(value) else value
 
 
 __all__ = ["is_integer", "is_number", "python_scalar"]

@@ -123,6 +123,9 @@ class Task:
     def __post_init__(self) -> None:
         if self.name not in TASKS:
             raise InputError(f"task: unknown task {self.name!r}; choose one of {', '.join(TASKS)}")
+        # NumPy scalars as the Python numbers they hold: one spec, record and config hash whatever made them.
+        for key in ("sigma", "factor", "drop", "quality", "peak"):
+            object.__setattr__(self, key, python_scalar(getattr(self, key)))
         if self.name in ("denoise", "deblur") and self.sigma is not None and not self.sigma > 0:
             raise InputError(f"sigma: must be > 0 for the {self.name} task, got {self.sigma}")
         if self.noise not in (None, *NOISES):

@@ -19,7 +19,9 @@ def test_integers_of_python_and_numpy_are_integers_and_numbers(value):
     assert is_integer(value) and is_number(value)
 
 
-@pytest.mark.parametrize("value", [3.0, np.float32(3), "3", None, True, np.bool_(True), [3], 3 + 0j])
+@pytest.mark.parametrize(
+    "value", [3.0, np.float32(3), "3", None, True, np.bool_(True), [3], 3 + 0j, np.timedelta64(3, "s")]
+)
 def test_anything_else_is_no_integer(value):
     assert not is_integer(value)
 
@@ -31,6 +33,7 @@ def test_a_bool_a_text_or_an_array_is_no_number(value):
 
 def test_numpy_scalars_become_python_numbers_and_nothing_else_changes():
     assert type(python_scalar(np.int64(3))) is int and type(python_scalar(np.float32(0.5))) is float
+    assert type(python_scalar(np.longdouble(25))) is float
     array = np.array([1, 2])
     assert python_scalar(array) is array and python_scalar("3") == "3"
 
@@ -56,6 +59,12 @@ def test_a_request_made_from_numpy_values_is_the_request_made_from_python_ones()
 def test_every_check_refuses_what_the_predicates_refuse(make, message):
     with pytest.raises((InputError, ValueError), match=message):
         make()
+
+
+def test_a_task_made_from_numpy_values_is_the_task_made_from_python_ones():
+    task = Task("sr", factor=np.int64(4))
+    assert task == Task("sr", factor=4) and type(task.factor) is int
+    assert type(Task("denoise", sigma=np.longdouble(25)).sigma) is float
 
 
 def test_numpy_integers_are_accepted_where_python_ones_are():
