@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Default] = {
         iterations=6000,
         grows_above=128,
         why="at 128x128 the fits still improved at 3000 iterations: 6000 was ahead of 3000 on every fit there, "
-        "level at 64x64, where the rule stops most fits sooner; at 256x256 12000 was ahead of 6000 on all 3 fits",
+        "level at 64x64, where the rule stops most fits sooner; at 256x256 12000 was ahead of 6000 on all 6 fits",
     ),
     # SR, inpainting and JPEG: the paper's budget measured against the classical baseline and the other rules.
     "sr": Default(
