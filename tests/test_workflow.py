@@ -731,9 +731,11 @@ def test_a_sure_ensemble_or_red_task_plans_its_own_fits_with_the_flags(workdir):
     bad = write_config(workdir, tasks={"sr-sure": {"task": "sr", "factor": 4, "iterations": 5, "loss": "sure"}})
     r = snakemake("-n", "--directory", workdir, "--configfile", bad)
     assert r.returncode != 0 and "tasks: 'sr-sure': applies to denoising" in r.stdout + r.stderr
-    negative = write_config(workdir, tasks={"denoise-red": {"task": "denoise", "sigma": 25, "red_weight": -1}})
+    negative = write_config(
+        workdir, tasks={"denoise-red": {"task": "denoise", "sigma": 25, "iterations": 5, "red_weight": -1}}
+    )
     r = snakemake("-n", "--directory", workdir, "--configfile", negative)
-    assert r.returncode != 0 and "red_weight" in r.stdout + r.stderr
+    assert r.returncode != 0 and "config: tasks.denoise-red.red_weight: -1 is less than" in r.stdout + r.stderr
 
 
 def test_a_config_of_a_manifest_and_tasks_plans_with_the_schemas_defaults(workdir):
