@@ -124,7 +124,7 @@ class Task:
         if self.name not in TASKS:
             raise InputError(f"task: unknown task {self.name!r}; choose one of {', '.join(TASKS)}")
         # NumPy scalars as the Python numbers they hold: one spec, record and config hash whatever made them.
-        for key in ("sigma", "factor", "drop", "quality", "peak"):
+        for key in PARAMETERS:
             object.__setattr__(self, key, python_scalar(getattr(self, key)))
         if self.name in ("denoise", "deblur") and self.sigma is not None and not self.sigma > 0:
             raise InputError(f"sigma: must be > 0 for the {self.name} task, got {self.sigma}")
@@ -401,7 +401,7 @@ def _typed(key: str, value):
     if not ok:
         what = {float: "a number", int: "an integer", str: "a string"}[kind]
         raise InputError(f"{key}: expected {what}, got {value!r}")
-    return python_scalar(value)
+    return value
 
 
 def parse_blur(spec: str | None) -> tuple[str, tuple[float, ...]]:

@@ -48,9 +48,8 @@ def _validated(data, schema, what):
     try:
         validate(data, schema=schema)
     except WorkflowError as err:
-        reason = (
-            err.__context__
-        )  # the schema's ValidationError, raised inside Snakemake's handler
+        # The schema's ValidationError, raised inside Snakemake's handler.
+        reason = err.__context__
         if reason is None or not hasattr(reason, "absolute_path"):
             raise
         where = ".".join(str(key) for key in reason.absolute_path)
