@@ -1,6 +1,7 @@
 import functools
 import os
 import re
+import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -24,6 +25,14 @@ if isinstance(config.get("seeds"), list):
     ]
 
 
+def _refuse(message):
+    """Stop reading the workflow on bad input with `message` alone, one line on stderr and exit status 1:
+    a WorkflowError raised here would be printed with the Snakefile's traceback lines under it.
+    """
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
 def _task_lines_first():
     """The task parser's one line for an entry holding an option of another task, which the schema would
     refuse in its own words ("25 should not be valid under {}"); anything else is left to the schema.
@@ -37,7 +46,7 @@ def _task_lines_first():
             try:
                 Task.from_spec(spec, observed=spec["task"] in PAIRED)
             except InputError as err:
-                raise WorkflowError(f"tasks: {key!r}: {err}")
+                _refuse(f"tasks: {key!r}: {err}")
             except (TypeError, ValueError):
                 pass  # a value of the wrong type as well: the schema names it
 
@@ -67,7 +76,7 @@ def _validated(data, schema, what):
             # The schema's `{not: {}}`: a parameter that the entry's task or noise model does not take.
             key = reason.absolute_path[-1]
             message = f"the entry's task and noise model take no {key} (got {reason.instance!r})"
-        raise WorkflowError(": ".join(filter(None, [what, where, message]))) from None
+        _refuse(": ".join(filter(None, [what, where, message])))
 
 
 _task_lines_first()
@@ -76,7 +85,7 @@ _validated(config, "../schemas/config.schema.yaml", "config")
 try:
     MANIFEST = manifest_io.read(config["manifest"])
 except InputError as err:
-    raise WorkflowError(str(err))
+    _refuse(str(err))
 _validated(
     MANIFEST, "../schemas/manifest.schema.yaml", f"manifest {config['manifest']}"
 )
@@ -84,23 +93,21 @@ MANIFEST_DIR = Path(config["manifest"]).parent
 if config.get("images"):
     unknown = sorted(set(config["images"]) - set(MANIFEST.index))
     if unknown:
-        raise WorkflowError(
-            f"images: {unknown[0]!r} is not an id of {config['manifest']}"
-        )
+        _refuse(f"images: {unknown[0]!r} is not an id of {config['manifest']}")
     MANIFEST = MANIFEST.loc[config["images"]]
 # Manifests of the paper's datasets read from the user's copy: {data_root}/Set5/baby.png and so on.
 DATA_ROOT = config.get("data_root") or os.environ.get(manifest_io.DATA_ROOT_ENV)
 try:
     SIZES = manifest_io.check(MANIFEST, MANIFEST_DIR, config.get("resize"), DATA_ROOT)
 except InputError as err:
-    raise WorkflowError(str(err))
+    _refuse(str(err))
 
 # The published table is checked before any job too (a typo in it would otherwise fail the last job).
 if config.get("published"):
     try:
         paper.read_published(config["published"])
     except InputError as err:
-        raise WorkflowError(str(err))
+        _refuse(str(err))
 
 IMAGES = list(MANIFEST.index)
 # Each row as a plain dict, read once: the input functions look rows up per job, and a DataFrame's .loc
@@ -118,7 +125,7 @@ def _parse_task(key, spec):
         if spec.get("loss") == "sure":
             check_risk_task(task)
     except (InputError, ValueError) as err:
-        raise WorkflowError(f"tasks: {key!r}: {err}")
+        _refuse(f"tasks: {key!r}: {err}")
     return task
 
 
@@ -169,14 +176,14 @@ def has_ground_truth(image):
 
 for _task in TASKS:
     if not images_of(_task):
-        raise WorkflowError(
+        _refuse(
             f"tasks: {_task!r} has no images: the manifest has no "
             f"{'flash/no-flash pairs (rows of role pair)' if is_paired(_task) else 'clean images'}"
         )
     if TASK_OF[_task].mask == "file":
         for _image in images_of(_task):
             if not ROW[_image]["mask"]:
-                raise WorkflowError(
+                _refuse(
                     f"tasks: {_task!r} inpaints with each image's mask file, but manifest row "
                     f"{_image!r} has no mask"
                 )
