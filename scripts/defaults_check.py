@@ -66,6 +66,10 @@ CASES = {
     ),
     "sr-x4": (["--task", "sr", "--factor", "4"], []),
     "inpaint-drop0.5": (["--task", "inpaint", "--drop", "0.5"], []),
+    # The paper's text-inpainting protocol (skip-text, 6000 iterations), its mask drawn at the crop's size.
+    "inpaint-text": (["--task", "inpaint", "--text"], []),
+    # The paper's large-hole protocol (hourglass-vase, 5000 iterations): a centred box of a quarter of each side.
+    "inpaint-box": (["--task", "inpaint", "--box"], []),
     "jpeg-q10": (["--task", "jpeg", "--quality", "10"], []),
 }
 # The fits of one (task, image, size, seed): "holdout" holds 5 % of the pixels out and stops at the holdout
@@ -92,6 +96,8 @@ SIZES = {
     "deblur-gaussian1.6-6000-red0.5": (64, 128),
     "sr-x4": (64, 128, 256),
     "inpaint-drop0.5": (64, 128),
+    "inpaint-text": (64, 128),
+    "inpaint-box": (64, 128),
 }
 
 
@@ -137,9 +143,15 @@ def _baselines(task_args: list[str], image: Path, folder: Path) -> None:
     degraded = folder / "degraded"
     _dip(["degrade", *task_args, "--image", str(image), "--seed", "0", "--exact", "--out", str(degraded)],
          folder / "degrade.log")  # fmt: skip
-    spec = dict(zip((a.lstrip("-") for a in task_args[::2]), task_args[1::2]))
-    if "drop" in spec:  # the CLI's --drop names the mask's kind; the spec names it as mask: drop
-        spec["mask"] = "drop"
+    spec: dict = {}
+    for i, arg in enumerate(task_args):  # "--key value" pairs and bare flags ("--text")
+        if arg.startswith("--"):
+            value = task_args[i + 1] if i + 1 < len(task_args) else None
+            spec[arg.lstrip("-")] = True if value is None or value.startswith("--") else value
+    for kind in ("drop", "text", "box"):  # the CLI's --drop/--text/--box name the mask's kind: the spec's mask
+        if kind in spec:
+            spec["mask"] = kind
+            spec.pop(kind) if kind != "drop" else None
     for key in ("sigma", "peak", "drop"):
         if key in spec:
             spec[key] = float(spec[key])
