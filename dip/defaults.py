@@ -68,12 +68,12 @@ DEFAULTS: dict[str, Default] = {
         why="ahead of bicubic on 6 held-out 64x64 crops, 2 seeds, and 4 at 128x128 (median +0.59 dB both), "
         "within 0.06 dB of the best iterate",
     ),
-    # Inpainting's text and box masks were measured at 64x64 only, and file masks not at all: the paper's
-    # protocol stays for them too.
+    # Inpainting's text and box masks were measured at 64x64 (the text mask also on one 128x128 crop), file
+    # masks not at all: the paper's protocol stays for them too.
     "inpaint": Default(
         "fixed",
         why="scattered pixels: ahead of biharmonic on 6 held-out 64x64 crops (median +0.51 dB); text: ahead on "
-        "the median of 6 (+0.40 dB); a centred box: behind (-1.23 dB); file masks not measured",
+        "the median of 6 (+0.40 dB); a centred box: behind on the median of 6 (-1.23 dB); file masks not measured",
     ),
     "jpeg": Default(
         "fixed",
