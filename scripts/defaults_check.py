@@ -136,30 +136,16 @@ def _baselines(task_args: list[str], image: Path, folder: Path) -> None:
     target = folder / "baselines.csv"
     if target.exists():
         return
+    from dip.cli import parser
     from dip.image_io import Reading, read_array
     from dip.pipeline.baselines import baselines
-    from dip.tasks import Task
+    from dip.request import _task
 
     degraded = folder / "degraded"
     _dip(["degrade", *task_args, "--image", str(image), "--seed", "0", "--exact", "--out", str(degraded)],
          folder / "degrade.log")  # fmt: skip
-    spec: dict = {}
-    for i, arg in enumerate(task_args):  # "--key value" pairs and bare flags ("--text")
-        if arg.startswith("--"):
-            value = task_args[i + 1] if i + 1 < len(task_args) else None
-            spec[arg.lstrip("-")] = True if value is None or value.startswith("--") else value
-    for kind in ("drop", "text", "box"):  # the CLI's --drop/--text/--box name the mask's kind: the spec's mask
-        if kind in spec:
-            spec["mask"] = kind
-            spec.pop(kind) if kind != "drop" else None
-    for key in ("sigma", "peak", "drop"):
-        if key in spec:
-            spec[key] = float(spec[key])
-    if "factor" in spec:
-        spec["factor"] = int(spec["factor"])
-    if "quality" in spec:
-        spec["quality"] = int(spec["quality"])
-    task = Task.from_spec(spec)
+    # The task as `dip degrade` reads these flags (the CLI's own parser and task builder).
+    task = _task(parser().parse_args(["degrade", *task_args, "--image", str(image), "--out", str(degraded)]))
     mask = read_array(str(degraded / "mask.png")) if (degraded / "mask.png").exists() else None
     exact = degraded / ("observed.tif" if (degraded / "observed.tif").exists() else "observed.png")
     observed = read_array(str(exact), Reading(above_one=task.poisson))  # a Poisson observation exceeds 1
