@@ -136,7 +136,7 @@ def test_a_config_file_replaces_the_default_config_instead_of_extending_it(workd
 )
 def test_a_bad_config_fails_before_any_job_naming_the_entry(workdir, change, message):
     r = snakemake("--cores", 1, "--directory", workdir, "--configfile", write_config(workdir, **change))
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert message in r.stdout + r.stderr
     # The reason in one line, not followed by the whole schema (Snakemake's own validate prints ~480 lines)
     # nor by the Snakefile's traceback.
@@ -151,7 +151,7 @@ def test_a_manifest_row_the_schema_refuses_is_named_in_one_line(workdir):
     manifest = workdir / "data" / "manifest.tsv"
     manifest.write_text(manifest.read_text() + "big\tskimage:coins\tclean\t\t\tlarge\tnone\tnone\n")
     r = snakemake("-n", "--directory", workdir, "--configfile", write_config(workdir))
-    assert r.returncode != 0
+    assert r.returncode == 2
     assert "error: manifest data/manifest.tsv: row 'big', resize: 'large' does not match" in r.stderr
     assert "Failed validating" not in r.stdout + r.stderr and 'File "' not in r.stdout + r.stderr
 

@@ -26,11 +26,12 @@ if isinstance(config.get("seeds"), list):
 
 
 def _refuse(message):
-    """Stop reading the workflow on bad input with `message` alone, one line on stderr and exit status 1:
-    a WorkflowError raised here would be printed with the Snakefile's traceback lines under it.
+    """Stop reading the workflow on bad input with `message` alone, one line on stderr and exit status 2
+    (as `dip` refuses bad input): a WorkflowError raised here would be printed with the Snakefile's
+    traceback lines under it.
     """
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(1)
+    raise SystemExit(2)
 
 
 def _task_lines_first():
