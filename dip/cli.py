@@ -263,7 +263,7 @@ def parser() -> _OneLineParser:
         "--arch",
         default=None,
         help=f"architecture name, one of dip.presets.ARCHITECTURES: {', '.join(ARCHITECTURES)} (default: the "
-        "task's paper preset)",
+        "task's paper preset's, but skip for a box mask without --stop: dip.defaults)",
     )
     f.add_argument(
         "--preset",

@@ -11,7 +11,8 @@ peaks far earlier and then fits the noise, so the budget's last image is the ove
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,12 +26,14 @@ class Default:
     decides (None: the task's paper preset's, `dip.presets.PAPER`), never used with `--stop fixed`, which
     keeps the paper's; grows_above: a side in pixels above which the budget grows in proportion to the
     image's side √(H·W) (None: the same budget at every size); why: one line, what the measurement said
-    (docs/defaults.md has the table)."""
+    (docs/defaults.md has the table); archs: paper preset key -> the architecture (`dip.presets.ARCHITECTURES`)
+    the default fits in place of the preset's, where one measured better (the preset's settings kept)."""
 
     stop: str
     iterations: int | None = None
     why: str = ""
     grows_above: int | None = None
+    archs: Mapping[str, str] = field(default_factory=dict)
 
     def budget(self, height: int, width: int) -> int | None:
         """The budget for an image of height × width pixels: `iterations`, times √(H·W)/`grows_above` (to
@@ -69,11 +72,13 @@ DEFAULTS: dict[str, Default] = {
         "within 0.06 dB of the best iterate",
     ),
     # Inpainting's text and box masks were measured at 64x64 (the text mask also on one 128x128 crop), file
-    # masks not at all: the paper's protocol stays for them too.
+    # masks not at all: the paper's protocol stays for them, but for the box's network.
     "inpaint": Default(
         "fixed",
         why="scattered pixels: ahead of biharmonic on 6 held-out 64x64 crops (median +0.51 dB); text: ahead on "
-        "the median of 6 (+0.40 dB); a centred box: behind on the median of 6 (-1.23 dB); file masks not measured",
+        "the median of 6 (+0.40 dB); a centred box, fitted by skip: ahead of hourglass-vase on 11 fits of 12 "
+        "(median +2.2 dB), of biharmonic on the median (+1.43 dB); file masks not measured",
+        archs={"inpaint-box": "skip"},
     ),
     "jpeg": Default(
         "fixed",
@@ -110,7 +115,7 @@ RISK = Default(
 def _with_loss(default: Default, loss: str) -> Default:
     """The default with data term `loss`: `RISK` for a SURE/PURE loss (`loss="sure"`), the budget kept."""
     if loss == "sure":
-        return Default(RISK.stop, default.iterations, why=RISK.why)
+        return Default(RISK.stop, default.iterations, why=RISK.why, archs=default.archs)
     return default
 
 

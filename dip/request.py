@@ -849,19 +849,22 @@ def _resolve(request: FitRequest, log: Callable[[str], None]) -> _Job:
 
 
 def _default_stop(r: FitRequest, task: Task) -> tuple[FitRequest, bool]:
-    """Without --stop, the task's default rule (dip.defaults) and, unless --iters says otherwise, its budget
-    for the image's size; with --record-stops the fit then runs the whole budget and returns the default
-    rule's image. Returns the request with `stop` decided and whether the fit runs its whole budget."""
+    """Without --stop, the task's default (dip.defaults): its rule, unless --iters says otherwise its budget
+    for the image's size, and unless --arch does its network; with --record-stops the fit then runs the
+    whole budget and returns the default rule's image. Returns the request with `stop` decided and whether
+    the fit runs its whole budget."""
     if r.stop is not None:
         return r, False
     from dip.defaults import for_task
 
     default = for_task(task, r.loss)
-    iters = r.iters
-    if iters is None and r.preset == "paper" and default.iterations is not None:
-        # A budget that grows with the image is read from the file's header (as the memory plan is).
-        iters = default.budget(*_fit_size(r, task)[:2]) if default.grows_above else default.iterations
-    return replace(r, stop=default.stop, iters=iters), r.record_stops
+    iters, arch = r.iters, r.arch
+    if r.preset == "paper":
+        if iters is None and default.iterations is not None:
+            # A budget that grows with the image is read from the file's header (as the memory plan is).
+            iters = default.budget(*_fit_size(r, task)[:2]) if default.grows_above else default.iterations
+        arch = arch or default.archs.get(preset_key(task))
+    return replace(r, stop=default.stop, iters=iters, arch=arch), r.record_stops
 
 
 def _seed_outputs(r: FitRequest) -> list[tuple[int, Path]]:

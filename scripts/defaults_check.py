@@ -70,6 +70,8 @@ CASES = {
     "inpaint-text": (["--task", "inpaint", "--text"], []),
     # The paper's large-hole protocol (hourglass-vase, 5000 iterations): a centred box of a quarter of each side.
     "inpaint-box": (["--task", "inpaint", "--box"], []),
+    # The same box fitted by the default's network (dip.defaults), `skip`: with --kinds record, the default's fit.
+    "inpaint-box-skip": (["--task", "inpaint", "--box"], ["--arch", "skip"]),
     "jpeg-q10": (["--task", "jpeg", "--quality", "10"], []),
 }
 # The fits of one (task, image, size, seed): "holdout" holds 5 % of the pixels out and stops at the holdout
@@ -98,6 +100,7 @@ SIZES = {
     "inpaint-drop0.5": (64, 128),
     "inpaint-text": (64, 128),
     "inpaint-box": (64, 128),
+    "inpaint-box-skip": (64, 128),
 }
 
 

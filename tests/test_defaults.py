@@ -18,6 +18,7 @@ from dip.defaults import DEFAULTS, GENERIC, for_operator, for_task
 from dip.fit import FitSettings, fit
 from dip.image_io import save_png
 from dip.metrics import psnr_torch
+from dip.presets import ARCHITECTURES, PAPER
 from dip.request import FitRequest, _resolve
 from dip.seeds import generator
 from dip.stopping import HOLDOUT, RULES, make_rule
@@ -50,6 +51,7 @@ def test_the_registry_has_a_known_rule_for_every_task():
     for default in [*DEFAULTS.values(), GENERIC]:
         assert default.stop in RULES and default.why
         assert default.iterations is None or default.iterations > 0
+        assert set(default.archs) <= set(PAPER) and set(default.archs.values()) <= set(ARCHITECTURES)
 
 
 def _resolved(args: list[str], tmp_path: Path):
@@ -77,7 +79,6 @@ def test_the_flash_task_keeps_its_fixed_budget(tmp_path, png32):
 
 
 def test_stop_fixed_is_the_papers_budget_and_record_stops_alone_runs_the_whole_budget(png32, tmp_path):
-    from dip.presets import PAPER
 
     fixed = _resolved([*TASK_ARGS["deblur"], "--image", str(png32), "--stop", "fixed"], tmp_path)
     assert fixed.request.stop == "fixed" and fixed.settings.iterations == PAPER["deblur"][1]["iterations"]
@@ -86,6 +87,19 @@ def test_stop_fixed_is_the_papers_budget_and_record_stops_alone_runs_the_whole_b
     assert recorded.full_budget and recorded.request.stop == DEFAULTS["denoise"].stop
     explicit = _resolved([*TASK_ARGS["denoise"], "--image", str(png32), "--record-stops", "--stop", "es-wmv"], tmp_path)
     assert not explicit.full_budget and explicit.request.stop == "es-wmv"
+
+
+def test_a_box_mask_is_fitted_by_the_defaults_network_and_the_papers_with_stop_fixed(png32, tmp_path):
+    """The default's network replaces the preset's only without --stop and --arch: `--stop fixed` is the
+    paper's protocol, its network included."""
+    box = ["--task", "inpaint", "--box", "--image", str(png32)]
+    default = DEFAULTS["inpaint"].archs["inpaint-box"]
+    assert default != PAPER["inpaint-box"][0]
+    assert _resolved(box, tmp_path).arch == default
+    assert _resolved([*box, "--stop", "fixed"], tmp_path).arch == PAPER["inpaint-box"][0]
+    assert _resolved([*box, "--arch", "hourglass"], tmp_path).arch == "hourglass"
+    text = _resolved(["--task", "inpaint", "--text", "--image", str(png32)], tmp_path)
+    assert text.arch == PAPER["inpaint-text"][0]  # the other masks keep the preset's network
 
 
 def test_the_python_api_takes_the_same_default_for_a_tasks_operator():
@@ -156,7 +170,6 @@ def test_deblurrings_budget_grows_with_the_image_in_dip_fit_and_restore(tmp_path
     """Above 128×128 the deblurring default's budget grows with the image's side, read from the file's header
     by `dip fit` and from the observation by dip.restore; --iters and `--stop fixed` keep theirs."""
     from dip import api
-    from dip.presets import PAPER
 
     default = DEFAULTS["deblur"]
     path = tmp_path / "wide.png"
