@@ -1,6 +1,6 @@
-"""Each task's default stopping rule, in one place: what `dip fit` uses without `--stop`, what `dip.restore`
-uses for a task's operator without `stop`, and what a pipeline config's `stopping: {stop: default}` fits
-return. Chosen by measurement on images that no config uses (docs/defaults.md: the numbers, the command,
+"""Each task's default stopping rule (and, for a box mask, network), in one place: what `dip fit` uses
+without `--stop`, what `dip.restore` uses for a task's operator without `stop`, and what a pipeline config's
+`stopping: {stop: default}` fits return. Chosen by measurement on images that no config uses (docs/defaults.md: the numbers, the command,
 the machine); `--stop fixed` (a config's `stop: fixed`) is the paper's protocol: the whole budget, the last
 EMA image.
 
