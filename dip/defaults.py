@@ -1,8 +1,8 @@
 """Each task's default stopping rule (and, for a box mask, network), in one place: what `dip fit` uses
 without `--stop`, what `dip.restore` uses for a task's operator without `stop`, and what a pipeline config's
-`stopping: {stop: default}` fits return. Chosen by measurement on images that no config uses (docs/defaults.md: the numbers, the command,
-the machine); `--stop fixed` (a config's `stop: fixed`) is the paper's protocol: the whole budget, the last
-EMA image.
+`stopping: {stop: default}` fits return. Chosen by measurement on images that no config uses
+(docs/defaults.md: the numbers, the command, the machine); `--stop fixed` (a config's `stop: fixed`) is the
+paper's protocol: the whole budget, the last EMA image.
 
 Why a rule at all: the paper's budgets were tuned for 512×512 images on a GPU; on smaller images the fit
 peaks far earlier and then fits the noise, so the budget's last image is the over-fitted one.
