@@ -79,7 +79,6 @@ def test_the_flash_task_keeps_its_fixed_budget(tmp_path, png32):
 
 
 def test_stop_fixed_is_the_papers_budget_and_record_stops_alone_runs_the_whole_budget(png32, tmp_path):
-
     fixed = _resolved([*TASK_ARGS["deblur"], "--image", str(png32), "--stop", "fixed"], tmp_path)
     assert fixed.request.stop == "fixed" and fixed.settings.iterations == PAPER["deblur"][1]["iterations"]
     assert not fixed.request.holdout
