@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -114,9 +114,10 @@ RISK = Default(
 
 
 def _with_loss(default: Default, loss: str) -> Default:
-    """The default with data term `loss`: `RISK` for a SURE/PURE loss (`loss="sure"`), the budget kept."""
+    """The default with data term `loss`: `RISK`'s rule and reason for a SURE/PURE loss (`loss="sure"`), the
+    task's budget and networks kept."""
     if loss == "sure":
-        return Default(RISK.stop, default.iterations, why=RISK.why, archs=default.archs)
+        return replace(default, stop=RISK.stop, why=RISK.why)
     return default
 
 

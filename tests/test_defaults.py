@@ -327,3 +327,21 @@ def test_the_config_schema_offers_the_default_and_every_rule():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     stop = schema["properties"]["stopping"]["properties"]["stop"]
     assert stop["enum"] == ["default", *RULES] and stop["default"] == "default"
+
+
+def test_a_risk_estimate_data_term_changes_the_rule_and_keeps_the_tasks_budget():
+    """With `loss="sure"` the rule and its reason are RISK's; the task's budget (and its growth with the
+    image's size) and networks stay the task's, the plain data term's default is the registry's entry."""
+    specs = {
+        "denoise": {"task": "denoise", "sigma": 25},
+        "denoise-poisson": {"task": "denoise", "noise": "poisson", "peak": 10},
+        "deblur": {"task": "deblur", "blur": "gaussian:1.6", "sigma": 2},
+        "inpaint": {"task": "inpaint", "mask": "drop", "drop": 0.5},
+    }
+    for key, spec in specs.items():
+        task, entry = Task.from_spec(spec), DEFAULTS[key]
+        assert for_task(task) == entry
+        risk = for_task(task, "sure")
+        assert (risk.stop, risk.why) == (defaults.RISK.stop, defaults.RISK.why) != (entry.stop, entry.why)
+        assert (risk.iterations, risk.grows_above, risk.archs) == (entry.iterations, entry.grows_above, entry.archs)
+        assert risk.budget(512, 512) == entry.budget(512, 512)
