@@ -72,12 +72,12 @@ DEFAULTS: dict[str, Default] = {
         "within 0.06 dB of the best iterate",
     ),
     # Inpainting's text and box masks were measured at 64x64 (the text mask also on one 128x128 crop, the box
-    # on four), file masks not at all: the paper's protocol stays for them, but for the box's network.
+    # on six), file masks not at all: the paper's protocol stays for them, but for the box's network.
     "inpaint": Default(
         "fixed",
         why="scattered pixels: ahead of biharmonic on 6 held-out 64x64 crops (median +0.51 dB); text: ahead on "
         "the median of 6 (+0.40 dB); a centred box, fitted by skip: ahead of hourglass-vase on 11 fits of 12 "
-        "(median +2.2 dB), of biharmonic on the median (+1.43 dB) and on 4 crops of 4 at 128x128; file masks "
+        "(median +2.2 dB), of biharmonic on the median (+1.43 dB) and on 5 crops of 6 at 128x128; file masks "
         "not measured",
         archs={"inpaint-box": "skip"},
     ),
