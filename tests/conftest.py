@@ -58,9 +58,6 @@ SLOWEST_FILES = [
     "test_many.py",
     "test_docs_browser.py",
     "test_memory.py",
-    "test_cli_failures.py",
-    "test_impedance.py",
-    "test_bench.py",
 ]
 
 
