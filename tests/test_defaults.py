@@ -36,6 +36,15 @@ TASK_ARGS = {
     "jpeg": ["--task", "jpeg", "--quality", "10"],
     "flash": ["--task", "flash"],
 }
+# The same tasks as dip.tasks.Task specs (flash aside: its operator needs the flash photograph).
+TASK_SPECS = {
+    "denoise": {"task": "denoise", "sigma": 25},
+    "denoise-poisson": {"task": "denoise", "noise": "poisson", "peak": 10},
+    "deblur": {"task": "deblur", "blur": "gaussian:1.6", "sigma": 2},
+    "sr": {"task": "sr", "factor": 4},
+    "inpaint": {"task": "inpaint", "mask": "drop", "drop": 0.5},
+    "jpeg": {"task": "jpeg", "quality": 10},
+}
 
 
 @pytest.fixture
@@ -104,14 +113,8 @@ def test_a_box_mask_is_fitted_by_the_defaults_network_and_the_papers_with_stop_f
 def test_the_python_api_takes_the_same_default_for_a_tasks_operator():
     """dip.restore's default: the registry's entry of the operator's task, GENERIC for an operator of the
     user's."""
-    task_operators = {
-        "denoise": Task.from_spec({"task": "denoise", "sigma": 25}).operator(),
-        "denoise-poisson": Task.from_spec({"task": "denoise", "noise": "poisson", "peak": 10}).operator(),
-        "deblur": Task.from_spec({"task": "deblur", "blur": "gaussian:1.6", "sigma": 2}).operator(),
-        "sr": Task.from_spec({"task": "sr", "factor": 4}).operator(),
-        "inpaint": Task.from_spec({"task": "inpaint", "mask": "drop", "drop": 0.5}).operator(torch.ones(1, 1, 8, 8)),
-        "jpeg": Task.from_spec({"task": "jpeg", "quality": 10}).operator(),
-    }
+    mask = {"inpaint": torch.ones(1, 1, 8, 8)}
+    task_operators = {key: Task.from_spec(spec).operator(mask.get(key)) for key, spec in TASK_SPECS.items()}
     for key, operator in task_operators.items():
         assert defaults.operator_key(operator) == key and for_operator(operator) == DEFAULTS[key]
     deblur_poisson = Task.from_spec({"task": "deblur", "blur": "gaussian:1.6", "noise": "poisson", "peak": 10})
@@ -332,13 +335,7 @@ def test_the_config_schema_offers_the_default_and_every_rule():
 def test_a_risk_estimate_data_term_changes_the_rule_and_keeps_the_tasks_budget():
     """With `loss="sure"` the rule and its reason are RISK's; the task's budget (and its growth with the
     image's size) and networks stay the task's, the plain data term's default is the registry's entry."""
-    specs = {
-        "denoise": {"task": "denoise", "sigma": 25},
-        "denoise-poisson": {"task": "denoise", "noise": "poisson", "peak": 10},
-        "deblur": {"task": "deblur", "blur": "gaussian:1.6", "sigma": 2},
-        "inpaint": {"task": "inpaint", "mask": "drop", "drop": 0.5},
-    }
-    for key, spec in specs.items():
+    for key, spec in TASK_SPECS.items():
         task, entry = Task.from_spec(spec), DEFAULTS[key]
         assert for_task(task) == entry
         risk = for_task(task, "sure")
