@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from defaults_check import IMAGES, image_file  # noqa: E402
+from defaults_check import IMAGES, _dip, image_file  # noqa: E402
 
 from dip import cbm3d, seeds  # noqa: E402
 from dip.image_io import read_array  # noqa: E402
@@ -136,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         clean_file = image_file(Path("results/heldout64"), name, a.size)
         degraded = a.out / "degraded" / f"{name}{a.size}"
         task = ["--task", "denoise", "--sigma", "25"]
-        args = ["degrade", *task, "--image", str(clean_file), "--seed", "0", "--exact", "--out", str(degraded)]
-        subprocess.run([sys.executable, "-m", "dip", *args], check=True, capture_output=True)
+        _dip(["degrade", *task, "--image", str(clean_file), "--seed", "0", "--exact", "--out", str(degraded)],
+             degraded.with_suffix(".log"))  # fmt: skip
         clean, observed = read_array(str(clean_file)), read_array(str(degraded / "observed.tif"))
         start = time.perf_counter()
         result = fit(observed, clean, a.iters, a.seed)
